@@ -1,0 +1,178 @@
+//! Errors of the pure core.
+
+use thiserror::Error;
+
+/// Everything that can go wrong in memlane's pure logic.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum CoreError {
+    /// A migration file could not be read as a migration.
+    #[error("{file}:{line}: {message}\n  hint: {hint}")]
+    MigrationFile {
+        /// File name (not the full path).
+        file: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What is wrong.
+        message: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// A migration file name does not follow `NNNN_slug.toml`.
+    #[error("migration file name `{file}` is not `NNNN_slug.toml`; rename it, e.g. `0001_{suggestion}.toml`")]
+    FileName {
+        /// Offending file name.
+        file: String,
+        /// A slug suggestion.
+        suggestion: String,
+    },
+    /// Two migration files share one id.
+    #[error("migrations `{first}` and `{second}` share id {id}; give one of them a new number")]
+    DuplicateId {
+        /// The shared id.
+        id: u32,
+        /// First file.
+        first: String,
+        /// Second file.
+        second: String,
+    },
+    /// The applied history and the migration folder disagree.
+    #[error("{0}")]
+    Chain(#[from] ChainError),
+    /// A vector cannot be written into a space.
+    #[error("{0}")]
+    Vector(#[from] VectorError),
+    /// An embedding space definition is invalid.
+    #[error("invalid space `{space}`: {message}")]
+    Space {
+        /// Space name.
+        space: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Lint found errors; nothing was applied.
+    #[error("lint found {count} error(s); nothing applied:\n{details}")]
+    Lint {
+        /// Number of error findings.
+        count: usize,
+        /// Rendered findings.
+        details: String,
+    },
+    /// A value does not fit a field type.
+    #[error("value {value} does not fit field `{field}` of type {ty}; {hint}")]
+    Value {
+        /// Field name.
+        field: String,
+        /// Field type.
+        ty: String,
+        /// Rendered value.
+        value: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// A stored state could not be decoded.
+    #[error("store state is unreadable: {0}; was it written by a newer memlane?")]
+    State(String),
+}
+
+/// The applied history and the migration files disagree (Flyway's "validate" failures).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ChainError {
+    /// An applied migration's file changed after it was applied.
+    #[error("applied migration `{file}` was edited after it was applied (checksum {recorded} recorded, {found} now); revert the edit, or record it deliberately with `memlane repair --accept {id} --reason \"...\"`")]
+    Edited {
+        /// Migration id.
+        id: u32,
+        /// File name.
+        file: String,
+        /// Checksum recorded in the store (short).
+        recorded: String,
+        /// Checksum of the file now (short).
+        found: String,
+    },
+    /// An applied migration's file was renamed.
+    #[error("applied migration {id} was applied as `{applied}` but the folder has `{found}`; rename it back, or record the rename with `memlane repair --accept {id} --reason \"...\"`")]
+    Renamed {
+        /// Migration id.
+        id: u32,
+        /// Name when applied.
+        applied: String,
+        /// Name now.
+        found: String,
+    },
+    /// An applied migration's file is missing.
+    #[error("applied migration `{file}` is missing from the migrations folder; restore the file (history is forward-only)")]
+    Removed {
+        /// Migration id.
+        id: u32,
+        /// File name when applied.
+        file: String,
+    },
+    /// A pending migration sorts before an applied one.
+    #[error("pending migration `{file}` sorts before the last applied migration `{last_applied}`; renumber it after {last_id:04}")]
+    Reordered {
+        /// Pending file.
+        file: String,
+        /// Last applied file.
+        last_applied: String,
+        /// Last applied id.
+        last_id: u32,
+    },
+}
+
+/// A vector that cannot be written into a space.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum VectorError {
+    /// Dimension mismatch.
+    #[error("record `{id}`: vector dimension {got} does not match space `{space}` ({expected}); re-embed with `memlane apply` or write to the matching space")]
+    Dimension {
+        /// Record id.
+        id: String,
+        /// Space name.
+        space: String,
+        /// Expected dimension.
+        expected: usize,
+        /// Actual dimension.
+        got: usize,
+    },
+    /// NaN or infinite component.
+    #[error("record `{id}`: vector for space `{space}` has a non-finite value ({value} at index {index}); fix the embedder output")]
+    NonFinite {
+        /// Record id.
+        id: String,
+        /// Space name.
+        space: String,
+        /// Index of the first bad component.
+        index: usize,
+        /// The bad value, rendered.
+        value: String,
+    },
+    /// All-zero vector in a cosine space.
+    #[error("record `{id}`: zero vector cannot be written into cosine space `{space}` (its direction is undefined); drop the record or fix the embedder")]
+    Zero {
+        /// Record id.
+        id: String,
+        /// Space name.
+        space: String,
+    },
+    /// Missing vector for a space that requires one.
+    #[error("record `{id}`: no vector for space `{space}`; supply one or write without that space")]
+    Missing {
+        /// Record id.
+        id: String,
+        /// Space name.
+        space: String,
+    },
+    /// A normalised space got a vector whose norm is far from 1.
+    #[error("record `{id}`: space `{space}` is declared normalised but the vector's norm is {norm}; normalise it before writing")]
+    NotNormalized {
+        /// Record id.
+        id: String,
+        /// Space name.
+        space: String,
+        /// Observed norm.
+        norm: f32,
+    },
+}
+
+/// Result alias of the core.
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

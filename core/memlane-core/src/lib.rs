@@ -1,0 +1,27 @@
+//! # memlane-core
+//!
+//! The pure heart of memlane: embedding spaces, migration files and their hash
+//! chain, lint and plan, invariant checks over plain columns, and report types.
+//! No IO, no async runtime, no arrow or lance: it compiles to `wasm32-unknown-unknown`
+//! so the browser preview runs the same logic as the CLI.
+
+pub mod chain;
+pub mod error;
+pub mod invariant;
+pub mod migration;
+pub mod plan;
+pub mod report;
+pub mod schema;
+pub mod space;
+pub mod state;
+
+pub use error::{ChainError, CoreError, Result, VectorError};
+pub use migration::{CheckKind, InvariantSpec, Migration, Severity, Step, parse_folder, parse_migration};
+pub use plan::{Effect, Finding, Level, Plan, Snapshot, plan};
+pub use report::{ApplyReport, InvariantResult, MigrationOutcome, MigrationReport, StepReport};
+pub use schema::{FieldDef, FieldType, Value};
+pub use space::{Fingerprint, Metric, Space};
+pub use state::{Action, AppliedMigration, HistoryEntry, InFlight, StoreState};
+
+/// Version of memlane recorded in every history entry.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,575 @@
+//! Migration files: `NNNN_slug.toml`, parsed into ordered steps with source lines.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::schema::Value;
+use crate::space::Metric;
+
+/// One operation of a migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Add a metadata field, filled with `default` (or null).
+    AddField {
+        /// New field name.
+        field: String,
+        /// Type name (see [`crate::schema::FieldType::parse`]).
+        #[serde(rename = "type")]
+        ty: String,
+        /// Value for existing rows.
+        #[serde(default)]
+        default: Option<Value>,
+        /// Whether the field may be null (default true).
+        #[serde(default = "yes")]
+        nullable: bool,
+    },
+    /// Rename a field.
+    RenameField {
+        /// Current name.
+        from: String,
+        /// New name.
+        to: String,
+    },
+    /// Drop a metadata field.
+    DropField {
+        /// Field to drop.
+        field: String,
+    },
+    /// Change a field's type; only lossless widenings are allowed.
+    CastField {
+        /// Field to cast.
+        field: String,
+        /// Target type name.
+        to: String,
+    },
+    /// Fill a field with a constant or a copy of another field.
+    Backfill {
+        /// Field to fill.
+        field: String,
+        /// Constant value.
+        #[serde(default)]
+        value: Option<Value>,
+        /// Copy from this field instead.
+        #[serde(default)]
+        copy_from: Option<String>,
+        /// Only fill rows where the field is null (default true).
+        #[serde(default = "yes")]
+        only_null: bool,
+    },
+    /// Declare a new embedding space and add its (empty) vector column.
+    AddSpace {
+        /// Space name.
+        space: String,
+        /// Provider.
+        #[serde(default)]
+        provider: String,
+        /// Model.
+        #[serde(default)]
+        model: String,
+        /// Revision.
+        #[serde(default)]
+        revision: String,
+        /// Dimension.
+        dimension: usize,
+        /// Metric (default cosine).
+        #[serde(default)]
+        metric: Metric,
+        /// Whether the model emits unit vectors.
+        #[serde(default)]
+        normalized: bool,
+        /// Query prefix the model expects.
+        #[serde(default)]
+        query_prefix: String,
+        /// Passage prefix the model expects.
+        #[serde(default)]
+        passage_prefix: String,
+    },
+    /// Embed every record's source text into a space with an embedder the host supplies.
+    Reembed {
+        /// Target space (declared by `add_space`).
+        space: String,
+        /// Embedder name, supplied by the host program.
+        embedder: String,
+        /// Field holding the text (default `content`).
+        #[serde(default = "content")]
+        source: String,
+        /// Rows per embedder call.
+        #[serde(default)]
+        batch_size: Option<usize>,
+        /// Make the space the active one when done (default true).
+        #[serde(default = "yes")]
+        activate: bool,
+    },
+    /// Matryoshka truncation: a new space with the first `dimension` components, renormalised.
+    Truncate {
+        /// Source space.
+        from: String,
+        /// New space name.
+        space: String,
+        /// Kept dimensions.
+        dimension: usize,
+        /// Make the new space active (default true).
+        #[serde(default = "yes")]
+        activate: bool,
+    },
+    /// Scale a space's vectors to unit length, in place.
+    Normalize {
+        /// Space to normalise.
+        space: String,
+    },
+    /// Delete the records matching a SQL predicate.
+    DeleteWhere {
+        /// SQL filter, e.g. `status = 'expired'`.
+        predicate: String,
+    },
+    /// Remove duplicate records, keeping the newest of each group.
+    Dedupe {
+        /// Field that identifies duplicates (default `id`).
+        #[serde(default = "id")]
+        by: String,
+        /// Field that orders records; the largest wins (default `updated_at`).
+        #[serde(default = "updated_at")]
+        order_by: String,
+    },
+    /// Switch the active space.
+    SetActiveSpace {
+        /// Space to activate.
+        space: String,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+fn content() -> String {
+    crate::schema::CONTENT.to_owned()
+}
+fn id() -> String {
+    crate::schema::ID.to_owned()
+}
+fn updated_at() -> String {
+    "updated_at".to_owned()
+}
+
+/// Names of all ops, for hints.
+pub const OPS: &str = "add_field, rename_field, drop_field, cast_field, backfill, add_space, reembed, truncate, normalize, delete_where, dedupe, set_active_space";
+
+impl Step {
+    /// The op name as written in files.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Step::AddField { .. } => "add_field",
+            Step::RenameField { .. } => "rename_field",
+            Step::DropField { .. } => "drop_field",
+            Step::CastField { .. } => "cast_field",
+            Step::Backfill { .. } => "backfill",
+            Step::AddSpace { .. } => "add_space",
+            Step::Reembed { .. } => "reembed",
+            Step::Truncate { .. } => "truncate",
+            Step::Normalize { .. } => "normalize",
+            Step::DeleteWhere { .. } => "delete_where",
+            Step::Dedupe { .. } => "dedupe",
+            Step::SetActiveSpace { .. } => "set_active_space",
+        }
+    }
+
+    /// A one-line human description.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::AddField { field, ty, default, .. } => match default {
+                Some(d) => format!("add field `{field}` ({ty}) = {d}"),
+                None => format!("add field `{field}` ({ty}), null for existing rows"),
+            },
+            Step::RenameField { from, to } => format!("rename field `{from}` -> `{to}`"),
+            Step::DropField { field } => format!("drop field `{field}`"),
+            Step::CastField { field, to } => format!("cast field `{field}` to {to}"),
+            Step::Backfill { field, value, copy_from, only_null } => {
+                let src = match (value, copy_from) {
+                    (Some(v), _) => v.to_string(),
+                    (None, Some(f)) => format!("`{f}`"),
+                    (None, None) => "?".to_owned(),
+                };
+                format!("backfill `{field}` from {src}{}", if *only_null { " where null" } else { "" })
+            }
+            Step::AddSpace { space, model, dimension, metric, .. } => {
+                format!("add space `{space}` ({model}, {dimension}d {})", metric.as_str())
+            }
+            Step::Reembed { space, embedder, source, .. } => {
+                format!("re-embed `{source}` into space `{space}` with embedder `{embedder}`")
+            }
+            Step::Truncate { from, space, dimension, .. } => {
+                format!("truncate space `{from}` to {dimension} dims as `{space}` (renormalised)")
+            }
+            Step::Normalize { space } => format!("normalise vectors of space `{space}`"),
+            Step::DeleteWhere { predicate } => format!("delete records where {predicate}"),
+            Step::Dedupe { by, order_by } => format!("dedupe by `{by}`, keep the largest `{order_by}`"),
+            Step::SetActiveSpace { space } => format!("make `{space}` the active space"),
+        }
+    }
+}
+
+/// Severity of an invariant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Blocks the step.
+    #[default]
+    Fail,
+    /// Reported and recorded only.
+    Warn,
+}
+
+/// Built-in invariant checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// rows before - deleted + added = after.
+    RowsAccounted,
+    /// ids unique and non-null.
+    IdsUnique,
+    /// vectors of a space (default: active spaces) finite and of the right dimension.
+    VectorsValid,
+    /// a SQL predicate that rows must satisfy (`mostly` of them).
+    Expression,
+    /// the number of rows stays within `min`..=`max`.
+    RowCount,
+}
+
+/// An invariant declared in a migration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvariantSpec {
+    /// Which check.
+    pub check: CheckKind,
+    /// Optional name shown in reports.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// SQL predicate for `expression`.
+    #[serde(default)]
+    pub expr: Option<String>,
+    /// Space for `vectors_valid`.
+    #[serde(default)]
+    pub space: Option<String>,
+    /// Fraction of rows that must pass (default 1.0).
+    #[serde(default = "one")]
+    pub mostly: f64,
+    /// `fail` (default) or `warn`.
+    #[serde(default)]
+    pub severity: Severity,
+    /// Lower bound for `row_count`.
+    #[serde(default)]
+    pub min: Option<u64>,
+    /// Upper bound for `row_count`.
+    #[serde(default)]
+    pub max: Option<u64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl InvariantSpec {
+    /// A built-in invariant of the given kind with defaults.
+    pub fn builtin(check: CheckKind) -> Self {
+        InvariantSpec {
+            check,
+            name: None,
+            expr: None,
+            space: None,
+            mostly: 1.0,
+            severity: Severity::Fail,
+            min: None,
+            max: None,
+        }
+    }
+
+    /// Name shown in reports.
+    pub fn label(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        match self.check {
+            CheckKind::RowsAccounted => "rows_accounted".into(),
+            CheckKind::IdsUnique => "ids_unique".into(),
+            CheckKind::VectorsValid => match &self.space {
+                Some(s) => format!("vectors_valid[{s}]"),
+                None => "vectors_valid".into(),
+            },
+            CheckKind::Expression => format!("expression[{}]", self.expr.as_deref().unwrap_or("")),
+            CheckKind::RowCount => "row_count".into(),
+        }
+    }
+}
+
+/// A step with the line it starts on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepAt {
+    /// The operation.
+    #[serde(flatten)]
+    pub step: Step,
+    /// 1-based line of its `[[steps]]` header.
+    pub line: usize,
+}
+
+/// A parsed migration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migration {
+    /// Number from the file name.
+    pub id: u32,
+    /// Slug from the file name.
+    pub slug: String,
+    /// File name, e.g. `0002_add_topic.toml`.
+    pub file: String,
+    /// Human description.
+    pub description: String,
+    /// Ordered steps.
+    pub steps: Vec<StepAt>,
+    /// Invariants checked after each step.
+    pub invariants: Vec<InvariantSpec>,
+    /// blake3 of the canonical content (hex).
+    pub content_hash: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    id: Option<toml::Spanned<i64>>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    steps: Vec<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    invariants: Vec<toml::Spanned<toml::Table>>,
+}
+
+/// Split `NNNN_slug.toml` into (id, slug).
+pub fn parse_file_name(file: &str) -> Result<(u32, String)> {
+    let bad = || CoreError::FileName {
+        file: file.to_owned(),
+        suggestion: crate::space::suggest_name(file.trim_end_matches(".toml")),
+    };
+    let stem = file.strip_suffix(".toml").ok_or_else(bad)?;
+    let (num, slug) = stem.split_once('_').ok_or_else(bad)?;
+    if num.len() < 4 || !num.bytes().all(|b| b.is_ascii_digit()) || slug.is_empty() {
+        return Err(bad());
+    }
+    if !slug
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(bad());
+    }
+    let id = num.parse().map_err(|_| bad())?;
+    Ok((id, slug.to_owned()))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+/// Find the line of `key =` inside a span, falling back to the span's first line.
+fn line_of_key(text: &str, start: usize, key: Option<&str>) -> usize {
+    if let Some(key) = key {
+        // The span of an array-of-tables entry may cover only its header: search up to
+        // the next table header.
+        let slice = &text[start.min(text.len())..];
+        let mut off = 0;
+        for (i, l) in slice.split_inclusive('\n').enumerate() {
+            let t = l.trim_start();
+            if i > 0 && t.starts_with('[') {
+                break;
+            }
+            if t.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')) {
+                return line_of(text, start + off);
+            }
+            off += l.len();
+        }
+    }
+    line_of(text, start)
+}
+
+/// The key a serde error message is about, if it quotes one (`unknown field `x``).
+fn quoted(msg: &str) -> Option<&str> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    Some(&msg[start..start + len])
+}
+
+/// Canonical hash of a migration's content: blake3 over the parsed document, so
+/// formatting and comments do not count but every value does.
+pub fn content_hash(doc: &toml::Table) -> String {
+    let canonical = serde_json::to_string(doc).unwrap_or_default();
+    blake3::hash(canonical.as_bytes()).to_hex().to_string()
+}
+
+/// Parse one migration file.
+pub fn parse_migration(file: &str, text: &str) -> Result<Migration> {
+    let (id, slug) = parse_file_name(file)?;
+    let err = |line: usize, message: String, hint: &str| CoreError::MigrationFile {
+        file: file.to_owned(),
+        line,
+        message,
+        hint: hint.to_owned(),
+    };
+    let doc: toml::Table = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_of(text, s.start));
+        err(line, e.message().trim().to_owned(), "this is not valid TOML; see docs/migrations.md for the format")
+    })?;
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim().to_owned();
+        let line = e.span().map_or(1, |s| line_of(text, s.start));
+        err(line, msg, "top-level keys are `id`, `description`, `[[steps]]` and `[[invariants]]`")
+    })?;
+    if let Some(sid) = &raw.id
+        && *sid.get_ref() != i64::from(id)
+    {
+        return Err(err(
+            line_of(text, sid.span().start),
+            format!("`id = {}` does not match the file number {id:04}", sid.get_ref()),
+            "make the `id` equal to the file number, or drop the `id` line",
+        ));
+    }
+    let mut steps = Vec::with_capacity(raw.steps.len());
+    for s in raw.steps {
+        let span = s.span();
+        let line = line_of(text, span.start);
+        let table = s.into_inner();
+        let step = Step::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+            let msg = e.to_string().trim().to_owned();
+            let hint = if msg.contains("unknown variant") || msg.contains("missing field `op`") {
+                format!("`op` must be one of: {OPS}")
+            } else if msg.contains("unknown field") {
+                "remove or rename the key; docs/migrations.md lists each op's keys".to_owned()
+            } else {
+                "check the value's type against docs/migrations.md".to_owned()
+            };
+            let key = if msg.contains("unknown variant") { Some("op") } else { quoted(&msg) };
+            err(line_of_key(text, span.start, key), msg, &hint)
+        })?;
+        steps.push(StepAt { step, line });
+    }
+    let mut invariants = Vec::with_capacity(raw.invariants.len());
+    for s in raw.invariants {
+        let span = s.span();
+        let inv = InvariantSpec::deserialize(toml::Value::Table(s.into_inner())).map_err(|e| {
+            let msg = e.to_string().trim().to_owned();
+            let key = quoted(&msg);
+            err(
+                line_of_key(text, span.start, key),
+                msg,
+                "`check` is one of rows_accounted, ids_unique, vectors_valid, expression, row_count",
+            )
+        })?;
+        invariants.push(inv);
+    }
+    if steps.is_empty() {
+        return Err(err(1, "migration has no steps".into(), "add at least one `[[steps]]` table with an `op`"));
+    }
+    Ok(Migration {
+        id,
+        slug,
+        file: file.to_owned(),
+        description: raw.description.unwrap_or_default(),
+        steps,
+        invariants,
+        content_hash: content_hash(&doc),
+    })
+}
+
+/// Parse a folder's files (name, text), sorted by id; duplicate ids are refused.
+/// Files not ending in `.toml` are ignored.
+pub fn parse_folder(files: &[(String, String)]) -> Result<Vec<Migration>> {
+    let mut by_id: BTreeMap<u32, Migration> = BTreeMap::new();
+    for (name, text) in files {
+        if !name.ends_with(".toml") {
+            continue;
+        }
+        let m = parse_migration(name, text)?;
+        if let Some(prev) = by_id.get(&m.id) {
+            return Err(CoreError::DuplicateId {
+                id: m.id,
+                first: prev.file.clone(),
+                second: m.file.clone(),
+            });
+        }
+        by_id.insert(m.id, m);
+    }
+    Ok(by_id.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+description = "add topic"
+
+[[steps]]
+op = "add_field"
+field = "topic"
+type = "string"
+default = "general"
+
+[[steps]]
+op = "truncate"
+from = "e768"
+space = "e256"
+dimension = 256
+
+[[invariants]]
+check = "expression"
+expr = "topic IS NOT NULL"
+mostly = 0.99
+"#;
+
+    #[test]
+    fn parses_steps_with_lines() {
+        let m = parse_migration("0002_add_topic.toml", OK).unwrap();
+        assert_eq!(m.id, 2);
+        assert_eq!(m.steps.len(), 2);
+        assert_eq!(m.steps[0].line, 4);
+        assert_eq!(m.steps[1].line, 10);
+        assert!(matches!(m.steps[1].step, Step::Truncate { dimension: 256, activate: true, .. }));
+        assert_eq!(m.invariants[0].mostly, 0.99);
+    }
+
+    #[test]
+    fn comments_do_not_change_the_hash_but_values_do() {
+        let a = parse_migration("0002_a.toml", OK).unwrap();
+        let b = parse_migration("0002_a.toml", &format!("# note\n{OK}")).unwrap();
+        let c = parse_migration("0002_a.toml", &OK.replace("general", "misc")).unwrap();
+        assert_eq!(a.content_hash, b.content_hash);
+        assert_ne!(a.content_hash, c.content_hash);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_hint() {
+        let bad = OK.replace("op = \"truncate\"", "op = \"truncat\"");
+        let e = parse_migration("0002_a.toml", &bad).unwrap_err().to_string();
+        assert!(e.starts_with("0002_a.toml:11:"), "{e}");
+        assert!(e.contains("truncate"), "{e}");
+        let bad = OK.replace("dimension = 256", "dimension = 256\ncolour = 3");
+        let e = parse_migration("0002_a.toml", &bad).unwrap_err().to_string();
+        assert!(e.starts_with("0002_a.toml:15:") && e.contains("colour"), "{e}");
+        let bad = OK.replace("dimension = 256", "dimension = \"wide\"");
+        let e = parse_migration("0002_a.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("0002_a.toml:10:"), "{e}");
+        let e = parse_migration("0002_a.toml", "[[steps]\nop=1").unwrap_err().to_string();
+        assert!(e.contains("0002_a.toml:1:"), "{e}");
+        assert!(parse_migration("2_a.toml", OK).is_err());
+        assert!(parse_migration("0002_a.toml", &format!("id = 3\n{OK}")).unwrap_err().to_string().contains("file number"));
+    }
+
+    #[test]
+    fn duplicate_ids_refused() {
+        let f = |n: &str| (n.to_owned(), OK.to_owned());
+        let e = parse_folder(&[f("0002_a.toml"), f("0002_b.toml")]).unwrap_err();
+        assert!(matches!(e, CoreError::DuplicateId { id: 2, .. }));
+        let ok = parse_folder(&[f("0003_b.toml"), f("0002_a.toml"), ("README.md".into(), String::new())]).unwrap();
+        assert_eq!(ok.iter().map(|m| m.id).collect::<Vec<_>>(), vec![2, 3]);
+    }
+}

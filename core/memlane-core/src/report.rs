@@ -1,0 +1,232 @@
+//! Reports of steps, migrations and invariant checks (serde, with human rendering).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::migration::{CheckKind, Severity};
+
+/// The outcome of one invariant check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvariantResult {
+    /// Name shown in reports.
+    pub name: String,
+    /// Check kind.
+    pub check: CheckKind,
+    /// Severity.
+    pub severity: Severity,
+    /// Whether it holds (`mostly` taken into account).
+    pub passed: bool,
+    /// Rows looked at.
+    pub total: u64,
+    /// Rows that failed.
+    pub failed: u64,
+    /// Required pass fraction.
+    pub mostly: f64,
+    /// Up to [`SAMPLE_IDS`] ids of failing rows.
+    #[serde(default)]
+    pub sample_ids: Vec<String>,
+    /// One-line explanation.
+    pub message: String,
+}
+
+/// How many failing ids a check keeps.
+pub const SAMPLE_IDS: usize = 10;
+
+impl InvariantResult {
+    /// Build a result from counts: passes when the passing share reaches `mostly`.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn from_counts(
+        name: impl Into<String>,
+        check: CheckKind,
+        severity: Severity,
+        mostly: f64,
+        total: u64,
+        failed: u64,
+        sample_ids: Vec<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        let share = if total == 0 { 1.0 } else { (total - failed) as f64 / total as f64 };
+        InvariantResult {
+            name: name.into(),
+            check,
+            severity,
+            passed: failed == 0 || share >= mostly,
+            total,
+            failed,
+            mostly,
+            sample_ids,
+            message: message.into(),
+        }
+    }
+
+    /// Whether this result blocks the step.
+    pub fn blocks(&self) -> bool {
+        !self.passed && self.severity == Severity::Fail
+    }
+}
+
+impl fmt::Display for InvariantResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mark = match (self.passed, self.severity) {
+            (true, _) => "ok  ",
+            (false, Severity::Warn) => "WARN",
+            (false, Severity::Fail) => "FAIL",
+        };
+        write!(f, "{mark} {}: {}", self.name, self.message)?;
+        if !self.sample_ids.is_empty() {
+            write!(f, " (e.g. {})", self.sample_ids.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// The report of one committed (or dry-run) step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Migration id.
+    pub migration: u32,
+    /// 0-based step index.
+    pub step: usize,
+    /// Op name.
+    pub op: String,
+    /// Human description.
+    pub description: String,
+    /// Rows before the step.
+    pub rows_before: u64,
+    /// Rows after the step.
+    pub rows_after: u64,
+    /// Rows deleted.
+    pub rows_deleted: u64,
+    /// Rows whose values the step wrote.
+    pub rows_written: u64,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Invariant results.
+    pub invariants: Vec<InvariantResult>,
+    /// Lance version the step committed (none in a dry run).
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+impl StepReport {
+    /// Whether any invariant blocks.
+    pub fn blocked(&self) -> bool {
+        self.invariants.iter().any(InvariantResult::blocks)
+    }
+}
+
+impl fmt::Display for StepReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "  step {} {}: rows {} -> {}",
+            self.step + 1,
+            self.description,
+            self.rows_before,
+            self.rows_after
+        )?;
+        if self.rows_deleted > 0 {
+            write!(f, ", {} deleted", self.rows_deleted)?;
+        }
+        if self.rows_written > 0 {
+            write!(f, ", {} written", self.rows_written)?;
+        }
+        write!(f, " in {} ms", self.duration_ms)?;
+        if let Some(v) = self.version {
+            write!(f, " (version {v})")?;
+        }
+        for i in &self.invariants {
+            write!(f, "\n    {i}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How a migration ended in an apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationOutcome {
+    /// All steps committed.
+    Applied,
+    /// Dry run: nothing committed.
+    DryRun,
+    /// A step was blocked by an invariant; earlier steps stay committed and the
+    /// migration resumes at the blocked step.
+    Blocked,
+}
+
+/// The report of one migration in an apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationReport {
+    /// Migration id.
+    pub id: u32,
+    /// File name.
+    pub file: String,
+    /// Description.
+    pub description: String,
+    /// Chained checksum.
+    pub checksum: String,
+    /// Outcome.
+    pub outcome: MigrationOutcome,
+    /// Whether it resumed an earlier, interrupted apply.
+    pub resumed: bool,
+    /// Step reports (only the steps run in this apply).
+    pub steps: Vec<StepReport>,
+}
+
+/// The report of `apply`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ApplyReport {
+    /// Lance version before.
+    pub version_before: u64,
+    /// Lance version after.
+    pub version_after: u64,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Migrations run.
+    pub migrations: Vec<MigrationReport>,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl ApplyReport {
+    /// Whether an invariant blocked a step.
+    pub fn blocked(&self) -> bool {
+        self.migrations.iter().any(|m| m.outcome == MigrationOutcome::Blocked)
+    }
+}
+
+impl fmt::Display for ApplyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.migrations.is_empty() {
+            return write!(f, "nothing to apply: the store is at version {} and up to date", self.version_after);
+        }
+        for m in &self.migrations {
+            let outcome = match m.outcome {
+                MigrationOutcome::Applied => "applied",
+                MigrationOutcome::DryRun => "dry run, nothing committed",
+                MigrationOutcome::Blocked => "BLOCKED by an invariant, step not committed",
+            };
+            writeln!(
+                f,
+                "{} {}{} — {}",
+                m.file,
+                outcome,
+                if m.resumed { " (resumed)" } else { "" },
+                m.description
+            )?;
+            for s in &m.steps {
+                writeln!(f, "{s}")?;
+            }
+        }
+        write!(
+            f,
+            "version {} -> {} in {} ms{}",
+            self.version_before,
+            self.version_after,
+            self.duration_ms,
+            if self.dry_run { " (dry run)" } else { "" }
+        )
+    }
+}

@@ -1,0 +1,223 @@
+//! What a store records about itself, carried in every memlane commit.
+//!
+//! Each memlane commit of the Lance dataset carries two transaction properties:
+//! [`STATE_KEY`] (the whole [`StoreState`] after the commit) and [`ENTRY_KEY`] (the
+//! [`HistoryEntry`] describing the commit). History and data therefore land in one
+//! atomic commit and can never disagree.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::report::StepReport;
+use crate::space::Space;
+
+/// Transaction property holding the [`StoreState`] JSON.
+pub const STATE_KEY: &str = "memlane.state";
+/// Transaction property holding the [`HistoryEntry`] JSON.
+pub const ENTRY_KEY: &str = "memlane.entry";
+/// Current state format.
+pub const STATE_FORMAT: u32 = 1;
+
+/// A deliberate, recorded edit of an applied migration (`memlane repair`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repair {
+    /// Why the edit was accepted.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// File name before the repair.
+    pub previous_file: String,
+    /// Content hash before the repair.
+    pub previous_content_hash: String,
+}
+
+/// A migration that completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedMigration {
+    /// Migration id.
+    pub id: u32,
+    /// File name.
+    pub file: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// blake3 of the canonical content.
+    pub content_hash: String,
+    /// Chained checksum.
+    pub checksum: String,
+    /// When it completed (RFC 3339).
+    pub applied_at: String,
+    /// Lance version of the completing commit.
+    pub version: u64,
+    /// Recorded repairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<Repair>,
+}
+
+/// A migration that started and has not completed: the resume point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// Migration id.
+    pub id: u32,
+    /// File name.
+    pub file: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// blake3 of the canonical content.
+    pub content_hash: String,
+    /// Chained checksum.
+    pub checksum: String,
+    /// Steps committed so far.
+    pub steps_done: usize,
+    /// Total steps.
+    pub steps_total: usize,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// Lance version before its first commit.
+    pub started_version: u64,
+    /// Op-specific checkpoint of the current step (gradual ops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<serde_json::Value>,
+    /// Reports of the committed steps.
+    #[serde(default)]
+    pub reports: Vec<StepReport>,
+}
+
+/// Everything memlane knows about a store beyond its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreState {
+    /// State format.
+    pub format: u32,
+    /// Embedding spaces (all, including inactive ones).
+    pub spaces: Vec<Space>,
+    /// The space searches use by default.
+    #[serde(default)]
+    pub active_space: Option<String>,
+    /// Completed migrations, in order.
+    #[serde(default)]
+    pub applied: Vec<AppliedMigration>,
+    /// The migration in progress, if any.
+    #[serde(default)]
+    pub in_flight: Option<InFlight>,
+}
+
+impl Default for StoreState {
+    fn default() -> Self {
+        StoreState {
+            format: STATE_FORMAT,
+            spaces: Vec::new(),
+            active_space: None,
+            applied: Vec::new(),
+            in_flight: None,
+        }
+    }
+}
+
+impl StoreState {
+    /// Decode from the JSON of a transaction property.
+    pub fn from_json(s: &str) -> Result<Self> {
+        let st: StoreState = serde_json::from_str(s).map_err(|e| CoreError::State(e.to_string()))?;
+        if st.format > STATE_FORMAT {
+            return Err(CoreError::State(format!("state format {} is newer than {STATE_FORMAT}", st.format)));
+        }
+        Ok(st)
+    }
+
+    /// Encode as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Look a space up by name.
+    pub fn space(&self, name: &str) -> Option<&Space> {
+        self.spaces.iter().find(|s| s.name == name)
+    }
+
+    /// The active space.
+    pub fn active(&self) -> Option<&Space> {
+        self.active_space.as_deref().and_then(|n| self.space(n))
+    }
+
+    /// The checksum at the head of the chain (last applied or in-flight).
+    pub fn head_checksum(&self) -> &str {
+        if let Some(f) = &self.in_flight {
+            return &f.checksum;
+        }
+        self.applied.last().map_or("", |a| a.checksum.as_str())
+    }
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The store was created.
+    Create,
+    /// Records were added.
+    Add,
+    /// One step of a migration (the migration is still in flight).
+    Step,
+    /// The last step of a migration: it is now applied.
+    Migration,
+    /// A checkpoint of a gradual step.
+    Checkpoint,
+    /// A restore to an older version (a forward commit).
+    Restore,
+    /// An applied migration's edit was accepted.
+    Repair,
+}
+
+/// The record of one memlane commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// What happened.
+    pub action: Action,
+    /// When (RFC 3339).
+    pub at: String,
+    /// memlane version that wrote it.
+    pub tool_version: String,
+    /// Migration id, for step/migration/repair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<u32>,
+    /// Migration file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Chained checksum of the migration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// Step report, for steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<StepReport>,
+    /// Rows before/after for adds and restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<(u64, u64)>,
+    /// Reason, for restore/repair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Source version, for restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<u64>,
+    /// Active space after the commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_space: Option<String>,
+}
+
+impl HistoryEntry {
+    /// A bare entry of the given action.
+    pub fn new(action: Action, at: impl Into<String>) -> Self {
+        HistoryEntry {
+            action,
+            at: at.into(),
+            tool_version: crate::VERSION.to_owned(),
+            migration: None,
+            file: None,
+            checksum: None,
+            report: None,
+            rows: None,
+            reason: None,
+            restored_from: None,
+            active_space: None,
+        }
+    }
+}
