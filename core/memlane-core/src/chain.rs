@@ -187,7 +187,6 @@ mod tests {
                 content_hash: m.content_hash.clone(),
                 checksum: sum.clone(),
                 applied_at: String::new(),
-                version: 1,
                 repairs: vec![],
             });
             prev = sum;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::schema::Value;
-use crate::space::Metric;
+use crate::space::{Metric, Space};
 
 /// One operation of a migration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,6 +176,62 @@ impl Step {
         }
     }
 
+    /// The space this step creates (`add_space`, `truncate`), built from the step and
+    /// the existing spaces; `None` for other ops or an unknown source space.
+    pub fn new_space(&self, spaces: &[Space]) -> Option<Space> {
+        match self {
+            Step::AddSpace { space, provider, model, revision, dimension, metric, normalized, query_prefix, passage_prefix } => {
+                let mut s = Space::new(space.clone(), *dimension)
+                    .with_model(provider, model, revision)
+                    .with_metric(*metric)
+                    .with_normalized(*normalized);
+                s.query_prefix.clone_from(query_prefix);
+                s.passage_prefix.clone_from(passage_prefix);
+                Some(s)
+            }
+            Step::Truncate { from, space, dimension, .. } => {
+                let src = spaces.iter().find(|s| s.name == *from)?;
+                let mut s = src.clone();
+                s.name.clone_from(space);
+                s.column = crate::space::default_column(space);
+                s.dimension = *dimension;
+                s.normalized = true;
+                s.fingerprint = None;
+                s.revision = format!("{}+truncate{dimension}", src.revision);
+                Some(s)
+            }
+            _ => None,
+        }
+    }
+
+    /// The space this step makes active, if any.
+    pub fn activates(&self) -> Option<&str> {
+        match self {
+            Step::Reembed { space, activate: true, .. }
+            | Step::Truncate { space, activate: true, .. }
+            | Step::SetActiveSpace { space } => Some(space),
+            _ => None,
+        }
+    }
+
+    /// The state after this step: new spaces, normalisation, active space. The store
+    /// records exactly this; the planner simulates with the same function.
+    pub fn evolve_state(&self, state: &crate::state::StoreState) -> crate::state::StoreState {
+        let mut st = state.clone();
+        if let Some(s) = self.new_space(&st.spaces) {
+            st.spaces.push(s);
+        }
+        if let Step::Normalize { space } = self
+            && let Some(s) = st.spaces.iter_mut().find(|s| s.name == *space)
+        {
+            s.normalized = true;
+        }
+        if let Some(a) = self.activates() {
+            st.active_space = Some(a.to_owned());
+        }
+        st
+    }
+
     /// A one-line human description.
     pub fn describe(&self) -> String {
         match self {
@@ -308,7 +364,6 @@ impl InvariantSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepAt {
     /// The operation.
-    #[serde(flatten)]
     pub step: Step,
     /// 1-based line of its `[[steps]]` header.
     pub line: usize,
@@ -399,11 +454,46 @@ fn quoted(msg: &str) -> Option<&str> {
     Some(&msg[start..start + len])
 }
 
-/// Canonical hash of a migration's content: blake3 over the parsed document, so
-/// formatting and comments do not count but every value does.
+/// Canonical hash of a migration's content: blake3 over the parsed document with
+/// keys sorted at every level, so formatting, comments and key order do not count
+/// but every value does.
 pub fn content_hash(doc: &toml::Table) -> String {
-    let canonical = serde_json::to_string(doc).unwrap_or_default();
-    blake3::hash(canonical.as_bytes()).to_hex().to_string()
+    fn canon(v: &toml::Value, out: &mut String) {
+        match v {
+            toml::Value::String(s) => {
+                out.push('s');
+                out.push_str(&serde_json::to_string(s).unwrap_or_default());
+            }
+            toml::Value::Integer(i) => out.push_str(&format!("i{i}")),
+            toml::Value::Float(f) => out.push_str(&format!("f{:016x}", f.to_bits())),
+            toml::Value::Boolean(b) => out.push_str(if *b { "T" } else { "F" }),
+            toml::Value::Datetime(d) => out.push_str(&format!("d{d}")),
+            toml::Value::Array(a) => {
+                out.push('[');
+                for x in a {
+                    canon(x, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            toml::Value::Table(t) => table(t, out),
+        }
+    }
+    fn table(t: &toml::Table, out: &mut String) {
+        let mut keys: Vec<&String> = t.keys().collect();
+        keys.sort();
+        out.push('{');
+        for k in keys {
+            out.push_str(&serde_json::to_string(k).unwrap_or_default());
+            out.push(':');
+            canon(&t[k.as_str()], out);
+            out.push(',');
+        }
+        out.push('}');
+    }
+    let mut s = String::new();
+    table(doc, &mut s);
+    blake3::hash(s.as_bytes()).to_hex().to_string()
 }
 
 /// Parse one migration file.

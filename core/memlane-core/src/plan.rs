@@ -421,16 +421,13 @@ impl Sim {
                 }
                 Effect::WritesColumn { column: field.clone() }
             }
-            Step::AddSpace { space, provider, model, revision, dimension, metric, normalized, query_prefix, passage_prefix } => {
+            Step::AddSpace { space, model, .. } => {
                 if self.space(space).is_some() {
                     self.err("space-exists", format!("space `{space}` already exists"), "pick another name");
                     return Effect::Metadata;
                 }
-                let mut s = Space::new(space.clone(), *dimension).with_model(provider, model, revision).with_metric(*metric).with_normalized(*normalized);
-                s.query_prefix.clone_from(query_prefix);
-                s.passage_prefix.clone_from(passage_prefix);
-                match s.validated() {
-                    Ok(s) => {
+                match step.new_space(&self.spaces).map(Space::validated) {
+                    Some(Ok(s)) => {
                         if self.field(&s.column).is_some() {
                             self.err("field-exists", format!("column `{}` for space `{space}` already exists", s.column), "pick another space name");
                             return Effect::Metadata;
@@ -439,12 +436,10 @@ impl Sim {
                             self.push(Level::Warning, "anonymous-model", format!("space `{space}` names no model"), "set `provider`, `model` and `revision` so a model swap can be detected");
                         }
                         self.fields.push(FieldDef { name: s.column.clone(), ty: FieldType::Vector(s.dimension), nullable: true });
-                        if self.active.is_none() {
-                            self.active = Some(s.name.clone());
-                        }
                         self.spaces.push(s);
                     }
-                    Err(e) => self.err("bad-space", e.to_string(), "fix the space definition"),
+                    Some(Err(e)) => self.err("bad-space", e.to_string(), "fix the space definition"),
+                    None => {}
                 }
                 Effect::Metadata
             }
@@ -466,20 +461,14 @@ impl Sim {
             Step::Truncate { from, space, dimension, activate } => {
                 let Some(src) = self.need_space(from) else { return Effect::Metadata };
                 if *dimension == 0 || *dimension >= src.dimension {
-                    self.err("bad-dimension", format!("cannot truncate `{from}` ({}d) to {dimension} dims", src.dimension), format!("pick a dimension between 1 and {}", src.dimension - 1));
+                    self.err("bad-dimension", format!("cannot truncate `{from}` ({}d) to {dimension} dims", src.dimension), if src.dimension > 1 { format!("pick a dimension between 1 and {}", src.dimension - 1) } else { "a 1-d space cannot be truncated".to_owned() });
                     return Effect::Metadata;
                 }
                 if self.space(space).is_some() {
                     self.err("space-exists", format!("space `{space}` already exists"), "pick another name");
                     return Effect::Metadata;
                 }
-                let mut s = src.clone();
-                s.name.clone_from(space);
-                s.column = crate::space::default_column(space);
-                s.dimension = *dimension;
-                s.normalized = true;
-                s.fingerprint = None;
-                s.revision = format!("{}+truncate{dimension}", src.revision);
+                let Some(s) = step.new_space(&self.spaces) else { return Effect::Metadata };
                 if let Err(e) = check_name(space) {
                     self.err("bad-name", e, "rename the space");
                     return Effect::Metadata;

@@ -47,8 +47,6 @@ pub struct AppliedMigration {
     pub checksum: String,
     /// When it completed (RFC 3339).
     pub applied_at: String,
-    /// Lance version of the completing commit.
-    pub version: u64,
     /// Recorded repairs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repairs: Vec<Repair>,

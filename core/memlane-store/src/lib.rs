@@ -1,1 +1,39 @@
-//! memlane store
+//! # memlane-store
+//!
+//! The Lance-backed engine of memlane: a store of records with embedding spaces,
+//! migrations applied one Lance commit per step (the history entry travels in the
+//! same commit), a lease lock, forward-only restore, tags and search.
+//!
+//! ```no_run
+//! # async fn demo() -> memlane_store::Result<()> {
+//! use memlane_store::{Store, HashEmbedder};
+//! let mut store = Store::open("/tmp/memory.lance").await?;
+//! let files = memlane_store::read_folder("migrations/")?;
+//! let report = store
+//!     .migrator(files)
+//!     .embedder("minilm", HashEmbedder::new(384, 0).arc())
+//!     .apply()
+//!     .await?;
+//! println!("{report}");
+//! # Ok(()) }
+//! ```
+
+mod convert;
+mod embed;
+mod error;
+pub mod lock;
+mod migrate;
+mod ops;
+mod store;
+mod verify;
+mod io;
+
+pub use convert::{SPACE_META, arrow_type, conform, validate};
+pub use embed::{EmbedError, Embedder, HashEmbedder};
+pub use error::{Result, StoreError};
+pub use io::{export_ipc, export_jsonl, read_folder, read_ipc, read_jsonl};
+pub use memlane_core;
+pub use migrate::{Migrator, migration_tag};
+pub use ops::{Progress, ProgressFn};
+pub use store::{AddReport, CreateOptions, Hit, HistoryItem, Store};
+pub use verify::{Check, VerifyReport};

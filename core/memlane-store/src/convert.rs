@@ -1,0 +1,421 @@
+//! Conversion between Arrow and the core's plain types, and record validation.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array,
+    ListArray, RecordBatch, StringArray, TimestampMicrosecondArray, new_null_array,
+};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use memlane_core::schema::{CONTENT, ID, MEMORY_KINDS, MEMORY_STATUSES, memory_fields, parse_timestamp_micros};
+use memlane_core::{FieldDef, FieldType, Space, Value};
+
+use crate::error::{Result, StoreError};
+
+/// Field-metadata key carrying a space's identity on its vector column.
+pub const SPACE_META: &str = "memlane:space";
+
+/// Arrow type of a vector column.
+pub(crate) fn vector_type(dim: usize) -> DataType {
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32)
+}
+
+fn relationships_type() -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(Fields::from(vec![
+            Field::new("target", DataType::Utf8, false),
+            Field::new("relation", DataType::Utf8, true),
+            Field::new("weight", DataType::Float32, true),
+        ])),
+        true,
+    )))
+}
+
+/// Arrow type of a core field type.
+pub fn arrow_type(ty: &FieldType) -> DataType {
+    match ty {
+        FieldType::Bool => DataType::Boolean,
+        FieldType::Int32 => DataType::Int32,
+        FieldType::Int64 => DataType::Int64,
+        FieldType::Float32 => DataType::Float32,
+        FieldType::Float64 => DataType::Float64,
+        FieldType::String | FieldType::Other(_) => DataType::Utf8,
+        FieldType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        FieldType::StringList => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        FieldType::Vector(d) => vector_type(*d),
+        FieldType::Relationships => relationships_type(),
+    }
+}
+
+/// Core field type of an Arrow type.
+pub(crate) fn core_type(dt: &DataType) -> FieldType {
+    match dt {
+        DataType::Boolean => FieldType::Bool,
+        DataType::Int32 | DataType::Int16 | DataType::Int8 => FieldType::Int32,
+        DataType::Int64 => FieldType::Int64,
+        DataType::Float32 => FieldType::Float32,
+        DataType::Float64 => FieldType::Float64,
+        DataType::Utf8 | DataType::LargeUtf8 => FieldType::String,
+        DataType::Timestamp(_, _) => FieldType::Timestamp,
+        #[allow(clippy::cast_sign_loss)]
+        DataType::FixedSizeList(f, d) if f.data_type() == &DataType::Float32 => FieldType::Vector(*d as usize),
+        DataType::List(f) if f.data_type() == &DataType::Utf8 => FieldType::StringList,
+        DataType::List(f) if matches!(f.data_type(), DataType::Struct(_)) => FieldType::Relationships,
+        other => FieldType::Other(other.to_string()),
+    }
+}
+
+/// The core's view of an Arrow schema.
+pub(crate) fn fields_of(schema: &Schema) -> Vec<FieldDef> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| FieldDef {
+            name: f.name().clone(),
+            ty: core_type(f.data_type()),
+            nullable: f.is_nullable(),
+        })
+        .collect()
+}
+
+/// The Arrow field of a space's vector column (identity in its metadata).
+pub(crate) fn space_field(space: &Space) -> Field {
+    let meta = HashMap::from([(SPACE_META.to_owned(), serde_json::to_string(space).unwrap_or_default())]);
+    Field::new(&space.column, vector_type(space.dimension), true).with_metadata(meta)
+}
+
+/// The schema of a new store: `id`, `content`, the agent-memory fields (unless
+/// `plain`), extra metadata fields and one vector column per space.
+pub(crate) fn base_schema(plain: bool, extra: &[FieldDef], spaces: &[Space]) -> Schema {
+    let mut fields = vec![Field::new(ID, DataType::Utf8, false), Field::new(CONTENT, DataType::Utf8, true)];
+    if !plain {
+        fields.extend(memory_fields().iter().map(|f| Field::new(&f.name, arrow_type(&f.ty), true)));
+    }
+    for f in extra {
+        if fields.iter().all(|x| x.name() != &f.name) {
+            fields.push(Field::new(&f.name, arrow_type(&f.ty), f.nullable));
+        }
+    }
+    fields.extend(spaces.iter().map(space_field));
+    Schema::new(fields)
+}
+
+/// An array of `n` copies of `value` (already coerced to `ty`).
+pub(crate) fn constant_array(value: &Value, ty: &FieldType, n: usize) -> Result<ArrayRef> {
+    let dt = arrow_type(ty);
+    Ok(match (value, ty) {
+        (Value::Null, _) => new_null_array(&dt, n),
+        (Value::Bool(b), FieldType::Bool) => Arc::new(BooleanArray::from(vec![*b; n])),
+        #[allow(clippy::cast_possible_truncation)]
+        (Value::Int(i), FieldType::Int32) => Arc::new(Int32Array::from(vec![*i as i32; n])),
+        (Value::Int(i), FieldType::Int64) => Arc::new(Int64Array::from(vec![*i; n])),
+        #[allow(clippy::cast_possible_truncation)]
+        (Value::Float(x), FieldType::Float32) => Arc::new(Float32Array::from(vec![*x as f32; n])),
+        (Value::Float(x), FieldType::Float64) => Arc::new(Float64Array::from(vec![*x; n])),
+        (Value::String(s), FieldType::String) => Arc::new(StringArray::from(vec![s.as_str(); n])),
+        (Value::String(s), FieldType::Timestamp) => {
+            let t = parse_timestamp_micros(s).ok_or_else(|| StoreError::Input(format!("bad timestamp {s:?}")))?;
+            Arc::new(TimestampMicrosecondArray::from(vec![t; n]).with_timezone("UTC"))
+        }
+        (Value::StringList(l), FieldType::StringList) => {
+            let values = StringArray::from_iter_values(l.iter().cycle().take(l.len() * n));
+            #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+            let offsets = arrow::buffer::OffsetBuffer::from_lengths(std::iter::repeat_n(l.len(), n));
+            Arc::new(ListArray::new(Arc::new(Field::new("item", DataType::Utf8, true)), offsets, Arc::new(values), None))
+        }
+        _ => return Err(StoreError::Input(format!("value {value} does not fit type {ty}"))),
+    })
+}
+
+/// Ids of a batch, as strings (null → `<null>`).
+pub(crate) fn ids_of(batch: &RecordBatch) -> Vec<String> {
+    match batch.column_by_name(ID).and_then(|c| c.as_string_opt::<i32>()) {
+        Some(a) => a.iter().map(|s| s.unwrap_or("<null>").to_owned()).collect(),
+        None => (0..batch.num_rows()).map(|i| format!("<row {i}>")).collect(),
+    }
+}
+
+/// Turn any list-of-numbers column into a `FixedSizeList<f32, dim>`, checking every
+/// row's length (the error names the record and the space).
+fn to_vectors(col: &ArrayRef, space: &Space, ids: &[String]) -> Result<ArrayRef> {
+    let dim = space.dimension;
+    let (values, lengths, nulls): (ArrayRef, Vec<usize>, Option<arrow::buffer::NullBuffer>) = match col.data_type() {
+        DataType::FixedSizeList(_, d) => {
+            let a = col.as_fixed_size_list();
+            #[allow(clippy::cast_sign_loss)]
+            let d = *d as usize;
+            (a.values().clone(), vec![d; a.len()], a.nulls().cloned())
+        }
+        DataType::List(_) => {
+            let a = col.as_list::<i32>();
+            #[allow(clippy::cast_sign_loss)]
+            let lens = a.offsets().windows(2).map(|w| (w[1] - w[0]) as usize).collect();
+            let start = a.offsets()[0];
+            let end = a.offsets()[a.len()];
+            #[allow(clippy::cast_sign_loss)]
+            let vals = a.values().slice(start as usize, (end - start) as usize);
+            (vals, lens, a.nulls().cloned())
+        }
+        DataType::LargeList(_) => {
+            let a = col.as_list::<i64>();
+            #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+            let lens = a.offsets().windows(2).map(|w| (w[1] - w[0]) as usize).collect();
+            let start = a.offsets()[0];
+            let end = a.offsets()[a.len()];
+            #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+            let vals = a.values().slice(start as usize, (end - start) as usize);
+            (vals, lens, a.nulls().cloned())
+        }
+        DataType::Null => return Ok(new_null_array(&vector_type(dim), col.len())),
+        other => {
+            return Err(StoreError::Input(format!(
+                "column `{}` of space `{}` has type {other}; vectors must be lists of floats",
+                space.column, space.name
+            )));
+        }
+    };
+    for (i, len) in lengths.iter().enumerate() {
+        let is_null = nulls.as_ref().is_some_and(|n| n.is_null(i));
+        if !is_null && *len != dim {
+            return Err(memlane_core::CoreError::Vector(memlane_core::VectorError::Dimension {
+                id: ids[i].clone(),
+                space: space.name.clone(),
+                expected: dim,
+                got: *len,
+            })
+            .into());
+        }
+    }
+    // Null rows of a List may hold no values: rebuild the flat buffer with zeros there.
+    let floats = cast_with_options(&values, &DataType::Float32, &CastOptions::default())?;
+    let floats = floats.as_primitive::<arrow::datatypes::Float32Type>();
+    let flat: Vec<f32> = if lengths.iter().all(|l| *l == dim) {
+        floats.values().to_vec()
+    } else {
+        let mut out = Vec::with_capacity(lengths.len() * dim);
+        let mut off = 0;
+        for len in &lengths {
+            if *len == dim {
+                out.extend_from_slice(&floats.values()[off..off + dim]);
+            } else {
+                out.extend(std::iter::repeat_n(0.0, dim));
+            }
+            off += len;
+        }
+        out
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+    let fsl = FixedSizeListArray::try_new(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        dim as i32,
+        Arc::new(Float32Array::from(flat)),
+        nulls,
+    )?;
+    Ok(Arc::new(fsl))
+}
+
+/// Cast and reorder `batch` into the store schema `target`: missing nullable columns
+/// become nulls, vector lists become fixed-size lists of the space's dimension, and
+/// unknown columns are refused with a hint.
+pub fn conform(batch: &RecordBatch, target: &SchemaRef, spaces: &[Space]) -> Result<RecordBatch> {
+    let ids = ids_of(batch);
+    let known: HashSet<&str> = target.fields().iter().map(|f| f.name().as_str()).collect();
+    let unknown: Vec<&str> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|n| !known.contains(n))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(StoreError::Input(format!(
+            "field(s) {} are not in the store; add them with an `add_field` migration first (store fields: {})",
+            unknown.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", "),
+            known.iter().copied().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let n = batch.num_rows();
+    let mut cols = Vec::with_capacity(target.fields().len());
+    for f in target.fields() {
+        let col = match batch.column_by_name(f.name()) {
+            None if f.is_nullable() => new_null_array(f.data_type(), n),
+            None => {
+                return Err(StoreError::Input(format!("records lack the required field `{}`", f.name())));
+            }
+            Some(c) => {
+                if let Some(space) = spaces.iter().find(|s| &s.column == f.name()) {
+                    to_vectors(c, space, &ids)?
+                } else if c.data_type() == f.data_type() {
+                    c.clone()
+                } else if let DataType::Timestamp(_, _) = f.data_type()
+                    && matches!(c.data_type(), DataType::Utf8 | DataType::LargeUtf8)
+                {
+                    let strs = cast_with_options(c, &DataType::Utf8, &CastOptions::default())?;
+                    let mut out = Vec::with_capacity(n);
+                    for (i, s) in strs.as_string::<i32>().iter().enumerate() {
+                        out.push(match s {
+                            None => None,
+                            Some(s) => Some(parse_timestamp_micros(s).ok_or_else(|| {
+                                StoreError::Input(format!(
+                                    "record `{}`: `{}` = {s:?} is not an RFC 3339 timestamp (e.g. 2024-05-01T12:00:00Z)",
+                                    ids[i],
+                                    f.name()
+                                ))
+                            })?),
+                        });
+                    }
+                    Arc::new(TimestampMicrosecondArray::from(out).with_timezone("UTC"))
+                } else {
+                    let opts = CastOptions { safe: false, ..Default::default() };
+                    cast_with_options(c, f.data_type(), &opts).map_err(|e| {
+                        StoreError::Input(format!(
+                            "field `{}`: cannot convert {} to the store's {}: {e}",
+                            f.name(),
+                            c.data_type(),
+                            f.data_type()
+                        ))
+                    })?
+                }
+            }
+        };
+        if !f.is_nullable() && col.null_count() > 0 {
+            let i = (0..n).find(|i| col.is_null(*i)).unwrap_or(0);
+            return Err(StoreError::Input(format!("record {} has a null `{}`, which is required", i, f.name())));
+        }
+        cols.push(col);
+    }
+    Ok(RecordBatch::try_new(target.clone(), cols)?)
+}
+
+/// Check records before they are written: ids non-null and unique within the batch,
+/// every vector valid for its space, memory enums valid; rows lacking a vector of
+/// one of `required` spaces are refused.
+pub fn validate(batch: &RecordBatch, spaces: &[Space], required: &[&str]) -> Result<()> {
+    let ids = ids_of(batch);
+    let id_col = batch
+        .column_by_name(ID)
+        .ok_or_else(|| StoreError::Input("records need an `id` field".into()))?;
+    if let Some(i) = (0..batch.num_rows()).find(|i| id_col.is_null(*i)) {
+        return Err(StoreError::Input(format!("record {i} has no `id`; every record needs a unique id")));
+    }
+    let mut seen = HashSet::with_capacity(ids.len());
+    if let Some(dup) = ids.iter().find(|id| !seen.insert(id.as_str())) {
+        return Err(StoreError::Input(format!("id `{dup}` appears twice in the records; ids must be unique")));
+    }
+    for space in spaces {
+        let Some(col) = batch.column_by_name(&space.column) else { continue };
+        let fsl = col.as_fixed_size_list();
+        let values = fsl.values().as_primitive::<arrow::datatypes::Float32Type>().values();
+        let d = space.dimension;
+        let must = required.contains(&space.name.as_str());
+        for (i, id) in ids.iter().enumerate() {
+            if fsl.is_null(i) {
+                if must {
+                    return Err(memlane_core::CoreError::Vector(memlane_core::VectorError::Missing {
+                        id: id.clone(),
+                        space: space.name.clone(),
+                    })
+                    .into());
+                }
+                continue;
+            }
+            let off = fsl.value_offset(i);
+            #[allow(clippy::cast_sign_loss)]
+            let off = off as usize;
+            space
+                .check_vector(id, &values[off..off + d])
+                .map_err(|e| StoreError::Core(e.into()))?;
+        }
+    }
+    for (field, allowed) in [("kind", &MEMORY_KINDS[..]), ("status", &MEMORY_STATUSES[..])] {
+        if let Some(c) = batch.column_by_name(field).and_then(|c| c.as_string_opt::<i32>()) {
+            for (i, v) in c.iter().enumerate() {
+                if let Some(v) = v
+                    && !allowed.contains(&v)
+                {
+                    return Err(StoreError::Input(format!(
+                        "record `{}`: `{field}` = {v:?} is not one of {}",
+                        ids[i],
+                        allowed.join(", ")
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decode JSON objects (one record each) into a batch of the store schema. A vector may
+/// be given under its column name or its space name.
+pub(crate) fn json_to_batch(records: &[serde_json::Value], target: &SchemaRef, spaces: &[Space]) -> Result<RecordBatch> {
+    // Decode vectors as variable lists first so a wrong dimension gets a precise error.
+    let decode_schema = Arc::new(Schema::new(
+        target
+            .fields()
+            .iter()
+            .map(|f| {
+                if spaces.iter().any(|s| &s.column == f.name()) {
+                    Field::new(f.name(), DataType::List(Arc::new(Field::new("item", DataType::Float64, true))), true)
+                } else {
+                    Field::new(f.name(), f.data_type().clone(), true)
+                }
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let mut renamed = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let serde_json::Value::Object(obj) = r else {
+            return Err(StoreError::Input(format!("record {i} is not a JSON object")));
+        };
+        let mut obj = obj.clone();
+        for s in spaces {
+            if let Some(v) = obj.remove(&s.name) {
+                obj.insert(s.column.clone(), v);
+            }
+        }
+        if let Some(k) = obj.keys().find(|k| target.field_with_name(k).is_err()) {
+            let id = obj.get(ID).map_or_else(|| format!("#{i}"), ToString::to_string);
+            return Err(StoreError::Input(format!(
+                "record {id}: field `{k}` is not in the store; add it with an `add_field` migration first (store fields: {})",
+                target.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        renamed.push(serde_json::Value::Object(obj));
+    }
+    let mut decoder = arrow::json::ReaderBuilder::new(decode_schema)
+        .with_batch_size(renamed.len().max(1))
+        .build_decoder()?;
+    decoder.serialize(&renamed).map_err(|e| StoreError::Input(format!("records do not fit the store schema: {e}")))?;
+    let batch = decoder
+        .flush()
+        .map_err(|e| StoreError::Input(format!("records do not fit the store schema: {e}")))?
+        .unwrap_or_else(|| RecordBatch::new_empty(target.clone()));
+    conform(&batch, target, spaces)
+}
+
+/// Infer extra metadata fields from JSON records (keys beyond the known ones).
+pub(crate) fn infer_fields(records: &[serde_json::Value], known: &Schema) -> Vec<FieldDef> {
+    let mut out: Vec<FieldDef> = Vec::new();
+    for r in records {
+        let serde_json::Value::Object(obj) = r else { continue };
+        for (k, v) in obj {
+            if known.field_with_name(k).is_ok() || out.iter().any(|f| &f.name == k) {
+                continue;
+            }
+            let ty = match v {
+                serde_json::Value::Bool(_) => FieldType::Bool,
+                serde_json::Value::Number(n) if n.is_i64() => FieldType::Int64,
+                serde_json::Value::Number(_) => FieldType::Float64,
+                serde_json::Value::Array(a) if a.iter().all(serde_json::Value::is_string) => FieldType::StringList,
+                serde_json::Value::Null => continue,
+                _ => FieldType::String,
+            };
+            out.push(FieldDef { name: k.clone(), ty, nullable: true });
+        }
+    }
+    out
+}

@@ -1,0 +1,120 @@
+//! Errors of the store.
+
+use memlane_core::{CoreError, StepReport};
+use thiserror::Error;
+
+/// Everything that can go wrong in the store and migrator.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A pure-core error (migration files, chain, lint, vectors).
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// Lance failed.
+    #[error("lance: {0}")]
+    Lance(#[from] lance::Error),
+    /// Arrow failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path involved.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No store at the URI.
+    #[error("no memlane store at `{uri}`; create one with `memlane init {uri}`")]
+    NotFound {
+        /// Store URI.
+        uri: String,
+    },
+    /// A store already exists at the URI.
+    #[error("a store already exists at `{uri}`; open it instead, or pick another path")]
+    Exists {
+        /// Store URI.
+        uri: String,
+    },
+    /// Another process holds the migration lock.
+    #[error("store is locked by {holder} (pid {pid} on {host}) since {since}, lease until {expires}; wait for it to finish, or if that process is dead run `memlane unlock --force {uri}`")]
+    LockHeld {
+        /// Store URI.
+        uri: String,
+        /// Holder description.
+        holder: String,
+        /// Holder's host.
+        host: String,
+        /// Holder's pid.
+        pid: u32,
+        /// When the lock was taken.
+        since: String,
+        /// When the lease expires.
+        expires: String,
+    },
+    /// Records given to `add` (or an import) are not acceptable.
+    #[error("{0}")]
+    Input(String),
+    /// An invariant failed: the step was not committed.
+    #[error("invariant failed in {file} step {step} ({op}); the step was not committed:\n{details}")]
+    InvariantViolation {
+        /// Migration file.
+        file: String,
+        /// 1-based step.
+        step: usize,
+        /// Op name.
+        op: String,
+        /// Rendered failures.
+        details: String,
+        /// The full report.
+        report: Box<StepReport>,
+    },
+    /// The host did not supply an embedder a migration needs.
+    #[error("migration `{file}` needs embedder `{name}`, which was not supplied; pass it to the migrator (CLI: `--embedder {name}=hash:DIM`)")]
+    MissingEmbedder {
+        /// Migration file.
+        file: String,
+        /// Embedder name.
+        name: String,
+    },
+    /// An embedder failed or returned unusable output.
+    #[error("embedder `{name}` failed on batch {batch} (first record `{first_id}`): {message}; nothing of this step was committed, fix the embedder and run apply again")]
+    Embedder {
+        /// Embedder name.
+        name: String,
+        /// 0-based batch index.
+        batch: usize,
+        /// First record id of the batch.
+        first_id: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A space name that the store does not have.
+    #[error("space `{name}` does not exist in this store (spaces: {known})")]
+    UnknownSpace {
+        /// Requested space.
+        name: String,
+        /// Known spaces.
+        known: String,
+    },
+    /// A version or tag that the store does not have.
+    #[error("version or tag `{0}` does not exist; `memlane history` lists versions and tags")]
+    UnknownVersion(String),
+    /// A recorded state does not match the data.
+    #[error("verification failed:\n{0}")]
+    Verify(String),
+}
+
+/// Result alias of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// Whether this error means "refused by a check" (lint, chain, invariant): exit code 3.
+    pub fn is_blocked(&self) -> bool {
+        matches!(
+            self,
+            StoreError::InvariantViolation { .. }
+                | StoreError::Core(CoreError::Lint { .. } | CoreError::Chain(_))
+        )
+    }
+}

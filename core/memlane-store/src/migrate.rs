@@ -1,0 +1,385 @@
+//! The migrator: applies pending migrations step by step, one Lance commit per step,
+//! each carrying the new state and its history entry; invariants are checked on the
+//! staged (detached) version before the step is committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use futures::TryStreamExt;
+use lance::Dataset;
+use lance::dataset::CommitBuilder;
+use memlane_core::invariant::{IdAudit, VectorAudit, builtin_invariants, expression, row_count, rows_accounted};
+use memlane_core::schema::ID;
+use memlane_core::state::InFlight;
+use memlane_core::{
+    Action, AppliedMigration, ApplyReport, CheckKind, HistoryEntry, InvariantResult, InvariantSpec, Migration, MigrationOutcome,
+    MigrationReport, Plan, StepReport, StoreState,
+};
+
+use crate::embed::Embedder;
+use crate::error::{Result, StoreError};
+use crate::lock;
+use crate::ops::{Ctx, Progress, ProgressFn, stage};
+use crate::store::{Store, now, transaction};
+
+/// Builder of an apply: `store.migrator(migrations).embedder(..).apply().await`.
+pub struct Migrator<'a> {
+    store: &'a mut Store,
+    migrations: Vec<Migration>,
+    embedders: HashMap<String, Arc<dyn Embedder>>,
+    dry_run: bool,
+    to: Option<u32>,
+    progress: Option<ProgressFn>,
+    holder: String,
+    lease: Duration,
+}
+
+impl Store {
+    /// Start an apply of `migrations` (a parsed folder).
+    pub fn migrator(&mut self, migrations: Vec<Migration>) -> Migrator<'_> {
+        Migrator {
+            store: self,
+            migrations,
+            embedders: HashMap::new(),
+            dry_run: false,
+            to: None,
+            progress: None,
+            holder: "memlane".into(),
+            lease: Duration::from_secs(60),
+        }
+    }
+
+    /// The plan of applying `migrations` (chain checked, steps linted).
+    pub async fn plan(&self, migrations: &[Migration]) -> Result<Plan> {
+        Ok(memlane_core::plan(&self.snapshot().await?, migrations)?)
+    }
+}
+
+impl<'a> Migrator<'a> {
+    /// Supply an embedder under the name migration files use.
+    #[must_use]
+    pub fn embedder(mut self, name: impl Into<String>, e: Arc<dyn Embedder>) -> Self {
+        self.embedders.insert(name.into(), e);
+        self
+    }
+
+    /// Stage and check every step without committing anything.
+    #[must_use]
+    pub fn dry_run(mut self, yes: bool) -> Self {
+        self.dry_run = yes;
+        self
+    }
+
+    /// Stop after the migration with this id.
+    #[must_use]
+    pub fn to(mut self, id: Option<u32>) -> Self {
+        self.to = id;
+        self
+    }
+
+    /// Progress callback.
+    #[must_use]
+    pub fn progress(mut self, f: ProgressFn) -> Self {
+        self.progress = Some(f);
+        self
+    }
+
+    /// Who holds the lock (shown to a second migrator).
+    #[must_use]
+    pub fn holder(mut self, h: impl Into<String>) -> Self {
+        self.holder = h.into();
+        self
+    }
+
+    /// Lease of the migration lock (renewed while working).
+    #[must_use]
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = d;
+        self
+    }
+
+    /// Apply. Returns the report; a blocked step (invariant) is reported with outcome
+    /// `Blocked` and returned as [`StoreError::InvariantViolation`].
+    pub async fn apply(self) -> Result<ApplyReport> {
+        let Migrator { store, migrations, embedders, dry_run, to, progress, holder, lease } = self;
+        let _guard = if dry_run { None } else { Some(lock::acquire(store.uri(), &holder, lease)?) };
+        store.refresh().await?;
+        if !dry_run {
+            ensure_tags(store).await?;
+        }
+        let started = Instant::now();
+        let plan = store.plan(&migrations).await?;
+        plan.ensure_clean()?;
+        let mut report = ApplyReport { version_before: store.version(), version_after: store.version(), dry_run, ..Default::default() };
+        for pm in plan.migrations.iter().filter(|m| to.is_none_or(|t| m.id <= t)) {
+            let m = migrations.iter().find(|x| x.id == pm.id).ok_or_else(|| StoreError::Input(format!("migration {} vanished", pm.id)))?;
+            for (name, step) in m.steps.iter().filter_map(|s| match &s.step {
+                memlane_core::Step::Reembed { embedder, .. } => Some((embedder, s)),
+                _ => None,
+            }) {
+                let _ = step;
+                if !embedders.contains_key(name) {
+                    return Err(StoreError::MissingEmbedder { file: m.file.clone(), name: name.clone() });
+                }
+            }
+        }
+        // the dataset steps build on: the store's head, or the last staged version in a dry run
+        let mut base: Arc<Dataset> = store.ds.clone();
+        let mut state = store.state.clone();
+        for pm in plan.migrations.iter().filter(|m| to.is_none_or(|t| m.id <= t)) {
+            let m = migrations.iter().find(|x| x.id == pm.id).ok_or_else(|| StoreError::Input(format!("migration {} vanished", pm.id)))?;
+            let first = pm.steps.iter().position(|s| !s.done).unwrap_or(m.steps.len());
+            let mut mreport = MigrationReport {
+                id: m.id,
+                file: m.file.clone(),
+                description: m.description.clone(),
+                checksum: pm.checksum.clone(),
+                outcome: if dry_run { MigrationOutcome::DryRun } else { MigrationOutcome::Applied },
+                resumed: pm.resumes,
+                steps: vec![],
+            };
+            if state.in_flight.is_none() {
+                state.in_flight = Some(InFlight {
+                    id: m.id,
+                    file: m.file.clone(),
+                    description: m.description.clone(),
+                    content_hash: m.content_hash.clone(),
+                    checksum: pm.checksum.clone(),
+                    steps_done: 0,
+                    steps_total: m.steps.len(),
+                    started_at: now(),
+                    started_version: base.version_id(),
+                    checkpoint: None,
+                    reports: vec![],
+                });
+            }
+            for (i, s) in m.steps.iter().enumerate().skip(first) {
+                let t0 = Instant::now();
+                let rows_before = base.count_rows(None).await? as u64;
+                let ctx = Ctx {
+                    ds: &base,
+                    state: &state,
+                    embedders: &embedders,
+                    progress: progress.clone().map(|f| {
+                        (f, Progress { migration: m.id, step: i, steps: m.steps.len(), op: s.step.op().into(), done: 0, total: rows_before })
+                    }),
+                    file: &m.file,
+                };
+                let staged = stage(&ctx, &s.step).await?;
+                let last = i + 1 == m.steps.len();
+                let mut new_state = staged.state.clone();
+                let mut entry = HistoryEntry::new(if last { Action::Migration } else { Action::Step }, now());
+                entry.migration = Some(m.id);
+                entry.file = Some(m.file.clone());
+                entry.checksum = Some(pm.checksum.clone());
+                entry.active_space.clone_from(&new_state.active_space);
+                // stage the commit detached, check invariants on exactly what would land
+                let tx = transaction(&base, staged.op.clone(), &new_state, &entry);
+                let detached = Arc::new(CommitBuilder::new(base.clone()).with_detached(true).execute(tx).await?);
+                let invariants = check(&detached, &state, &new_state, &staged, rows_before, &m.invariants).await?;
+                let mut sreport = StepReport {
+                    migration: m.id,
+                    step: i,
+                    op: s.step.op().into(),
+                    description: s.step.describe(),
+                    rows_before,
+                    rows_after: detached.count_rows(None).await? as u64,
+                    rows_deleted: staged.rows_deleted,
+                    rows_written: staged.rows_written,
+                    duration_ms: 0,
+                    invariants,
+                    version: None,
+                };
+                if sreport.blocked() {
+                    sreport.duration_ms = elapsed_ms(t0);
+                    let details = sreport.invariants.iter().filter(|r| r.blocks()).map(ToString::to_string).collect::<Vec<_>>().join("\n");
+                    mreport.outcome = MigrationOutcome::Blocked;
+                    mreport.steps.push(sreport.clone());
+                    report.migrations.push(mreport);
+                    report.duration_ms = elapsed_ms(started);
+                    return Err(StoreError::InvariantViolation { file: m.file.clone(), step: i + 1, op: s.step.op().into(), details, report: Box::new(sreport) });
+                }
+                if dry_run {
+                    sreport.duration_ms = elapsed_ms(t0);
+                    mreport.steps.push(sreport);
+                    base = detached;
+                    state = new_state;
+                    continue;
+                }
+                // record the step in the state it commits
+                let Some(mut flight) = state.in_flight.clone() else { unreachable!("in-flight set above") };
+                flight.steps_done = i + 1;
+                sreport.duration_ms = elapsed_ms(t0);
+                flight.reports.push(sreport.clone());
+                if last {
+                    new_state.in_flight = None;
+                    new_state.applied.push(AppliedMigration {
+                        id: m.id,
+                        file: m.file.clone(),
+                        description: m.description.clone(),
+                        content_hash: m.content_hash.clone(),
+                        checksum: pm.checksum.clone(),
+                        applied_at: now(),
+                        repairs: vec![],
+                    });
+                } else {
+                    new_state.in_flight = Some(flight);
+                }
+                entry.report = Some(sreport.clone());
+                let tx = transaction(&base, staged.op, &new_state, &entry);
+                let committed = CommitBuilder::new(base.clone()).execute(tx).await?;
+                sreport.version = Some(committed.version_id());
+                base = Arc::new(committed);
+                store.ds = base.clone();
+                store.state = new_state.clone();
+                state = new_state;
+                mreport.steps.push(sreport);
+            }
+            if !dry_run {
+                let tag = migration_tag(m);
+                if let Err(e) = base.tags().create(&tag, base.version_id()).await
+                    && !matches!(e, lance::Error::RefConflict { .. })
+                {
+                    return Err(e.into());
+                }
+            }
+            report.migrations.push(mreport);
+        }
+        report.version_after = base.version_id();
+        report.duration_ms = elapsed_ms(started);
+        Ok(report)
+    }
+}
+
+fn elapsed_ms(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The tag of an applied migration, e.g. `migration-0003-add-topic`.
+pub fn migration_tag(m: &Migration) -> String {
+    format!("migration-{:04}-{}", m.id, m.slug.replace('_', "-"))
+}
+
+/// Re-create tags of applied migrations that a crash between commit and tag left out.
+async fn ensure_tags(store: &Store) -> Result<()> {
+    if store.state.applied.is_empty() {
+        return Ok(());
+    }
+    let tags = store.tags().await?;
+    let missing: Vec<&AppliedMigration> = store
+        .state
+        .applied
+        .iter()
+        .filter(|a| !tags.iter().any(|(n, _)| n.starts_with(&format!("migration-{:04}-", a.id))))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let history = store.history().await?;
+    for a in missing {
+        let Some(item) = history.iter().rev().find(|h| {
+            h.entry.as_ref().is_some_and(|e| e.action == Action::Migration && e.migration == Some(a.id))
+        }) else {
+            continue;
+        };
+        let slug = a.file.trim_end_matches(".toml").split_once('_').map_or("", |(_, s)| s).replace('_', "-");
+        let _ = store.ds.tags().create(&format!("migration-{:04}-{slug}", a.id), item.version).await;
+    }
+    Ok(())
+}
+
+/// Evaluate the built-in and declared invariants on the staged version.
+async fn check(
+    staged: &Arc<Dataset>,
+    before: &StoreState,
+    after: &StoreState,
+    st: &crate::ops::Staged,
+    rows_before: u64,
+    declared: &[InvariantSpec],
+) -> Result<Vec<InvariantResult>> {
+    // declared specs override the built-in of the same kind
+    let mut specs: Vec<InvariantSpec> = builtin_invariants()
+        .into_iter()
+        .filter(|b| !declared.iter().any(|d| d.check == b.check && d.space.is_none() && d.name.is_none()))
+        .collect();
+    specs.extend(declared.iter().cloned());
+    let rows_after = staged.count_rows(None).await? as u64;
+    let mut out = Vec::new();
+    for spec in &specs {
+        match spec.check {
+            CheckKind::RowsAccounted => out.push(rows_accounted(spec, rows_before, st.rows_deleted, 0, rows_after)),
+            CheckKind::RowCount => out.push(row_count(spec, rows_after)),
+            CheckKind::IdsUnique => {
+                let mut audit = IdAudit::default();
+                for b in scan(staged, &[ID], None, None).await? {
+                    let ids = b.column(0).as_string::<i32>();
+                    for i in 0..b.num_rows() {
+                        audit.feed(ids.is_valid(i).then(|| ids.value(i)));
+                    }
+                }
+                out.push(audit.finish(spec));
+            }
+            CheckKind::VectorsValid => {
+                let spaces: Vec<&memlane_core::Space> = match &spec.space {
+                    Some(name) => after.space(name).into_iter().collect(),
+                    None => {
+                        // what this step can have changed: written columns, and a newly
+                        // active space; untouched columns were checked when written
+                        let newly_active = (after.active_space != before.active_space).then(|| after.active()).flatten();
+                        after.spaces.iter().filter(|s| st.written_vectors.contains(&s.column) || newly_active.is_some_and(|a| a.name == s.name)).collect()
+                    }
+                };
+                for space in spaces {
+                    let required = after.active_space.as_deref() == Some(space.name.as_str());
+                    let mut audit = VectorAudit::new(space.clone());
+                    for b in scan(staged, &[ID, space.column.as_str()], None, None).await? {
+                        let ids = b.column(0).as_string::<i32>();
+                        let v = b.column(1).as_fixed_size_list();
+                        let vals = v.values().as_primitive::<arrow::datatypes::Float32Type>().values();
+                        #[allow(clippy::cast_sign_loss)]
+                        let d = v.value_length() as usize;
+                        for i in 0..b.num_rows() {
+                            #[allow(clippy::cast_sign_loss)]
+                            let off = v.value_offset(i) as usize;
+                            let row = v.is_valid(i).then(|| &vals[off..off + d]);
+                            audit.feed(ids.value(i), row, required);
+                        }
+                    }
+                    out.push(audit.finish(spec));
+                }
+            }
+            CheckKind::Expression => {
+                let expr = spec.expr.clone().unwrap_or_default();
+                let negated = format!("NOT COALESCE(({expr}), false)");
+                let failed = staged.count_rows(Some(negated.clone())).await.map_err(|e| {
+                    StoreError::Input(format!("invariant expression `{expr}` cannot be evaluated: {e}"))
+                })? as u64;
+                let samples = if failed > 0 {
+                    scan(staged, &[ID], Some(&negated), Some(memlane_core::report::SAMPLE_IDS))
+                        .await?
+                        .iter()
+                        .flat_map(|b| b.column(0).as_string::<i32>().iter().flatten().map(str::to_owned).collect::<Vec<_>>())
+                        .collect()
+                } else {
+                    vec![]
+                };
+                out.push(expression(spec, rows_after, failed, samples));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn scan(ds: &Dataset, cols: &[&str], filter: Option<&str>, limit: Option<usize>) -> Result<Vec<RecordBatch>> {
+    let mut s = ds.scan();
+    s.project(cols)?;
+    if let Some(f) = filter {
+        s.filter(f)?;
+    }
+    if let Some(l) = limit {
+        s.limit(Some(i64::try_from(l).unwrap_or(i64::MAX)), None)?;
+    }
+    Ok(s.try_into_stream().await?.try_collect().await?)
+}

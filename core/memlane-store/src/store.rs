@@ -1,0 +1,490 @@
+//! The store: a Lance dataset plus the memlane state carried in its commits.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Float32Array, RecordBatch, RecordBatchIterator};
+use arrow::datatypes::{Schema, SchemaRef};
+use futures::TryStreamExt;
+use lance::Dataset;
+use lance::dataset::transaction::{Operation, Transaction, TransactionBuilder};
+use lance::dataset::{CommitBuilder, WriteMode, WriteParams};
+use lance_linalg::distance::DistanceType;
+use memlane_core::schema::{CONTENT, ID};
+use memlane_core::state::{ENTRY_KEY, STATE_KEY};
+use memlane_core::{Action, FieldDef, HistoryEntry, Metric, Snapshot, Space, StoreState};
+use serde::{Deserialize, Serialize};
+
+use crate::convert::{self, base_schema, conform, validate};
+use crate::embed::Embedder;
+use crate::error::{Result, StoreError};
+
+/// Options of a new store.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// A plain vector collection: `id`, `content`, metadata and spaces, without the
+    /// agent-memory fields.
+    pub plain: bool,
+    /// Embedding spaces to start with (the first one becomes active).
+    pub spaces: Vec<Space>,
+    /// Extra metadata fields.
+    pub fields: Vec<FieldDef>,
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    /// Record id.
+    pub id: String,
+    /// Record content.
+    pub content: Option<String>,
+    /// Distance in the space's metric (smaller is closer).
+    pub distance: f32,
+}
+
+/// One version of the store, as `history` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryItem {
+    /// Lance version.
+    pub version: u64,
+    /// Commit time (RFC 3339).
+    pub timestamp: String,
+    /// Lance operation name.
+    pub operation: String,
+    /// memlane's record of the commit (none for commits by other writers).
+    pub entry: Option<HistoryEntry>,
+    /// Tags pointing at this version.
+    pub tags: Vec<String>,
+}
+
+/// What `add` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddReport {
+    /// Rows added.
+    pub added: u64,
+    /// Rows before.
+    pub rows_before: u64,
+    /// Rows after.
+    pub rows_after: u64,
+    /// Vectors computed by embedders, per space.
+    pub embedded: HashMap<String, u64>,
+    /// Version committed.
+    pub version: u64,
+}
+
+/// A memlane store.
+pub struct Store {
+    uri: String,
+    pub(crate) ds: Arc<Dataset>,
+    pub(crate) state: StoreState,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("uri", &self.uri).field("version", &self.ds.version_id()).finish_non_exhaustive()
+    }
+}
+
+/// Now, RFC 3339.
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Transaction properties carrying the state and the history entry.
+pub(crate) fn props(state: &StoreState, entry: &HistoryEntry) -> HashMap<String, String> {
+    HashMap::from([
+        (STATE_KEY.to_owned(), state.to_json()),
+        (ENTRY_KEY.to_owned(), serde_json::to_string(entry).unwrap_or_default()),
+    ])
+}
+
+/// Build a transaction on `ds` carrying memlane's state and entry.
+pub(crate) fn transaction(ds: &Dataset, op: Operation, state: &StoreState, entry: &HistoryEntry) -> Transaction {
+    TransactionBuilder::new(ds.version_id(), op)
+        .transaction_properties(Some(Arc::new(props(state, entry))))
+        .build()
+}
+
+fn entry_of(tx: Option<&Transaction>) -> Option<(Option<StoreState>, Option<HistoryEntry>)> {
+    let p = tx?.transaction_properties.as_ref()?;
+    let state = p.get(STATE_KEY).and_then(|s| StoreState::from_json(s).ok());
+    let entry = p.get(ENTRY_KEY).and_then(|s| serde_json::from_str(s).ok());
+    Some((state, entry))
+}
+
+/// The memlane state at `ds`'s version: from the newest commit at or before it that
+/// memlane wrote (commits by other writers carry none).
+pub(crate) async fn read_state(ds: &Dataset) -> Result<Option<StoreState>> {
+    let mut v = ds.version_id();
+    while v >= 1 {
+        let tx = ds.read_transaction_by_version(v).await?;
+        if let Some((Some(st), _)) = entry_of(tx.as_ref()) {
+            return Ok(Some(st));
+        }
+        if let Some(Transaction { operation: Operation::Restore { version }, .. }) = tx
+            && version < v
+        {
+            // an external restore: the state is the restored version's
+            v = version;
+            continue;
+        }
+        v -= 1;
+    }
+    Ok(None)
+}
+
+fn metric(m: Metric) -> DistanceType {
+    match m {
+        Metric::Cosine => DistanceType::Cosine,
+        Metric::Dot => DistanceType::Dot,
+        Metric::L2 => DistanceType::L2,
+    }
+}
+
+async fn open_dataset(uri: &str) -> Result<Dataset> {
+    match Dataset::open(uri).await {
+        Ok(ds) => Ok(ds),
+        Err(lance::Error::DatasetNotFound { .. } | lance::Error::NotFound { .. }) => {
+            Err(StoreError::NotFound { uri: uri.to_owned() })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Store {
+    /// Create a store, optionally with initial records, in one commit.
+    pub async fn create(uri: &str, opts: CreateOptions, records: Option<RecordBatch>) -> Result<Store> {
+        if Dataset::open(uri).await.is_ok() {
+            return Err(StoreError::Exists { uri: uri.to_owned() });
+        }
+        let spaces = opts
+            .spaces
+            .into_iter()
+            .map(Space::validated)
+            .collect::<memlane_core::Result<Vec<_>>>()?;
+        for f in &opts.fields {
+            memlane_core::space::check_name(&f.name).map_err(StoreError::Input)?;
+        }
+        let schema: SchemaRef = Arc::new(base_schema(opts.plain, &opts.fields, &spaces));
+        let mut state = StoreState { spaces, ..StoreState::default() };
+        state.active_space = state.spaces.first().map(|s| s.name.clone());
+        let batches = match records {
+            Some(b) => {
+                let b = conform(&b, &schema, &state.spaces)?;
+                let required: Vec<&str> = state.active_space.iter().map(String::as_str).collect();
+                validate(&b, &state.spaces, &required)?;
+                vec![b]
+            }
+            None => vec![],
+        };
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let mut entry = HistoryEntry::new(Action::Create, now());
+        entry.rows = Some((0, rows));
+        entry.active_space.clone_from(&state.active_space);
+        let params = WriteParams {
+            mode: WriteMode::Create,
+            enable_stable_row_ids: true,
+            ..Default::default()
+        }
+        .with_transaction_properties(props(&state, &entry));
+        let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema.clone());
+        let ds = Dataset::write(reader, uri, Some(params)).await?;
+        Ok(Store { uri: uri.to_owned(), ds: Arc::new(ds), state })
+    }
+
+    /// Create a store from JSON records (one object each), inferring extra metadata
+    /// fields from the records.
+    pub async fn create_from_json(uri: &str, mut opts: CreateOptions, records: &[serde_json::Value]) -> Result<Store> {
+        let probe = base_schema(opts.plain, &opts.fields, &opts.spaces);
+        let mut known = probe.fields().iter().map(|f| (**f).clone()).collect::<Vec<_>>();
+        // space names are accepted as keys for their vectors
+        known.extend(opts.spaces.iter().map(|s| arrow::datatypes::Field::new(&s.name, arrow::datatypes::DataType::Null, true)));
+        let extra = convert::infer_fields(records, &Schema::new(known));
+        opts.fields.extend(extra);
+        let spaces: Vec<Space> = opts.spaces.iter().cloned().map(Space::validated).collect::<memlane_core::Result<_>>()?;
+        let schema: SchemaRef = Arc::new(base_schema(opts.plain, &opts.fields, &spaces));
+        let batch = convert::json_to_batch(records, &schema, &spaces)?;
+        Store::create(uri, opts, Some(batch)).await
+    }
+
+    /// Open an existing store (a Lance dataset; one that memlane never wrote opens
+    /// with an empty state).
+    pub async fn open(uri: &str) -> Result<Store> {
+        let ds = open_dataset(uri).await?;
+        let state = read_state(&ds).await?.unwrap_or_default();
+        Ok(Store { uri: uri.to_owned(), ds: Arc::new(ds), state })
+    }
+
+    /// Re-read the latest version.
+    pub async fn refresh(&mut self) -> Result<()> {
+        let ds = open_dataset(&self.uri).await?;
+        self.state = read_state(&ds).await?.unwrap_or_default();
+        self.ds = Arc::new(ds);
+        Ok(())
+    }
+
+    /// The store URI.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The recorded state.
+    pub fn state(&self) -> &StoreState {
+        &self.state
+    }
+
+    /// The current Lance version.
+    pub fn version(&self) -> u64 {
+        self.ds.version_id()
+    }
+
+    /// The underlying Lance dataset.
+    pub fn dataset(&self) -> &Arc<Dataset> {
+        &self.ds
+    }
+
+    /// The Arrow schema of records.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::from(self.ds.schema()))
+    }
+
+    /// Live rows.
+    pub async fn count(&self) -> Result<u64> {
+        Ok(self.ds.count_rows(None).await? as u64)
+    }
+
+    /// What the planner needs to know.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot {
+            version: self.version(),
+            rows: self.count().await?,
+            fields: convert::fields_of(&self.schema()),
+            state: self.state.clone(),
+        })
+    }
+
+    /// A space by name, or the active space when `None`.
+    pub fn space(&self, name: Option<&str>) -> Result<&Space> {
+        let known = || self.state.spaces.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+        match name {
+            Some(n) => self.state.space(n).ok_or_else(|| StoreError::UnknownSpace { name: n.to_owned(), known: known() }),
+            None => self.state.active().ok_or_else(|| StoreError::UnknownSpace {
+                name: "(active)".into(),
+                known: if self.state.spaces.is_empty() { "none; add one with an `add_space` migration".into() } else { known() },
+            }),
+        }
+    }
+
+    /// Read columns (all when `None`) of the live rows, optionally filtered by SQL.
+    pub async fn scan(&self, columns: Option<&[&str]>, filter: Option<&str>) -> Result<Vec<RecordBatch>> {
+        let mut s = self.ds.scan();
+        if let Some(c) = columns {
+            s.project(c)?;
+        }
+        if let Some(f) = filter {
+            s.filter(f)?;
+        }
+        Ok(s.try_into_stream().await?.try_collect().await?)
+    }
+
+    async fn existing_ids(&self, ids: &[String]) -> Result<Vec<String>> {
+        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut found = Vec::new();
+        for b in self.scan(Some(&[ID]), None).await? {
+            for id in b.column(0).as_string::<i32>().iter().flatten() {
+                if wanted.contains(id) {
+                    found.push(id.to_owned());
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Add records (any column order; missing nullable fields become null). Rows
+    /// without a vector for a space get one from `embedders` (keyed by space name)
+    /// when given. Everything is validated first; nothing lands on error.
+    pub async fn add(&mut self, batch: RecordBatch, embedders: &HashMap<String, Arc<dyn Embedder>>) -> Result<AddReport> {
+        let schema = self.schema();
+        let mut batch = conform(&batch, &schema, &self.state.spaces)?;
+        let mut embedded = HashMap::new();
+        for (space_name, e) in embedders {
+            let space = self.space(Some(space_name))?.clone();
+            let (b, n) = crate::ops::fill_missing_vectors(&batch, &space, e.as_ref())?;
+            batch = b;
+            embedded.insert(space_name.clone(), n);
+        }
+        let required: Vec<&str> = self.state.active_space.iter().map(String::as_str).collect();
+        validate(&batch, &self.state.spaces, &required)?;
+        let ids = convert::ids_of(&batch);
+        let clash = self.existing_ids(&ids).await?;
+        if let Some(first) = clash.first() {
+            return Err(StoreError::Input(format!(
+                "{} record id(s) already exist in the store (e.g. `{first}`); ids must be unique, pick new ids",
+                clash.len()
+            )));
+        }
+        let before = self.count().await?;
+        let added = batch.num_rows() as u64;
+        let mut entry = HistoryEntry::new(Action::Add, now());
+        entry.rows = Some((before, before + added));
+        entry.active_space.clone_from(&self.state.active_space);
+        let params = WriteParams { mode: WriteMode::Append, ..Default::default() }
+            .with_transaction_properties(props(&self.state, &entry));
+        let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
+        let ds = Dataset::write(reader, self.ds.clone(), Some(params)).await?;
+        self.ds = Arc::new(ds);
+        Ok(AddReport { added, rows_before: before, rows_after: before + added, embedded, version: self.version() })
+    }
+
+    /// Add JSON records (one object each).
+    pub async fn add_json(&mut self, records: &[serde_json::Value], embedders: &HashMap<String, Arc<dyn Embedder>>) -> Result<AddReport> {
+        let batch = convert::json_to_batch(records, &self.schema(), &self.state.spaces)?;
+        self.add(batch, embedders).await
+    }
+
+    /// The `k` nearest records to `query` in a space (active space when `None`),
+    /// optionally pre-filtered by SQL. Rows without a vector in that space are skipped.
+    pub async fn search(&self, space: Option<&str>, query: &[f32], k: usize, filter: Option<&str>) -> Result<Vec<Hit>> {
+        let space = self.space(space)?;
+        space.check_vector("<query>", query).map_err(|e| StoreError::Core(e.into()))?;
+        let q = Float32Array::from(query.to_vec());
+        let mut s = self.ds.scan();
+        s.nearest(&space.column, &q, k)?;
+        s.distance_metric(metric(space.metric));
+        s.use_index(false);
+        let has_content = self.ds.schema().field(CONTENT).is_some();
+        let cols: Vec<&str> = if has_content { vec![ID, CONTENT, "_distance"] } else { vec![ID, "_distance"] };
+        s.project(&cols)?;
+        s.disable_scoring_autoprojection();
+        let not_null = format!("{} IS NOT NULL", space.column);
+        let f = match filter {
+            Some(f) => format!("({f}) AND {not_null}"),
+            None => not_null,
+        };
+        s.filter(&f)?;
+        s.prefilter(true);
+        let batches: Vec<RecordBatch> = s.try_into_stream().await?.try_collect().await?;
+        let mut hits = Vec::new();
+        for b in batches {
+            let ids = b.column_by_name(ID).map(|c| c.as_string::<i32>().clone());
+            let content = b.column_by_name(CONTENT).map(|c| c.as_string::<i32>().clone());
+            let dist = b.column_by_name("_distance").map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
+            let (Some(ids), Some(dist)) = (ids, dist) else { continue };
+            for i in 0..b.num_rows() {
+                hits.push(Hit {
+                    id: ids.value(i).to_owned(),
+                    content: content.as_ref().and_then(|c| (!c.is_null(i)).then(|| c.value(i).to_owned())),
+                    distance: dist.value(i),
+                });
+            }
+        }
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    /// Every version with memlane's record of it, oldest first.
+    pub async fn history(&self) -> Result<Vec<HistoryItem>> {
+        let tags = self.tags().await?;
+        let mut out = Vec::new();
+        for v in self.ds.versions().await? {
+            let tx = self.ds.read_transaction_by_version(v.version).await?;
+            let operation = tx.as_ref().map_or_else(|| "?".to_owned(), |t| t.operation.name().to_owned());
+            let entry = entry_of(tx.as_ref()).and_then(|(_, e)| e);
+            out.push(HistoryItem {
+                version: v.version,
+                timestamp: v.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                operation,
+                entry,
+                tags: tags.iter().filter(|(_, tv)| *tv == v.version).map(|(n, _)| n.clone()).collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Tags (name, version), by version.
+    pub async fn tags(&self) -> Result<Vec<(String, u64)>> {
+        let mut t: Vec<(String, u64)> = self.ds.tags().list().await?.into_iter().map(|(n, c)| (n, c.version)).collect();
+        t.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+        Ok(t)
+    }
+
+    /// Tag a version (the current one when `None`).
+    pub async fn tag(&self, name: &str, version: Option<u64>) -> Result<u64> {
+        let v = version.unwrap_or_else(|| self.version());
+        self.ds.tags().create(name, v).await.map_err(|e| match e {
+            lance::Error::RefConflict { .. } => StoreError::Input(format!("tag `{name}` already exists; pick another name")),
+            e => StoreError::Input(format!("cannot tag version {v} as `{name}`: {e}")),
+        })?;
+        Ok(v)
+    }
+
+    /// Resolve a version number or tag name.
+    pub async fn resolve(&self, target: &str) -> Result<u64> {
+        if let Ok(v) = target.parse::<u64>() {
+            if self.ds.versions().await?.iter().any(|x| x.version == v) {
+                return Ok(v);
+            }
+            return Err(StoreError::UnknownVersion(target.to_owned()));
+        }
+        self.ds
+            .tags()
+            .get_version(target)
+            .await
+            .map_err(|_| StoreError::UnknownVersion(target.to_owned()))
+    }
+
+    /// Forward-only restore: commit a new version whose data and state equal those of
+    /// `target` (a version or tag), recording why.
+    pub async fn restore(&mut self, target: &str, reason: &str) -> Result<u64> {
+        if reason.trim().is_empty() {
+            return Err(StoreError::Input("a restore needs a reason: --reason \"why\"".into()));
+        }
+        let v = self.resolve(target).await?;
+        let old = self.ds.checkout_version(v).await?;
+        let state = read_state(&old).await?.unwrap_or_default();
+        let mut entry = HistoryEntry::new(Action::Restore, now());
+        entry.reason = Some(reason.to_owned());
+        entry.restored_from = Some(v);
+        entry.rows = Some((self.count().await?, old.count_rows(None).await? as u64));
+        entry.active_space.clone_from(&state.active_space);
+        let latest = self.ds.latest_version_id().await?;
+        let tx = TransactionBuilder::new(latest, Operation::Restore { version: v })
+            .transaction_properties(Some(Arc::new(props(&state, &entry))))
+            .build();
+        let ds = CommitBuilder::new(Arc::new(old)).execute(tx).await?;
+        self.ds = Arc::new(ds);
+        self.state = state;
+        Ok(self.version())
+    }
+
+    /// Commit a state-only change (no data change) as one Lance commit.
+    pub(crate) async fn commit_state(&mut self, state: StoreState, entry: HistoryEntry) -> Result<u64> {
+        let op = Operation::UpdateConfig {
+            config_updates: None,
+            table_metadata_updates: None,
+            schema_metadata_updates: Some(lance::dataset::transaction::UpdateMap {
+                update_entries: vec![("memlane.active_space", state.active_space.as_deref().unwrap_or("")).into()],
+                replace: false,
+            }),
+            field_metadata_updates: HashMap::new(),
+        };
+        let tx = transaction(&self.ds, op, &state, &entry);
+        let ds = CommitBuilder::new(self.ds.clone()).execute(tx).await?;
+        self.ds = Arc::new(ds);
+        self.state = state;
+        Ok(self.version())
+    }
+
+    /// Accept the current content of applied migration `id` (a deliberate edit).
+    pub async fn repair(&mut self, files: &[memlane_core::Migration], id: u32, reason: &str) -> Result<u64> {
+        let at = now();
+        let state = memlane_core::chain::repair(&self.state, files, id, reason, &at).map_err(StoreError::Input)?;
+        let mut entry = HistoryEntry::new(Action::Repair, at);
+        entry.migration = Some(id);
+        entry.reason = Some(reason.to_owned());
+        entry.file = files.iter().find(|m| m.id == id).map(|m| m.file.clone());
+        entry.active_space.clone_from(&state.active_space);
+        self.commit_state(state, entry).await
+    }
+}

@@ -1,0 +1,161 @@
+//! `verify`: recompute the hash chain and check that the recorded state matches the data.
+
+use std::fmt;
+
+use arrow::array::{Array, AsArray};
+use memlane_core::invariant::{IdAudit, VectorAudit};
+use memlane_core::migration::InvariantSpec;
+use memlane_core::schema::ID;
+use memlane_core::{Action, CheckKind, FieldType, Migration};
+use serde::{Deserialize, Serialize};
+
+use crate::convert::core_type;
+use crate::error::Result;
+use crate::store::Store;
+
+/// One verification check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// Check name.
+    pub name: String,
+    /// Whether it holds.
+    pub ok: bool,
+    /// Details.
+    pub message: String,
+}
+
+/// The result of `verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VerifyReport {
+    /// Version verified.
+    pub version: u64,
+    /// Checks, in order.
+    pub checks: Vec<Check>,
+}
+
+impl VerifyReport {
+    /// Whether every check holds.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+    fn push(&mut self, name: &str, r: std::result::Result<String, String>) {
+        let (ok, message) = match r {
+            Ok(m) => (true, m),
+            Err(m) => (false, m),
+        };
+        self.checks.push(Check { name: name.into(), ok, message });
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in &self.checks {
+            writeln!(f, "{} {:<10} {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.message)?;
+        }
+        write!(f, "version {}: {}", self.version, if self.ok() { "verified" } else { "verification FAILED" })
+    }
+}
+
+impl Store {
+    /// Recompute the recorded hash chain (and compare with `files` when given), check
+    /// the Lance manifest, the spaces' columns, the history's consistency, the row
+    /// count of the last memlane commit, and the data (ids; active-space vectors).
+    pub async fn verify(&self, files: Option<&[Migration]>) -> Result<VerifyReport> {
+        let st = &self.state;
+        let mut r = VerifyReport { version: self.version(), checks: vec![] };
+        r.push(
+            "chain",
+            memlane_core::chain::verify_recorded(st).map(|()| format!("{} applied migration(s), checksums chain", st.applied.len())),
+        );
+        if let Some(files) = files {
+            r.push(
+                "folder",
+                memlane_core::chain::reconcile(st, files)
+                    .map(|rec| format!("applied files unchanged; {} pending", rec.pending.len()))
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        r.push("lance", self.ds.validate().await.map(|()| "manifest and fragments consistent".into()).map_err(|e| e.to_string()));
+        let schema = self.schema();
+        let mut bad = Vec::new();
+        for s in &st.spaces {
+            match schema.field_with_name(&s.column) {
+                Ok(f) if core_type(f.data_type()) == FieldType::Vector(s.dimension) => {}
+                Ok(f) => bad.push(format!("space `{}`: column `{}` is {}, expected vector[{}]", s.name, s.column, f.data_type(), s.dimension)),
+                Err(_) => bad.push(format!("space `{}`: column `{}` is missing", s.name, s.column)),
+            }
+        }
+        r.push("spaces", if bad.is_empty() { Ok(format!("{} space(s) match their columns", st.spaces.len())) } else { Err(bad.join("; ")) });
+
+        // history: forward-only, and the last memlane commit's row count matches
+        let history = self.history().await?;
+        let mut prev_applied = 0usize;
+        let mut problems = Vec::new();
+        let mut external = 0;
+        for h in &history {
+            let Some(e) = &h.entry else {
+                external += 1;
+                continue;
+            };
+            external = 0;
+            if let (Action::Migration, Some(id)) = (e.action, e.migration) {
+                prev_applied += 1;
+                let tagged = self.ds.tags().list().await?.into_iter().any(|(n, t)| n.starts_with(&format!("migration-{id:04}-")) && t.version == h.version);
+                if !tagged && st.applied.iter().any(|a| a.id == id) {
+                    problems.push(format!("migration {id:04} (version {}) has no tag", h.version));
+                }
+            }
+            if e.action == Action::Restore {
+                prev_applied = 0;
+            }
+        }
+        let _ = prev_applied;
+        if external > 0 {
+            problems.push(format!("{external} commit(s) by another writer after memlane's last commit"));
+        }
+        r.push("history", if problems.is_empty() { Ok(format!("{} version(s), recorded by memlane", history.len())) } else { Err(problems.join("; ")) });
+
+        let rows = self.count().await?;
+        if let Some(last) = history.last().and_then(|h| h.entry.as_ref()) {
+            let recorded = last.report.as_ref().map(|rep| rep.rows_after).or(last.rows.map(|(_, a)| a));
+            r.push(
+                "rows",
+                match recorded {
+                    Some(n) if n == rows => Ok(format!("{rows} rows, as recorded")),
+                    Some(n) => Err(format!("store has {rows} rows but the last commit recorded {n}")),
+                    None => Ok(format!("{rows} rows")),
+                },
+            );
+        }
+
+        let mut ids = IdAudit::default();
+        for b in self.scan(Some(&[ID]), None).await? {
+            let a = b.column(0).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                ids.feed(a.is_valid(i).then(|| a.value(i)));
+            }
+        }
+        let res = ids.finish(&InvariantSpec::builtin(CheckKind::IdsUnique));
+        r.push("ids", if res.passed { Ok(res.message) } else { Err(format!("{} (e.g. {})", res.message, res.sample_ids.join(", "))) });
+        if let Some(space) = st.active() {
+            let mut audit = VectorAudit::new(space.clone());
+            if schema.field_with_name(&space.column).is_ok() {
+                for b in self.scan(Some(&[ID, space.column.as_str()]), None).await? {
+                    let idc = b.column(0).as_string::<i32>();
+                    let v = b.column(1).as_fixed_size_list();
+                    let vals = v.values().as_primitive::<arrow::datatypes::Float32Type>().values();
+                    #[allow(clippy::cast_sign_loss)]
+                    let d = v.value_length() as usize;
+                    for i in 0..b.num_rows() {
+                        #[allow(clippy::cast_sign_loss)]
+                        let off = v.value_offset(i) as usize;
+                        audit.feed(idc.value(i), v.is_valid(i).then(|| &vals[off..off + d]), true);
+                    }
+                }
+                let res = audit.finish(&InvariantSpec::builtin(CheckKind::VectorsValid));
+                r.push("vectors", if res.passed { Ok(res.message) } else { Err(format!("{} (e.g. {})", res.message, res.sample_ids.join(", "))) });
+            }
+        }
+        Ok(r)
+    }
+}
