@@ -1,1 +1,563 @@
-fn main() {}
+//! `memlane`: version and migrate vector stores and agent memory.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod embedders;
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use memlane_store::memlane_core::{self, Metric, Space, plan::Level};
+use memlane_store::{CreateOptions, Progress, Store, StoreError};
+use serde_json::json;
+
+/// Exit codes.
+const OK: u8 = 0;
+const FAILED: u8 = 1;
+const USAGE: u8 = 2;
+const BLOCKED: u8 = 3;
+
+/// memlane — versioned, verified migrations for vector stores and agent memory.
+///
+/// Exit codes: 0 ok, 1 failed, 2 usage error, 3 blocked by lint, chain, gate or invariant.
+#[derive(Parser)]
+#[command(name = "memlane", version, about, long_about = None)]
+struct Cli {
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a store (optionally from a JSONL file of records).
+    Init {
+        /// Store path.
+        store: String,
+        /// Plain vector collection: no agent-memory fields.
+        #[arg(long)]
+        plain: bool,
+        /// Embedding space NAME:DIM[:METRIC[:normalized]] (repeatable; first is active).
+        #[arg(long = "space")]
+        spaces: Vec<String>,
+        /// Records to start with (JSONL); extra keys become metadata fields.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Embedder for a space's vectors missing from the records: SPACE=hash:DIM | SPACE=cmd:COMMAND.
+        #[arg(long = "embedder")]
+        embedders: Vec<String>,
+    },
+    /// Show version, rows, spaces, migrations and lock.
+    Status {
+        /// Store path.
+        store: String,
+        /// Migrations folder (to count pending migrations).
+        migrations: Option<PathBuf>,
+    },
+    /// Show what `apply` would do, with lint findings (exit 3 on lint errors or an edited applied migration).
+    Plan {
+        /// Store path.
+        store: String,
+        /// Migrations folder.
+        migrations: PathBuf,
+    },
+    /// Lint a migrations folder (against a store, or a fresh one).
+    Lint {
+        /// Migrations folder.
+        migrations: PathBuf,
+        /// Store to lint against.
+        #[arg(long)]
+        store: Option<String>,
+    },
+    /// Apply pending migrations.
+    Apply {
+        /// Store path.
+        store: String,
+        /// Migrations folder.
+        migrations: PathBuf,
+        /// Stage and check every step, commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop after this migration id.
+        #[arg(long)]
+        to: Option<u32>,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+        /// Embedder NAME=hash:DIM[:SEED] | NAME=cmd:COMMAND (repeatable).
+        #[arg(long = "embedder")]
+        embedders: Vec<String>,
+    },
+    /// List versions with what memlane recorded for each.
+    History {
+        /// Store path.
+        store: String,
+    },
+    /// Recompute the hash chain and check the recorded state against the data.
+    Verify {
+        /// Store path.
+        store: String,
+        /// Migrations folder to compare with.
+        migrations: Option<PathBuf>,
+    },
+    /// Tag a version (the current one by default), or list tags.
+    Tag {
+        /// Store path.
+        store: String,
+        /// Tag name (omit to list).
+        name: Option<String>,
+        /// Version to tag.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Commit a new version equal to an old one (forward-only restore).
+    Restore {
+        /// Store path.
+        store: String,
+        /// Version number or tag.
+        #[arg(long)]
+        to: String,
+        /// Why (recorded in history).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Remove a dead holder's migration lock.
+    Unlock {
+        /// Store path.
+        store: String,
+        /// Required: confirms the holder is dead.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Record a deliberate edit of an applied migration.
+    Repair {
+        /// Store path.
+        store: String,
+        /// Migrations folder.
+        migrations: PathBuf,
+        /// Migration id whose current file is accepted.
+        #[arg(long)]
+        accept: u32,
+        /// Why the edit is safe.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Add records from a JSONL or Arrow IPC file.
+    Add {
+        /// Store path.
+        store: String,
+        /// Records (.jsonl, .arrow/.ipc/.feather).
+        file: PathBuf,
+        /// Embedder for vectors missing from the records: SPACE=hash:DIM | SPACE=cmd:COMMAND.
+        #[arg(long = "embedder")]
+        embedders: Vec<String>,
+    },
+    /// Export records to JSONL or Arrow IPC (by extension).
+    Export {
+        /// Store path.
+        store: String,
+        /// Output file (.jsonl or .arrow).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// k nearest records to a text (embedded with --embedder) in a space.
+    Search {
+        /// Store path.
+        store: String,
+        /// Query text.
+        text: String,
+        /// Embedder spec for the query (hash:DIM[:SEED] | cmd:COMMAND).
+        #[arg(long)]
+        embedder: String,
+        /// Space (default: active).
+        #[arg(long)]
+        space: Option<String>,
+        /// Number of hits.
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+    },
+}
+
+fn parse_space(s: &str) -> Result<Space> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [name, dim, rest @ ..] = parts.as_slice() else { bail!("--space `{s}` is not NAME:DIM[:METRIC[:normalized]]") };
+    let dim: usize = dim.parse().with_context(|| format!("--space `{s}`: `{dim}` is not a dimension"))?;
+    let mut sp = Space::new(*name, dim);
+    for r in rest {
+        match *r {
+            "cosine" => sp.metric = Metric::Cosine,
+            "dot" => sp.metric = Metric::Dot,
+            "l2" => sp.metric = Metric::L2,
+            "normalized" | "normalised" => sp.normalized = true,
+            other => bail!("--space `{s}`: unknown option `{other}` (cosine, dot, l2, normalized)"),
+        }
+    }
+    Ok(sp.validated()?)
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn progress_bar() -> Option<Arc<dyn Fn(&Progress) + Send + Sync>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len} rows ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    Some(Arc::new(move |p: &Progress| {
+        bar.set_length(p.total);
+        bar.set_message(format!("{:04} step {}/{} {}", p.migration, p.step + 1, p.steps, p.op));
+        bar.set_position(p.done);
+        if p.done >= p.total {
+            bar.println(format!("  {:04} step {}/{} {} done ({} rows)", p.migration, p.step + 1, p.steps, p.op, p.total));
+        }
+    }))
+}
+
+fn resolve_embedders(given: &[String], plan: &memlane_core::Plan) -> Result<HashMap<String, Arc<dyn memlane_store::Embedder>>> {
+    let mut e = embedders::parse_all(given)?;
+    for name in &plan.embedders {
+        if !e.contains_key(name)
+            && let Some(h) = embedders::by_convention(name)
+        {
+            e.insert(name.clone(), h);
+        }
+    }
+    Ok(e)
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let json = cli.json;
+    match cli.cmd {
+        Cmd::Init { store, plain, spaces, from, embedders } => {
+            let spaces = spaces.iter().map(|s| parse_space(s)).collect::<Result<Vec<_>>>()?;
+            let opts = CreateOptions { plain, spaces, fields: vec![] };
+            let emb = embedders::parse_all(&embedders)?;
+            let mut st = match &from {
+                Some(f) => Store::create_from_json(&store, opts, &memlane_store::read_jsonl(f)?, &emb).await?,
+                None => Store::create(&store, opts, None, &emb).await?,
+            };
+            st.refresh().await?;
+            let rows = st.count().await?;
+            if json {
+                print_json(&json!({"store": store, "version": st.version(), "rows": rows, "spaces": st.state().spaces}))?;
+            } else {
+                println!("created store {store} at version {} with {rows} rows", st.version());
+            }
+        }
+        Cmd::Status { store, migrations } => {
+            let st = Store::open(&store).await?;
+            let snap = st.snapshot().await?;
+            let lock = memlane_store::lock::read_lock(&store);
+            let pending = match &migrations {
+                Some(dir) => Some(st.plan(&memlane_store::read_folder(dir)?).await?.migrations.len()),
+                None => None,
+            };
+            if json {
+                print_json(&json!({
+                    "store": store, "version": snap.version, "rows": snap.rows,
+                    "spaces": snap.state.spaces, "active_space": snap.state.active_space,
+                    "applied": snap.state.applied, "in_flight": snap.state.in_flight,
+                    "pending": pending, "lock": lock, "fields": snap.fields,
+                }))?;
+            } else {
+                println!("store    {store}");
+                println!("version  {}   rows {}", snap.version, snap.rows);
+                for s in &snap.state.spaces {
+                    let mark = if snap.state.active_space.as_deref() == Some(s.name.as_str()) { "*" } else { " " };
+                    println!("space  {mark} {}", s.identity());
+                }
+                if snap.state.spaces.is_empty() {
+                    println!("spaces   none");
+                }
+                match snap.state.applied.last() {
+                    Some(a) => println!("applied  {} migration(s), last {} at {}", snap.state.applied.len(), a.file, a.applied_at),
+                    None => println!("applied  none"),
+                }
+                if let Some(f) = &snap.state.in_flight {
+                    println!("IN FLIGHT {} — {}/{} steps committed; `memlane apply` resumes it", f.file, f.steps_done, f.steps_total);
+                }
+                if let Some(p) = pending {
+                    println!("pending  {p} migration(s)");
+                }
+                if let Some(l) = lock {
+                    println!("LOCKED   by {} (pid {} on {}), lease until {}", l.holder, l.pid, l.host, l.expires.to_rfc3339());
+                }
+            }
+        }
+        Cmd::Plan { store, migrations } => {
+            let st = Store::open(&store).await?;
+            let plan = st.plan(&memlane_store::read_folder(&migrations)?).await?;
+            if json {
+                print_json(&plan)?;
+            } else {
+                println!("{plan}");
+            }
+            if plan.errors().next().is_some() {
+                return Ok(BLOCKED);
+            }
+        }
+        Cmd::Lint { migrations, store } => {
+            let files = memlane_store::read_folder(&migrations)?;
+            let snap = match &store {
+                Some(s) => Store::open(s).await?.snapshot().await?,
+                None => memlane_core::Snapshot::fresh(),
+            };
+            let plan = memlane_core::plan(&snap, &files)?;
+            if json {
+                print_json(&plan.findings)?;
+            } else {
+                for f in &plan.findings {
+                    println!("{f}");
+                }
+                let e = plan.findings.iter().filter(|f| f.level == Level::Error).count();
+                println!("{} file(s): {e} error(s), {} warning(s)", files.len(), plan.findings.len() - e);
+            }
+            if plan.errors().next().is_some() {
+                return Ok(BLOCKED);
+            }
+        }
+        Cmd::Apply { store, migrations, dry_run, to, yes, embedders } => {
+            let mut st = Store::open(&store).await?;
+            let files = memlane_store::read_folder(&migrations)?;
+            let plan = st.plan(&files).await?;
+            if !json {
+                println!("{plan}");
+            }
+            if plan.errors().next().is_some() {
+                if json {
+                    print_json(&plan)?;
+                }
+                return Ok(BLOCKED);
+            }
+            if plan.is_empty() {
+                if json {
+                    print_json(&memlane_core::ApplyReport { version_before: st.version(), version_after: st.version(), ..Default::default() })?;
+                }
+                return Ok(OK);
+            }
+            if !dry_run && !yes {
+                if !std::io::stdin().is_terminal() {
+                    eprintln!("apply needs confirmation: pass --yes (or --dry-run to only check)");
+                    return Ok(USAGE);
+                }
+                eprint!("apply {} migration(s) to {store}? [y/N] ", plan.migrations.len());
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    eprintln!("nothing applied");
+                    return Ok(FAILED);
+                }
+            }
+            let emb = resolve_embedders(&embedders, &plan)?;
+            let mut m = st.migrator(files).dry_run(dry_run).to(to).holder(format!("memlane apply ({})", std::env::var("USER").unwrap_or_default()));
+            for (name, e) in emb {
+                m = m.embedder(name, e);
+            }
+            if let Some(p) = progress_bar() {
+                m = m.progress(p);
+            }
+            match m.apply().await {
+                Ok(report) => {
+                    if json {
+                        print_json(&report)?;
+                    } else {
+                        println!("{report}");
+                    }
+                }
+                Err(StoreError::InvariantViolation { report, .. }) if json => {
+                    print_json(&report)?;
+                    return Ok(BLOCKED);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Cmd::History { store } => {
+            let st = Store::open(&store).await?;
+            let h = st.history().await?;
+            if json {
+                print_json(&h)?;
+            } else {
+                for item in &h {
+                    let what = match &item.entry {
+                        None => format!("{} (not by memlane)", item.operation),
+                        Some(e) => describe_entry(e),
+                    };
+                    let tags = if item.tags.is_empty() { String::new() } else { format!("  [{}]", item.tags.join(", ")) };
+                    println!("v{:<4} {}  {what}{tags}", item.version, item.timestamp);
+                }
+            }
+        }
+        Cmd::Verify { store, migrations } => {
+            let st = Store::open(&store).await?;
+            let files = migrations.as_ref().map(memlane_store::read_folder).transpose()?;
+            let r = st.verify(files.as_deref()).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("{r}");
+            }
+            if !r.ok() {
+                return Ok(BLOCKED);
+            }
+        }
+        Cmd::Tag { store, name, version } => {
+            let st = Store::open(&store).await?;
+            match name {
+                Some(n) => {
+                    let v = st.tag(&n, version).await?;
+                    if json {
+                        print_json(&json!({"tag": n, "version": v}))?;
+                    } else {
+                        println!("tagged version {v} as {n}");
+                    }
+                }
+                None => {
+                    let tags = st.tags().await?;
+                    if json {
+                        print_json(&tags)?;
+                    } else {
+                        for (n, v) in tags {
+                            println!("{v:>6}  {n}");
+                        }
+                    }
+                }
+            }
+        }
+        Cmd::Restore { store, to, reason } => {
+            let _lock = memlane_store::lock::acquire(&store, "memlane restore", std::time::Duration::from_secs(60))?;
+            let mut st = Store::open(&store).await?;
+            let v = st.restore(&to, &reason).await?;
+            if json {
+                print_json(&json!({"version": v, "restored_from": to}))?;
+            } else {
+                println!("restored {to} as new version {v} ({} rows)", st.count().await?);
+            }
+        }
+        Cmd::Unlock { store, force } => {
+            if !force {
+                eprintln!("unlock removes another process's lock; make sure it is dead, then pass --force");
+                return Ok(USAGE);
+            }
+            match memlane_store::lock::force_unlock(&store)? {
+                Some(l) => println!("removed lock of {} (pid {} on {})", l.holder, l.pid, l.host),
+                None => println!("no lock held"),
+            }
+        }
+        Cmd::Repair { store, migrations, accept, reason } => {
+            let _lock = memlane_store::lock::acquire(&store, "memlane repair", std::time::Duration::from_secs(60))?;
+            let mut st = Store::open(&store).await?;
+            let v = st.repair(&memlane_store::read_folder(&migrations)?, accept, &reason).await?;
+            println!("accepted the current file of migration {accept:04} at version {v}");
+        }
+        Cmd::Add { store, file, embedders } => {
+            let mut st = Store::open(&store).await?;
+            let emb = embedders::parse_all(&embedders)?;
+            let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
+            let r = if matches!(ext, "arrow" | "ipc" | "feather") {
+                st.add(memlane_store::read_ipc(&file)?, &emb).await?
+            } else {
+                st.add_json(&memlane_store::read_jsonl(&file)?, &emb).await?
+            };
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("added {} records ({} -> {} rows) at version {}", r.added, r.rows_before, r.rows_after, r.version);
+            }
+        }
+        Cmd::Export { store, output } => {
+            let st = Store::open(&store).await?;
+            let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("");
+            let n = if ext == "jsonl" || ext == "json" {
+                memlane_store::export_jsonl(&st, &output).await?
+            } else {
+                memlane_store::export_ipc(&st, &output).await?
+            };
+            if json {
+                print_json(&json!({"rows": n, "output": output}))?;
+            } else {
+                println!("exported {n} records to {}", output.display());
+            }
+        }
+        Cmd::Search { store, text, embedder, space, k } => {
+            let st = Store::open(&store).await?;
+            let e = embedders::parse_spec(&embedder)?;
+            let sp = st.space(space.as_deref())?.clone();
+            let q = e.embed(&[&format!("{}{text}", sp.query_prefix)]).map_err(|err| anyhow!("query embedder failed: {err}"))?;
+            let hits = st.search(Some(&sp.name), &q, k, None).await?;
+            if json {
+                print_json(&hits)?;
+            } else {
+                for h in hits {
+                    let c = h.content.unwrap_or_default();
+                    let c: String = c.chars().take(90).collect();
+                    println!("{:.4}  {:<40} {c}", h.distance, h.id);
+                }
+            }
+        }
+    }
+    Ok(OK)
+}
+
+fn describe_entry(e: &memlane_core::HistoryEntry) -> String {
+    use memlane_core::Action;
+    match e.action {
+        Action::Create => format!("create ({} rows)", e.rows.map_or(0, |r| r.1)),
+        Action::Add => {
+            let (a, b) = e.rows.unwrap_or_default();
+            format!("add {} records ({a} -> {b})", b.saturating_sub(a))
+        }
+        Action::Step | Action::Migration => {
+            let r = e.report.as_ref();
+            format!(
+                "{} {} step {}: {}{}",
+                if e.action == Action::Migration { "migration" } else { "step" },
+                e.file.as_deref().unwrap_or("?"),
+                r.map_or(0, |r| r.step + 1),
+                r.map_or(String::new(), |r| r.description.clone()),
+                r.map_or(String::new(), |r| format!(" (rows {} -> {}, {} ms)", r.rows_before, r.rows_after, r.duration_ms)),
+            )
+        }
+        Action::Checkpoint => format!("checkpoint {}", e.file.as_deref().unwrap_or("?")),
+        Action::Restore => format!("restore of v{} — {}", e.restored_from.unwrap_or(0), e.reason.as_deref().unwrap_or("")),
+        Action::Repair => format!("repair of {} — {}", e.file.as_deref().unwrap_or("?"), e.reason.as_deref().unwrap_or("")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { USAGE } else { OK });
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let blocked = e.downcast_ref::<StoreError>().is_some_and(StoreError::is_blocked);
+            eprintln!("error: {e:#}");
+            ExitCode::from(if blocked { BLOCKED } else { FAILED })
+        }
+    }
+}

@@ -55,6 +55,7 @@ impl IdAudit {
 pub struct VectorAudit {
     space: Space,
     total: u64,
+    missing: u64,
     failed: u64,
     samples: Vec<String>,
     first: Option<String>,
@@ -66,6 +67,7 @@ impl VectorAudit {
         VectorAudit {
             space,
             total: 0,
+            missing: 0,
             failed: 0,
             samples: Vec::new(),
             first: None,
@@ -78,7 +80,10 @@ impl VectorAudit {
         let err = match v {
             Some(v) => self.space.check_vector(id, v).err().map(|e| e.to_string()),
             None if required => Some(format!("record `{id}`: no vector for space `{}`", self.space.name)),
-            None => None,
+            None => {
+                self.missing += 1;
+                None
+            }
         };
         if let Some(e) = err {
             self.failed += 1;
@@ -92,6 +97,12 @@ impl VectorAudit {
     /// The result.
     pub fn finish(self, spec: &InvariantSpec) -> InvariantResult {
         let msg = match &self.first {
+            None if self.missing > 0 => format!(
+                "{} vectors of `{}` valid, {} rows without one yet",
+                self.total - self.missing,
+                self.space.name,
+                self.missing
+            ),
             None => format!("{} vectors of `{}` valid", self.total, self.space.name),
             Some(e) => format!("{} of {} vectors of `{}` invalid; first: {e}", self.failed, self.total, self.space.name),
         };

@@ -328,7 +328,14 @@ async fn check(
                         // what this step can have changed: written columns, and a newly
                         // active space; untouched columns were checked when written
                         let newly_active = (after.active_space != before.active_space).then(|| after.active()).flatten();
-                        after.spaces.iter().filter(|s| st.written_vectors.contains(&s.column) || newly_active.is_some_and(|a| a.name == s.name)).collect()
+                        // spaces a declared spec names are checked by that spec
+                        let named = |s: &memlane_core::Space| declared.iter().any(|d| d.check == CheckKind::VectorsValid && d.space.as_deref() == Some(s.name.as_str()));
+                        after
+                            .spaces
+                            .iter()
+                            .filter(|s| st.written_vectors.contains(&s.column) || newly_active.is_some_and(|a| a.name == s.name))
+                            .filter(|s| !named(s))
+                            .collect()
                     }
                 };
                 for space in spaces {

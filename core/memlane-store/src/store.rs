@@ -153,7 +153,13 @@ async fn open_dataset(uri: &str) -> Result<Dataset> {
 
 impl Store {
     /// Create a store, optionally with initial records, in one commit.
-    pub async fn create(uri: &str, opts: CreateOptions, records: Option<RecordBatch>) -> Result<Store> {
+    /// Rows lacking a vector of a space get one from `embedders` (keyed by space name).
+    pub async fn create(
+        uri: &str,
+        opts: CreateOptions,
+        records: Option<RecordBatch>,
+        embedders: &HashMap<String, Arc<dyn Embedder>>,
+    ) -> Result<Store> {
         if Dataset::open(uri).await.is_ok() {
             return Err(StoreError::Exists { uri: uri.to_owned() });
         }
@@ -170,7 +176,14 @@ impl Store {
         state.active_space = state.spaces.first().map(|s| s.name.clone());
         let batches = match records {
             Some(b) => {
-                let b = conform(&b, &schema, &state.spaces)?;
+                let mut b = conform(&b, &schema, &state.spaces)?;
+                for (name, e) in embedders {
+                    let space = state.space(name).cloned().ok_or_else(|| StoreError::UnknownSpace {
+                        name: name.clone(),
+                        known: state.spaces.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(", "),
+                    })?;
+                    b = crate::ops::fill_missing_vectors(&b, &space, e.as_ref())?.0;
+                }
                 let required: Vec<&str> = state.active_space.iter().map(String::as_str).collect();
                 validate(&b, &state.spaces, &required)?;
                 vec![b]
@@ -194,7 +207,12 @@ impl Store {
 
     /// Create a store from JSON records (one object each), inferring extra metadata
     /// fields from the records.
-    pub async fn create_from_json(uri: &str, mut opts: CreateOptions, records: &[serde_json::Value]) -> Result<Store> {
+    pub async fn create_from_json(
+        uri: &str,
+        mut opts: CreateOptions,
+        records: &[serde_json::Value],
+        embedders: &HashMap<String, Arc<dyn Embedder>>,
+    ) -> Result<Store> {
         let probe = base_schema(opts.plain, &opts.fields, &opts.spaces);
         let mut known = probe.fields().iter().map(|f| (**f).clone()).collect::<Vec<_>>();
         // space names are accepted as keys for their vectors
@@ -204,7 +222,7 @@ impl Store {
         let spaces: Vec<Space> = opts.spaces.iter().cloned().map(Space::validated).collect::<memlane_core::Result<_>>()?;
         let schema: SchemaRef = Arc::new(base_schema(opts.plain, &opts.fields, &spaces));
         let batch = convert::json_to_batch(records, &schema, &spaces)?;
-        Store::create(uri, opts, Some(batch)).await
+        Store::create(uri, opts, Some(batch), embedders).await
     }
 
     /// Open an existing store (a Lance dataset; one that memlane never wrote opens
