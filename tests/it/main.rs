@@ -1,1 +1,5 @@
+//! End-to-end tests of the store and migrator on real Lance datasets.
 
+mod common;
+mod migrate;
+mod store;

@@ -190,6 +190,18 @@ fn to_vectors(col: &ArrayRef, space: &Space, ids: &[String]) -> Result<ArrayRef>
             .into());
         }
     }
+    if values.null_count() > 0 {
+        let mut off = 0;
+        for (i, len) in lengths.iter().enumerate() {
+            if (off..off + len).any(|j| values.is_null(j)) {
+                return Err(StoreError::Input(format!(
+                    "record `{}`: vector for space `{}` has a null component; every component must be a number",
+                    ids[i], space.name
+                )));
+            }
+            off += len;
+        }
+    }
     // Null rows of a List may hold no values: rebuild the flat buffer with zeros there.
     let floats = cast_with_options(&values, &DataType::Float32, &CastOptions::default())?;
     let floats = floats.as_primitive::<arrow::datatypes::Float32Type>();

@@ -94,8 +94,11 @@ pub fn acquire(uri: &str, holder: &str, lease: Duration) -> Result<LockGuard> {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let held = read_lock(uri);
+            let here = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+            // a holder on this host whose process is gone is dead, whatever its lease says
+            let dead = |h: &LockInfo| h.host == here && h.pid != std::process::id() && !pid_alive(h.pid);
             match held {
-                Some(h) if h.expires > now => {
+                Some(h) if h.expires > now && !dead(&h) => {
                     return Err(StoreError::LockHeld {
                         uri: uri.to_owned(),
                         holder: h.holder,
@@ -144,6 +147,15 @@ pub fn acquire(uri: &str, holder: &str, lease: Duration) -> Result<LockGuard> {
         })
     };
     Ok(LockGuard { path, token: info.token, stop, beat: Some(beat) })
+}
+
+/// Whether a process with this pid exists on this host.
+fn pid_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
 }
 
 /// Remove the lock whoever holds it (`memlane unlock --force`). Returns the removed lock.

@@ -239,10 +239,11 @@ impl<'a> Migrator<'a> {
             }
             if !dry_run {
                 let tag = migration_tag(m);
-                if let Err(e) = base.tags().create(&tag, base.version_id()).await
-                    && !matches!(e, lance::Error::RefConflict { .. })
-                {
-                    return Err(e.into());
+                // the tag marks where the migration was (last) applied: after a restore
+                // and a re-apply it moves forward
+                match base.tags().create(&tag, base.version_id()).await {
+                    Err(lance::Error::RefConflict { .. }) => base.tags().update(&tag, base.version_id()).await?,
+                    other => other?,
                 }
             }
             report.migrations.push(mreport);

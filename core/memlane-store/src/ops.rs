@@ -317,6 +317,12 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
                 f.name.clone_from(field);
             }
             schema.validate()?;
+            // the old column's own files now hold no field of the schema: drop them
+            let ids: std::collections::HashSet<i32> = schema.fields_pre_order().map(|f| f.id).collect();
+            let mut fragments = fragments;
+            for f in &mut fragments {
+                f.files.retain(|d| d.fields.iter().any(|id| ids.contains(id)));
+            }
             staged.op = Operation::Merge { fragments, schema, preserves_nullability };
             staged.rows_written = rows;
         }

@@ -89,27 +89,26 @@ impl Store {
 
         // history: forward-only, and the last memlane commit's row count matches
         let history = self.history().await?;
-        let mut prev_applied = 0usize;
         let mut problems = Vec::new();
         let mut external = 0;
         for h in &history {
-            let Some(e) = &h.entry else {
-                external += 1;
-                continue;
-            };
-            external = 0;
-            if let (Action::Migration, Some(id)) = (e.action, e.migration) {
-                prev_applied += 1;
-                let tagged = self.ds.tags().list().await?.into_iter().any(|(n, t)| n.starts_with(&format!("migration-{id:04}-")) && t.version == h.version);
-                if !tagged && st.applied.iter().any(|a| a.id == id) {
-                    problems.push(format!("migration {id:04} (version {}) has no tag", h.version));
-                }
-            }
-            if e.action == Action::Restore {
-                prev_applied = 0;
+            external = if h.entry.is_some() { 0 } else { external + 1 };
+        }
+        // each applied migration's tag points at the last commit that completed it
+        let tags = self.tags().await?;
+        for a in &st.applied {
+            let done = history.iter().rev().find(|h| {
+                h.entry.as_ref().is_some_and(|e| e.action == Action::Migration && e.migration == Some(a.id))
+            });
+            let prefix = format!("migration-{:04}-", a.id);
+            let tag = tags.iter().find(|(n, _)| n.starts_with(&prefix));
+            match (done, tag) {
+                (None, _) => problems.push(format!("applied migration {} has no completing commit in history", a.file)),
+                (Some(h), Some((_, v))) if *v == h.version => {}
+                (Some(h), Some((n, v))) => problems.push(format!("tag {n} points at version {v}, but {} completed at version {}", a.file, h.version)),
+                (Some(h), None) => problems.push(format!("{} (version {}) has no tag; `memlane apply` re-creates it", a.file, h.version)),
             }
         }
-        let _ = prev_applied;
         if external > 0 {
             problems.push(format!("{external} commit(s) by another writer after memlane's last commit"));
         }
