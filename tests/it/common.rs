@@ -5,7 +5,10 @@ use std::sync::Arc;
 use memlane_store::{CreateOptions, Embedder, HashEmbedder, Store};
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn examples(name: &str) -> PathBuf {
@@ -26,7 +29,14 @@ pub fn none() -> HashMap<String, Arc<dyn Embedder>> {
 
 /// A store created from the real corpus (392 records, no spaces).
 pub async fn corpus_store(dir: &tempfile::TempDir, name: &str) -> Store {
-    Store::create_from_json(&uri(dir, name), CreateOptions::default(), &corpus(), &none()).await.unwrap()
+    Store::create_from_json(
+        &uri(dir, name),
+        CreateOptions::default(),
+        &corpus(),
+        &none(),
+    )
+    .await
+    .unwrap()
 }
 
 /// Copy a folder of migration files.

@@ -31,16 +31,32 @@ async fn metadata_example_changes_schema_and_data() {
     let plan = store.plan(&files).await.unwrap();
     assert_eq!(plan.migrations.len(), 3);
     let report = store.migrator(files.clone()).apply().await.unwrap();
-    assert!(report.migrations.iter().all(|m| m.outcome == MigrationOutcome::Applied));
+    assert!(
+        report
+            .migrations
+            .iter()
+            .all(|m| m.outcome == MigrationOutcome::Applied)
+    );
     let schema = store.schema();
-    assert_eq!(schema.field_with_name("importance").unwrap().data_type(), &DataType::Int64);
+    assert_eq!(
+        schema.field_with_name("importance").unwrap().data_type(),
+        &DataType::Int64
+    );
     assert!(schema.field_with_name("source").is_err());
     assert!(schema.field_with_name("origin_module").is_ok());
     // backfill copied the renamed field into topic for every row
-    let b = store.scan(Some(&["topic", "origin_module", "importance"]), None).await.unwrap();
+    let b = store
+        .scan(Some(&["topic", "origin_module", "importance"]), None)
+        .await
+        .unwrap();
     for batch in &b {
-        let (t, o) = (batch.column(0).as_string::<i32>(), batch.column(1).as_string::<i32>());
-        let imp = batch.column(2).as_primitive::<arrow::datatypes::Int64Type>();
+        let (t, o) = (
+            batch.column(0).as_string::<i32>(),
+            batch.column(1).as_string::<i32>(),
+        );
+        let imp = batch
+            .column(2)
+            .as_primitive::<arrow::datatypes::Int64Type>();
         for i in 0..batch.num_rows() {
             assert_eq!(t.value(i), o.value(i));
             assert_eq!(imp.value(i), 1);
@@ -48,7 +64,13 @@ async fn metadata_example_changes_schema_and_data() {
     }
     // 25 expired memories deleted; history records each step with its report
     assert_eq!(store.count().await.unwrap(), 367);
-    let steps: Vec<_> = store.history().await.unwrap().into_iter().filter_map(|h| h.entry.and_then(|e| e.report)).collect();
+    let steps: Vec<_> = store
+        .history()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| h.entry.and_then(|e| e.report))
+        .collect();
     assert_eq!(steps.len(), 7);
     assert_eq!(steps.iter().map(|s| s.rows_deleted).sum::<u64>(), 25);
     // nothing left to do; applying again is a no-op
@@ -63,9 +85,17 @@ async fn matryoshka_truncation_renormalises_the_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = corpus_store(&dir, "t").await;
     let files = memlane_store::read_folder(examples("03-matryoshka-truncate")).unwrap();
-    store.migrator(files).embedder("hash768", hash(768, 0)).apply().await.unwrap();
+    store
+        .migrator(files)
+        .embedder("hash768", hash(768, 0))
+        .apply()
+        .await
+        .unwrap();
     assert_eq!(store.state().active_space.as_deref(), Some("narrow256"));
-    let b = store.scan(Some(&["vec_wide768", "vec_narrow256"]), None).await.unwrap();
+    let b = store
+        .scan(Some(&["vec_wide768", "vec_narrow256"]), None)
+        .await
+        .unwrap();
     let (wide, narrow) = (column_f32(&b, 0), column_f32(&b, 1));
     assert_eq!(wide.len(), 392);
     for (w, n) in wide.iter().zip(&narrow) {
@@ -75,7 +105,10 @@ async fn matryoshka_truncation_renormalises_the_prefix() {
         }
     }
     let sp = store.space(Some("narrow256")).unwrap();
-    assert_eq!((sp.dimension, sp.normalized, sp.revision.as_str()), (256, true, "1+truncate256"));
+    assert_eq!(
+        (sp.dimension, sp.normalized, sp.revision.as_str()),
+        (256, true, "1+truncate256")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -87,18 +120,43 @@ async fn reembed_into_new_model_switches_the_active_space() {
     let plan = store.plan(&files).await.unwrap();
     assert_eq!(plan.embedders, vec!["hash256", "hash384v2"]);
     let v0 = store.version();
-    let err = store.migrator(files.clone()).embedder("hash256", hash(256, 0)).apply().await.unwrap_err();
-    assert!(matches!(err, StoreError::MissingEmbedder { ref name, .. } if name == "hash384v2"), "{err}");
+    let err = store
+        .migrator(files.clone())
+        .embedder("hash256", hash(256, 0))
+        .apply()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::MissingEmbedder { ref name, .. } if name == "hash384v2"),
+        "{err}"
+    );
     assert_eq!(store.version(), v0);
 
-    store.migrator(files).embedder("hash256", hash(256, 0)).embedder("hash384v2", hash(384, 2)).apply().await.unwrap();
+    store
+        .migrator(files)
+        .embedder("hash256", hash(256, 0))
+        .embedder("hash384v2", hash(384, 2))
+        .apply()
+        .await
+        .unwrap();
     assert_eq!(store.state().active_space.as_deref(), Some("new384"));
     let recs = corpus();
     let text = recs[10]["content"].as_str().unwrap();
-    let hits = store.search(None, &hash(384, 2).embed(&[text]).unwrap(), 1, None).await.unwrap();
+    let hits = store
+        .search(None, &hash(384, 2).embed(&[text]).unwrap(), 1, None)
+        .await
+        .unwrap();
     assert_eq!(hits[0].id, recs[10]["id"].as_str().unwrap());
     // the old space stays searchable with old-model queries
-    let hits = store.search(Some("old256"), &hash(256, 0).embed(&[text]).unwrap(), 1, None).await.unwrap();
+    let hits = store
+        .search(
+            Some("old256"),
+            &hash(256, 0).embed(&[text]).unwrap(),
+            1,
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(hits[0].id, recs[10]["id"].as_str().unwrap());
 }
 
@@ -108,43 +166,106 @@ async fn edited_renamed_removed_reordered_migrations_are_refused() {
     let mut store = corpus_store(&dir, "c").await;
     let folder = dir.path().join("migs");
     copy_folder(&examples("02-metadata-evolution"), &folder);
-    store.migrator(memlane_store::read_folder(&folder).unwrap()).to(Some(2)).apply().await.unwrap();
+    store
+        .migrator(memlane_store::read_folder(&folder).unwrap())
+        .to(Some(2))
+        .apply()
+        .await
+        .unwrap();
     assert_eq!(store.state().applied.len(), 2);
 
     // comments and formatting do not count as edits
     let p = folder.join("0001_topic.toml");
     let original = std::fs::read_to_string(&p).unwrap();
     std::fs::write(&p, format!("# reviewed\n{original}\n\n")).unwrap();
-    store.plan(&memlane_store::read_folder(&folder).unwrap()).await.unwrap();
+    store
+        .plan(&memlane_store::read_folder(&folder).unwrap())
+        .await
+        .unwrap();
 
     // a changed value does
     std::fs::write(&p, original.replace("\"general\"", "\"misc\"")).unwrap();
     let files = memlane_store::read_folder(&folder).unwrap();
     let err = store.plan(&files).await.unwrap_err();
-    assert!(matches!(err, StoreError::Core(CoreError::Chain(ChainError::Edited { id: 1, .. }))), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Core(CoreError::Chain(ChainError::Edited { id: 1, .. }))
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("0001_topic.toml") && err.to_string().contains("repair"));
     let v = store.version();
-    assert!(store.migrator(files.clone()).apply().await.unwrap_err().is_blocked());
+    assert!(
+        store
+            .migrator(files.clone())
+            .apply()
+            .await
+            .unwrap_err()
+            .is_blocked()
+    );
     assert_eq!(store.version(), v);
     // a deliberate edit is recorded, then the chain is whole again
-    store.repair(&files, 1, "renamed the default topic").await.unwrap();
+    store
+        .repair(&files, 1, "renamed the default topic")
+        .await
+        .unwrap();
     store.plan(&files).await.unwrap();
     assert_eq!(store.state().applied[0].repairs.len(), 1);
     let vr = store.verify(Some(&files)).await.unwrap();
     assert!(vr.ok(), "{vr}");
 
     // renamed and removed files
-    std::fs::rename(folder.join("0002_importance.toml"), folder.join("0002_score.toml")).unwrap();
-    let e = store.plan(&memlane_store::read_folder(&folder).unwrap()).await.unwrap_err();
-    assert!(matches!(e, StoreError::Core(CoreError::Chain(ChainError::Renamed { id: 2, .. }))), "{e}");
+    std::fs::rename(
+        folder.join("0002_importance.toml"),
+        folder.join("0002_score.toml"),
+    )
+    .unwrap();
+    let e = store
+        .plan(&memlane_store::read_folder(&folder).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::Core(CoreError::Chain(ChainError::Renamed { id: 2, .. }))
+        ),
+        "{e}"
+    );
     std::fs::remove_file(folder.join("0002_score.toml")).unwrap();
-    let e = store.plan(&memlane_store::read_folder(&folder).unwrap()).await.unwrap_err();
-    assert!(matches!(e, StoreError::Core(CoreError::Chain(ChainError::Removed { id: 2, .. }))), "{e}");
-    std::fs::copy(examples("02-metadata-evolution").join("0002_importance.toml"), folder.join("0002_importance.toml")).unwrap();
+    let e = store
+        .plan(&memlane_store::read_folder(&folder).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::Core(CoreError::Chain(ChainError::Removed { id: 2, .. }))
+        ),
+        "{e}"
+    );
+    std::fs::copy(
+        examples("02-metadata-evolution").join("0002_importance.toml"),
+        folder.join("0002_importance.toml"),
+    )
+    .unwrap();
     // a new file numbered before an applied one
-    write(&folder, "0000_early.toml", "[[steps]]\nop = \"drop_field\"\nfield = \"supersedes\"\n");
-    let e = store.plan(&memlane_store::read_folder(&folder).unwrap()).await.unwrap_err();
-    assert!(matches!(e, StoreError::Core(CoreError::Chain(ChainError::Reordered { .. }))), "{e}");
+    write(
+        &folder,
+        "0000_early.toml",
+        "[[steps]]\nop = \"drop_field\"\nfield = \"supersedes\"\n",
+    );
+    let e = store
+        .plan(&memlane_store::read_folder(&folder).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::Core(CoreError::Chain(ChainError::Reordered { .. }))
+        ),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -152,10 +273,21 @@ async fn lint_errors_and_failing_invariants_commit_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = corpus_store(&dir, "l").await;
     let folder = dir.path().join("lossy");
-    write(&folder, "0001_narrow.toml", "[[steps]]\nop = \"add_field\"\nfield = \"n\"\ntype = \"int64\"\ndefault = 3\n\n[[steps]]\nop = \"cast_field\"\nfield = \"n\"\nto = \"int32\"\n");
+    write(
+        &folder,
+        "0001_narrow.toml",
+        "[[steps]]\nop = \"add_field\"\nfield = \"n\"\ntype = \"int64\"\ndefault = 3\n\n[[steps]]\nop = \"cast_field\"\nfield = \"n\"\nto = \"int32\"\n",
+    );
     let v0 = store.version();
-    let err = store.migrator(memlane_store::read_folder(&folder).unwrap()).apply().await.unwrap_err();
-    assert!(err.to_string().contains("0001_narrow.toml:7") && err.to_string().contains("lossy-cast"), "{err}");
+    let err = store
+        .migrator(memlane_store::read_folder(&folder).unwrap())
+        .apply()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("0001_narrow.toml:7") && err.to_string().contains("lossy-cast"),
+        "{err}"
+    );
     assert_eq!(store.version(), v0);
 
     let folder = dir.path().join("inv");
@@ -164,10 +296,23 @@ async fn lint_errors_and_failing_invariants_commit_nothing() {
         "0001_score.toml",
         "[[steps]]\nop = \"add_field\"\nfield = \"score\"\ntype = \"int32\"\ndefault = 1\n\n[[invariants]]\ncheck = \"expression\"\nname = \"scores above five\"\nexpr = \"score > 5\"\n",
     );
-    let err = store.migrator(memlane_store::read_folder(&folder).unwrap()).apply().await.unwrap_err();
-    let StoreError::InvariantViolation { report, .. } = &err else { panic!("{err}") };
-    let failed = report.invariants.iter().find(|r| r.name == "scores above five").unwrap();
-    assert_eq!((failed.failed, failed.total, failed.sample_ids.len()), (392, 392, 10));
+    let err = store
+        .migrator(memlane_store::read_folder(&folder).unwrap())
+        .apply()
+        .await
+        .unwrap_err();
+    let StoreError::InvariantViolation { report, .. } = &err else {
+        panic!("{err}")
+    };
+    let failed = report
+        .invariants
+        .iter()
+        .find(|r| r.name == "scores above five")
+        .unwrap();
+    assert_eq!(
+        (failed.failed, failed.total, failed.sample_ids.len()),
+        (392, 392, 10)
+    );
     assert!(err.to_string().contains("scores above five"));
     store.refresh().await.unwrap();
     assert_eq!(store.version(), v0);
@@ -180,7 +325,11 @@ async fn lint_errors_and_failing_invariants_commit_nothing() {
         "0001_score.toml",
         "[[steps]]\nop = \"add_field\"\nfield = \"score\"\ntype = \"int32\"\ndefault = 1\n\n[[invariants]]\ncheck = \"expression\"\nexpr = \"score > 5\"\nseverity = \"warn\"\n",
     );
-    let r = store.migrator(memlane_store::read_folder(&folder).unwrap()).apply().await.unwrap();
+    let r = store
+        .migrator(memlane_store::read_folder(&folder).unwrap())
+        .apply()
+        .await
+        .unwrap();
     let inv = &r.migrations[0].steps[0].invariants;
     assert!(inv.iter().any(|i| !i.passed && !i.blocks()));
 }
@@ -191,9 +340,18 @@ async fn dry_run_checks_every_step_and_commits_nothing() {
     let mut store = corpus_store(&dir, "d").await;
     let v0 = store.version();
     let files = memlane_store::read_folder(examples("02-metadata-evolution")).unwrap();
-    let r = store.migrator(files.clone()).dry_run(true).apply().await.unwrap();
+    let r = store
+        .migrator(files.clone())
+        .dry_run(true)
+        .apply()
+        .await
+        .unwrap();
     assert_eq!(r.migrations.len(), 3);
-    assert!(r.migrations.iter().all(|m| m.outcome == MigrationOutcome::DryRun));
+    assert!(
+        r.migrations
+            .iter()
+            .all(|m| m.outcome == MigrationOutcome::DryRun)
+    );
     // later steps saw earlier ones: the delete step ran on the renamed schema
     assert_eq!(r.migrations[2].steps[0].rows_after, 367);
     store.refresh().await.unwrap();
@@ -226,9 +384,21 @@ async fn failed_step_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = corpus_store(&dir, "f").await;
     let files = memlane_store::read_folder(examples("01-agent-memory-bootstrap")).unwrap();
-    let flaky = Arc::new(Flaky { inner: hash(384, 0), calls: 0.into(), fail_at: 3 });
-    let err = store.migrator(files.clone()).embedder("hash384", flaky).apply().await.unwrap_err();
-    assert!(matches!(err, StoreError::Embedder { batch: 3, .. }), "{err}");
+    let flaky = Arc::new(Flaky {
+        inner: hash(384, 0),
+        calls: 0.into(),
+        fail_at: 3,
+    });
+    let err = store
+        .migrator(files.clone())
+        .embedder("hash384", flaky)
+        .apply()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Embedder { batch: 3, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("model server unavailable"));
     // step 1 (add_space) committed; the migration is in flight at step 2
     let reopened = Store::open(store.uri()).await.unwrap();
@@ -237,13 +407,31 @@ async fn failed_step_resumes_where_it_stopped() {
     assert!(reopened.state().applied.is_empty());
 
     // a wrong-dimension embedder is refused, naming the record
-    let bad: Arc<dyn Embedder> = Arc::new(|t: &[&str]| -> Result<Vec<f32>, EmbedError> { Ok(vec![0.5; t.len() * 383]) });
-    let err = store.migrator(files.clone()).embedder("hash384", bad).apply().await.unwrap_err();
-    assert!(err.to_string().contains("383") || err.to_string().contains("expected"), "{err}");
+    let bad: Arc<dyn Embedder> =
+        Arc::new(|t: &[&str]| -> Result<Vec<f32>, EmbedError> { Ok(vec![0.5; t.len() * 383]) });
+    let err = store
+        .migrator(files.clone())
+        .embedder("hash384", bad)
+        .apply()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("383") || err.to_string().contains("expected"),
+        "{err}"
+    );
 
-    let r = store.migrator(files.clone()).embedder("hash384", hash(384, 0)).apply().await.unwrap();
+    let r = store
+        .migrator(files.clone())
+        .embedder("hash384", hash(384, 0))
+        .apply()
+        .await
+        .unwrap();
     assert!(r.migrations[0].resumed);
-    assert_eq!(r.migrations[0].steps.len(), 1, "only the remaining step runs");
+    assert_eq!(
+        r.migrations[0].steps.len(),
+        1,
+        "only the remaining step runs"
+    );
     assert_eq!(store.state().applied.len(), 1);
     assert!(store.state().in_flight.is_none());
     let vr = store.verify(Some(&files)).await.unwrap();
@@ -254,10 +442,18 @@ async fn failed_step_resumes_where_it_stopped() {
 async fn second_migrator_is_refused_while_the_lock_is_held() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = corpus_store(&dir, "k").await;
-    let guard = memlane_store::lock::acquire(store.uri(), "another apply", std::time::Duration::from_secs(60)).unwrap();
+    let guard = memlane_store::lock::acquire(
+        store.uri(),
+        "another apply",
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap();
     let files = memlane_store::read_folder(examples("02-metadata-evolution")).unwrap();
     let err = store.migrator(files.clone()).apply().await.unwrap_err();
-    assert!(matches!(err, StoreError::LockHeld { ref holder, .. } if holder == "another apply"), "{err}");
+    assert!(
+        matches!(err, StoreError::LockHeld { ref holder, .. } if holder == "another apply"),
+        "{err}"
+    );
     drop(guard);
     store.migrator(files).apply().await.unwrap();
 }
@@ -266,7 +462,10 @@ async fn second_migrator_is_refused_while_the_lock_is_held() {
 async fn dedupe_and_delete_where() {
     let dir = tempfile::tempdir().unwrap();
     let recs: Vec<_> = corpus().into_iter().take(40).collect();
-    let mut store = Store::create_from_json(&uri(&dir, "x"), CreateOptions::default(), &recs, &none()).await.unwrap();
+    let mut store =
+        Store::create_from_json(&uri(&dir, "x"), CreateOptions::default(), &recs, &none())
+            .await
+            .unwrap();
     // duplicate contents under new ids, newer created_at
     let dupes: Vec<_> = recs[..5]
         .iter()
@@ -279,15 +478,30 @@ async fn dedupe_and_delete_where() {
         .collect();
     store.add_json(&dupes, &none()).await.unwrap();
     let folder = dir.path().join("d");
-    write(&folder, "0001_dedupe.toml", "[[steps]]\nop = \"dedupe\"\nby = \"content\"\norder_by = \"created_at\"\n\n[[steps]]\nop = \"delete_where\"\npredicate = \"kind = 'message'\"\n");
-    let r = store.migrator(memlane_store::read_folder(&folder).unwrap()).apply().await.unwrap();
+    write(
+        &folder,
+        "0001_dedupe.toml",
+        "[[steps]]\nop = \"dedupe\"\nby = \"content\"\norder_by = \"created_at\"\n\n[[steps]]\nop = \"delete_where\"\npredicate = \"kind = 'message'\"\n",
+    );
+    let r = store
+        .migrator(memlane_store::read_folder(&folder).unwrap())
+        .apply()
+        .await
+        .unwrap();
     assert_eq!(r.migrations[0].steps[0].rows_deleted, 5);
     let ids: Vec<String> = store
         .scan(Some(&["id"]), None)
         .await
         .unwrap()
         .iter()
-        .flat_map(|b| b.column(0).as_string::<i32>().iter().flatten().map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|b| {
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect();
     // the newer copies won
     for r in &recs[..5] {

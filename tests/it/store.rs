@@ -14,11 +14,16 @@ fn space4() -> Space {
 #[tokio::test(flavor = "multi_thread")]
 async fn create_add_search_history() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = CreateOptions { spaces: vec![Space::new("h64", 64).with_normalized(true)], ..Default::default() };
+    let opts = CreateOptions {
+        spaces: vec![Space::new("h64", 64).with_normalized(true)],
+        ..Default::default()
+    };
     let emb = HashMap::from([("h64".to_owned(), hash(64, 0))]);
     let records = corpus();
     let (first, rest) = records.split_at(100);
-    let mut store = Store::create_from_json(&uri(&dir, "s"), opts, first, &emb).await.unwrap();
+    let mut store = Store::create_from_json(&uri(&dir, "s"), opts, first, &emb)
+        .await
+        .unwrap();
     assert_eq!(store.count().await.unwrap(), 100);
     let r = store.add_json(rest, &emb).await.unwrap();
     assert_eq!((r.added, r.rows_after, r.embedded["h64"]), (292, 392, 292));
@@ -29,7 +34,10 @@ async fn create_add_search_history() {
     let hits = store.search(None, &q, 3, None).await.unwrap();
     assert_eq!(hits[0].id, records[150]["id"].as_str().unwrap());
     assert!(hits[0].distance < 1e-4, "{hits:?}");
-    let filtered = store.search(None, &q, 3, Some("kind = 'episodic'")).await.unwrap();
+    let filtered = store
+        .search(None, &q, 3, Some("kind = 'episodic'"))
+        .await
+        .unwrap();
     assert!(filtered.iter().all(|h| h.id != hits[0].id) || records[150]["kind"] == "episodic");
 
     let h = store.history().await.unwrap();
@@ -46,24 +54,63 @@ async fn create_add_search_history() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_vectors_are_refused_and_nothing_lands() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = CreateOptions { spaces: vec![space4()], ..Default::default() };
-    let mut store = Store::create(&uri(&dir, "s"), opts, None, &none()).await.unwrap();
-    store.add_json(&[json!({"id": "ok", "content": "x", "s4": [1.0, 0.0, 0.0, 0.0]})], &none()).await.unwrap();
+    let opts = CreateOptions {
+        spaces: vec![space4()],
+        ..Default::default()
+    };
+    let mut store = Store::create(&uri(&dir, "s"), opts, None, &none())
+        .await
+        .unwrap();
+    store
+        .add_json(
+            &[json!({"id": "ok", "content": "x", "s4": [1.0, 0.0, 0.0, 0.0]})],
+            &none(),
+        )
+        .await
+        .unwrap();
     let v0 = store.version();
 
     let cases = [
-        (json!({"id": "short", "s4": [1.0, 2.0, 3.0]}), vec!["short", "s4", "4", "3"]),
-        (json!({"id": "hole", "vec_s4": [1.0, null, 0.0, 0.0]}), vec!["hole", "s4", "null component"]),
-        (json!({"id": "zero", "s4": [0.0, 0.0, 0.0, 0.0]}), vec!["zero", "s4", "zero vector"]),
-        (json!({"id": "missing", "content": "no vector"}), vec!["missing", "s4"]),
-        (json!({"id": "ok", "s4": [0.0, 1.0, 0.0, 0.0]}), vec!["already exist", "ok"]),
-        (json!({"id": "x", "colour": "red", "s4": [0.0, 1.0, 0.0, 0.0]}), vec!["colour", "add_field"]),
-        (json!({"id": "k", "kind": "dream", "s4": [0.0, 1.0, 0.0, 0.0]}), vec!["dream", "semantic"]),
+        (
+            json!({"id": "short", "s4": [1.0, 2.0, 3.0]}),
+            vec!["short", "s4", "4", "3"],
+        ),
+        (
+            json!({"id": "hole", "vec_s4": [1.0, null, 0.0, 0.0]}),
+            vec!["hole", "s4", "null component"],
+        ),
+        (
+            json!({"id": "zero", "s4": [0.0, 0.0, 0.0, 0.0]}),
+            vec!["zero", "s4", "zero vector"],
+        ),
+        (
+            json!({"id": "missing", "content": "no vector"}),
+            vec!["missing", "s4"],
+        ),
+        (
+            json!({"id": "ok", "s4": [0.0, 1.0, 0.0, 0.0]}),
+            vec!["already exist", "ok"],
+        ),
+        (
+            json!({"id": "x", "colour": "red", "s4": [0.0, 1.0, 0.0, 0.0]}),
+            vec!["colour", "add_field"],
+        ),
+        (
+            json!({"id": "k", "kind": "dream", "s4": [0.0, 1.0, 0.0, 0.0]}),
+            vec!["dream", "semantic"],
+        ),
     ];
     for (rec, needles) in cases {
         // a good record travels with the bad one: neither may land
-        let batch = [json!({"id": "good", "s4": [0.5, 0.5, 0.5, 0.5]}), rec.clone()];
-        let err = store.add_json(&batch, &none()).await.unwrap_err().to_string();
+        let batch = [
+            json!({"id": "good", "s4": [0.5, 0.5, 0.5, 0.5]}),
+            rec.clone(),
+        ];
+        let err = store
+            .add_json(&batch, &none())
+            .await
+            .unwrap_err()
+            .to_string();
         for n in needles {
             assert!(err.contains(n), "{rec}: `{err}` lacks `{n}`");
         }
@@ -74,7 +121,11 @@ async fn bad_vectors_are_refused_and_nothing_lands() {
     // NaN given as a float (Arrow input) is refused too
     let vals = arrow::array::Float32Array::from(vec![1.0, f32::NAN, 0.0, 0.0]);
     let fsl = arrow::array::FixedSizeListArray::try_new(
-        std::sync::Arc::new(arrow::datatypes::Field::new("item", arrow::datatypes::DataType::Float32, true)),
+        std::sync::Arc::new(arrow::datatypes::Field::new(
+            "item",
+            arrow::datatypes::DataType::Float32,
+            true,
+        )),
         4,
         std::sync::Arc::new(vals),
         None,
@@ -88,31 +139,66 @@ async fn bad_vectors_are_refused_and_nothing_lands() {
     .unwrap();
     let err = store.add(b, &none()).await.unwrap_err();
     assert!(matches!(err, StoreError::Core(_)), "{err}");
-    assert!(err.to_string().contains("nanrow") && err.to_string().contains("non-finite"), "{err}");
+    assert!(
+        err.to_string().contains("nanrow") && err.to_string().contains("non-finite"),
+        "{err}"
+    );
     assert_eq!(store.count().await.unwrap(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_collection_and_exports_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = CreateOptions { plain: true, spaces: vec![space4()], ..Default::default() };
+    let opts = CreateOptions {
+        plain: true,
+        spaces: vec![space4()],
+        ..Default::default()
+    };
     let recs: Vec<_> = (0..50)
         .map(|i| json!({"id": format!("r{i}"), "content": format!("text {i}"), "s4": [1.0, i as f32, 0.5, -1.0]}))
         .collect();
-    let store = Store::create_from_json(&uri(&dir, "p"), opts, &recs, &none()).await.unwrap();
-    let names: Vec<String> = store.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let store = Store::create_from_json(&uri(&dir, "p"), opts, &recs, &none())
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     assert_eq!(names, vec!["id", "content", "vec_s4"]);
     let ipc = dir.path().join("x.arrow");
     let jsonl = dir.path().join("x.jsonl");
     assert_eq!(memlane_store::export_ipc(&store, &ipc).await.unwrap(), 50);
-    assert_eq!(memlane_store::export_jsonl(&store, &jsonl).await.unwrap(), 50);
+    assert_eq!(
+        memlane_store::export_jsonl(&store, &jsonl).await.unwrap(),
+        50
+    );
     // both exports load into a second store with the same rows and vectors
-    let opts = CreateOptions { plain: true, spaces: vec![space4()], ..Default::default() };
-    let mut a = Store::create(&uri(&dir, "a"), opts.clone(), None, &none()).await.unwrap();
-    a.add(memlane_store::read_ipc(&ipc).unwrap(), &none()).await.unwrap();
-    let b = Store::create_from_json(&uri(&dir, "b"), opts, &memlane_store::read_jsonl(&jsonl).unwrap(), &none()).await.unwrap();
+    let opts = CreateOptions {
+        plain: true,
+        spaces: vec![space4()],
+        ..Default::default()
+    };
+    let mut a = Store::create(&uri(&dir, "a"), opts.clone(), None, &none())
+        .await
+        .unwrap();
+    a.add(memlane_store::read_ipc(&ipc).unwrap(), &none())
+        .await
+        .unwrap();
+    let b = Store::create_from_json(
+        &uri(&dir, "b"),
+        opts,
+        &memlane_store::read_jsonl(&jsonl).unwrap(),
+        &none(),
+    )
+    .await
+    .unwrap();
     for s in [&a, &b] {
-        let batches = s.scan(Some(&["id", "vec_s4"]), Some("id = 'r7'")).await.unwrap();
+        let batches = s
+            .scan(Some(&["id", "vec_s4"]), Some("id = 'r7'"))
+            .await
+            .unwrap();
         let v = batches[0].column(1).as_fixed_size_list().value(0);
         let v = v.as_primitive::<arrow::datatypes::Float32Type>();
         assert_eq!(v.values().to_vec(), vec![1.0, 7.0, 0.5, -1.0]);
@@ -128,12 +214,25 @@ async fn restore_is_a_forward_commit_and_tags_resolve() {
     store.migrator(files.clone()).apply().await.unwrap();
     assert_eq!(store.count().await.unwrap(), 367);
     let tags = store.tags().await.unwrap();
-    assert!(tags.iter().any(|(n, _)| n == "migration-0003-cleanup"), "{tags:?}");
+    assert!(
+        tags.iter().any(|(n, _)| n == "migration-0003-cleanup"),
+        "{tags:?}"
+    );
     store.tag("before-restore", None).await.unwrap();
-    assert!(store.tag("before-restore", None).await.unwrap_err().to_string().contains("already exists"));
+    assert!(
+        store
+            .tag("before-restore", None)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("already exists")
+    );
 
     let before = store.version();
-    assert!(store.restore("1", "").await.is_err(), "a reason is required");
+    assert!(
+        store.restore("1", "").await.is_err(),
+        "a reason is required"
+    );
     let v = store.restore("1", "roll back the cleanup").await.unwrap();
     assert_eq!(v, before + 1);
     assert_eq!(store.count().await.unwrap(), 392);
@@ -141,14 +240,23 @@ async fn restore_is_a_forward_commit_and_tags_resolve() {
     assert!(store.schema().field_with_name("source").is_ok());
     let last = store.history().await.unwrap().pop().unwrap();
     let e = last.entry.unwrap();
-    assert_eq!((e.action, e.restored_from, e.reason.as_deref()), (Action::Restore, Some(1), Some("roll back the cleanup")));
+    assert_eq!(
+        (e.action, e.restored_from, e.reason.as_deref()),
+        (Action::Restore, Some(1), Some("roll back the cleanup"))
+    );
     // forward again: the migrations re-apply on top of the restore
     store.migrator(files.clone()).apply().await.unwrap();
     assert_eq!(store.count().await.unwrap(), 367);
     // restoring by tag
-    store.restore("before-restore", "back to the tag").await.unwrap();
+    store
+        .restore("before-restore", "back to the tag")
+        .await
+        .unwrap();
     assert_eq!(store.state().applied.len(), 3);
-    assert!(matches!(store.restore("nope", "x").await.unwrap_err(), StoreError::UnknownVersion(_)));
+    assert!(matches!(
+        store.restore("nope", "x").await.unwrap_err(),
+        StoreError::UnknownVersion(_)
+    ));
     let vr = store.verify(Some(&files)).await.unwrap();
     assert!(vr.ok(), "{vr}");
 }

@@ -39,7 +39,9 @@ pub(crate) fn parse_spec(spec: &str) -> Result<Arc<dyn Embedder>> {
         return Ok(h.arc());
     }
     if let Some(cmd) = spec.strip_prefix("cmd:") {
-        return Ok(Arc::new(CommandEmbedder { cmd: cmd.to_owned() }));
+        return Ok(Arc::new(CommandEmbedder {
+            cmd: cmd.to_owned(),
+        }));
     }
     bail!("embedder spec `{spec}` is not `hash:DIM[:SEED]` or `cmd:COMMAND`")
 }
@@ -48,7 +50,9 @@ pub(crate) fn parse_spec(spec: &str) -> Result<Arc<dyn Embedder>> {
 pub(crate) fn parse_all(items: &[String]) -> Result<HashMap<String, Arc<dyn Embedder>>> {
     let mut out = HashMap::new();
     for it in items {
-        let (name, spec) = it.split_once('=').with_context(|| format!("`{it}` is not NAME=SPEC (e.g. minilm=hash:384)"))?;
+        let (name, spec) = it
+            .split_once('=')
+            .with_context(|| format!("`{it}` is not NAME=SPEC (e.g. minilm=hash:384)"))?;
         out.insert(name.to_owned(), parse_spec(spec)?);
     }
     Ok(out)

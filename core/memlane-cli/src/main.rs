@@ -187,8 +187,12 @@ enum Cmd {
 
 fn parse_space(s: &str) -> Result<Space> {
     let parts: Vec<&str> = s.split(':').collect();
-    let [name, dim, rest @ ..] = parts.as_slice() else { bail!("--space `{s}` is not NAME:DIM[:METRIC[:normalized]]") };
-    let dim: usize = dim.parse().with_context(|| format!("--space `{s}`: `{dim}` is not a dimension"))?;
+    let [name, dim, rest @ ..] = parts.as_slice() else {
+        bail!("--space `{s}` is not NAME:DIM[:METRIC[:normalized]]")
+    };
+    let dim: usize = dim
+        .parse()
+        .with_context(|| format!("--space `{s}`: `{dim}` is not a dimension"))?;
     let mut sp = Space::new(*name, dim);
     for r in rest {
         match *r {
@@ -219,15 +223,31 @@ fn progress_bar() -> Option<Arc<dyn Fn(&Progress) + Send + Sync>> {
     );
     Some(Arc::new(move |p: &Progress| {
         bar.set_length(p.total);
-        bar.set_message(format!("{:04} step {}/{} {}", p.migration, p.step + 1, p.steps, p.op));
+        bar.set_message(format!(
+            "{:04} step {}/{} {}",
+            p.migration,
+            p.step + 1,
+            p.steps,
+            p.op
+        ));
         bar.set_position(p.done);
         if p.done >= p.total {
-            bar.println(format!("  {:04} step {}/{} {} done ({} rows)", p.migration, p.step + 1, p.steps, p.op, p.total));
+            bar.println(format!(
+                "  {:04} step {}/{} {} done ({} rows)",
+                p.migration,
+                p.step + 1,
+                p.steps,
+                p.op,
+                p.total
+            ));
         }
     }))
 }
 
-fn resolve_embedders(given: &[String], plan: &memlane_core::Plan) -> Result<HashMap<String, Arc<dyn memlane_store::Embedder>>> {
+fn resolve_embedders(
+    given: &[String],
+    plan: &memlane_core::Plan,
+) -> Result<HashMap<String, Arc<dyn memlane_store::Embedder>>> {
     let mut e = embedders::parse_all(given)?;
     for name in &plan.embedders {
         if !e.contains_key(name)
@@ -242,20 +262,41 @@ fn resolve_embedders(given: &[String], plan: &memlane_core::Plan) -> Result<Hash
 async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
     match cli.cmd {
-        Cmd::Init { store, plain, spaces, from, embedders } => {
-            let spaces = spaces.iter().map(|s| parse_space(s)).collect::<Result<Vec<_>>>()?;
-            let opts = CreateOptions { plain, spaces, fields: vec![] };
+        Cmd::Init {
+            store,
+            plain,
+            spaces,
+            from,
+            embedders,
+        } => {
+            let spaces = spaces
+                .iter()
+                .map(|s| parse_space(s))
+                .collect::<Result<Vec<_>>>()?;
+            let opts = CreateOptions {
+                plain,
+                spaces,
+                fields: vec![],
+            };
             let emb = embedders::parse_all(&embedders)?;
             let mut st = match &from {
-                Some(f) => Store::create_from_json(&store, opts, &memlane_store::read_jsonl(f)?, &emb).await?,
+                Some(f) => {
+                    Store::create_from_json(&store, opts, &memlane_store::read_jsonl(f)?, &emb)
+                        .await?
+                }
                 None => Store::create(&store, opts, None, &emb).await?,
             };
             st.refresh().await?;
             let rows = st.count().await?;
             if json {
-                print_json(&json!({"store": store, "version": st.version(), "rows": rows, "spaces": st.state().spaces}))?;
+                print_json(
+                    &json!({"store": store, "version": st.version(), "rows": rows, "spaces": st.state().spaces}),
+                )?;
             } else {
-                println!("created store {store} at version {} with {rows} rows", st.version());
+                println!(
+                    "created store {store} at version {} with {rows} rows",
+                    st.version()
+                );
             }
         }
         Cmd::Status { store, migrations } => {
@@ -263,7 +304,12 @@ async fn run(cli: Cli) -> Result<u8> {
             let snap = st.snapshot().await?;
             let lock = memlane_store::lock::read_lock(&store);
             let pending = match &migrations {
-                Some(dir) => Some(st.plan(&memlane_store::read_folder(dir)?).await?.migrations.len()),
+                Some(dir) => Some(
+                    st.plan(&memlane_store::read_folder(dir)?)
+                        .await?
+                        .migrations
+                        .len(),
+                ),
                 None => None,
             };
             if json {
@@ -277,24 +323,42 @@ async fn run(cli: Cli) -> Result<u8> {
                 println!("store    {store}");
                 println!("version  {}   rows {}", snap.version, snap.rows);
                 for s in &snap.state.spaces {
-                    let mark = if snap.state.active_space.as_deref() == Some(s.name.as_str()) { "*" } else { " " };
+                    let mark = if snap.state.active_space.as_deref() == Some(s.name.as_str()) {
+                        "*"
+                    } else {
+                        " "
+                    };
                     println!("space  {mark} {}", s.identity());
                 }
                 if snap.state.spaces.is_empty() {
                     println!("spaces   none");
                 }
                 match snap.state.applied.last() {
-                    Some(a) => println!("applied  {} migration(s), last {} at {}", snap.state.applied.len(), a.file, a.applied_at),
+                    Some(a) => println!(
+                        "applied  {} migration(s), last {} at {}",
+                        snap.state.applied.len(),
+                        a.file,
+                        a.applied_at
+                    ),
                     None => println!("applied  none"),
                 }
                 if let Some(f) = &snap.state.in_flight {
-                    println!("IN FLIGHT {} — {}/{} steps committed; `memlane apply` resumes it", f.file, f.steps_done, f.steps_total);
+                    println!(
+                        "IN FLIGHT {} — {}/{} steps committed; `memlane apply` resumes it",
+                        f.file, f.steps_done, f.steps_total
+                    );
                 }
                 if let Some(p) = pending {
                     println!("pending  {p} migration(s)");
                 }
                 if let Some(l) = lock {
-                    println!("LOCKED   by {} (pid {} on {}), lease until {}", l.holder, l.pid, l.host, l.expires.to_rfc3339());
+                    println!(
+                        "LOCKED   by {} (pid {} on {}), lease until {}",
+                        l.holder,
+                        l.pid,
+                        l.host,
+                        l.expires.to_rfc3339()
+                    );
                 }
             }
         }
@@ -323,14 +387,29 @@ async fn run(cli: Cli) -> Result<u8> {
                 for f in &plan.findings {
                     println!("{f}");
                 }
-                let e = plan.findings.iter().filter(|f| f.level == Level::Error).count();
-                println!("{} file(s): {e} error(s), {} warning(s)", files.len(), plan.findings.len() - e);
+                let e = plan
+                    .findings
+                    .iter()
+                    .filter(|f| f.level == Level::Error)
+                    .count();
+                println!(
+                    "{} file(s): {e} error(s), {} warning(s)",
+                    files.len(),
+                    plan.findings.len() - e
+                );
             }
             if plan.errors().next().is_some() {
                 return Ok(BLOCKED);
             }
         }
-        Cmd::Apply { store, migrations, dry_run, to, yes, embedders } => {
+        Cmd::Apply {
+            store,
+            migrations,
+            dry_run,
+            to,
+            yes,
+            embedders,
+        } => {
             let mut st = Store::open(&store).await?;
             let files = memlane_store::read_folder(&migrations)?;
             let plan = st.plan(&files).await?;
@@ -345,7 +424,11 @@ async fn run(cli: Cli) -> Result<u8> {
             }
             if plan.is_empty() {
                 if json {
-                    print_json(&memlane_core::ApplyReport { version_before: st.version(), version_after: st.version(), ..Default::default() })?;
+                    print_json(&memlane_core::ApplyReport {
+                        version_before: st.version(),
+                        version_after: st.version(),
+                        ..Default::default()
+                    })?;
                 }
                 return Ok(OK);
             }
@@ -354,7 +437,10 @@ async fn run(cli: Cli) -> Result<u8> {
                     eprintln!("apply needs confirmation: pass --yes (or --dry-run to only check)");
                     return Ok(USAGE);
                 }
-                eprint!("apply {} migration(s) to {store}? [y/N] ", plan.migrations.len());
+                eprint!(
+                    "apply {} migration(s) to {store}? [y/N] ",
+                    plan.migrations.len()
+                );
                 let mut answer = String::new();
                 std::io::stdin().read_line(&mut answer)?;
                 if !matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -363,7 +449,10 @@ async fn run(cli: Cli) -> Result<u8> {
                 }
             }
             let emb = resolve_embedders(&embedders, &plan)?;
-            let mut m = st.migrator(files).dry_run(dry_run).to(to).holder(format!("memlane apply ({})", std::env::var("USER").unwrap_or_default()));
+            let mut m = st.migrator(files).dry_run(dry_run).to(to).holder(format!(
+                "memlane apply ({})",
+                std::env::var("USER").unwrap_or_default()
+            ));
             for (name, e) in emb {
                 m = m.embedder(name, e);
             }
@@ -396,14 +485,21 @@ async fn run(cli: Cli) -> Result<u8> {
                         None => format!("{} (not by memlane)", item.operation),
                         Some(e) => describe_entry(e),
                     };
-                    let tags = if item.tags.is_empty() { String::new() } else { format!("  [{}]", item.tags.join(", ")) };
+                    let tags = if item.tags.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  [{}]", item.tags.join(", "))
+                    };
                     println!("v{:<4} {}  {what}{tags}", item.version, item.timestamp);
                 }
             }
         }
         Cmd::Verify { store, migrations } => {
             let st = Store::open(&store).await?;
-            let files = migrations.as_ref().map(memlane_store::read_folder).transpose()?;
+            let files = migrations
+                .as_ref()
+                .map(memlane_store::read_folder)
+                .transpose()?;
             let r = st.verify(files.as_deref()).await?;
             if json {
                 print_json(&r)?;
@@ -414,7 +510,11 @@ async fn run(cli: Cli) -> Result<u8> {
                 return Ok(BLOCKED);
             }
         }
-        Cmd::Tag { store, name, version } => {
+        Cmd::Tag {
+            store,
+            name,
+            version,
+        } => {
             let st = Store::open(&store).await?;
             match name {
                 Some(n) => {
@@ -438,18 +538,27 @@ async fn run(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::Restore { store, to, reason } => {
-            let _lock = memlane_store::lock::acquire(&store, "memlane restore", std::time::Duration::from_secs(60))?;
+            let _lock = memlane_store::lock::acquire(
+                &store,
+                "memlane restore",
+                std::time::Duration::from_secs(60),
+            )?;
             let mut st = Store::open(&store).await?;
             let v = st.restore(&to, &reason).await?;
             if json {
                 print_json(&json!({"version": v, "restored_from": to}))?;
             } else {
-                println!("restored {to} as new version {v} ({} rows)", st.count().await?);
+                println!(
+                    "restored {to} as new version {v} ({} rows)",
+                    st.count().await?
+                );
             }
         }
         Cmd::Unlock { store, force } => {
             if !force {
-                eprintln!("unlock removes another process's lock; make sure it is dead, then pass --force");
+                eprintln!(
+                    "unlock removes another process's lock; make sure it is dead, then pass --force"
+                );
                 return Ok(USAGE);
             }
             match memlane_store::lock::force_unlock(&store)? {
@@ -457,25 +566,44 @@ async fn run(cli: Cli) -> Result<u8> {
                 None => println!("no lock held"),
             }
         }
-        Cmd::Repair { store, migrations, accept, reason } => {
-            let _lock = memlane_store::lock::acquire(&store, "memlane repair", std::time::Duration::from_secs(60))?;
+        Cmd::Repair {
+            store,
+            migrations,
+            accept,
+            reason,
+        } => {
+            let _lock = memlane_store::lock::acquire(
+                &store,
+                "memlane repair",
+                std::time::Duration::from_secs(60),
+            )?;
             let mut st = Store::open(&store).await?;
-            let v = st.repair(&memlane_store::read_folder(&migrations)?, accept, &reason).await?;
+            let v = st
+                .repair(&memlane_store::read_folder(&migrations)?, accept, &reason)
+                .await?;
             println!("accepted the current file of migration {accept:04} at version {v}");
         }
-        Cmd::Add { store, file, embedders } => {
+        Cmd::Add {
+            store,
+            file,
+            embedders,
+        } => {
             let mut st = Store::open(&store).await?;
             let emb = embedders::parse_all(&embedders)?;
             let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
             let r = if matches!(ext, "arrow" | "ipc" | "feather") {
                 st.add(memlane_store::read_ipc(&file)?, &emb).await?
             } else {
-                st.add_json(&memlane_store::read_jsonl(&file)?, &emb).await?
+                st.add_json(&memlane_store::read_jsonl(&file)?, &emb)
+                    .await?
             };
             if json {
                 print_json(&r)?;
             } else {
-                println!("added {} records ({} -> {} rows) at version {}", r.added, r.rows_before, r.rows_after, r.version);
+                println!(
+                    "added {} records ({} -> {} rows) at version {}",
+                    r.added, r.rows_before, r.rows_after, r.version
+                );
             }
         }
         Cmd::Export { store, output } => {
@@ -492,11 +620,19 @@ async fn run(cli: Cli) -> Result<u8> {
                 println!("exported {n} records to {}", output.display());
             }
         }
-        Cmd::Search { store, text, embedder, space, k } => {
+        Cmd::Search {
+            store,
+            text,
+            embedder,
+            space,
+            k,
+        } => {
             let st = Store::open(&store).await?;
             let e = embedders::parse_spec(&embedder)?;
             let sp = st.space(space.as_deref())?.clone();
-            let q = e.embed(&[&format!("{}{text}", sp.query_prefix)]).map_err(|err| anyhow!("query embedder failed: {err}"))?;
+            let q = e
+                .embed(&[&format!("{}{text}", sp.query_prefix)])
+                .map_err(|err| anyhow!("query embedder failed: {err}"))?;
             let hits = st.search(Some(&sp.name), &q, k, None).await?;
             if json {
                 print_json(&hits)?;
@@ -524,16 +660,31 @@ fn describe_entry(e: &memlane_core::HistoryEntry) -> String {
             let r = e.report.as_ref();
             format!(
                 "{} {} step {}: {}{}",
-                if e.action == Action::Migration { "migration" } else { "step" },
+                if e.action == Action::Migration {
+                    "migration"
+                } else {
+                    "step"
+                },
                 e.file.as_deref().unwrap_or("?"),
                 r.map_or(0, |r| r.step + 1),
                 r.map_or(String::new(), |r| r.description.clone()),
-                r.map_or(String::new(), |r| format!(" (rows {} -> {}, {} ms)", r.rows_before, r.rows_after, r.duration_ms)),
+                r.map_or(String::new(), |r| format!(
+                    " (rows {} -> {}, {} ms)",
+                    r.rows_before, r.rows_after, r.duration_ms
+                )),
             )
         }
         Action::Checkpoint => format!("checkpoint {}", e.file.as_deref().unwrap_or("?")),
-        Action::Restore => format!("restore of v{} — {}", e.restored_from.unwrap_or(0), e.reason.as_deref().unwrap_or("")),
-        Action::Repair => format!("repair of {} — {}", e.file.as_deref().unwrap_or("?"), e.reason.as_deref().unwrap_or("")),
+        Action::Restore => format!(
+            "restore of v{} — {}",
+            e.restored_from.unwrap_or(0),
+            e.reason.as_deref().unwrap_or("")
+        ),
+        Action::Repair => format!(
+            "repair of {} — {}",
+            e.file.as_deref().unwrap_or("?"),
+            e.reason.as_deref().unwrap_or("")
+        ),
     }
 }
 
@@ -545,7 +696,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { USAGE } else { OK });
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -555,7 +709,17 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let blocked = e.downcast_ref::<StoreError>().is_some_and(StoreError::is_blocked);
+            let blocked = e
+                .downcast_ref::<StoreError>()
+                .is_some_and(StoreError::is_blocked)
+                || e.downcast_ref::<memlane_core::CoreError>()
+                    .is_some_and(|c| {
+                        matches!(
+                            c,
+                            memlane_core::CoreError::Chain(_)
+                                | memlane_core::CoreError::Lint { .. }
+                        )
+                    });
             eprintln!("error: {e:#}");
             ExitCode::from(if blocked { BLOCKED } else { FAILED })
         }

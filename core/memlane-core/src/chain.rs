@@ -33,7 +33,10 @@ pub struct Reconciled<'a> {
 
 /// Check the folder against the recorded history: applied files unchanged, not
 /// renamed, not removed, and nothing new sorted before them. Returns what is left to do.
-pub fn reconcile<'a>(state: &StoreState, files: &'a [Migration]) -> Result<Reconciled<'a>, ChainError> {
+pub fn reconcile<'a>(
+    state: &StoreState,
+    files: &'a [Migration],
+) -> Result<Reconciled<'a>, ChainError> {
     let find = |id: u32| files.iter().find(|m| m.id == id);
     let check = |id: u32, file: &str, hash: &str| -> Result<&'a Migration, ChainError> {
         let m = find(id).ok_or_else(|| ChainError::Removed {
@@ -67,7 +70,9 @@ pub fn reconcile<'a>(state: &StoreState, files: &'a [Migration]) -> Result<Recon
     let last = in_flight
         .map(|(m, _)| (m.id, m.file.clone()))
         .or_else(|| state.applied.last().map(|a| (a.id, a.file.clone())));
-    let recorded = |id: u32| state.applied.iter().any(|a| a.id == id) || in_flight.is_some_and(|(m, _)| m.id == id);
+    let recorded = |id: u32| {
+        state.applied.iter().any(|a| a.id == id) || in_flight.is_some_and(|(m, _)| m.id == id)
+    };
     let mut prev = state.head_checksum().to_owned();
     let mut pending = Vec::new();
     for m in files.iter().filter(|m| !recorded(m.id)) {
@@ -94,8 +99,22 @@ pub fn verify_recorded(state: &StoreState) -> Result<(), String> {
     let entries = state
         .applied
         .iter()
-        .map(|a| (a.id, a.file.as_str(), a.content_hash.as_str(), a.checksum.as_str()))
-        .chain(state.in_flight.iter().map(|f| (f.id, f.file.as_str(), f.content_hash.as_str(), f.checksum.as_str())));
+        .map(|a| {
+            (
+                a.id,
+                a.file.as_str(),
+                a.content_hash.as_str(),
+                a.checksum.as_str(),
+            )
+        })
+        .chain(state.in_flight.iter().map(|f| {
+            (
+                f.id,
+                f.file.as_str(),
+                f.content_hash.as_str(),
+                f.checksum.as_str(),
+            )
+        }));
     let mut last_id = None;
     for (id, file, hash, sum) in entries {
         if last_id.is_some_and(|l| id <= l) {
@@ -117,7 +136,13 @@ pub fn verify_recorded(state: &StoreState) -> Result<(), String> {
 
 /// Accept the current file of migration `id` as its applied content (a deliberate
 /// edit or rename), recomputing the chain from there. Returns the new state.
-pub fn repair(state: &StoreState, files: &[Migration], id: u32, reason: &str, at: &str) -> Result<StoreState, String> {
+pub fn repair(
+    state: &StoreState,
+    files: &[Migration],
+    id: u32,
+    reason: &str,
+    at: &str,
+) -> Result<StoreState, String> {
     if reason.trim().is_empty() {
         return Err("a repair needs a reason: --reason \"why the edit is safe\"".into());
     }
@@ -149,7 +174,9 @@ pub fn repair(state: &StoreState, files: &[Migration], id: u32, reason: &str, at
         found = true;
     }
     if !found {
-        return Err(format!("migration {id:04} is not applied; nothing to repair"));
+        return Err(format!(
+            "migration {id:04} is not applied; nothing to repair"
+        ));
     }
     rechain(&mut st.applied, st.in_flight.as_mut());
     Ok(st)
@@ -172,7 +199,11 @@ mod tests {
     use crate::migration::parse_migration;
 
     fn mig(file: &str, field: &str) -> Migration {
-        parse_migration(file, &format!("[[steps]]\nop = \"drop_field\"\nfield = \"{field}\"\n")).unwrap()
+        parse_migration(
+            file,
+            &format!("[[steps]]\nop = \"drop_field\"\nfield = \"{field}\"\n"),
+        )
+        .unwrap()
     }
 
     fn applied(ms: &[&Migration]) -> StoreState {
@@ -196,7 +227,11 @@ mod tests {
 
     #[test]
     fn detects_edit_rename_remove_reorder() {
-        let (a, b, c) = (mig("0001_a.toml", "x"), mig("0002_b.toml", "y"), mig("0003_c.toml", "z"));
+        let (a, b, c) = (
+            mig("0001_a.toml", "x"),
+            mig("0002_b.toml", "y"),
+            mig("0003_c.toml", "z"),
+        );
         let st = applied(&[&a, &b]);
         let all = [a.clone(), b.clone(), c.clone()];
         let ok = reconcile(&st, &all).unwrap();
@@ -211,12 +246,21 @@ mod tests {
 
         let renamed = mig("0002_bee.toml", "y");
         let folder = [a.clone(), renamed];
-        assert!(matches!(reconcile(&st, &folder).unwrap_err(), ChainError::Renamed { .. }));
-        assert!(matches!(reconcile(&st, std::slice::from_ref(&a)).unwrap_err(), ChainError::Removed { id: 2, .. }));
+        assert!(matches!(
+            reconcile(&st, &folder).unwrap_err(),
+            ChainError::Renamed { .. }
+        ));
+        assert!(matches!(
+            reconcile(&st, std::slice::from_ref(&a)).unwrap_err(),
+            ChainError::Removed { id: 2, .. }
+        ));
 
         let st1 = applied(&[&a, &c]);
         let folder = [a.clone(), b.clone(), c.clone()];
-        assert!(matches!(reconcile(&st1, &folder).unwrap_err(), ChainError::Reordered { .. }));
+        assert!(matches!(
+            reconcile(&st1, &folder).unwrap_err(),
+            ChainError::Reordered { .. }
+        ));
 
         let repaired = repair(&st, &[a.clone(), edited.clone()], 2, "typo", "now").unwrap();
         let folder = [a.clone(), edited];

@@ -18,7 +18,9 @@ pub enum CoreError {
         hint: String,
     },
     /// A migration file name does not follow `NNNN_slug.toml`.
-    #[error("migration file name `{file}` is not `NNNN_slug.toml`; rename it, e.g. `0001_{suggestion}.toml`")]
+    #[error(
+        "migration file name `{file}` is not `NNNN_slug.toml`; rename it, e.g. `0001_{suggestion}.toml`"
+    )]
     FileName {
         /// Offending file name.
         file: String,
@@ -78,7 +80,9 @@ pub enum CoreError {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ChainError {
     /// An applied migration's file changed after it was applied.
-    #[error("applied migration `{file}` was edited after it was applied (checksum {recorded} recorded, {found} now); revert the edit, or record it deliberately with `memlane repair --accept {id} --reason \"...\"`")]
+    #[error(
+        "applied migration `{file}` was edited after it was applied (checksum {recorded} recorded, {found} now); revert the edit, or record it deliberately with `memlane repair --accept {id} --reason \"...\"`"
+    )]
     Edited {
         /// Migration id.
         id: u32,
@@ -90,7 +94,9 @@ pub enum ChainError {
         found: String,
     },
     /// An applied migration's file was renamed.
-    #[error("applied migration {id} was applied as `{applied}` but the folder has `{found}`; rename it back, or record the rename with `memlane repair --accept {id} --reason \"...\"`")]
+    #[error(
+        "applied migration {id} was applied as `{applied}` but the folder has `{found}`; rename it back, or record the rename with `memlane repair --accept {id} --reason \"...\"`"
+    )]
     Renamed {
         /// Migration id.
         id: u32,
@@ -100,7 +106,9 @@ pub enum ChainError {
         found: String,
     },
     /// An applied migration's file is missing.
-    #[error("applied migration `{file}` is missing from the migrations folder; restore the file (history is forward-only)")]
+    #[error(
+        "applied migration `{file}` is missing from the migrations folder; restore the file (history is forward-only)"
+    )]
     Removed {
         /// Migration id.
         id: u32,
@@ -108,7 +116,9 @@ pub enum ChainError {
         file: String,
     },
     /// A pending migration sorts before an applied one.
-    #[error("pending migration `{file}` sorts before the last applied migration `{last_applied}`; renumber it after {last_id:04}")]
+    #[error(
+        "pending migration `{file}` sorts before the last applied migration `{last_applied}`; renumber it after {last_id:04}"
+    )]
     Reordered {
         /// Pending file.
         file: String,
@@ -123,7 +133,9 @@ pub enum ChainError {
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum VectorError {
     /// Dimension mismatch.
-    #[error("record `{id}`: vector dimension {got} does not match space `{space}` ({expected}); re-embed with `memlane apply` or write to the matching space")]
+    #[error(
+        "record `{id}`: vector dimension {got} does not match space `{space}` ({expected}); re-embed with `memlane apply` or write to the matching space"
+    )]
     Dimension {
         /// Record id.
         id: String,
@@ -135,7 +147,9 @@ pub enum VectorError {
         got: usize,
     },
     /// NaN or infinite component.
-    #[error("record `{id}`: vector for space `{space}` has a non-finite value ({value} at index {index}); fix the embedder output")]
+    #[error(
+        "record `{id}`: vector for space `{space}` has a non-finite value ({value} at index {index}); fix the embedder output"
+    )]
     NonFinite {
         /// Record id.
         id: String,
@@ -147,7 +161,9 @@ pub enum VectorError {
         value: String,
     },
     /// All-zero vector in a cosine space.
-    #[error("record `{id}`: zero vector cannot be written into cosine space `{space}` (its direction is undefined); drop the record or fix the embedder")]
+    #[error(
+        "record `{id}`: zero vector cannot be written into cosine space `{space}` (its direction is undefined); drop the record or fix the embedder"
+    )]
     Zero {
         /// Record id.
         id: String,
@@ -163,7 +179,9 @@ pub enum VectorError {
         space: String,
     },
     /// A normalised space got a vector whose norm is far from 1.
-    #[error("record `{id}`: space `{space}` is declared normalised but the vector's norm is {norm}; normalise it before writing")]
+    #[error(
+        "record `{id}`: space `{space}` is declared normalised but the vector's norm is {norm}; normalise it before writing"
+    )]
     NotNormalized {
         /// Record id.
         id: String,

@@ -44,9 +44,21 @@ impl IdAudit {
         let msg = if failed == 0 {
             format!("{} ids, all unique and non-null", self.total)
         } else {
-            format!("{} null and {} duplicate ids among {}", self.nulls, self.dupes, self.total)
+            format!(
+                "{} null and {} duplicate ids among {}",
+                self.nulls, self.dupes, self.total
+            )
         };
-        InvariantResult::from_counts(spec.label(), CheckKind::IdsUnique, spec.severity, spec.mostly, self.total, failed, self.samples, msg)
+        InvariantResult::from_counts(
+            spec.label(),
+            CheckKind::IdsUnique,
+            spec.severity,
+            spec.mostly,
+            self.total,
+            failed,
+            self.samples,
+            msg,
+        )
     }
 }
 
@@ -79,7 +91,10 @@ impl VectorAudit {
         self.total += 1;
         let err = match v {
             Some(v) => self.space.check_vector(id, v).err().map(|e| e.to_string()),
-            None if required => Some(format!("record `{id}`: no vector for space `{}`", self.space.name)),
+            None if required => Some(format!(
+                "record `{id}`: no vector for space `{}`",
+                self.space.name
+            )),
             None => {
                 self.missing += 1;
                 None
@@ -104,18 +119,36 @@ impl VectorAudit {
                 self.missing
             ),
             None => format!("{} vectors of `{}` valid", self.total, self.space.name),
-            Some(e) => format!("{} of {} vectors of `{}` invalid; first: {e}", self.failed, self.total, self.space.name),
+            Some(e) => format!(
+                "{} of {} vectors of `{}` invalid; first: {e}",
+                self.failed, self.total, self.space.name
+            ),
         };
         let mut name = spec.label();
         if spec.space.is_none() {
             name = format!("vectors_valid[{}]", self.space.name);
         }
-        InvariantResult::from_counts(name, CheckKind::VectorsValid, spec.severity, spec.mostly, self.total, self.failed, self.samples, msg)
+        InvariantResult::from_counts(
+            name,
+            CheckKind::VectorsValid,
+            spec.severity,
+            spec.mostly,
+            self.total,
+            self.failed,
+            self.samples,
+            msg,
+        )
     }
 }
 
 /// rows before - deleted + added = after.
-pub fn rows_accounted(spec: &InvariantSpec, before: u64, deleted: u64, added: u64, after: u64) -> InvariantResult {
+pub fn rows_accounted(
+    spec: &InvariantSpec,
+    before: u64,
+    deleted: u64,
+    added: u64,
+    after: u64,
+) -> InvariantResult {
     let expected = (before + added).saturating_sub(deleted);
     let ok = expected == after && deleted <= before + added;
     InvariantResult::from_counts(
@@ -151,7 +184,12 @@ pub fn row_count(spec: &InvariantSpec, after: u64) -> InvariantResult {
 }
 
 /// A SQL expression evaluated by the store: `failed` rows did not satisfy it.
-pub fn expression(spec: &InvariantSpec, total: u64, failed: u64, samples: Vec<String>) -> InvariantResult {
+pub fn expression(
+    spec: &InvariantSpec,
+    total: u64,
+    failed: u64,
+    samples: Vec<String>,
+) -> InvariantResult {
     let expr = spec.expr.as_deref().unwrap_or("");
     InvariantResult::from_counts(
         spec.label(),
@@ -161,7 +199,11 @@ pub fn expression(spec: &InvariantSpec, total: u64, failed: u64, samples: Vec<St
         total,
         failed,
         samples,
-        format!("{} of {total} rows satisfy `{expr}` (mostly {})", total - failed, spec.mostly),
+        format!(
+            "{} of {total} rows satisfy `{expr}` (mostly {})",
+            total - failed,
+            spec.mostly
+        ),
     )
 }
 
@@ -191,7 +233,10 @@ mod tests {
             a.feed(id);
         }
         let r = a.finish(&spec);
-        assert!(!r.passed && r.failed == 2 && r.sample_ids == vec!["a", "<null>"], "{r:?}");
+        assert!(
+            !r.passed && r.failed == 2 && r.sample_ids == vec!["a", "<null>"],
+            "{r:?}"
+        );
 
         let mut v = VectorAudit::new(Space::new("s", 2));
         v.feed("x", Some(&[1.0, 0.0]), true);

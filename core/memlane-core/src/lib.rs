@@ -16,7 +16,9 @@ pub mod space;
 pub mod state;
 
 pub use error::{ChainError, CoreError, Result, VectorError};
-pub use migration::{CheckKind, InvariantSpec, Migration, Severity, Step, parse_folder, parse_migration};
+pub use migration::{
+    CheckKind, InvariantSpec, Migration, Severity, Step, parse_folder, parse_migration,
+};
 pub use plan::{Effect, Finding, Level, Plan, Snapshot, plan};
 pub use report::{ApplyReport, InvariantResult, MigrationOutcome, MigrationReport, StepReport};
 pub use schema::{FieldDef, FieldType, Value};

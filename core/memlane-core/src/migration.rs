@@ -180,7 +180,17 @@ impl Step {
     /// the existing spaces; `None` for other ops or an unknown source space.
     pub fn new_space(&self, spaces: &[Space]) -> Option<Space> {
         match self {
-            Step::AddSpace { space, provider, model, revision, dimension, metric, normalized, query_prefix, passage_prefix } => {
+            Step::AddSpace {
+                space,
+                provider,
+                model,
+                revision,
+                dimension,
+                metric,
+                normalized,
+                query_prefix,
+                passage_prefix,
+            } => {
                 let mut s = Space::new(space.clone(), *dimension)
                     .with_model(provider, model, revision)
                     .with_metric(*metric)
@@ -189,7 +199,12 @@ impl Step {
                 s.passage_prefix.clone_from(passage_prefix);
                 Some(s)
             }
-            Step::Truncate { from, space, dimension, .. } => {
+            Step::Truncate {
+                from,
+                space,
+                dimension,
+                ..
+            } => {
                 let src = spaces.iter().find(|s| s.name == *from)?;
                 let mut s = src.clone();
                 s.name.clone_from(space);
@@ -207,8 +222,16 @@ impl Step {
     /// The space this step makes active, if any.
     pub fn activates(&self) -> Option<&str> {
         match self {
-            Step::Reembed { space, activate: true, .. }
-            | Step::Truncate { space, activate: true, .. }
+            Step::Reembed {
+                space,
+                activate: true,
+                ..
+            }
+            | Step::Truncate {
+                space,
+                activate: true,
+                ..
+            }
             | Step::SetActiveSpace { space } => Some(space),
             _ => None,
         }
@@ -235,33 +258,64 @@ impl Step {
     /// A one-line human description.
     pub fn describe(&self) -> String {
         match self {
-            Step::AddField { field, ty, default, .. } => match default {
+            Step::AddField {
+                field, ty, default, ..
+            } => match default {
                 Some(d) => format!("add field `{field}` ({ty}) = {d}"),
                 None => format!("add field `{field}` ({ty}), null for existing rows"),
             },
             Step::RenameField { from, to } => format!("rename field `{from}` -> `{to}`"),
             Step::DropField { field } => format!("drop field `{field}`"),
             Step::CastField { field, to } => format!("cast field `{field}` to {to}"),
-            Step::Backfill { field, value, copy_from, only_null } => {
+            Step::Backfill {
+                field,
+                value,
+                copy_from,
+                only_null,
+            } => {
                 let src = match (value, copy_from) {
                     (Some(v), _) => v.to_string(),
                     (None, Some(f)) => format!("`{f}`"),
                     (None, None) => "?".to_owned(),
                 };
-                format!("backfill `{field}` from {src}{}", if *only_null { " where null" } else { "" })
+                format!(
+                    "backfill `{field}` from {src}{}",
+                    if *only_null { " where null" } else { "" }
+                )
             }
-            Step::AddSpace { space, model, dimension, metric, .. } => {
-                format!("add space `{space}` ({model}, {dimension}d {})", metric.as_str())
+            Step::AddSpace {
+                space,
+                model,
+                dimension,
+                metric,
+                ..
+            } => {
+                format!(
+                    "add space `{space}` ({model}, {dimension}d {})",
+                    metric.as_str()
+                )
             }
-            Step::Reembed { space, embedder, source, .. } => {
+            Step::Reembed {
+                space,
+                embedder,
+                source,
+                ..
+            } => {
                 format!("re-embed `{source}` into space `{space}` with embedder `{embedder}`")
             }
-            Step::Truncate { from, space, dimension, .. } => {
+            Step::Truncate {
+                from,
+                space,
+                dimension,
+                ..
+            } => {
                 format!("truncate space `{from}` to {dimension} dims as `{space}` (renormalised)")
             }
             Step::Normalize { space } => format!("normalise vectors of space `{space}`"),
             Step::DeleteWhere { predicate } => format!("delete records where {predicate}"),
-            Step::Dedupe { by, order_by } => format!("dedupe by `{by}`, keep the largest `{order_by}`"),
+            Step::Dedupe { by, order_by } => {
+                format!("dedupe by `{by}`, keep the largest `{order_by}`")
+            }
             Step::SetActiveSpace { space } => format!("make `{space}` the active space"),
         }
     }
@@ -423,7 +477,11 @@ pub fn parse_file_name(file: &str) -> Result<(u32, String)> {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 /// Find the line of `key =` inside a span, falling back to the span's first line.
@@ -438,7 +496,9 @@ fn line_of_key(text: &str, start: usize, key: Option<&str>) -> usize {
             if i > 0 && t.starts_with('[') {
                 break;
             }
-            if t.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')) {
+            if t.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+            {
                 return line_of(text, start + off);
             }
             off += l.len();
@@ -507,19 +567,30 @@ pub fn parse_migration(file: &str, text: &str) -> Result<Migration> {
     };
     let doc: toml::Table = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
-        err(line, e.message().trim().to_owned(), "this is not valid TOML; see docs/migrations.md for the format")
+        err(
+            line,
+            e.message().trim().to_owned(),
+            "this is not valid TOML; see docs/migrations.md for the format",
+        )
     })?;
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().to_owned();
         let line = e.span().map_or(1, |s| line_of(text, s.start));
-        err(line, msg, "top-level keys are `id`, `description`, `[[steps]]` and `[[invariants]]`")
+        err(
+            line,
+            msg,
+            "top-level keys are `id`, `description`, `[[steps]]` and `[[invariants]]`",
+        )
     })?;
     if let Some(sid) = &raw.id
         && *sid.get_ref() != i64::from(id)
     {
         return Err(err(
             line_of(text, sid.span().start),
-            format!("`id = {}` does not match the file number {id:04}", sid.get_ref()),
+            format!(
+                "`id = {}` does not match the file number {id:04}",
+                sid.get_ref()
+            ),
             "make the `id` equal to the file number, or drop the `id` line",
         ));
     }
@@ -537,7 +608,11 @@ pub fn parse_migration(file: &str, text: &str) -> Result<Migration> {
             } else {
                 "check the value's type against docs/migrations.md".to_owned()
             };
-            let key = if msg.contains("unknown variant") { Some("op") } else { quoted(&msg) };
+            let key = if msg.contains("unknown variant") {
+                Some("op")
+            } else {
+                quoted(&msg)
+            };
             err(line_of_key(text, span.start, key), msg, &hint)
         })?;
         steps.push(StepAt { step, line });
@@ -557,7 +632,11 @@ pub fn parse_migration(file: &str, text: &str) -> Result<Migration> {
         invariants.push(inv);
     }
     if steps.is_empty() {
-        return Err(err(1, "migration has no steps".into(), "add at least one `[[steps]]` table with an `op`"));
+        return Err(err(
+            1,
+            "migration has no steps".into(),
+            "add at least one `[[steps]]` table with an `op`",
+        ));
     }
     Ok(Migration {
         id,
@@ -623,7 +702,14 @@ mostly = 0.99
         assert_eq!(m.steps.len(), 2);
         assert_eq!(m.steps[0].line, 4);
         assert_eq!(m.steps[1].line, 10);
-        assert!(matches!(m.steps[1].step, Step::Truncate { dimension: 256, activate: true, .. }));
+        assert!(matches!(
+            m.steps[1].step,
+            Step::Truncate {
+                dimension: 256,
+                activate: true,
+                ..
+            }
+        ));
         assert_eq!(m.invariants[0].mostly, 0.99);
     }
 
@@ -639,19 +725,35 @@ mostly = 0.99
     #[test]
     fn errors_name_file_line_and_hint() {
         let bad = OK.replace("op = \"truncate\"", "op = \"truncat\"");
-        let e = parse_migration("0002_a.toml", &bad).unwrap_err().to_string();
+        let e = parse_migration("0002_a.toml", &bad)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("0002_a.toml:11:"), "{e}");
         assert!(e.contains("truncate"), "{e}");
         let bad = OK.replace("dimension = 256", "dimension = 256\ncolour = 3");
-        let e = parse_migration("0002_a.toml", &bad).unwrap_err().to_string();
-        assert!(e.starts_with("0002_a.toml:15:") && e.contains("colour"), "{e}");
+        let e = parse_migration("0002_a.toml", &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("0002_a.toml:15:") && e.contains("colour"),
+            "{e}"
+        );
         let bad = OK.replace("dimension = 256", "dimension = \"wide\"");
-        let e = parse_migration("0002_a.toml", &bad).unwrap_err().to_string();
+        let e = parse_migration("0002_a.toml", &bad)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("0002_a.toml:10:"), "{e}");
-        let e = parse_migration("0002_a.toml", "[[steps]\nop=1").unwrap_err().to_string();
+        let e = parse_migration("0002_a.toml", "[[steps]\nop=1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("0002_a.toml:1:"), "{e}");
         assert!(parse_migration("2_a.toml", OK).is_err());
-        assert!(parse_migration("0002_a.toml", &format!("id = 3\n{OK}")).unwrap_err().to_string().contains("file number"));
+        assert!(
+            parse_migration("0002_a.toml", &format!("id = 3\n{OK}"))
+                .unwrap_err()
+                .to_string()
+                .contains("file number")
+        );
     }
 
     #[test]
@@ -659,7 +761,12 @@ mostly = 0.99
         let f = |n: &str| (n.to_owned(), OK.to_owned());
         let e = parse_folder(&[f("0002_a.toml"), f("0002_b.toml")]).unwrap_err();
         assert!(matches!(e, CoreError::DuplicateId { id: 2, .. }));
-        let ok = parse_folder(&[f("0003_b.toml"), f("0002_a.toml"), ("README.md".into(), String::new())]).unwrap();
+        let ok = parse_folder(&[
+            f("0003_b.toml"),
+            f("0002_a.toml"),
+            ("README.md".into(), String::new()),
+        ])
+        .unwrap();
         assert_eq!(ok.iter().map(|m| m.id).collect::<Vec<_>>(), vec![2, 3]);
     }
 }

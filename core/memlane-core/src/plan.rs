@@ -29,11 +29,24 @@ impl Snapshot {
     /// `id`, `content` and the agent-memory fields, no spaces.
     pub fn fresh() -> Self {
         let mut fields = vec![
-            FieldDef { name: ID.into(), ty: FieldType::String, nullable: false },
-            FieldDef { name: CONTENT.into(), ty: FieldType::String, nullable: true },
+            FieldDef {
+                name: ID.into(),
+                ty: FieldType::String,
+                nullable: false,
+            },
+            FieldDef {
+                name: CONTENT.into(),
+                ty: FieldType::String,
+                nullable: true,
+            },
         ];
         fields.extend(crate::schema::memory_fields());
-        Snapshot { version: 0, rows: 0, fields, state: StoreState::default() }
+        Snapshot {
+            version: 0,
+            rows: 0,
+            fields,
+            state: StoreState::default(),
+        }
     }
 }
 
@@ -70,7 +83,11 @@ impl fmt::Display for Finding {
             Level::Error => "error",
             Level::Warning => "warning",
         };
-        write!(f, "{}:{}: {lvl}[{}]: {}\n  hint: {}", self.file, self.line, self.code, self.message, self.hint)
+        write!(
+            f,
+            "{}:{}: {lvl}[{}]: {}\n  hint: {}",
+            self.file, self.line, self.code, self.message, self.hint
+        )
     }
 }
 
@@ -169,7 +186,10 @@ impl Plan {
         if errs.is_empty() {
             Ok(())
         } else {
-            Err(CoreError::Lint { count: errs.len(), details: errs.join("\n") })
+            Err(CoreError::Lint {
+                count: errs.len(),
+                details: errs.join("\n"),
+            })
         }
     }
 
@@ -205,7 +225,9 @@ impl fmt::Display for Plan {
                 let effect = match &s.effect {
                     Effect::Metadata => "metadata only".to_owned(),
                     Effect::WritesColumn { column } => format!("writes `{column}`"),
-                    Effect::Embeds { embedder, column } => format!("embeds with `{embedder}` into `{column}`"),
+                    Effect::Embeds { embedder, column } => {
+                        format!("embeds with `{embedder}` into `{column}`")
+                    }
                     Effect::DeletesRows => "deletes rows".to_owned(),
                 };
                 writeln!(
@@ -217,14 +239,22 @@ impl fmt::Display for Plan {
                 )?;
             }
             if !m.invariants.is_empty() {
-                writeln!(f, "  invariants after each step: {}", m.invariants.join(", "))?;
+                writeln!(
+                    f,
+                    "  invariants after each step: {}",
+                    m.invariants.join(", ")
+                )?;
             }
         }
         if !self.embedders.is_empty() {
             writeln!(f, "embedders needed: {}", self.embedders.join(", "))?;
         }
         if self.active_space_after != self.active_space_before {
-            writeln!(f, "active space after: {}", self.active_space_after.as_deref().unwrap_or("none"))?;
+            writeln!(
+                f,
+                "active space after: {}",
+                self.active_space_after.as_deref().unwrap_or("none")
+            )?;
         }
         for finding in &self.findings {
             writeln!(f, "{finding}")?;
@@ -272,13 +302,21 @@ impl Sim {
         self.push(Level::Error, code, message, hint);
     }
     fn known_fields(&self) -> String {
-        self.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+        self.fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
     fn need_field(&mut self, name: &str) -> Option<FieldDef> {
         let f = self.field(name).cloned();
         if f.is_none() {
             let known = self.known_fields();
-            self.err("unknown-field", format!("field `{name}` does not exist"), format!("fields are: {known}"));
+            self.err(
+                "unknown-field",
+                format!("field `{name}` does not exist"),
+                format!("fields are: {known}"),
+            );
         }
         f
     }
@@ -292,7 +330,10 @@ impl Sim {
                 if known.is_empty() {
                     "declare it first with an `add_space` step".to_owned()
                 } else {
-                    format!("spaces are: {}; or declare it with `add_space`", known.join(", "))
+                    format!(
+                        "spaces are: {}; or declare it with `add_space`",
+                        known.join(", ")
+                    )
                 },
             );
         }
@@ -304,21 +345,31 @@ impl Sim {
             return false;
         }
         if self.field(name).is_some() {
-            self.err("field-exists", format!("field `{name}` already exists"), "pick another name or drop the old field first");
+            self.err(
+                "field-exists",
+                format!("field `{name}` already exists"),
+                "pick another name or drop the old field first",
+            );
             return false;
         }
         true
     }
     fn protected(&mut self, name: &str, what: &str) -> bool {
         if name == ID {
-            self.err("reserved-field", format!("cannot {what} `id`: every record is identified by it"), "leave `id` as is");
+            self.err(
+                "reserved-field",
+                format!("cannot {what} `id`: every record is identified by it"),
+                "leave `id` as is",
+            );
             return true;
         }
         if let Some(s) = self.space_of_column(name) {
             let s = s.name.clone();
             self.err(
                 "space-column",
-                format!("`{name}` holds the vectors of space `{s}`; it cannot be edited as a field"),
+                format!(
+                    "`{name}` holds the vectors of space `{s}`; it cannot be edited as a field"
+                ),
                 "use the vector ops (reembed, truncate, normalize)",
             );
             return true;
@@ -328,9 +379,18 @@ impl Sim {
 
     fn step(&mut self, step: &Step) -> Effect {
         match step {
-            Step::AddField { field, ty, default, nullable } => {
+            Step::AddField {
+                field,
+                ty,
+                default,
+                nullable,
+            } => {
                 let Some(t) = FieldType::parse(ty) else {
-                    self.err("unknown-type", format!("unknown type `{ty}`"), format!("types are: {}", FieldType::NAMES));
+                    self.err(
+                        "unknown-type",
+                        format!("unknown type `{ty}`"),
+                        format!("types are: {}", FieldType::NAMES),
+                    );
                     return Effect::Metadata;
                 };
                 if !self.new_name(field) {
@@ -342,17 +402,30 @@ impl Sim {
                     self.err("bad-default", e.to_string(), format!("give a {t} default"));
                 }
                 if !nullable && default.is_none() {
-                    self.err("non-null-without-default", format!("field `{field}` is non-null but has no default for existing rows"), "add a `default`, or make it nullable");
+                    self.err(
+                        "non-null-without-default",
+                        format!("field `{field}` is non-null but has no default for existing rows"),
+                        "add a `default`, or make it nullable",
+                    );
                 }
-                self.fields.push(FieldDef { name: field.clone(), ty: t, nullable: *nullable });
+                self.fields.push(FieldDef {
+                    name: field.clone(),
+                    ty: t,
+                    nullable: *nullable,
+                });
                 if default.as_ref().is_some_and(|d| *d != Value::Null) {
-                    Effect::WritesColumn { column: field.clone() }
+                    Effect::WritesColumn {
+                        column: field.clone(),
+                    }
                 } else {
                     Effect::Metadata
                 }
             }
             Step::RenameField { from, to } => {
-                if self.protected(from, "rename") || self.need_field(from).is_none() || !self.new_name(to) {
+                if self.protected(from, "rename")
+                    || self.need_field(from).is_none()
+                    || !self.new_name(to)
+                {
                     return Effect::Metadata;
                 }
                 if from == CONTENT {
@@ -368,7 +441,12 @@ impl Sim {
                     return Effect::Metadata;
                 }
                 if field == CONTENT {
-                    self.push(Level::Warning, "drop-content", "dropping `content` makes later re-embedding impossible".into(), "keep `content` unless the store holds vectors only");
+                    self.push(
+                        Level::Warning,
+                        "drop-content",
+                        "dropping `content` makes later re-embedding impossible".into(),
+                        "keep `content` unless the store holds vectors only",
+                    );
                 }
                 self.fields.retain(|f| f.name != *field);
                 Effect::Metadata
@@ -377,9 +455,15 @@ impl Sim {
                 if self.protected(field, "cast") {
                     return Effect::Metadata;
                 }
-                let Some(f) = self.need_field(field) else { return Effect::Metadata };
+                let Some(f) = self.need_field(field) else {
+                    return Effect::Metadata;
+                };
                 let Some(t) = FieldType::parse(to) else {
-                    self.err("unknown-type", format!("unknown type `{to}`"), format!("types are: {}", FieldType::NAMES));
+                    self.err(
+                        "unknown-type",
+                        format!("unknown type `{to}`"),
+                        format!("types are: {}", FieldType::NAMES),
+                    );
                     return Effect::Metadata;
                 };
                 if !f.ty.widens_to(&t) {
@@ -393,13 +477,22 @@ impl Sim {
                 if let Some(f) = self.fields.iter_mut().find(|f| f.name == *field) {
                     f.ty = t;
                 }
-                Effect::WritesColumn { column: field.clone() }
+                Effect::WritesColumn {
+                    column: field.clone(),
+                }
             }
-            Step::Backfill { field, value, copy_from, .. } => {
+            Step::Backfill {
+                field,
+                value,
+                copy_from,
+                ..
+            } => {
                 if self.protected(field, "backfill") {
                     return Effect::Metadata;
                 }
-                let Some(f) = self.need_field(field) else { return Effect::Metadata };
+                let Some(f) = self.need_field(field) else {
+                    return Effect::Metadata;
+                };
                 match (value, copy_from) {
                     (Some(v), None) => {
                         if let Err(e) = v.coerce(field, &f.ty) {
@@ -412,73 +505,149 @@ impl Sim {
                         {
                             self.err(
                                 "lossy-copy",
-                                format!("copying `{src}` ({}) into `{field}` ({}) can lose information", s.ty, f.ty),
+                                format!(
+                                    "copying `{src}` ({}) into `{field}` ({}) can lose information",
+                                    s.ty, f.ty
+                                ),
                                 "copy from a field of the same or a narrower type",
                             );
                         }
                     }
-                    _ => self.err("bad-backfill", format!("backfill of `{field}` needs exactly one of `value` and `copy_from`"), "set `value = ...` or `copy_from = \"field\"`"),
+                    _ => self.err(
+                        "bad-backfill",
+                        format!(
+                            "backfill of `{field}` needs exactly one of `value` and `copy_from`"
+                        ),
+                        "set `value = ...` or `copy_from = \"field\"`",
+                    ),
                 }
-                Effect::WritesColumn { column: field.clone() }
+                Effect::WritesColumn {
+                    column: field.clone(),
+                }
             }
             Step::AddSpace { space, model, .. } => {
                 if self.space(space).is_some() {
-                    self.err("space-exists", format!("space `{space}` already exists"), "pick another name");
+                    self.err(
+                        "space-exists",
+                        format!("space `{space}` already exists"),
+                        "pick another name",
+                    );
                     return Effect::Metadata;
                 }
                 match step.new_space(&self.spaces).map(Space::validated) {
                     Some(Ok(s)) => {
                         if self.field(&s.column).is_some() {
-                            self.err("field-exists", format!("column `{}` for space `{space}` already exists", s.column), "pick another space name");
+                            self.err(
+                                "field-exists",
+                                format!("column `{}` for space `{space}` already exists", s.column),
+                                "pick another space name",
+                            );
                             return Effect::Metadata;
                         }
                         if model.is_empty() {
                             self.push(Level::Warning, "anonymous-model", format!("space `{space}` names no model"), "set `provider`, `model` and `revision` so a model swap can be detected");
                         }
-                        self.fields.push(FieldDef { name: s.column.clone(), ty: FieldType::Vector(s.dimension), nullable: true });
+                        self.fields.push(FieldDef {
+                            name: s.column.clone(),
+                            ty: FieldType::Vector(s.dimension),
+                            nullable: true,
+                        });
                         self.spaces.push(s);
                     }
-                    Some(Err(e)) => self.err("bad-space", e.to_string(), "fix the space definition"),
+                    Some(Err(e)) => {
+                        self.err("bad-space", e.to_string(), "fix the space definition")
+                    }
                     None => {}
                 }
                 Effect::Metadata
             }
-            Step::Reembed { space, embedder, source, activate, batch_size } => {
+            Step::Reembed {
+                space,
+                embedder,
+                source,
+                activate,
+                batch_size,
+            } => {
                 if batch_size == &Some(0) {
-                    self.err("bad-batch-size", "batch_size must be at least 1".into(), "drop it to use the default");
+                    self.err(
+                        "bad-batch-size",
+                        "batch_size must be at least 1".into(),
+                        "drop it to use the default",
+                    );
                 }
                 if let Some(src) = self.need_field(source)
                     && src.ty != FieldType::String
                 {
-                    self.err("source-not-text", format!("source `{source}` is {}, not string", src.ty), "re-embed from a text field");
+                    self.err(
+                        "source-not-text",
+                        format!("source `{source}` is {}, not string", src.ty),
+                        "re-embed from a text field",
+                    );
                 }
-                let Some(s) = self.need_space(space) else { return Effect::Metadata };
+                let Some(s) = self.need_space(space) else {
+                    return Effect::Metadata;
+                };
                 if *activate {
                     self.active = Some(s.name.clone());
                 }
-                Effect::Embeds { embedder: embedder.clone(), column: s.column }
+                Effect::Embeds {
+                    embedder: embedder.clone(),
+                    column: s.column,
+                }
             }
-            Step::Truncate { from, space, dimension, activate } => {
-                let Some(src) = self.need_space(from) else { return Effect::Metadata };
+            Step::Truncate {
+                from,
+                space,
+                dimension,
+                activate,
+            } => {
+                let Some(src) = self.need_space(from) else {
+                    return Effect::Metadata;
+                };
                 if *dimension == 0 || *dimension >= src.dimension {
-                    self.err("bad-dimension", format!("cannot truncate `{from}` ({}d) to {dimension} dims", src.dimension), if src.dimension > 1 { format!("pick a dimension between 1 and {}", src.dimension - 1) } else { "a 1-d space cannot be truncated".to_owned() });
+                    self.err(
+                        "bad-dimension",
+                        format!(
+                            "cannot truncate `{from}` ({}d) to {dimension} dims",
+                            src.dimension
+                        ),
+                        if src.dimension > 1 {
+                            format!("pick a dimension between 1 and {}", src.dimension - 1)
+                        } else {
+                            "a 1-d space cannot be truncated".to_owned()
+                        },
+                    );
                     return Effect::Metadata;
                 }
                 if self.space(space).is_some() {
-                    self.err("space-exists", format!("space `{space}` already exists"), "pick another name");
+                    self.err(
+                        "space-exists",
+                        format!("space `{space}` already exists"),
+                        "pick another name",
+                    );
                     return Effect::Metadata;
                 }
-                let Some(s) = step.new_space(&self.spaces) else { return Effect::Metadata };
+                let Some(s) = step.new_space(&self.spaces) else {
+                    return Effect::Metadata;
+                };
                 if let Err(e) = check_name(space) {
                     self.err("bad-name", e, "rename the space");
                     return Effect::Metadata;
                 }
                 if self.field(&s.column).is_some() {
-                    self.err("field-exists", format!("column `{}` already exists", s.column), "pick another space name");
+                    self.err(
+                        "field-exists",
+                        format!("column `{}` already exists", s.column),
+                        "pick another space name",
+                    );
                     return Effect::Metadata;
                 }
                 self.push(Level::Warning, "matryoshka", format!("truncating `{from}` assumes its model was trained for Matryoshka truncation ({})", src.model), "check the model card; otherwise re-embed instead");
-                self.fields.push(FieldDef { name: s.column.clone(), ty: FieldType::Vector(*dimension), nullable: true });
+                self.fields.push(FieldDef {
+                    name: s.column.clone(),
+                    ty: FieldType::Vector(*dimension),
+                    nullable: true,
+                });
                 let column = s.column.clone();
                 if *activate {
                     self.active = Some(s.name.clone());
@@ -487,9 +656,16 @@ impl Sim {
                 Effect::WritesColumn { column }
             }
             Step::Normalize { space } => {
-                let Some(s) = self.need_space(space) else { return Effect::Metadata };
+                let Some(s) = self.need_space(space) else {
+                    return Effect::Metadata;
+                };
                 if s.metric == crate::space::Metric::Dot {
-                    self.push(Level::Warning, "normalize-dot", format!("normalising dot-product space `{space}` changes its rankings"), "make sure the model's dot scores are meant to be cosine");
+                    self.push(
+                        Level::Warning,
+                        "normalize-dot",
+                        format!("normalising dot-product space `{space}` changes its rankings"),
+                        "make sure the model's dot scores are meant to be cosine",
+                    );
                 }
                 if let Some(sp) = self.spaces.iter_mut().find(|x| x.name == *space) {
                     sp.normalized = true;
@@ -498,9 +674,20 @@ impl Sim {
             }
             Step::DeleteWhere { predicate } => {
                 if predicate.trim().is_empty() {
-                    self.err("empty-predicate", "delete_where needs a predicate".into(), "e.g. predicate = \"status = 'expired'\"");
-                } else if matches!(predicate.trim().to_ascii_lowercase().as_str(), "true" | "1 = 1" | "1=1") {
-                    self.err("delete-all", format!("predicate `{predicate}` deletes every record"), "narrow the predicate");
+                    self.err(
+                        "empty-predicate",
+                        "delete_where needs a predicate".into(),
+                        "e.g. predicate = \"status = 'expired'\"",
+                    );
+                } else if matches!(
+                    predicate.trim().to_ascii_lowercase().as_str(),
+                    "true" | "1 = 1" | "1=1"
+                ) {
+                    self.err(
+                        "delete-all",
+                        format!("predicate `{predicate}` deletes every record"),
+                        "narrow the predicate",
+                    );
                 }
                 Effect::DeletesRows
             }
@@ -534,7 +721,12 @@ pub fn plan(snap: &Snapshot, files: &[Migration]) -> Result<Plan> {
     };
     let mut todo: Vec<(&Migration, String, usize, bool)> = Vec::new();
     if let Some((m, done)) = rec.in_flight {
-        let sum = snap.state.in_flight.as_ref().map(|f| f.checksum.clone()).unwrap_or_default();
+        let sum = snap
+            .state
+            .in_flight
+            .as_ref()
+            .map(|f| f.checksum.clone())
+            .unwrap_or_default();
         todo.push((m, sum, done, true));
     }
     todo.extend(rec.pending.into_iter().map(|(m, s)| (m, s, 0, false)));
@@ -546,7 +738,11 @@ pub fn plan(snap: &Snapshot, files: &[Migration]) -> Result<Plan> {
         for (i, s) in m.steps.iter().enumerate() {
             sim.line = s.line;
             // Steps already committed have already changed the snapshot's schema.
-            let effect = if i < done { Effect::Metadata } else { sim.step(&s.step) };
+            let effect = if i < done {
+                Effect::Metadata
+            } else {
+                sim.step(&s.step)
+            };
             if let Effect::Embeds { embedder, .. } = &effect
                 && !embedders.contains(embedder)
             {
@@ -564,8 +760,14 @@ pub fn plan(snap: &Snapshot, files: &[Migration]) -> Result<Plan> {
         for inv in &m.invariants {
             sim.line = 1;
             match inv.check {
-                CheckKind::Expression if inv.expr.as_deref().is_none_or(|e| e.trim().is_empty()) => {
-                    sim.err("bad-invariant", "an `expression` invariant needs `expr`".into(), "e.g. expr = \"content IS NOT NULL\"");
+                CheckKind::Expression
+                    if inv.expr.as_deref().is_none_or(|e| e.trim().is_empty()) =>
+                {
+                    sim.err(
+                        "bad-invariant",
+                        "an `expression` invariant needs `expr`".into(),
+                        "e.g. expr = \"content IS NOT NULL\"",
+                    );
                 }
                 CheckKind::VectorsValid => {
                     if let Some(s) = &inv.space {
@@ -573,12 +775,20 @@ pub fn plan(snap: &Snapshot, files: &[Migration]) -> Result<Plan> {
                     }
                 }
                 CheckKind::RowCount if inv.min.is_none() && inv.max.is_none() => {
-                    sim.err("bad-invariant", "a `row_count` invariant needs `min` or `max`".into(), "e.g. min = 1");
+                    sim.err(
+                        "bad-invariant",
+                        "a `row_count` invariant needs `min` or `max`".into(),
+                        "e.g. min = 1",
+                    );
                 }
                 _ => {}
             }
             if !(0.0..=1.0).contains(&inv.mostly) {
-                sim.err("bad-invariant", format!("mostly = {} is not a fraction", inv.mostly), "use a value between 0 and 1");
+                sim.err(
+                    "bad-invariant",
+                    format!("mostly = {} is not a fraction", inv.mostly),
+                    "use a value between 0 and 1",
+                );
             }
         }
         migrations.push(PlannedMigration {
@@ -588,7 +798,11 @@ pub fn plan(snap: &Snapshot, files: &[Migration]) -> Result<Plan> {
             checksum,
             resumes,
             steps,
-            invariants: m.invariants.iter().map(crate::migration::InvariantSpec::label).collect(),
+            invariants: m
+                .invariants
+                .iter()
+                .map(crate::migration::InvariantSpec::label)
+                .collect(),
         });
     }
     Ok(Plan {
@@ -617,15 +831,31 @@ mod tests {
     #[test]
     fn plans_and_lints() {
         let files = vec![
-            m("0001_space.toml", "[[steps]]\nop='add_space'\nspace='big'\nmodel='m'\ndimension=768\nnormalized=true\n"),
-            m("0002_meta.toml", "[[steps]]\nop='add_field'\nfield='topic'\ntype='string'\ndefault='x'\n\n[[steps]]\nop='cast_field'\nfield='topic'\nto='int64'\n\n[[steps]]\nop='truncate'\nfrom='big'\nspace='small'\ndimension=256\n\n[[steps]]\nop='reembed'\nspace='nope'\nembedder='e'\n"),
+            m(
+                "0001_space.toml",
+                "[[steps]]\nop='add_space'\nspace='big'\nmodel='m'\ndimension=768\nnormalized=true\n",
+            ),
+            m(
+                "0002_meta.toml",
+                "[[steps]]\nop='add_field'\nfield='topic'\ntype='string'\ndefault='x'\n\n[[steps]]\nop='cast_field'\nfield='topic'\nto='int64'\n\n[[steps]]\nop='truncate'\nfrom='big'\nspace='small'\ndimension=256\n\n[[steps]]\nop='reembed'\nspace='nope'\nembedder='e'\n",
+            ),
         ];
         let p = plan(&Snapshot::fresh(), &files).unwrap();
         assert_eq!(p.migrations.len(), 2);
-        let codes: Vec<(&str, usize)> = p.findings.iter().filter(|f| f.level == Level::Error).map(|f| (f.code.as_str(), f.line)).collect();
+        let codes: Vec<(&str, usize)> = p
+            .findings
+            .iter()
+            .filter(|f| f.level == Level::Error)
+            .map(|f| (f.code.as_str(), f.line))
+            .collect();
         assert_eq!(codes, vec![("lossy-cast", 7), ("unknown-space", 18)], "{p}");
         assert_eq!(p.active_space_after.as_deref(), Some("small"));
-        assert!(p.ensure_clean().unwrap_err().to_string().contains("0002_meta.toml:7"));
+        assert!(
+            p.ensure_clean()
+                .unwrap_err()
+                .to_string()
+                .contains("0002_meta.toml:7")
+        );
         assert!(p.to_string().contains("truncate space `big` to 256"));
     }
 }

@@ -46,7 +46,11 @@ impl InvariantResult {
         sample_ids: Vec<String>,
         message: impl Into<String>,
     ) -> Self {
-        let share = if total == 0 { 1.0 } else { (total - failed) as f64 / total as f64 };
+        let share = if total == 0 {
+            1.0
+        } else {
+            (total - failed) as f64 / total as f64
+        };
         InvariantResult {
             name: name.into(),
             check,
@@ -193,14 +197,20 @@ pub struct ApplyReport {
 impl ApplyReport {
     /// Whether an invariant blocked a step.
     pub fn blocked(&self) -> bool {
-        self.migrations.iter().any(|m| m.outcome == MigrationOutcome::Blocked)
+        self.migrations
+            .iter()
+            .any(|m| m.outcome == MigrationOutcome::Blocked)
     }
 }
 
 impl fmt::Display for ApplyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.migrations.is_empty() {
-            return write!(f, "nothing to apply: the store is at version {} and up to date", self.version_after);
+            return write!(
+                f,
+                "nothing to apply: the store is at version {} and up to date",
+                self.version_after
+            );
         }
         for m in &self.migrations {
             let outcome = match m.outcome {

@@ -51,7 +51,8 @@ impl FieldType {
     }
 
     /// Type names accepted by [`FieldType::parse`].
-    pub const NAMES: &'static str = "bool, int32, int64, float32, float64, string, timestamp, string_list";
+    pub const NAMES: &'static str =
+        "bool, int32, int64, float32, float64, string, timestamp, string_list";
 
     /// Whether converting every value of `self` into `to` keeps all information.
     pub fn widens_to(&self, to: &FieldType) -> bool {
@@ -142,7 +143,9 @@ impl Value {
             (Value::Float(x), FieldType::Float32 | FieldType::Float64) => Value::Float(*x),
             (Value::String(s), FieldType::String) => Value::String(s.clone()),
             (Value::String(s), FieldType::Timestamp) => {
-                parse_timestamp_micros(s).ok_or_else(|| bad("write timestamps as RFC 3339, e.g. \"2024-05-01T12:00:00Z\""))?;
+                parse_timestamp_micros(s).ok_or_else(|| {
+                    bad("write timestamps as RFC 3339, e.g. \"2024-05-01T12:00:00Z\"")
+                })?;
                 Value::String(s.clone())
             }
             (Value::StringList(l), FieldType::StringList) => Value::StringList(l.clone()),
@@ -254,7 +257,10 @@ mod tests {
     fn timestamps() {
         assert_eq!(parse_timestamp_micros("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_timestamp_micros("1970-01-02"), Some(86_400_000_000));
-        assert_eq!(parse_timestamp_micros("2024-05-01T12:00:00.5+01:00"), Some(1_714_561_200_500_000));
+        assert_eq!(
+            parse_timestamp_micros("2024-05-01T12:00:00.5+01:00"),
+            Some(1_714_561_200_500_000)
+        );
         assert_eq!(parse_timestamp_micros("yesterday"), None);
     }
 
@@ -270,7 +276,14 @@ mod tests {
     #[test]
     fn coerce() {
         assert!(Value::Int(1 << 40).coerce("n", &FieldType::Int32).is_err());
-        assert_eq!(Value::Int(2).coerce("x", &FieldType::Float64).unwrap(), Value::Float(2.0));
-        assert!(Value::String("x".into()).coerce("t", &FieldType::Timestamp).is_err());
+        assert_eq!(
+            Value::Int(2).coerce("x", &FieldType::Float64).unwrap(),
+            Value::Float(2.0)
+        );
+        assert!(
+            Value::String("x".into())
+                .coerce("t", &FieldType::Timestamp)
+                .is_err()
+        );
     }
 }

@@ -179,7 +179,11 @@ impl Space {
             model.push_str(&self.provider);
             model.push('/');
         }
-        model.push_str(if self.model.is_empty() { "?" } else { &self.model });
+        model.push_str(if self.model.is_empty() {
+            "?"
+        } else {
+            &self.model
+        });
         if !self.revision.is_empty() {
             model.push('@');
             model.push_str(&self.revision);
@@ -239,7 +243,11 @@ impl Space {
     pub fn check_flat<S: AsRef<str>>(&self, ids: &[S], flat: &[f32]) -> Result<(), VectorError> {
         let d = self.dimension;
         if flat.len() != ids.len() * d {
-            let got = if ids.is_empty() { flat.len() } else { flat.len() / ids.len() };
+            let got = if ids.is_empty() {
+                flat.len()
+            } else {
+                flat.len() / ids.len()
+            };
             return Err(VectorError::Dimension {
                 id: ids.first().map_or("?", AsRef::as_ref).to_owned(),
                 space: self.name.clone(),
@@ -336,13 +344,25 @@ mod tests {
         let s = Space::new("minilm", 3);
         let e = s.check_vector("r1", &[1.0, 2.0]).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("r1") && msg.contains("minilm") && msg.contains('3') && msg.contains('2'), "{msg}");
-        assert!(matches!(s.check_vector("r2", &[1.0, f32::NAN, 0.0]), Err(VectorError::NonFinite { index: 1, .. })));
-        assert!(matches!(s.check_vector("r3", &[0.0; 3]), Err(VectorError::Zero { .. })));
+        assert!(
+            msg.contains("r1") && msg.contains("minilm") && msg.contains('3') && msg.contains('2'),
+            "{msg}"
+        );
+        assert!(matches!(
+            s.check_vector("r2", &[1.0, f32::NAN, 0.0]),
+            Err(VectorError::NonFinite { index: 1, .. })
+        ));
+        assert!(matches!(
+            s.check_vector("r3", &[0.0; 3]),
+            Err(VectorError::Zero { .. })
+        ));
         let dot = Space::new("d", 3).with_metric(Metric::Dot);
         assert!(dot.check_vector("r3", &[0.0; 3]).is_ok());
         let n = Space::new("n", 2).with_normalized(true);
-        assert!(matches!(n.check_vector("r4", &[3.0, 4.0]), Err(VectorError::NotNormalized { .. })));
+        assert!(matches!(
+            n.check_vector("r4", &[3.0, 4.0]),
+            Err(VectorError::NotNormalized { .. })
+        ));
         assert!(n.check_vector("r4", &[0.6, 0.8]).is_ok());
     }
 

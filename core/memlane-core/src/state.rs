@@ -115,9 +115,13 @@ impl Default for StoreState {
 impl StoreState {
     /// Decode from the JSON of a transaction property.
     pub fn from_json(s: &str) -> Result<Self> {
-        let st: StoreState = serde_json::from_str(s).map_err(|e| CoreError::State(e.to_string()))?;
+        let st: StoreState =
+            serde_json::from_str(s).map_err(|e| CoreError::State(e.to_string()))?;
         if st.format > STATE_FORMAT {
-            return Err(CoreError::State(format!("state format {} is newer than {STATE_FORMAT}", st.format)));
+            return Err(CoreError::State(format!(
+                "state format {} is newer than {STATE_FORMAT}",
+                st.format
+            )));
         }
         Ok(st)
     }

@@ -4,12 +4,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array,
-    ListArray, RecordBatch, StringArray, TimestampMicrosecondArray, new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, FixedSizeListArray, Float32Array, Float64Array,
+    Int32Array, Int64Array, ListArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+    new_null_array,
 };
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use memlane_core::schema::{CONTENT, ID, MEMORY_KINDS, MEMORY_STATUSES, memory_fields, parse_timestamp_micros};
+use memlane_core::schema::{
+    CONTENT, ID, MEMORY_KINDS, MEMORY_STATUSES, memory_fields, parse_timestamp_micros,
+};
 use memlane_core::{FieldDef, FieldType, Space, Value};
 
 use crate::error::{Result, StoreError};
@@ -20,7 +23,10 @@ pub const SPACE_META: &str = "memlane:space";
 /// Arrow type of a vector column.
 pub(crate) fn vector_type(dim: usize) -> DataType {
     #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
-    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32)
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        dim as i32,
+    )
 }
 
 fn relationships_type() -> DataType {
@@ -62,9 +68,13 @@ pub(crate) fn core_type(dt: &DataType) -> FieldType {
         DataType::Utf8 | DataType::LargeUtf8 => FieldType::String,
         DataType::Timestamp(_, _) => FieldType::Timestamp,
         #[allow(clippy::cast_sign_loss)]
-        DataType::FixedSizeList(f, d) if f.data_type() == &DataType::Float32 => FieldType::Vector(*d as usize),
+        DataType::FixedSizeList(f, d) if f.data_type() == &DataType::Float32 => {
+            FieldType::Vector(*d as usize)
+        }
         DataType::List(f) if f.data_type() == &DataType::Utf8 => FieldType::StringList,
-        DataType::List(f) if matches!(f.data_type(), DataType::Struct(_)) => FieldType::Relationships,
+        DataType::List(f) if matches!(f.data_type(), DataType::Struct(_)) => {
+            FieldType::Relationships
+        }
         other => FieldType::Other(other.to_string()),
     }
 }
@@ -84,16 +94,26 @@ pub(crate) fn fields_of(schema: &Schema) -> Vec<FieldDef> {
 
 /// The Arrow field of a space's vector column (identity in its metadata).
 pub(crate) fn space_field(space: &Space) -> Field {
-    let meta = HashMap::from([(SPACE_META.to_owned(), serde_json::to_string(space).unwrap_or_default())]);
+    let meta = HashMap::from([(
+        SPACE_META.to_owned(),
+        serde_json::to_string(space).unwrap_or_default(),
+    )]);
     Field::new(&space.column, vector_type(space.dimension), true).with_metadata(meta)
 }
 
 /// The schema of a new store: `id`, `content`, the agent-memory fields (unless
 /// `plain`), extra metadata fields and one vector column per space.
 pub(crate) fn base_schema(plain: bool, extra: &[FieldDef], spaces: &[Space]) -> Schema {
-    let mut fields = vec![Field::new(ID, DataType::Utf8, false), Field::new(CONTENT, DataType::Utf8, true)];
+    let mut fields = vec![
+        Field::new(ID, DataType::Utf8, false),
+        Field::new(CONTENT, DataType::Utf8, true),
+    ];
     if !plain {
-        fields.extend(memory_fields().iter().map(|f| Field::new(&f.name, arrow_type(&f.ty), true)));
+        fields.extend(
+            memory_fields()
+                .iter()
+                .map(|f| Field::new(&f.name, arrow_type(&f.ty), true)),
+        );
     }
     for f in extra {
         if fields.iter().all(|x| x.name() != &f.name) {
@@ -118,24 +138,40 @@ pub(crate) fn constant_array(value: &Value, ty: &FieldType, n: usize) -> Result<
         (Value::Float(x), FieldType::Float64) => Arc::new(Float64Array::from(vec![*x; n])),
         (Value::String(s), FieldType::String) => Arc::new(StringArray::from(vec![s.as_str(); n])),
         (Value::String(s), FieldType::Timestamp) => {
-            let t = parse_timestamp_micros(s).ok_or_else(|| StoreError::Input(format!("bad timestamp {s:?}")))?;
+            let t = parse_timestamp_micros(s)
+                .ok_or_else(|| StoreError::Input(format!("bad timestamp {s:?}")))?;
             Arc::new(TimestampMicrosecondArray::from(vec![t; n]).with_timezone("UTC"))
         }
         (Value::StringList(l), FieldType::StringList) => {
             let values = StringArray::from_iter_values(l.iter().cycle().take(l.len() * n));
             #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
-            let offsets = arrow::buffer::OffsetBuffer::from_lengths(std::iter::repeat_n(l.len(), n));
-            Arc::new(ListArray::new(Arc::new(Field::new("item", DataType::Utf8, true)), offsets, Arc::new(values), None))
+            let offsets =
+                arrow::buffer::OffsetBuffer::from_lengths(std::iter::repeat_n(l.len(), n));
+            Arc::new(ListArray::new(
+                Arc::new(Field::new("item", DataType::Utf8, true)),
+                offsets,
+                Arc::new(values),
+                None,
+            ))
         }
-        _ => return Err(StoreError::Input(format!("value {value} does not fit type {ty}"))),
+        _ => {
+            return Err(StoreError::Input(format!(
+                "value {value} does not fit type {ty}"
+            )));
+        }
     })
 }
 
 /// Ids of a batch, as strings (null → `<null>`).
 pub(crate) fn ids_of(batch: &RecordBatch) -> Vec<String> {
-    match batch.column_by_name(ID).and_then(|c| c.as_string_opt::<i32>()) {
+    match batch
+        .column_by_name(ID)
+        .and_then(|c| c.as_string_opt::<i32>())
+    {
         Some(a) => a.iter().map(|s| s.unwrap_or("<null>").to_owned()).collect(),
-        None => (0..batch.num_rows()).map(|i| format!("<row {i}>")).collect(),
+        None => (0..batch.num_rows())
+            .map(|i| format!("<row {i}>"))
+            .collect(),
     }
 }
 
@@ -143,51 +179,62 @@ pub(crate) fn ids_of(batch: &RecordBatch) -> Vec<String> {
 /// row's length (the error names the record and the space).
 fn to_vectors(col: &ArrayRef, space: &Space, ids: &[String]) -> Result<ArrayRef> {
     let dim = space.dimension;
-    let (values, lengths, nulls): (ArrayRef, Vec<usize>, Option<arrow::buffer::NullBuffer>) = match col.data_type() {
-        DataType::FixedSizeList(_, d) => {
-            let a = col.as_fixed_size_list();
-            #[allow(clippy::cast_sign_loss)]
-            let d = *d as usize;
-            (a.values().clone(), vec![d; a.len()], a.nulls().cloned())
-        }
-        DataType::List(_) => {
-            let a = col.as_list::<i32>();
-            #[allow(clippy::cast_sign_loss)]
-            let lens = a.offsets().windows(2).map(|w| (w[1] - w[0]) as usize).collect();
-            let start = a.offsets()[0];
-            let end = a.offsets()[a.len()];
-            #[allow(clippy::cast_sign_loss)]
-            let vals = a.values().slice(start as usize, (end - start) as usize);
-            (vals, lens, a.nulls().cloned())
-        }
-        DataType::LargeList(_) => {
-            let a = col.as_list::<i64>();
-            #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-            let lens = a.offsets().windows(2).map(|w| (w[1] - w[0]) as usize).collect();
-            let start = a.offsets()[0];
-            let end = a.offsets()[a.len()];
-            #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-            let vals = a.values().slice(start as usize, (end - start) as usize);
-            (vals, lens, a.nulls().cloned())
-        }
-        DataType::Null => return Ok(new_null_array(&vector_type(dim), col.len())),
-        other => {
-            return Err(StoreError::Input(format!(
-                "column `{}` of space `{}` has type {other}; vectors must be lists of floats",
-                space.column, space.name
-            )));
-        }
-    };
+    let (values, lengths, nulls): (ArrayRef, Vec<usize>, Option<arrow::buffer::NullBuffer>) =
+        match col.data_type() {
+            DataType::FixedSizeList(_, d) => {
+                let a = col.as_fixed_size_list();
+                #[allow(clippy::cast_sign_loss)]
+                let d = *d as usize;
+                (a.values().clone(), vec![d; a.len()], a.nulls().cloned())
+            }
+            DataType::List(_) => {
+                let a = col.as_list::<i32>();
+                #[allow(clippy::cast_sign_loss)]
+                let lens = a
+                    .offsets()
+                    .windows(2)
+                    .map(|w| (w[1] - w[0]) as usize)
+                    .collect();
+                let start = a.offsets()[0];
+                let end = a.offsets()[a.len()];
+                #[allow(clippy::cast_sign_loss)]
+                let vals = a.values().slice(start as usize, (end - start) as usize);
+                (vals, lens, a.nulls().cloned())
+            }
+            DataType::LargeList(_) => {
+                let a = col.as_list::<i64>();
+                #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+                let lens = a
+                    .offsets()
+                    .windows(2)
+                    .map(|w| (w[1] - w[0]) as usize)
+                    .collect();
+                let start = a.offsets()[0];
+                let end = a.offsets()[a.len()];
+                #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+                let vals = a.values().slice(start as usize, (end - start) as usize);
+                (vals, lens, a.nulls().cloned())
+            }
+            DataType::Null => return Ok(new_null_array(&vector_type(dim), col.len())),
+            other => {
+                return Err(StoreError::Input(format!(
+                    "column `{}` of space `{}` has type {other}; vectors must be lists of floats",
+                    space.column, space.name
+                )));
+            }
+        };
     for (i, len) in lengths.iter().enumerate() {
         let is_null = nulls.as_ref().is_some_and(|n| n.is_null(i));
         if !is_null && *len != dim {
-            return Err(memlane_core::CoreError::Vector(memlane_core::VectorError::Dimension {
-                id: ids[i].clone(),
-                space: space.name.clone(),
-                expected: dim,
-                got: *len,
-            })
-            .into());
+            return Err(
+                memlane_core::CoreError::Vector(memlane_core::VectorError::Dimension {
+                    id: ids[i].clone(),
+                    space: space.name.clone(),
+                    expected: dim,
+                    got: *len,
+                })
+                .into(),
+            );
         }
     }
     if values.null_count() > 0 {
@@ -246,7 +293,11 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef, spaces: &[Space]) -> Res
     if !unknown.is_empty() {
         return Err(StoreError::Input(format!(
             "field(s) {} are not in the store; add them with an `add_field` migration first (store fields: {})",
-            unknown.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", "),
+            unknown
+                .iter()
+                .map(|u| format!("`{u}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
             known.iter().copied().collect::<Vec<_>>().join(", ")
         )));
     }
@@ -256,7 +307,10 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef, spaces: &[Space]) -> Res
         let col = match batch.column_by_name(f.name()) {
             None if f.is_nullable() => new_null_array(f.data_type(), n),
             None => {
-                return Err(StoreError::Input(format!("records lack the required field `{}`", f.name())));
+                return Err(StoreError::Input(format!(
+                    "records lack the required field `{}`",
+                    f.name()
+                )));
             }
             Some(c) => {
                 if let Some(space) = spaces.iter().find(|s| &s.column == f.name()) {
@@ -282,7 +336,10 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef, spaces: &[Space]) -> Res
                     }
                     Arc::new(TimestampMicrosecondArray::from(out).with_timezone("UTC"))
                 } else {
-                    let opts = CastOptions { safe: false, ..Default::default() };
+                    let opts = CastOptions {
+                        safe: false,
+                        ..Default::default()
+                    };
                     cast_with_options(c, f.data_type(), &opts).map_err(|e| {
                         StoreError::Input(format!(
                             "field `{}`: cannot convert {} to the store's {}: {e}",
@@ -296,7 +353,11 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef, spaces: &[Space]) -> Res
         };
         if !f.is_nullable() && col.null_count() > 0 {
             let i = (0..n).find(|i| col.is_null(*i)).unwrap_or(0);
-            return Err(StoreError::Input(format!("record {} has a null `{}`, which is required", i, f.name())));
+            return Err(StoreError::Input(format!(
+                "record {} has a null `{}`, which is required",
+                i,
+                f.name()
+            )));
         }
         cols.push(col);
     }
@@ -312,25 +373,36 @@ pub fn validate(batch: &RecordBatch, spaces: &[Space], required: &[&str]) -> Res
         .column_by_name(ID)
         .ok_or_else(|| StoreError::Input("records need an `id` field".into()))?;
     if let Some(i) = (0..batch.num_rows()).find(|i| id_col.is_null(*i)) {
-        return Err(StoreError::Input(format!("record {i} has no `id`; every record needs a unique id")));
+        return Err(StoreError::Input(format!(
+            "record {i} has no `id`; every record needs a unique id"
+        )));
     }
     let mut seen = HashSet::with_capacity(ids.len());
     if let Some(dup) = ids.iter().find(|id| !seen.insert(id.as_str())) {
-        return Err(StoreError::Input(format!("id `{dup}` appears twice in the records; ids must be unique")));
+        return Err(StoreError::Input(format!(
+            "id `{dup}` appears twice in the records; ids must be unique"
+        )));
     }
     for space in spaces {
-        let Some(col) = batch.column_by_name(&space.column) else { continue };
+        let Some(col) = batch.column_by_name(&space.column) else {
+            continue;
+        };
         let fsl = col.as_fixed_size_list();
-        let values = fsl.values().as_primitive::<arrow::datatypes::Float32Type>().values();
+        let values = fsl
+            .values()
+            .as_primitive::<arrow::datatypes::Float32Type>()
+            .values();
         let d = space.dimension;
         let must = required.contains(&space.name.as_str());
         for (i, id) in ids.iter().enumerate() {
             if fsl.is_null(i) {
                 if must {
-                    return Err(memlane_core::CoreError::Vector(memlane_core::VectorError::Missing {
-                        id: id.clone(),
-                        space: space.name.clone(),
-                    })
+                    return Err(memlane_core::CoreError::Vector(
+                        memlane_core::VectorError::Missing {
+                            id: id.clone(),
+                            space: space.name.clone(),
+                        },
+                    )
                     .into());
                 }
                 continue;
@@ -343,8 +415,14 @@ pub fn validate(batch: &RecordBatch, spaces: &[Space], required: &[&str]) -> Res
                 .map_err(|e| StoreError::Core(e.into()))?;
         }
     }
-    for (field, allowed) in [("kind", &MEMORY_KINDS[..]), ("status", &MEMORY_STATUSES[..])] {
-        if let Some(c) = batch.column_by_name(field).and_then(|c| c.as_string_opt::<i32>()) {
+    for (field, allowed) in [
+        ("kind", &MEMORY_KINDS[..]),
+        ("status", &MEMORY_STATUSES[..]),
+    ] {
+        if let Some(c) = batch
+            .column_by_name(field)
+            .and_then(|c| c.as_string_opt::<i32>())
+        {
             for (i, v) in c.iter().enumerate() {
                 if let Some(v) = v
                     && !allowed.contains(&v)
@@ -363,7 +441,11 @@ pub fn validate(batch: &RecordBatch, spaces: &[Space], required: &[&str]) -> Res
 
 /// Decode JSON objects (one record each) into a batch of the store schema. A vector may
 /// be given under its column name or its space name.
-pub(crate) fn json_to_batch(records: &[serde_json::Value], target: &SchemaRef, spaces: &[Space]) -> Result<RecordBatch> {
+pub(crate) fn json_to_batch(
+    records: &[serde_json::Value],
+    target: &SchemaRef,
+    spaces: &[Space],
+) -> Result<RecordBatch> {
     // Decode vectors as variable lists first so a wrong dimension gets a precise error.
     let decode_schema = Arc::new(Schema::new(
         target
@@ -371,7 +453,11 @@ pub(crate) fn json_to_batch(records: &[serde_json::Value], target: &SchemaRef, s
             .iter()
             .map(|f| {
                 if spaces.iter().any(|s| &s.column == f.name()) {
-                    Field::new(f.name(), DataType::List(Arc::new(Field::new("item", DataType::Float64, true))), true)
+                    Field::new(
+                        f.name(),
+                        DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
+                        true,
+                    )
                 } else {
                     Field::new(f.name(), f.data_type().clone(), true)
                 }
@@ -381,7 +467,9 @@ pub(crate) fn json_to_batch(records: &[serde_json::Value], target: &SchemaRef, s
     let mut renamed = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         let serde_json::Value::Object(obj) = r else {
-            return Err(StoreError::Input(format!("record {i} is not a JSON object")));
+            return Err(StoreError::Input(format!(
+                "record {i} is not a JSON object"
+            )));
         };
         let mut obj = obj.clone();
         for s in spaces {
@@ -390,10 +478,17 @@ pub(crate) fn json_to_batch(records: &[serde_json::Value], target: &SchemaRef, s
             }
         }
         if let Some(k) = obj.keys().find(|k| target.field_with_name(k).is_err()) {
-            let id = obj.get(ID).map_or_else(|| format!("#{i}"), ToString::to_string);
+            let id = obj
+                .get(ID)
+                .map_or_else(|| format!("#{i}"), ToString::to_string);
             return Err(StoreError::Input(format!(
                 "record {id}: field `{k}` is not in the store; add it with an `add_field` migration first (store fields: {})",
-                target.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                target
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         renamed.push(serde_json::Value::Object(obj));
@@ -401,7 +496,9 @@ pub(crate) fn json_to_batch(records: &[serde_json::Value], target: &SchemaRef, s
     let mut decoder = arrow::json::ReaderBuilder::new(decode_schema)
         .with_batch_size(renamed.len().max(1))
         .build_decoder()?;
-    decoder.serialize(&renamed).map_err(|e| StoreError::Input(format!("records do not fit the store schema: {e}")))?;
+    decoder
+        .serialize(&renamed)
+        .map_err(|e| StoreError::Input(format!("records do not fit the store schema: {e}")))?;
     let batch = decoder
         .flush()
         .map_err(|e| StoreError::Input(format!("records do not fit the store schema: {e}")))?
@@ -413,7 +510,9 @@ pub(crate) fn json_to_batch(records: &[serde_json::Value], target: &SchemaRef, s
 pub(crate) fn infer_fields(records: &[serde_json::Value], known: &Schema) -> Vec<FieldDef> {
     let mut out: Vec<FieldDef> = Vec::new();
     for r in records {
-        let serde_json::Value::Object(obj) = r else { continue };
+        let serde_json::Value::Object(obj) = r else {
+            continue;
+        };
         for (k, v) in obj {
             if known.field_with_name(k).is_ok() || out.iter().any(|f| &f.name == k) {
                 continue;
@@ -422,11 +521,17 @@ pub(crate) fn infer_fields(records: &[serde_json::Value], known: &Schema) -> Vec
                 serde_json::Value::Bool(_) => FieldType::Bool,
                 serde_json::Value::Number(n) if n.is_i64() => FieldType::Int64,
                 serde_json::Value::Number(_) => FieldType::Float64,
-                serde_json::Value::Array(a) if a.iter().all(serde_json::Value::is_string) => FieldType::StringList,
+                serde_json::Value::Array(a) if a.iter().all(serde_json::Value::is_string) => {
+                    FieldType::StringList
+                }
                 serde_json::Value::Null => continue,
                 _ => FieldType::String,
             };
-            out.push(FieldDef { name: k.clone(), ty, nullable: true });
+            out.push(FieldDef {
+                name: k.clone(),
+                ty,
+                nullable: true,
+            });
         }
     }
     out

@@ -79,7 +79,10 @@ impl Embedder for HashEmbedder {
         let mut out = vec![0.0f32; texts.len() * self.dimension];
         for (text, v) in texts.iter().zip(out.chunks_exact_mut(self.dimension)) {
             let lower = text.to_lowercase();
-            for word in lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+            for word in lower
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+            {
                 self.add(v, word, 1.0);
                 let chars: Vec<char> = word.chars().collect();
                 for tri in chars.windows(3) {
@@ -104,7 +107,9 @@ mod tests {
     #[test]
     fn hash_embedder_is_deterministic_and_semantic() {
         let e = HashEmbedder::new(64, 1);
-        let v = e.embed(&["the cat sat", "the cat sat", "quantum chromodynamics"]).unwrap();
+        let v = e
+            .embed(&["the cat sat", "the cat sat", "quantum chromodynamics"])
+            .unwrap();
         assert_eq!(&v[..64], &v[64..128]);
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
         assert!((dot(&v[..64], &v[..64]) - 1.0).abs() < 1e-5);

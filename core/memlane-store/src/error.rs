@@ -37,7 +37,9 @@ pub enum StoreError {
         uri: String,
     },
     /// Another process holds the migration lock.
-    #[error("store is locked by {holder} (pid {pid} on {host}) since {since}, lease until {expires}; wait for it to finish, or if that process is dead run `memlane unlock --force {uri}`")]
+    #[error(
+        "store is locked by {holder} (pid {pid} on {host}) since {since}, lease until {expires}; wait for it to finish, or if that process is dead run `memlane unlock --force {uri}`"
+    )]
     LockHeld {
         /// Store URI.
         uri: String,
@@ -56,7 +58,9 @@ pub enum StoreError {
     #[error("{0}")]
     Input(String),
     /// An invariant failed: the step was not committed.
-    #[error("invariant failed in {file} step {step} ({op}); the step was not committed:\n{details}")]
+    #[error(
+        "invariant failed in {file} step {step} ({op}); the step was not committed:\n{details}"
+    )]
     InvariantViolation {
         /// Migration file.
         file: String,
@@ -70,7 +74,9 @@ pub enum StoreError {
         report: Box<StepReport>,
     },
     /// The host did not supply an embedder a migration needs.
-    #[error("migration `{file}` needs embedder `{name}`, which was not supplied; pass it to the migrator (CLI: `--embedder {name}=hash:DIM`)")]
+    #[error(
+        "migration `{file}` needs embedder `{name}`, which was not supplied; pass it to the migrator (CLI: `--embedder {name}=hash:DIM`)"
+    )]
     MissingEmbedder {
         /// Migration file.
         file: String,
@@ -78,7 +84,9 @@ pub enum StoreError {
         name: String,
     },
     /// An embedder failed or returned unusable output.
-    #[error("embedder `{name}` failed on batch {batch} (first record `{first_id}`): {message}; nothing of this step was committed, fix the embedder and run apply again")]
+    #[error(
+        "embedder `{name}` failed on batch {batch} (first record `{first_id}`): {message}; nothing of this step was committed, fix the embedder and run apply again"
+    )]
     Embedder {
         /// Embedder name.
         name: String,

@@ -12,7 +12,10 @@ use crate::error::{Result, StoreError};
 use crate::store::Store;
 
 fn io_err(path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Io { path: path.display().to_string(), source: e }
+    StoreError::Io {
+        path: path.display().to_string(),
+        source: e,
+    }
 }
 
 /// Read and parse a migrations folder (`NNNN_slug.toml` files; others ignored).
@@ -40,8 +43,13 @@ pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<serde_json::Value>> {
         if line.trim().is_empty() {
             continue;
         }
-        let v = serde_json::from_str(&line)
-            .map_err(|e| StoreError::Input(format!("{}:{}: not a JSON object: {e}", path.display(), i + 1)))?;
+        let v = serde_json::from_str(&line).map_err(|e| {
+            StoreError::Input(format!(
+                "{}:{}: not a JSON object: {e}",
+                path.display(),
+                i + 1
+            ))
+        })?;
         out.push(v);
     }
     Ok(out)
@@ -58,7 +66,12 @@ pub fn read_ipc(path: impl AsRef<Path>) -> Result<RecordBatch> {
 }
 
 fn user_columns(store: &Store) -> Vec<String> {
-    store.schema().fields().iter().map(|f| f.name().clone()).collect()
+    store
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
 }
 
 /// Export the live records as an Arrow IPC file (all columns); returns rows written.
@@ -67,7 +80,9 @@ pub async fn export_ipc(store: &Store, path: impl AsRef<Path>) -> Result<u64> {
     let cols = user_columns(store);
     let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
     let batches = store.scan(Some(&refs), None).await?;
-    let schema: Arc<Schema> = batches.first().map_or_else(|| store.schema(), RecordBatch::schema);
+    let schema: Arc<Schema> = batches
+        .first()
+        .map_or_else(|| store.schema(), RecordBatch::schema);
     let f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
     let mut w = arrow::ipc::writer::FileWriter::try_new(BufWriter::new(f), &schema)?;
     let mut n = 0;

@@ -21,12 +21,12 @@
 mod convert;
 mod embed;
 mod error;
+mod io;
 pub mod lock;
 mod migrate;
 mod ops;
 mod store;
 mod verify;
-mod io;
 
 pub use convert::{SPACE_META, arrow_type, conform, validate};
 pub use embed::{EmbedError, Embedder, HashEmbedder};
@@ -35,5 +35,5 @@ pub use io::{export_ipc, export_jsonl, read_folder, read_ipc, read_jsonl};
 pub use memlane_core;
 pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};
-pub use store::{AddReport, CreateOptions, Hit, HistoryItem, Store};
+pub use store::{AddReport, CreateOptions, HistoryItem, Hit, Store};
 pub use verify::{Check, VerifyReport};

@@ -45,7 +45,9 @@ pub struct LockGuard {
 
 /// Path of the lock file of a local store.
 pub fn lock_path(uri: &str) -> PathBuf {
-    Path::new(uri.strip_prefix("file://").unwrap_or(uri)).join("_memlane").join("lock.json")
+    Path::new(uri.strip_prefix("file://").unwrap_or(uri))
+        .join("_memlane")
+        .join("lock.json")
 }
 
 /// Read the current lock, if any.
@@ -55,13 +57,19 @@ pub fn read_lock(uri: &str) -> Option<LockInfo> {
 }
 
 fn io(path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Io { path: path.display().to_string(), source: e }
+    StoreError::Io {
+        path: path.display().to_string(),
+        source: e,
+    }
 }
 
 fn write_info(path: &Path, info: &LockInfo, exclusive: bool) -> std::io::Result<()> {
     let body = serde_json::to_vec_pretty(info).unwrap_or_default();
     if exclusive {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
         f.write_all(&body)?;
         f.sync_all()
     } else {
@@ -83,7 +91,9 @@ pub fn acquire(uri: &str, holder: &str, lease: Duration) -> Result<LockGuard> {
     let lease_c = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
     let info = LockInfo {
         holder: holder.to_owned(),
-        host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+        host: hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         pid: std::process::id(),
         token: uuid::Uuid::new_v4().to_string(),
         since: now,
@@ -94,9 +104,12 @@ pub fn acquire(uri: &str, holder: &str, lease: Duration) -> Result<LockGuard> {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let held = read_lock(uri);
-            let here = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+            let here = hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default();
             // a holder on this host whose process is gone is dead, whatever its lease says
-            let dead = |h: &LockInfo| h.host == here && h.pid != std::process::id() && !pid_alive(h.pid);
+            let dead =
+                |h: &LockInfo| h.host == here && h.pid != std::process::id() && !pid_alive(h.pid);
             match held {
                 Some(h) if h.expires > now && !dead(&h) => {
                     return Err(StoreError::LockHeld {
@@ -146,7 +159,12 @@ pub fn acquire(uri: &str, holder: &str, lease: Duration) -> Result<LockGuard> {
             }
         })
     };
-    Ok(LockGuard { path, token: info.token, stop, beat: Some(beat) })
+    Ok(LockGuard {
+        path,
+        token: info.token,
+        stop,
+        beat: Some(beat),
+    })
 }
 
 /// Whether a process with this pid exists on this host.
@@ -195,7 +213,10 @@ mod tests {
         let uri = dir.path().to_str().unwrap();
         let g = acquire(uri, "first", Duration::from_secs(60)).unwrap();
         let e = acquire(uri, "second", Duration::from_secs(60)).unwrap_err();
-        assert!(e.to_string().contains("first") && e.to_string().contains("unlock --force"), "{e}");
+        assert!(
+            e.to_string().contains("first") && e.to_string().contains("unlock --force"),
+            "{e}"
+        );
         drop(g);
         let g2 = acquire(uri, "second", Duration::from_secs(60)).unwrap();
         assert_eq!(force_unlock(uri).unwrap().unwrap().holder, "second");

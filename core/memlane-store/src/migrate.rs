@@ -10,12 +10,14 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use futures::TryStreamExt;
 use lance::Dataset;
 use lance::dataset::CommitBuilder;
-use memlane_core::invariant::{IdAudit, VectorAudit, builtin_invariants, expression, row_count, rows_accounted};
+use memlane_core::invariant::{
+    IdAudit, VectorAudit, builtin_invariants, expression, row_count, rows_accounted,
+};
 use memlane_core::schema::ID;
 use memlane_core::state::InFlight;
 use memlane_core::{
-    Action, AppliedMigration, ApplyReport, CheckKind, HistoryEntry, InvariantResult, InvariantSpec, Migration, MigrationOutcome,
-    MigrationReport, Plan, StepReport, StoreState,
+    Action, AppliedMigration, ApplyReport, CheckKind, HistoryEntry, InvariantResult, InvariantSpec,
+    Migration, MigrationOutcome, MigrationReport, Plan, StepReport, StoreState,
 };
 
 use crate::embed::Embedder;
@@ -103,8 +105,21 @@ impl<'a> Migrator<'a> {
     /// Apply. Returns the report; a blocked step (invariant) is reported with outcome
     /// `Blocked` and returned as [`StoreError::InvariantViolation`].
     pub async fn apply(self) -> Result<ApplyReport> {
-        let Migrator { store, migrations, embedders, dry_run, to, progress, holder, lease } = self;
-        let _guard = if dry_run { None } else { Some(lock::acquire(store.uri(), &holder, lease)?) };
+        let Migrator {
+            store,
+            migrations,
+            embedders,
+            dry_run,
+            to,
+            progress,
+            holder,
+            lease,
+        } = self;
+        let _guard = if dry_run {
+            None
+        } else {
+            Some(lock::acquire(store.uri(), &holder, lease)?)
+        };
         store.refresh().await?;
         if !dry_run {
             ensure_tags(store).await?;
@@ -112,31 +127,60 @@ impl<'a> Migrator<'a> {
         let started = Instant::now();
         let plan = store.plan(&migrations).await?;
         plan.ensure_clean()?;
-        let mut report = ApplyReport { version_before: store.version(), version_after: store.version(), dry_run, ..Default::default() };
-        for pm in plan.migrations.iter().filter(|m| to.is_none_or(|t| m.id <= t)) {
-            let m = migrations.iter().find(|x| x.id == pm.id).ok_or_else(|| StoreError::Input(format!("migration {} vanished", pm.id)))?;
-            for (name, step) in m.steps.iter().filter_map(|s| match &s.step {
-                memlane_core::Step::Reembed { embedder, .. } => Some((embedder, s)),
-                _ => None,
-            }) {
-                let _ = step;
-                if !embedders.contains_key(name) {
-                    return Err(StoreError::MissingEmbedder { file: m.file.clone(), name: name.clone() });
+        let mut report = ApplyReport {
+            version_before: store.version(),
+            version_after: store.version(),
+            dry_run,
+            ..Default::default()
+        };
+        for pm in plan
+            .migrations
+            .iter()
+            .filter(|m| to.is_none_or(|t| m.id <= t))
+        {
+            let m = migrations
+                .iter()
+                .find(|x| x.id == pm.id)
+                .ok_or_else(|| StoreError::Input(format!("migration {} vanished", pm.id)))?;
+            for (s, planned) in m.steps.iter().zip(&pm.steps) {
+                if let memlane_core::Step::Reembed { embedder, .. } = &s.step
+                    && !planned.done
+                    && !embedders.contains_key(embedder)
+                {
+                    return Err(StoreError::MissingEmbedder {
+                        file: m.file.clone(),
+                        name: embedder.clone(),
+                    });
                 }
             }
         }
         // the dataset steps build on: the store's head, or the last staged version in a dry run
         let mut base: Arc<Dataset> = store.ds.clone();
         let mut state = store.state.clone();
-        for pm in plan.migrations.iter().filter(|m| to.is_none_or(|t| m.id <= t)) {
-            let m = migrations.iter().find(|x| x.id == pm.id).ok_or_else(|| StoreError::Input(format!("migration {} vanished", pm.id)))?;
-            let first = pm.steps.iter().position(|s| !s.done).unwrap_or(m.steps.len());
+        for pm in plan
+            .migrations
+            .iter()
+            .filter(|m| to.is_none_or(|t| m.id <= t))
+        {
+            let m = migrations
+                .iter()
+                .find(|x| x.id == pm.id)
+                .ok_or_else(|| StoreError::Input(format!("migration {} vanished", pm.id)))?;
+            let first = pm
+                .steps
+                .iter()
+                .position(|s| !s.done)
+                .unwrap_or(m.steps.len());
             let mut mreport = MigrationReport {
                 id: m.id,
                 file: m.file.clone(),
                 description: m.description.clone(),
                 checksum: pm.checksum.clone(),
-                outcome: if dry_run { MigrationOutcome::DryRun } else { MigrationOutcome::Applied },
+                outcome: if dry_run {
+                    MigrationOutcome::DryRun
+                } else {
+                    MigrationOutcome::Applied
+                },
                 resumed: pm.resumes,
                 steps: vec![],
             };
@@ -163,22 +207,52 @@ impl<'a> Migrator<'a> {
                     state: &state,
                     embedders: &embedders,
                     progress: progress.clone().map(|f| {
-                        (f, Progress { migration: m.id, step: i, steps: m.steps.len(), op: s.step.op().into(), done: 0, total: rows_before })
+                        (
+                            f,
+                            Progress {
+                                migration: m.id,
+                                step: i,
+                                steps: m.steps.len(),
+                                op: s.step.op().into(),
+                                done: 0,
+                                total: rows_before,
+                            },
+                        )
                     }),
                     file: &m.file,
                 };
                 let staged = stage(&ctx, &s.step).await?;
                 let last = i + 1 == m.steps.len();
                 let mut new_state = staged.state.clone();
-                let mut entry = HistoryEntry::new(if last { Action::Migration } else { Action::Step }, now());
+                let mut entry = HistoryEntry::new(
+                    if last {
+                        Action::Migration
+                    } else {
+                        Action::Step
+                    },
+                    now(),
+                );
                 entry.migration = Some(m.id);
                 entry.file = Some(m.file.clone());
                 entry.checksum = Some(pm.checksum.clone());
                 entry.active_space.clone_from(&new_state.active_space);
                 // stage the commit detached, check invariants on exactly what would land
                 let tx = transaction(&base, staged.op.clone(), &new_state, &entry);
-                let detached = Arc::new(CommitBuilder::new(base.clone()).with_detached(true).execute(tx).await?);
-                let invariants = check(&detached, &state, &new_state, &staged, rows_before, &m.invariants).await?;
+                let detached = Arc::new(
+                    CommitBuilder::new(base.clone())
+                        .with_detached(true)
+                        .execute(tx)
+                        .await?,
+                );
+                let invariants = check(
+                    &detached,
+                    &state,
+                    &new_state,
+                    &staged,
+                    rows_before,
+                    &m.invariants,
+                )
+                .await?;
                 let mut sreport = StepReport {
                     migration: m.id,
                     step: i,
@@ -194,12 +268,24 @@ impl<'a> Migrator<'a> {
                 };
                 if sreport.blocked() {
                     sreport.duration_ms = elapsed_ms(t0);
-                    let details = sreport.invariants.iter().filter(|r| r.blocks()).map(ToString::to_string).collect::<Vec<_>>().join("\n");
+                    let details = sreport
+                        .invariants
+                        .iter()
+                        .filter(|r| r.blocks())
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n");
                     mreport.outcome = MigrationOutcome::Blocked;
                     mreport.steps.push(sreport.clone());
                     report.migrations.push(mreport);
                     report.duration_ms = elapsed_ms(started);
-                    return Err(StoreError::InvariantViolation { file: m.file.clone(), step: i + 1, op: s.step.op().into(), details, report: Box::new(sreport) });
+                    return Err(StoreError::InvariantViolation {
+                        file: m.file.clone(),
+                        step: i + 1,
+                        op: s.step.op().into(),
+                        details,
+                        report: Box::new(sreport),
+                    });
                 }
                 if dry_run {
                     sreport.duration_ms = elapsed_ms(t0);
@@ -209,7 +295,9 @@ impl<'a> Migrator<'a> {
                     continue;
                 }
                 // record the step in the state it commits
-                let Some(mut flight) = state.in_flight.clone() else { unreachable!("in-flight set above") };
+                let Some(mut flight) = state.in_flight.clone() else {
+                    unreachable!("in-flight set above")
+                };
                 flight.steps_done = i + 1;
                 sreport.duration_ms = elapsed_ms(t0);
                 flight.reports.push(sreport.clone());
@@ -242,7 +330,9 @@ impl<'a> Migrator<'a> {
                 // the tag marks where the migration was (last) applied: after a restore
                 // and a re-apply it moves forward
                 match base.tags().create(&tag, base.version_id()).await {
-                    Err(lance::Error::RefConflict { .. }) => base.tags().update(&tag, base.version_id()).await?,
+                    Err(lance::Error::RefConflict { .. }) => {
+                        base.tags().update(&tag, base.version_id()).await?
+                    }
                     other => other?,
                 }
             }
@@ -273,7 +363,11 @@ async fn ensure_tags(store: &Store) -> Result<()> {
         .state
         .applied
         .iter()
-        .filter(|a| !tags.iter().any(|(n, _)| n.starts_with(&format!("migration-{:04}-", a.id))))
+        .filter(|a| {
+            !tags
+                .iter()
+                .any(|(n, _)| n.starts_with(&format!("migration-{:04}-", a.id)))
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -281,12 +375,23 @@ async fn ensure_tags(store: &Store) -> Result<()> {
     let history = store.history().await?;
     for a in missing {
         let Some(item) = history.iter().rev().find(|h| {
-            h.entry.as_ref().is_some_and(|e| e.action == Action::Migration && e.migration == Some(a.id))
+            h.entry
+                .as_ref()
+                .is_some_and(|e| e.action == Action::Migration && e.migration == Some(a.id))
         }) else {
             continue;
         };
-        let slug = a.file.trim_end_matches(".toml").split_once('_').map_or("", |(_, s)| s).replace('_', "-");
-        let _ = store.ds.tags().create(&format!("migration-{:04}-{slug}", a.id), item.version).await;
+        let slug = a
+            .file
+            .trim_end_matches(".toml")
+            .split_once('_')
+            .map_or("", |(_, s)| s)
+            .replace('_', "-");
+        let _ = store
+            .ds
+            .tags()
+            .create(&format!("migration-{:04}-{slug}", a.id), item.version)
+            .await;
     }
     Ok(())
 }
@@ -303,14 +408,24 @@ async fn check(
     // declared specs override the built-in of the same kind
     let mut specs: Vec<InvariantSpec> = builtin_invariants()
         .into_iter()
-        .filter(|b| !declared.iter().any(|d| d.check == b.check && d.space.is_none() && d.name.is_none()))
+        .filter(|b| {
+            !declared
+                .iter()
+                .any(|d| d.check == b.check && d.space.is_none() && d.name.is_none())
+        })
         .collect();
     specs.extend(declared.iter().cloned());
     let rows_after = staged.count_rows(None).await? as u64;
     let mut out = Vec::new();
     for spec in &specs {
         match spec.check {
-            CheckKind::RowsAccounted => out.push(rows_accounted(spec, rows_before, st.rows_deleted, 0, rows_after)),
+            CheckKind::RowsAccounted => out.push(rows_accounted(
+                spec,
+                rows_before,
+                st.rows_deleted,
+                0,
+                rows_after,
+            )),
             CheckKind::RowCount => out.push(row_count(spec, rows_after)),
             CheckKind::IdsUnique => {
                 let mut audit = IdAudit::default();
@@ -328,13 +443,23 @@ async fn check(
                     None => {
                         // what this step can have changed: written columns, and a newly
                         // active space; untouched columns were checked when written
-                        let newly_active = (after.active_space != before.active_space).then(|| after.active()).flatten();
+                        let newly_active = (after.active_space != before.active_space)
+                            .then(|| after.active())
+                            .flatten();
                         // spaces a declared spec names are checked by that spec
-                        let named = |s: &memlane_core::Space| declared.iter().any(|d| d.check == CheckKind::VectorsValid && d.space.as_deref() == Some(s.name.as_str()));
+                        let named = |s: &memlane_core::Space| {
+                            declared.iter().any(|d| {
+                                d.check == CheckKind::VectorsValid
+                                    && d.space.as_deref() == Some(s.name.as_str())
+                            })
+                        };
                         after
                             .spaces
                             .iter()
-                            .filter(|s| st.written_vectors.contains(&s.column) || newly_active.is_some_and(|a| a.name == s.name))
+                            .filter(|s| {
+                                st.written_vectors.contains(&s.column)
+                                    || newly_active.is_some_and(|a| a.name == s.name)
+                            })
                             .filter(|s| !named(s))
                             .collect()
                     }
@@ -345,7 +470,10 @@ async fn check(
                     for b in scan(staged, &[ID, space.column.as_str()], None, None).await? {
                         let ids = b.column(0).as_string::<i32>();
                         let v = b.column(1).as_fixed_size_list();
-                        let vals = v.values().as_primitive::<arrow::datatypes::Float32Type>().values();
+                        let vals = v
+                            .values()
+                            .as_primitive::<arrow::datatypes::Float32Type>()
+                            .values();
                         #[allow(clippy::cast_sign_loss)]
                         let d = v.value_length() as usize;
                         for i in 0..b.num_rows() {
@@ -361,15 +489,32 @@ async fn check(
             CheckKind::Expression => {
                 let expr = spec.expr.clone().unwrap_or_default();
                 let negated = format!("NOT COALESCE(({expr}), false)");
-                let failed = staged.count_rows(Some(negated.clone())).await.map_err(|e| {
-                    StoreError::Input(format!("invariant expression `{expr}` cannot be evaluated: {e}"))
-                })? as u64;
+                let failed = staged
+                    .count_rows(Some(negated.clone()))
+                    .await
+                    .map_err(|e| {
+                        StoreError::Input(format!(
+                            "invariant expression `{expr}` cannot be evaluated: {e}"
+                        ))
+                    })? as u64;
                 let samples = if failed > 0 {
-                    scan(staged, &[ID], Some(&negated), Some(memlane_core::report::SAMPLE_IDS))
-                        .await?
-                        .iter()
-                        .flat_map(|b| b.column(0).as_string::<i32>().iter().flatten().map(str::to_owned).collect::<Vec<_>>())
-                        .collect()
+                    scan(
+                        staged,
+                        &[ID],
+                        Some(&negated),
+                        Some(memlane_core::report::SAMPLE_IDS),
+                    )
+                    .await?
+                    .iter()
+                    .flat_map(|b| {
+                        b.column(0)
+                            .as_string::<i32>()
+                            .iter()
+                            .flatten()
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
                 } else {
                     vec![]
                 };
@@ -380,7 +525,12 @@ async fn check(
     Ok(out)
 }
 
-async fn scan(ds: &Dataset, cols: &[&str], filter: Option<&str>, limit: Option<usize>) -> Result<Vec<RecordBatch>> {
+async fn scan(
+    ds: &Dataset,
+    cols: &[&str],
+    filter: Option<&str>,
+    limit: Option<usize>,
+) -> Result<Vec<RecordBatch>> {
     let mut s = ds.scan();
     s.project(cols)?;
     if let Some(f) = filter {

@@ -88,7 +88,12 @@ impl Ctx<'_> {
     }
 
     /// Add columns computed by `mapper` from `read` columns: one `Merge`.
-    async fn add_columns(&self, read: &[&str], output: SchemaRef, mapper: Mapper) -> Result<(Operation, u64)> {
+    async fn add_columns(
+        &self,
+        read: &[&str],
+        output: SchemaRef,
+        mapper: Mapper,
+    ) -> Result<(Operation, u64)> {
         let mut fragments = Vec::new();
         let mut schema = None;
         let mut rows = 0u64;
@@ -107,7 +112,9 @@ impl Ctx<'_> {
                 result_checkpoint: None,
             };
             let read_cols = Some(read.iter().map(|s| (*s).to_owned()).collect());
-            let (meta, s) = frag.add_columns(NewColumnTransform::BatchUDF(udf), read_cols, Some(8192)).await?;
+            let (meta, s) = frag
+                .add_columns(NewColumnTransform::BatchUDF(udf), read_cols, Some(8192))
+                .await?;
             fragments.push(meta);
             schema = Some(s);
         }
@@ -116,7 +123,14 @@ impl Ctx<'_> {
             None => self.merged_schema(&output)?,
         };
         let preserves_nullability = output.fields().iter().all(|f| f.is_nullable());
-        Ok((Operation::Merge { fragments, schema, preserves_nullability }, rows))
+        Ok((
+            Operation::Merge {
+                fragments,
+                schema,
+                preserves_nullability,
+            },
+            rows,
+        ))
     }
 
     fn merged_schema(&self, output: &SchemaRef) -> Result<LanceSchema> {
@@ -130,7 +144,9 @@ impl Ctx<'_> {
         let mut fragments = Vec::new();
         let mut schema = None;
         for frag in self.ds.get_fragments() {
-            let (meta, s) = frag.add_columns(NewColumnTransform::AllNulls(output.clone()), None, None).await?;
+            let (meta, s) = frag
+                .add_columns(NewColumnTransform::AllNulls(output.clone()), None, None)
+                .await?;
             fragments.push(meta);
             schema = Some(s);
         }
@@ -138,7 +154,11 @@ impl Ctx<'_> {
             Some(s) => s,
             None => self.merged_schema(&output)?,
         };
-        Ok(Operation::Merge { fragments, schema, preserves_nullability: true })
+        Ok(Operation::Merge {
+            fragments,
+            schema,
+            preserves_nullability: true,
+        })
     }
 
     /// Rewrite one existing column for every physical row: one `DataReplacement`.
@@ -170,7 +190,9 @@ impl Ctx<'_> {
                     let b = r?;
                     #[allow(clippy::cast_possible_truncation)]
                     let len = b.num_rows() as u32;
-                    let deleted: Vec<bool> = (offset..offset + len).map(|i| dv.as_ref().is_some_and(|d| d.contains(i))).collect();
+                    let deleted: Vec<bool> = (offset..offset + len)
+                        .map(|i| dv.as_ref().is_some_and(|d| d.contains(i)))
+                        .collect();
                     offset += len;
                     let col = m(&b, &deleted)?;
                     c(u64::from(len));
@@ -178,13 +200,20 @@ impl Ctx<'_> {
                 });
             groups.push(frag.write_columns(stream, &target).await?);
         }
-        Ok((Operation::DataReplacement { replacements: groups }, rows))
+        Ok((
+            Operation::DataReplacement {
+                replacements: groups,
+            },
+            rows,
+        ))
     }
 }
 
 /// The flat f32 values of a vector column (nulls as zeros).
 fn flat_values(col: &ArrayRef) -> Result<(Vec<f32>, usize), lance::Error> {
-    let fsl = col.as_fixed_size_list_opt().ok_or_else(|| lance_err("not a vector column"))?;
+    let fsl = col
+        .as_fixed_size_list_opt()
+        .ok_or_else(|| lance_err("not a vector column"))?;
     #[allow(clippy::cast_sign_loss)]
     let d = fsl.value_length() as usize;
     let start = fsl.offset() * d;
@@ -192,26 +221,55 @@ fn flat_values(col: &ArrayRef) -> Result<(Vec<f32>, usize), lance::Error> {
     Ok((vals.values()[start..start + fsl.len() * d].to_vec(), d))
 }
 
-fn vectors(flat: Vec<f32>, dim: usize, nulls: Option<arrow::buffer::NullBuffer>) -> lance::Result<ArrayRef> {
+fn vectors(
+    flat: Vec<f32>,
+    dim: usize,
+    nulls: Option<arrow::buffer::NullBuffer>,
+) -> lance::Result<ArrayRef> {
     #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
-    let a = FixedSizeListArray::try_new(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32, Arc::new(Float32Array::from(flat)), nulls)
-        .map_err(lance_err)?;
+    let a = FixedSizeListArray::try_new(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        dim as i32,
+        Arc::new(Float32Array::from(flat)),
+        nulls,
+    )
+    .map_err(lance_err)?;
     Ok(Arc::new(a))
 }
 
 /// Fill rows lacking a vector of `space` (with non-null content) by embedding their content.
-pub(crate) fn fill_missing_vectors(batch: &RecordBatch, space: &Space, e: &dyn Embedder) -> Result<(RecordBatch, u64)> {
-    let Some(col) = batch.column_by_name(&space.column) else { return Ok((batch.clone(), 0)) };
-    let Some(content) = batch.column_by_name(memlane_core::schema::CONTENT) else { return Ok((batch.clone(), 0)) };
+pub(crate) fn fill_missing_vectors(
+    batch: &RecordBatch,
+    space: &Space,
+    e: &dyn Embedder,
+) -> Result<(RecordBatch, u64)> {
+    let Some(col) = batch.column_by_name(&space.column) else {
+        return Ok((batch.clone(), 0));
+    };
+    let Some(content) = batch.column_by_name(memlane_core::schema::CONTENT) else {
+        return Ok((batch.clone(), 0));
+    };
     let content = content.as_string::<i32>();
-    let todo: Vec<usize> = (0..batch.num_rows()).filter(|i| col.is_null(*i) && content.is_valid(*i)).collect();
+    let todo: Vec<usize> = (0..batch.num_rows())
+        .filter(|i| col.is_null(*i) && content.is_valid(*i))
+        .collect();
     if todo.is_empty() {
         return Ok((batch.clone(), 0));
     }
     let ids = ids_of(batch);
-    let texts: Vec<String> = todo.iter().map(|i| format!("{}{}", space.passage_prefix, content.value(*i))).collect();
+    let texts: Vec<String> = todo
+        .iter()
+        .map(|i| format!("{}{}", space.passage_prefix, content.value(*i)))
+        .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let got = embed_checked("(add)", e, &refs, space, &todo.iter().map(|i| ids[*i].clone()).collect::<Vec<_>>(), 0)?;
+    let got = embed_checked(
+        "(add)",
+        e,
+        &refs,
+        space,
+        &todo.iter().map(|i| ids[*i].clone()).collect::<Vec<_>>(),
+        0,
+    )?;
     let (mut flat, d) = flat_values(col)?;
     let mut valid: Vec<bool> = (0..batch.num_rows()).map(|i| col.is_valid(i)).collect();
     for (k, i) in todo.iter().enumerate() {
@@ -222,15 +280,32 @@ pub(crate) fn fill_missing_vectors(batch: &RecordBatch, space: &Space, e: &dyn E
     let mut cols = batch.columns().to_vec();
     let idx = batch.schema().index_of(&space.column)?;
     cols[idx] = new_col;
-    Ok((RecordBatch::try_new(batch.schema(), cols)?, todo.len() as u64))
+    Ok((
+        RecordBatch::try_new(batch.schema(), cols)?,
+        todo.len() as u64,
+    ))
 }
 
 /// Call an embedder and check its output: the right count and dimension, finite,
 /// non-zero for cosine spaces. Errors name the batch and the first bad record.
-pub(crate) fn embed_checked(name: &str, e: &dyn Embedder, texts: &[&str], space: &Space, ids: &[String], batch: usize) -> Result<Vec<f32>> {
+pub(crate) fn embed_checked(
+    name: &str,
+    e: &dyn Embedder,
+    texts: &[&str],
+    space: &Space,
+    ids: &[String],
+    batch: usize,
+) -> Result<Vec<f32>> {
     let first = ids.first().cloned().unwrap_or_default();
-    let fail = |first_id: String, message: String| StoreError::Embedder { name: name.to_owned(), batch, first_id, message };
-    let out = e.embed(texts).map_err(|err| fail(first.clone(), err.to_string()))?;
+    let fail = |first_id: String, message: String| StoreError::Embedder {
+        name: name.to_owned(),
+        batch,
+        first_id,
+        message,
+    };
+    let out = e
+        .embed(texts)
+        .map_err(|err| fail(first.clone(), err.to_string()))?;
     let d = space.dimension;
     if out.len() != texts.len() * d {
         return Err(fail(
@@ -257,12 +332,32 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
     let state = step.evolve_state(ctx.state);
     let total = ctx.ds.count_rows(None).await? as u64;
     ctx.tick(0);
-    let mut staged = Staged { op: Operation::Append { fragments: vec![] }, state, rows_written: 0, rows_deleted: 0, written_vectors: vec![] };
+    let mut staged = Staged {
+        op: Operation::Append { fragments: vec![] },
+        state,
+        rows_written: 0,
+        rows_deleted: 0,
+        written_vectors: vec![],
+    };
     match step {
-        Step::AddField { field, ty, default, nullable } => {
-            let t = FieldType::parse(ty).ok_or_else(|| StoreError::Input(format!("unknown type `{ty}`")))?;
-            let value = default.as_ref().map(|d| d.coerce(field, &t)).transpose()?.unwrap_or(Value::Null);
-            let out: SchemaRef = Arc::new(ArrowSchema::new(vec![Field::new(field, arrow_type(&t), *nullable)]));
+        Step::AddField {
+            field,
+            ty,
+            default,
+            nullable,
+        } => {
+            let t = FieldType::parse(ty)
+                .ok_or_else(|| StoreError::Input(format!("unknown type `{ty}`")))?;
+            let value = default
+                .as_ref()
+                .map(|d| d.coerce(field, &t))
+                .transpose()?
+                .unwrap_or(Value::Null);
+            let out: SchemaRef = Arc::new(ArrowSchema::new(vec![Field::new(
+                field,
+                arrow_type(&t),
+                *nullable,
+            )]));
             if value == Value::Null {
                 staged.op = ctx.add_null_columns(out).await?;
             } else {
@@ -283,51 +378,99 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
                 f.name.clone_from(to);
             }
             schema.validate()?;
-            staged.op = Operation::Project { schema, preserves_nullability: true };
+            staged.op = Operation::Project {
+                schema,
+                preserves_nullability: true,
+            };
         }
         Step::DropField { field } => {
             let schema = ctx.ds.plan_drop_columns(&[field.as_str()])?;
-            staged.op = Operation::Project { schema, preserves_nullability: true };
+            staged.op = Operation::Project {
+                schema,
+                preserves_nullability: true,
+            };
         }
         Step::CastField { field, to } => {
-            let t = FieldType::parse(to).ok_or_else(|| StoreError::Input(format!("unknown type `{to}`")))?;
+            let t = FieldType::parse(to)
+                .ok_or_else(|| StoreError::Input(format!("unknown type `{to}`")))?;
             let tmp = format!("__memlane_cast_{field}");
-            let src = ctx.ds.schema().field(field).ok_or_else(|| StoreError::Input(format!("no field `{field}`")))?;
+            let src = ctx
+                .ds
+                .schema()
+                .field(field)
+                .ok_or_else(|| StoreError::Input(format!("no field `{field}`")))?;
             let nullable = src.nullable;
-            let out: SchemaRef = Arc::new(ArrowSchema::new(vec![Field::new(&tmp, arrow_type(&t), nullable)]));
+            let out: SchemaRef = Arc::new(ArrowSchema::new(vec![Field::new(
+                &tmp,
+                arrow_type(&t),
+                nullable,
+            )]));
             let (out2, dt) = (out.clone(), arrow_type(&t));
             let mapper: Mapper = Arc::new(move |b: &RecordBatch| {
-                let opts = CastOptions { safe: false, ..Default::default() };
+                let opts = CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
                 let col = cast_with_options(b.column(0), &dt, &opts).map_err(lance_err)?;
                 RecordBatch::try_new(out2.clone(), vec![col]).map_err(lance_err)
             });
             let (op, rows) = ctx.add_columns(&[field.as_str()], out, mapper).await?;
-            let Operation::Merge { fragments, schema, preserves_nullability } = op else { unreachable!("add_columns returns Merge") };
+            let Operation::Merge {
+                fragments,
+                schema,
+                preserves_nullability,
+            } = op
+            else {
+                unreachable!("add_columns returns Merge")
+            };
             // swap the new column in under the old name, keeping the old column's position
             let old_id = schema.field_id(field)?;
             let new_id = schema.field_id(&tmp)?;
-            let mut ids: Vec<i32> = schema.fields.iter().map(|f| f.id).filter(|i| *i != new_id).collect();
+            let mut ids: Vec<i32> = schema
+                .fields
+                .iter()
+                .map(|f| f.id)
+                .filter(|i| *i != new_id)
+                .collect();
             if let Some(pos) = ids.iter().position(|i| *i == old_id) {
                 ids[pos] = new_id;
             }
             let mut schema = schema.project_by_ids(&ids, true);
-            let reordered: Vec<lance::datatypes::Field> = ids.iter().filter_map(|id| schema.fields.iter().find(|f| f.id == *id).cloned()).collect();
+            let reordered: Vec<lance::datatypes::Field> = ids
+                .iter()
+                .filter_map(|id| schema.fields.iter().find(|f| f.id == *id).cloned())
+                .collect();
             schema.fields = reordered;
             if let Some(f) = schema.mut_field_by_id(new_id) {
                 f.name.clone_from(field);
             }
             schema.validate()?;
             // the old column's own files now hold no field of the schema: drop them
-            let ids: std::collections::HashSet<i32> = schema.fields_pre_order().map(|f| f.id).collect();
+            let ids: std::collections::HashSet<i32> =
+                schema.fields_pre_order().map(|f| f.id).collect();
             let mut fragments = fragments;
             for f in &mut fragments {
-                f.files.retain(|d| d.fields.iter().any(|id| ids.contains(id)));
+                f.files
+                    .retain(|d| d.fields.iter().any(|id| ids.contains(id)));
             }
-            staged.op = Operation::Merge { fragments, schema, preserves_nullability };
+            staged.op = Operation::Merge {
+                fragments,
+                schema,
+                preserves_nullability,
+            };
             staged.rows_written = rows;
         }
-        Step::Backfill { field, value, copy_from, only_null } => {
-            let f = ctx.ds.schema().field(field).ok_or_else(|| StoreError::Input(format!("no field `{field}`")))?;
+        Step::Backfill {
+            field,
+            value,
+            copy_from,
+            only_null,
+        } => {
+            let f = ctx
+                .ds
+                .schema()
+                .field(field)
+                .ok_or_else(|| StoreError::Input(format!("no field `{field}`")))?;
             let dt = f.data_type();
             let ty = core_type(&dt);
             let mut read = vec![field.as_str()];
@@ -336,70 +479,126 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
             }
             let value = value.as_ref().map(|v| v.coerce(field, &ty)).transpose()?;
             let only_null = *only_null;
-            let mapper = Arc::new(move |b: &RecordBatch, _deleted: &[bool]| -> lance::Result<ArrayRef> {
-                let n = b.num_rows();
-                let fill: ArrayRef = match &value {
-                    Some(v) => constant_array(v, &ty, n).map_err(lance_err)?,
-                    None => cast_with_options(b.column(1), &dt, &CastOptions { safe: false, ..Default::default() }).map_err(lance_err)?,
-                };
-                if only_null {
-                    let keep = is_not_null(b.column(0)).map_err(lance_err)?;
-                    arrow::compute::kernels::zip::zip(&keep, b.column(0), &fill).map_err(lance_err)
-                } else {
-                    Ok(fill)
-                }
-            });
+            let mapper = Arc::new(
+                move |b: &RecordBatch, _deleted: &[bool]| -> lance::Result<ArrayRef> {
+                    let n = b.num_rows();
+                    let fill: ArrayRef = match &value {
+                        Some(v) => constant_array(v, &ty, n).map_err(lance_err)?,
+                        None => cast_with_options(
+                            b.column(1),
+                            &dt,
+                            &CastOptions {
+                                safe: false,
+                                ..Default::default()
+                            },
+                        )
+                        .map_err(lance_err)?,
+                    };
+                    if only_null {
+                        let keep = is_not_null(b.column(0)).map_err(lance_err)?;
+                        arrow::compute::kernels::zip::zip(&keep, b.column(0), &fill)
+                            .map_err(lance_err)
+                    } else {
+                        Ok(fill)
+                    }
+                },
+            );
             let (op, rows) = ctx.replace_column(field, &read, 8192, mapper).await?;
             staged.op = op;
             staged.rows_written = rows;
         }
         Step::AddSpace { .. } => {
-            let space = staged.state.spaces.last().cloned().ok_or_else(|| StoreError::Input("add_space produced no space".into()))?;
+            let space = staged
+                .state
+                .spaces
+                .last()
+                .cloned()
+                .ok_or_else(|| StoreError::Input("add_space produced no space".into()))?;
             let space = space.validated()?;
             let out: SchemaRef = Arc::new(ArrowSchema::new(vec![space_field(&space)]));
             staged.op = ctx.add_null_columns(out).await?;
         }
-        Step::Reembed { space, embedder, source, batch_size, .. } => {
-            let sp = ctx.state.space(space).cloned().ok_or_else(|| StoreError::UnknownSpace { name: space.clone(), known: String::new() })?;
-            let e = ctx.embedders.get(embedder).cloned().ok_or_else(|| StoreError::MissingEmbedder { file: ctx.file.to_owned(), name: embedder.clone() })?;
+        Step::Reembed {
+            space,
+            embedder,
+            source,
+            batch_size,
+            ..
+        } => {
+            let sp = ctx
+                .state
+                .space(space)
+                .cloned()
+                .ok_or_else(|| StoreError::UnknownSpace {
+                    name: space.clone(),
+                    known: String::new(),
+                })?;
+            let e = ctx.embedders.get(embedder).cloned().ok_or_else(|| {
+                StoreError::MissingEmbedder {
+                    file: ctx.file.to_owned(),
+                    name: embedder.clone(),
+                }
+            })?;
             let bs = batch_size.unwrap_or_else(|| e.batch_size()).max(1);
             let failure: Arc<Mutex<Option<StoreError>>> = Arc::new(Mutex::new(None));
             let (fail2, sp2, name) = (failure.clone(), sp.clone(), embedder.clone());
             let batch_no = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let mapper = Arc::new(move |b: &RecordBatch, deleted: &[bool]| -> lance::Result<ArrayRef> {
-                let n = b.num_rows();
-                let ids = ids_of(b);
-                let text = b.column_by_name("__source").unwrap_or(b.column(b.num_columns() - 1)).as_string::<i32>();
-                let live: Vec<usize> = (0..n).filter(|i| !deleted[*i] && text.is_valid(*i)).collect();
-                let d = sp2.dimension;
-                let mut flat = vec![0f32; n * d];
-                let mut valid = vec![false; n];
-                for chunk in live.chunks(bs) {
-                    let texts: Vec<String> = chunk.iter().map(|i| format!("{}{}", sp2.passage_prefix, text.value(*i))).collect();
-                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                    let cids: Vec<String> = chunk.iter().map(|i| ids[*i].clone()).collect();
-                    let no = batch_no.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    match embed_checked(&name, e.as_ref(), &refs, &sp2, &cids, no) {
-                        Ok(v) => {
-                            for (k, i) in chunk.iter().enumerate() {
-                                flat[i * d..(i + 1) * d].copy_from_slice(&v[k * d..(k + 1) * d]);
-                                valid[*i] = true;
+            let mapper = Arc::new(
+                move |b: &RecordBatch, deleted: &[bool]| -> lance::Result<ArrayRef> {
+                    let n = b.num_rows();
+                    let ids = ids_of(b);
+                    let text = b
+                        .column_by_name("__source")
+                        .unwrap_or(b.column(b.num_columns() - 1))
+                        .as_string::<i32>();
+                    let live: Vec<usize> = (0..n)
+                        .filter(|i| !deleted[*i] && text.is_valid(*i))
+                        .collect();
+                    let d = sp2.dimension;
+                    let mut flat = vec![0f32; n * d];
+                    let mut valid = vec![false; n];
+                    for chunk in live.chunks(bs) {
+                        let texts: Vec<String> = chunk
+                            .iter()
+                            .map(|i| format!("{}{}", sp2.passage_prefix, text.value(*i)))
+                            .collect();
+                        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                        let cids: Vec<String> = chunk.iter().map(|i| ids[*i].clone()).collect();
+                        let no = batch_no.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        match embed_checked(&name, e.as_ref(), &refs, &sp2, &cids, no) {
+                            Ok(v) => {
+                                for (k, i) in chunk.iter().enumerate() {
+                                    flat[i * d..(i + 1) * d]
+                                        .copy_from_slice(&v[k * d..(k + 1) * d]);
+                                    valid[*i] = true;
+                                }
                             }
-                        }
-                        Err(err) => {
-                            let msg = err.to_string();
-                            if let Ok(mut f) = fail2.lock() {
-                                f.get_or_insert(err);
+                            Err(err) => {
+                                let msg = err.to_string();
+                                if let Ok(mut f) = fail2.lock() {
+                                    f.get_or_insert(err);
+                                }
+                                return Err(lance_err(msg));
                             }
-                            return Err(lance_err(msg));
                         }
                     }
-                }
-                vectors(flat, d, Some(arrow::buffer::NullBuffer::from(valid)))
-            });
-            let read = if source == ID { vec![ID] } else { vec![ID, source.as_str()] };
+                    vectors(flat, d, Some(arrow::buffer::NullBuffer::from(valid)))
+                },
+            );
+            let read = if source == ID {
+                vec![ID]
+            } else {
+                vec![ID, source.as_str()]
+            };
             #[allow(clippy::cast_possible_truncation)]
-            let result = ctx.replace_column(&sp.column, &read, (bs * 4).min(u32::MAX as usize) as u32, mapper).await;
+            let result = ctx
+                .replace_column(
+                    &sp.column,
+                    &read,
+                    (bs * 4).min(u32::MAX as usize) as u32,
+                    mapper,
+                )
+                .await;
             if let Some(err) = failure.lock().ok().and_then(|mut f| f.take()) {
                 return Err(err);
             }
@@ -409,8 +608,20 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
             staged.written_vectors.push(sp.column.clone());
         }
         Step::Truncate { from, .. } => {
-            let src = ctx.state.space(from).cloned().ok_or_else(|| StoreError::UnknownSpace { name: from.clone(), known: String::new() })?;
-            let new = staged.state.spaces.last().cloned().ok_or_else(|| StoreError::Input("truncate produced no space".into()))?;
+            let src = ctx
+                .state
+                .space(from)
+                .cloned()
+                .ok_or_else(|| StoreError::UnknownSpace {
+                    name: from.clone(),
+                    known: String::new(),
+                })?;
+            let new = staged
+                .state
+                .spaces
+                .last()
+                .cloned()
+                .ok_or_else(|| StoreError::Input("truncate produced no space".into()))?;
             let out: SchemaRef = Arc::new(ArrowSchema::new(vec![space_field(&new)]));
             let (out2, d_in, d_out) = (out.clone(), src.dimension, new.dimension);
             let mapper: Mapper = Arc::new(move |b: &RecordBatch| {
@@ -427,13 +638,24 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
             staged.written_vectors.push(new.column.clone());
         }
         Step::Normalize { space } => {
-            let sp = ctx.state.space(space).cloned().ok_or_else(|| StoreError::UnknownSpace { name: space.clone(), known: String::new() })?;
-            let mapper = Arc::new(move |b: &RecordBatch, _deleted: &[bool]| -> lance::Result<ArrayRef> {
-                let (mut flat, d) = flat_values(b.column(0))?;
-                normalize_flat(&mut flat, d);
-                vectors(flat, d, b.column(0).nulls().cloned())
-            });
-            let (op, rows) = ctx.replace_column(&sp.column, &[sp.column.as_str()], 8192, mapper).await?;
+            let sp = ctx
+                .state
+                .space(space)
+                .cloned()
+                .ok_or_else(|| StoreError::UnknownSpace {
+                    name: space.clone(),
+                    known: String::new(),
+                })?;
+            let mapper = Arc::new(
+                move |b: &RecordBatch, _deleted: &[bool]| -> lance::Result<ArrayRef> {
+                    let (mut flat, d) = flat_values(b.column(0))?;
+                    normalize_flat(&mut flat, d);
+                    vectors(flat, d, b.column(0).nulls().cloned())
+                },
+            );
+            let (op, rows) = ctx
+                .replace_column(&sp.column, &[sp.column.as_str()], 8192, mapper)
+                .await?;
             staged.op = op;
             staged.rows_written = rows;
             staged.written_vectors.push(sp.column.clone());
@@ -442,7 +664,9 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
             let d = DeleteBuilder::new(ctx.ds.clone(), predicate.as_str())
                 .execute_uncommitted()
                 .await
-                .map_err(|e| StoreError::Input(format!("delete_where predicate `{predicate}` failed: {e}")))?;
+                .map_err(|e| {
+                    StoreError::Input(format!("delete_where predicate `{predicate}` failed: {e}"))
+                })?;
             staged.op = d.transaction.operation;
             staged.rows_deleted = d.num_deleted_rows;
         }
@@ -465,7 +689,13 @@ pub(crate) fn state_only_op(state: &StoreState) -> Operation {
         config_updates: None,
         table_metadata_updates: None,
         schema_metadata_updates: Some(lance::dataset::transaction::UpdateMap {
-            update_entries: vec![("memlane.active_space", state.active_space.as_deref().unwrap_or("")).into()],
+            update_entries: vec![
+                (
+                    "memlane.active_space",
+                    state.active_space.as_deref().unwrap_or(""),
+                )
+                    .into(),
+            ],
             replace: false,
         }),
         field_metadata_updates: HashMap::new(),
@@ -486,10 +716,14 @@ async fn dedupe(ds: &Arc<Dataset>, by: &str, order_by: &str) -> Result<(Operatio
         let keys = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
         let keys = keys.as_string::<i32>();
         let order = b.column(1);
-        let addr = b.column_by_name("_rowaddr").ok_or_else(|| StoreError::Input("no _rowaddr".into()))?;
+        let addr = b
+            .column_by_name("_rowaddr")
+            .ok_or_else(|| StoreError::Input("no _rowaddr".into()))?;
         let addr = addr.as_primitive::<arrow::datatypes::UInt64Type>();
         for i in 0..b.num_rows() {
-            let Some(k) = keys.is_valid(i).then(|| keys.value(i)) else { continue };
+            let Some(k) = keys.is_valid(i).then(|| keys.value(i)) else {
+                continue;
+            };
             let o = if order.is_valid(i) {
                 Some(arrow::util::display::array_value_to_string(order, i)?)
             } else {
@@ -525,7 +759,10 @@ async fn dedupe(ds: &Arc<Dataset>, by: &str, order_by: &str) -> Result<(Operatio
     let mut by_frag: HashMap<u64, Vec<u32>> = HashMap::new();
     for a in losers {
         #[allow(clippy::cast_possible_truncation)]
-        by_frag.entry(a >> 32).or_default().push((a & 0xffff_ffff) as u32);
+        by_frag
+            .entry(a >> 32)
+            .or_default()
+            .push((a & 0xffff_ffff) as u32);
     }
     let mut updated = Vec::new();
     let mut deleted_ids = Vec::new();
@@ -539,7 +776,11 @@ async fn dedupe(ds: &Arc<Dataset>, by: &str, order_by: &str) -> Result<(Operatio
         }
     }
     Ok((
-        Operation::Delete { updated_fragments: updated, deleted_fragment_ids: deleted_ids, predicate: format!("memlane dedupe by {by}") },
+        Operation::Delete {
+            updated_fragments: updated,
+            deleted_fragment_ids: deleted_ids,
+            predicate: format!("memlane dedupe by {by}"),
+        },
         n,
     ))
 }

@@ -81,7 +81,10 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("uri", &self.uri).field("version", &self.ds.version_id()).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("uri", &self.uri)
+            .field("version", &self.ds.version_id())
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,12 +97,20 @@ pub(crate) fn now() -> String {
 pub(crate) fn props(state: &StoreState, entry: &HistoryEntry) -> HashMap<String, String> {
     HashMap::from([
         (STATE_KEY.to_owned(), state.to_json()),
-        (ENTRY_KEY.to_owned(), serde_json::to_string(entry).unwrap_or_default()),
+        (
+            ENTRY_KEY.to_owned(),
+            serde_json::to_string(entry).unwrap_or_default(),
+        ),
     ])
 }
 
 /// Build a transaction on `ds` carrying memlane's state and entry.
-pub(crate) fn transaction(ds: &Dataset, op: Operation, state: &StoreState, entry: &HistoryEntry) -> Transaction {
+pub(crate) fn transaction(
+    ds: &Dataset,
+    op: Operation,
+    state: &StoreState,
+    entry: &HistoryEntry,
+) -> Transaction {
     TransactionBuilder::new(ds.version_id(), op)
         .transaction_properties(Some(Arc::new(props(state, entry))))
         .build()
@@ -121,7 +132,10 @@ pub(crate) async fn read_state(ds: &Dataset) -> Result<Option<StoreState>> {
         if let Some((Some(st), _)) = entry_of(tx.as_ref()) {
             return Ok(Some(st));
         }
-        if let Some(Transaction { operation: Operation::Restore { version }, .. }) = tx
+        if let Some(Transaction {
+            operation: Operation::Restore { version },
+            ..
+        }) = tx
             && version < v
         {
             // an external restore: the state is the restored version's
@@ -145,7 +159,9 @@ async fn open_dataset(uri: &str) -> Result<Dataset> {
     match Dataset::open(uri).await {
         Ok(ds) => Ok(ds),
         Err(lance::Error::DatasetNotFound { .. } | lance::Error::NotFound { .. }) => {
-            Err(StoreError::NotFound { uri: uri.to_owned() })
+            Err(StoreError::NotFound {
+                uri: uri.to_owned(),
+            })
         }
         Err(e) => Err(e.into()),
     }
@@ -161,7 +177,9 @@ impl Store {
         embedders: &HashMap<String, Arc<dyn Embedder>>,
     ) -> Result<Store> {
         if Dataset::open(uri).await.is_ok() {
-            return Err(StoreError::Exists { uri: uri.to_owned() });
+            return Err(StoreError::Exists {
+                uri: uri.to_owned(),
+            });
         }
         let spaces = opts
             .spaces
@@ -172,16 +190,28 @@ impl Store {
             memlane_core::space::check_name(&f.name).map_err(StoreError::Input)?;
         }
         let schema: SchemaRef = Arc::new(base_schema(opts.plain, &opts.fields, &spaces));
-        let mut state = StoreState { spaces, ..StoreState::default() };
+        let mut state = StoreState {
+            spaces,
+            ..StoreState::default()
+        };
         state.active_space = state.spaces.first().map(|s| s.name.clone());
         let batches = match records {
             Some(b) => {
                 let mut b = conform(&b, &schema, &state.spaces)?;
                 for (name, e) in embedders {
-                    let space = state.space(name).cloned().ok_or_else(|| StoreError::UnknownSpace {
-                        name: name.clone(),
-                        known: state.spaces.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(", "),
-                    })?;
+                    let space =
+                        state
+                            .space(name)
+                            .cloned()
+                            .ok_or_else(|| StoreError::UnknownSpace {
+                                name: name.clone(),
+                                known: state
+                                    .spaces
+                                    .iter()
+                                    .map(|s| s.name.clone())
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                            })?;
                     b = crate::ops::fill_missing_vectors(&b, &space, e.as_ref())?.0;
                 }
                 let required: Vec<&str> = state.active_space.iter().map(String::as_str).collect();
@@ -202,7 +232,11 @@ impl Store {
         .with_transaction_properties(props(&state, &entry));
         let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema.clone());
         let ds = Dataset::write(reader, uri, Some(params)).await?;
-        Ok(Store { uri: uri.to_owned(), ds: Arc::new(ds), state })
+        Ok(Store {
+            uri: uri.to_owned(),
+            ds: Arc::new(ds),
+            state,
+        })
     }
 
     /// Create a store from JSON records (one object each), inferring extra metadata
@@ -214,12 +248,23 @@ impl Store {
         embedders: &HashMap<String, Arc<dyn Embedder>>,
     ) -> Result<Store> {
         let probe = base_schema(opts.plain, &opts.fields, &opts.spaces);
-        let mut known = probe.fields().iter().map(|f| (**f).clone()).collect::<Vec<_>>();
+        let mut known = probe
+            .fields()
+            .iter()
+            .map(|f| (**f).clone())
+            .collect::<Vec<_>>();
         // space names are accepted as keys for their vectors
-        known.extend(opts.spaces.iter().map(|s| arrow::datatypes::Field::new(&s.name, arrow::datatypes::DataType::Null, true)));
+        known.extend(opts.spaces.iter().map(|s| {
+            arrow::datatypes::Field::new(&s.name, arrow::datatypes::DataType::Null, true)
+        }));
         let extra = convert::infer_fields(records, &Schema::new(known));
         opts.fields.extend(extra);
-        let spaces: Vec<Space> = opts.spaces.iter().cloned().map(Space::validated).collect::<memlane_core::Result<_>>()?;
+        let spaces: Vec<Space> = opts
+            .spaces
+            .iter()
+            .cloned()
+            .map(Space::validated)
+            .collect::<memlane_core::Result<_>>()?;
         let schema: SchemaRef = Arc::new(base_schema(opts.plain, &opts.fields, &spaces));
         let batch = convert::json_to_batch(records, &schema, &spaces)?;
         Store::create(uri, opts, Some(batch), embedders).await
@@ -230,7 +275,11 @@ impl Store {
     pub async fn open(uri: &str) -> Result<Store> {
         let ds = open_dataset(uri).await?;
         let state = read_state(&ds).await?.unwrap_or_default();
-        Ok(Store { uri: uri.to_owned(), ds: Arc::new(ds), state })
+        Ok(Store {
+            uri: uri.to_owned(),
+            ds: Arc::new(ds),
+            state,
+        })
     }
 
     /// Re-read the latest version.
@@ -283,18 +332,36 @@ impl Store {
 
     /// A space by name, or the active space when `None`.
     pub fn space(&self, name: Option<&str>) -> Result<&Space> {
-        let known = || self.state.spaces.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+        let known = || {
+            self.state
+                .spaces
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match name {
-            Some(n) => self.state.space(n).ok_or_else(|| StoreError::UnknownSpace { name: n.to_owned(), known: known() }),
+            Some(n) => self.state.space(n).ok_or_else(|| StoreError::UnknownSpace {
+                name: n.to_owned(),
+                known: known(),
+            }),
             None => self.state.active().ok_or_else(|| StoreError::UnknownSpace {
                 name: "(active)".into(),
-                known: if self.state.spaces.is_empty() { "none; add one with an `add_space` migration".into() } else { known() },
+                known: if self.state.spaces.is_empty() {
+                    "none; add one with an `add_space` migration".into()
+                } else {
+                    known()
+                },
             }),
         }
     }
 
     /// Read columns (all when `None`) of the live rows, optionally filtered by SQL.
-    pub async fn scan(&self, columns: Option<&[&str]>, filter: Option<&str>) -> Result<Vec<RecordBatch>> {
+    pub async fn scan(
+        &self,
+        columns: Option<&[&str]>,
+        filter: Option<&str>,
+    ) -> Result<Vec<RecordBatch>> {
         let mut s = self.ds.scan();
         if let Some(c) = columns {
             s.project(c)?;
@@ -321,7 +388,11 @@ impl Store {
     /// Add records (any column order; missing nullable fields become null). Rows
     /// without a vector for a space get one from `embedders` (keyed by space name)
     /// when given. Everything is validated first; nothing lands on error.
-    pub async fn add(&mut self, batch: RecordBatch, embedders: &HashMap<String, Arc<dyn Embedder>>) -> Result<AddReport> {
+    pub async fn add(
+        &mut self,
+        batch: RecordBatch,
+        embedders: &HashMap<String, Arc<dyn Embedder>>,
+    ) -> Result<AddReport> {
         let schema = self.schema();
         let mut batch = conform(&batch, &schema, &self.state.spaces)?;
         let mut embedded = HashMap::new();
@@ -346,32 +417,57 @@ impl Store {
         let mut entry = HistoryEntry::new(Action::Add, now());
         entry.rows = Some((before, before + added));
         entry.active_space.clone_from(&self.state.active_space);
-        let params = WriteParams { mode: WriteMode::Append, ..Default::default() }
-            .with_transaction_properties(props(&self.state, &entry));
+        let params = WriteParams {
+            mode: WriteMode::Append,
+            ..Default::default()
+        }
+        .with_transaction_properties(props(&self.state, &entry));
         let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
         let ds = Dataset::write(reader, self.ds.clone(), Some(params)).await?;
         self.ds = Arc::new(ds);
-        Ok(AddReport { added, rows_before: before, rows_after: before + added, embedded, version: self.version() })
+        Ok(AddReport {
+            added,
+            rows_before: before,
+            rows_after: before + added,
+            embedded,
+            version: self.version(),
+        })
     }
 
     /// Add JSON records (one object each).
-    pub async fn add_json(&mut self, records: &[serde_json::Value], embedders: &HashMap<String, Arc<dyn Embedder>>) -> Result<AddReport> {
+    pub async fn add_json(
+        &mut self,
+        records: &[serde_json::Value],
+        embedders: &HashMap<String, Arc<dyn Embedder>>,
+    ) -> Result<AddReport> {
         let batch = convert::json_to_batch(records, &self.schema(), &self.state.spaces)?;
         self.add(batch, embedders).await
     }
 
     /// The `k` nearest records to `query` in a space (active space when `None`),
     /// optionally pre-filtered by SQL. Rows without a vector in that space are skipped.
-    pub async fn search(&self, space: Option<&str>, query: &[f32], k: usize, filter: Option<&str>) -> Result<Vec<Hit>> {
+    pub async fn search(
+        &self,
+        space: Option<&str>,
+        query: &[f32],
+        k: usize,
+        filter: Option<&str>,
+    ) -> Result<Vec<Hit>> {
         let space = self.space(space)?;
-        space.check_vector("<query>", query).map_err(|e| StoreError::Core(e.into()))?;
+        space
+            .check_vector("<query>", query)
+            .map_err(|e| StoreError::Core(e.into()))?;
         let q = Float32Array::from(query.to_vec());
         let mut s = self.ds.scan();
         s.nearest(&space.column, &q, k)?;
         s.distance_metric(metric(space.metric));
         s.use_index(false);
         let has_content = self.ds.schema().field(CONTENT).is_some();
-        let cols: Vec<&str> = if has_content { vec![ID, CONTENT, "_distance"] } else { vec![ID, "_distance"] };
+        let cols: Vec<&str> = if has_content {
+            vec![ID, CONTENT, "_distance"]
+        } else {
+            vec![ID, "_distance"]
+        };
         s.project(&cols)?;
         s.disable_scoring_autoprojection();
         let not_null = format!("{} IS NOT NULL", space.column);
@@ -385,13 +481,21 @@ impl Store {
         let mut hits = Vec::new();
         for b in batches {
             let ids = b.column_by_name(ID).map(|c| c.as_string::<i32>().clone());
-            let content = b.column_by_name(CONTENT).map(|c| c.as_string::<i32>().clone());
-            let dist = b.column_by_name("_distance").map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
-            let (Some(ids), Some(dist)) = (ids, dist) else { continue };
+            let content = b
+                .column_by_name(CONTENT)
+                .map(|c| c.as_string::<i32>().clone());
+            let dist = b
+                .column_by_name("_distance")
+                .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
+            let (Some(ids), Some(dist)) = (ids, dist) else {
+                continue;
+            };
             for i in 0..b.num_rows() {
                 hits.push(Hit {
                     id: ids.value(i).to_owned(),
-                    content: content.as_ref().and_then(|c| (!c.is_null(i)).then(|| c.value(i).to_owned())),
+                    content: content
+                        .as_ref()
+                        .and_then(|c| (!c.is_null(i)).then(|| c.value(i).to_owned())),
                     distance: dist.value(i),
                 });
             }
@@ -407,14 +511,22 @@ impl Store {
         let mut out = Vec::new();
         for v in self.ds.versions().await? {
             let tx = self.ds.read_transaction_by_version(v.version).await?;
-            let operation = tx.as_ref().map_or_else(|| "?".to_owned(), |t| t.operation.name().to_owned());
+            let operation = tx
+                .as_ref()
+                .map_or_else(|| "?".to_owned(), |t| t.operation.name().to_owned());
             let entry = entry_of(tx.as_ref()).and_then(|(_, e)| e);
             out.push(HistoryItem {
                 version: v.version,
-                timestamp: v.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                timestamp: v
+                    .timestamp
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 operation,
                 entry,
-                tags: tags.iter().filter(|(_, tv)| *tv == v.version).map(|(n, _)| n.clone()).collect(),
+                tags: tags
+                    .iter()
+                    .filter(|(_, tv)| *tv == v.version)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
             });
         }
         Ok(out)
@@ -422,7 +534,14 @@ impl Store {
 
     /// Tags (name, version), by version.
     pub async fn tags(&self) -> Result<Vec<(String, u64)>> {
-        let mut t: Vec<(String, u64)> = self.ds.tags().list().await?.into_iter().map(|(n, c)| (n, c.version)).collect();
+        let mut t: Vec<(String, u64)> = self
+            .ds
+            .tags()
+            .list()
+            .await?
+            .into_iter()
+            .map(|(n, c)| (n, c.version))
+            .collect();
         t.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
         Ok(t)
     }
@@ -431,7 +550,9 @@ impl Store {
     pub async fn tag(&self, name: &str, version: Option<u64>) -> Result<u64> {
         let v = version.unwrap_or_else(|| self.version());
         self.ds.tags().create(name, v).await.map_err(|e| match e {
-            lance::Error::RefConflict { .. } => StoreError::Input(format!("tag `{name}` already exists; pick another name")),
+            lance::Error::RefConflict { .. } => {
+                StoreError::Input(format!("tag `{name}` already exists; pick another name"))
+            }
             e => StoreError::Input(format!("cannot tag version {v} as `{name}`: {e}")),
         })?;
         Ok(v)
@@ -456,7 +577,9 @@ impl Store {
     /// `target` (a version or tag), recording why.
     pub async fn restore(&mut self, target: &str, reason: &str) -> Result<u64> {
         if reason.trim().is_empty() {
-            return Err(StoreError::Input("a restore needs a reason: --reason \"why\"".into()));
+            return Err(StoreError::Input(
+                "a restore needs a reason: --reason \"why\"".into(),
+            ));
         }
         let v = self.resolve(target).await?;
         let old = self.ds.checkout_version(v).await?;
@@ -477,12 +600,22 @@ impl Store {
     }
 
     /// Commit a state-only change (no data change) as one Lance commit.
-    pub(crate) async fn commit_state(&mut self, state: StoreState, entry: HistoryEntry) -> Result<u64> {
+    pub(crate) async fn commit_state(
+        &mut self,
+        state: StoreState,
+        entry: HistoryEntry,
+    ) -> Result<u64> {
         let op = Operation::UpdateConfig {
             config_updates: None,
             table_metadata_updates: None,
             schema_metadata_updates: Some(lance::dataset::transaction::UpdateMap {
-                update_entries: vec![("memlane.active_space", state.active_space.as_deref().unwrap_or("")).into()],
+                update_entries: vec![
+                    (
+                        "memlane.active_space",
+                        state.active_space.as_deref().unwrap_or(""),
+                    )
+                        .into(),
+                ],
                 replace: false,
             }),
             field_metadata_updates: HashMap::new(),
@@ -495,9 +628,15 @@ impl Store {
     }
 
     /// Accept the current content of applied migration `id` (a deliberate edit).
-    pub async fn repair(&mut self, files: &[memlane_core::Migration], id: u32, reason: &str) -> Result<u64> {
+    pub async fn repair(
+        &mut self,
+        files: &[memlane_core::Migration],
+        id: u32,
+        reason: &str,
+    ) -> Result<u64> {
         let at = now();
-        let state = memlane_core::chain::repair(&self.state, files, id, reason, &at).map_err(StoreError::Input)?;
+        let state = memlane_core::chain::repair(&self.state, files, id, reason, &at)
+            .map_err(StoreError::Input)?;
         let mut entry = HistoryEntry::new(Action::Repair, at);
         entry.migration = Some(id);
         entry.reason = Some(reason.to_owned());

@@ -43,16 +43,35 @@ impl VerifyReport {
             Ok(m) => (true, m),
             Err(m) => (false, m),
         };
-        self.checks.push(Check { name: name.into(), ok, message });
+        self.checks.push(Check {
+            name: name.into(),
+            ok,
+            message,
+        });
     }
 }
 
 impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for c in &self.checks {
-            writeln!(f, "{} {:<10} {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.message)?;
+            writeln!(
+                f,
+                "{} {:<10} {}",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.name,
+                c.message
+            )?;
         }
-        write!(f, "version {}: {}", self.version, if self.ok() { "verified" } else { "verification FAILED" })
+        write!(
+            f,
+            "version {}: {}",
+            self.version,
+            if self.ok() {
+                "verified"
+            } else {
+                "verification FAILED"
+            }
+        )
     }
 }
 
@@ -62,10 +81,14 @@ impl Store {
     /// count of the last memlane commit, and the data (ids; active-space vectors).
     pub async fn verify(&self, files: Option<&[Migration]>) -> Result<VerifyReport> {
         let st = &self.state;
-        let mut r = VerifyReport { version: self.version(), checks: vec![] };
+        let mut r = VerifyReport {
+            version: self.version(),
+            checks: vec![],
+        };
         r.push(
             "chain",
-            memlane_core::chain::verify_recorded(st).map(|()| format!("{} applied migration(s), checksums chain", st.applied.len())),
+            memlane_core::chain::verify_recorded(st)
+                .map(|()| format!("{} applied migration(s), checksums chain", st.applied.len())),
         );
         if let Some(files) = files {
             r.push(
@@ -75,21 +98,45 @@ impl Store {
                     .map_err(|e| e.to_string()),
             );
         }
-        r.push("lance", self.ds.validate().await.map(|()| "manifest and fragments consistent".into()).map_err(|e| e.to_string()));
+        r.push(
+            "lance",
+            self.ds
+                .validate()
+                .await
+                .map(|()| "manifest and fragments consistent".into())
+                .map_err(|e| e.to_string()),
+        );
         let schema = self.schema();
         let mut bad = Vec::new();
         for s in &st.spaces {
             match schema.field_with_name(&s.column) {
                 Ok(f) if core_type(f.data_type()) == FieldType::Vector(s.dimension) => {}
-                Ok(f) => bad.push(format!("space `{}`: column `{}` is {}, expected vector[{}]", s.name, s.column, f.data_type(), s.dimension)),
-                Err(_) => bad.push(format!("space `{}`: column `{}` is missing", s.name, s.column)),
+                Ok(f) => bad.push(format!(
+                    "space `{}`: column `{}` is {}, expected vector[{}]",
+                    s.name,
+                    s.column,
+                    f.data_type(),
+                    s.dimension
+                )),
+                Err(_) => bad.push(format!(
+                    "space `{}`: column `{}` is missing",
+                    s.name, s.column
+                )),
             }
         }
-        r.push("spaces", if bad.is_empty() { Ok(format!("{} space(s) match their columns", st.spaces.len())) } else { Err(bad.join("; ")) });
+        r.push(
+            "spaces",
+            if bad.is_empty() {
+                Ok(format!("{} space(s) match their columns", st.spaces.len()))
+            } else {
+                Err(bad.join("; "))
+            },
+        );
 
         // history: forward-only, and the last memlane commit's row count matches
         let history = self.history().await?;
         let mut problems = Vec::new();
+        let mut notes: Vec<String> = Vec::new();
         let mut external = 0;
         for h in &history {
             external = if h.entry.is_some() { 0 } else { external + 1 };
@@ -98,30 +145,61 @@ impl Store {
         let tags = self.tags().await?;
         for a in &st.applied {
             let done = history.iter().rev().find(|h| {
-                h.entry.as_ref().is_some_and(|e| e.action == Action::Migration && e.migration == Some(a.id))
+                h.entry
+                    .as_ref()
+                    .is_some_and(|e| e.action == Action::Migration && e.migration == Some(a.id))
             });
             let prefix = format!("migration-{:04}-", a.id);
             let tag = tags.iter().find(|(n, _)| n.starts_with(&prefix));
             match (done, tag) {
-                (None, _) => problems.push(format!("applied migration {} has no completing commit in history", a.file)),
+                (None, _) => problems.push(format!(
+                    "applied migration {} has no completing commit in history",
+                    a.file
+                )),
                 (Some(h), Some((_, v))) if *v == h.version => {}
-                (Some(h), Some((n, v))) => problems.push(format!("tag {n} points at version {v}, but {} completed at version {}", a.file, h.version)),
-                (Some(h), None) => problems.push(format!("{} (version {}) has no tag; `memlane apply` re-creates it", a.file, h.version)),
+                (Some(h), Some((n, v))) => problems.push(format!(
+                    "tag {n} points at version {v}, but {} completed at version {}",
+                    a.file, h.version
+                )),
+                (Some(h), None) => notes.push(format!(
+                    "{} (version {}) has no tag yet; the next `memlane apply` creates it",
+                    a.file, h.version
+                )),
             }
         }
         if external > 0 {
-            problems.push(format!("{external} commit(s) by another writer after memlane's last commit"));
+            problems.push(format!(
+                "{external} commit(s) by another writer after memlane's last commit"
+            ));
         }
-        r.push("history", if problems.is_empty() { Ok(format!("{} version(s), recorded by memlane", history.len())) } else { Err(problems.join("; ")) });
+        let mut msg = format!("{} version(s), recorded by memlane", history.len());
+        for n in &notes {
+            msg.push_str("; ");
+            msg.push_str(n);
+        }
+        r.push(
+            "history",
+            if problems.is_empty() {
+                Ok(msg)
+            } else {
+                Err(problems.join("; "))
+            },
+        );
 
         let rows = self.count().await?;
         if let Some(last) = history.last().and_then(|h| h.entry.as_ref()) {
-            let recorded = last.report.as_ref().map(|rep| rep.rows_after).or(last.rows.map(|(_, a)| a));
+            let recorded = last
+                .report
+                .as_ref()
+                .map(|rep| rep.rows_after)
+                .or(last.rows.map(|(_, a)| a));
             r.push(
                 "rows",
                 match recorded {
                     Some(n) if n == rows => Ok(format!("{rows} rows, as recorded")),
-                    Some(n) => Err(format!("store has {rows} rows but the last commit recorded {n}")),
+                    Some(n) => Err(format!(
+                        "store has {rows} rows but the last commit recorded {n}"
+                    )),
                     None => Ok(format!("{rows} rows")),
                 },
             );
@@ -135,24 +213,53 @@ impl Store {
             }
         }
         let res = ids.finish(&InvariantSpec::builtin(CheckKind::IdsUnique));
-        r.push("ids", if res.passed { Ok(res.message) } else { Err(format!("{} (e.g. {})", res.message, res.sample_ids.join(", "))) });
+        r.push(
+            "ids",
+            if res.passed {
+                Ok(res.message)
+            } else {
+                Err(format!(
+                    "{} (e.g. {})",
+                    res.message,
+                    res.sample_ids.join(", ")
+                ))
+            },
+        );
         if let Some(space) = st.active() {
             let mut audit = VectorAudit::new(space.clone());
             if schema.field_with_name(&space.column).is_ok() {
                 for b in self.scan(Some(&[ID, space.column.as_str()]), None).await? {
                     let idc = b.column(0).as_string::<i32>();
                     let v = b.column(1).as_fixed_size_list();
-                    let vals = v.values().as_primitive::<arrow::datatypes::Float32Type>().values();
+                    let vals = v
+                        .values()
+                        .as_primitive::<arrow::datatypes::Float32Type>()
+                        .values();
                     #[allow(clippy::cast_sign_loss)]
                     let d = v.value_length() as usize;
                     for i in 0..b.num_rows() {
                         #[allow(clippy::cast_sign_loss)]
                         let off = v.value_offset(i) as usize;
-                        audit.feed(idc.value(i), v.is_valid(i).then(|| &vals[off..off + d]), true);
+                        audit.feed(
+                            idc.value(i),
+                            v.is_valid(i).then(|| &vals[off..off + d]),
+                            true,
+                        );
                     }
                 }
                 let res = audit.finish(&InvariantSpec::builtin(CheckKind::VectorsValid));
-                r.push("vectors", if res.passed { Ok(res.message) } else { Err(format!("{} (e.g. {})", res.message, res.sample_ids.join(", "))) });
+                r.push(
+                    "vectors",
+                    if res.passed {
+                        Ok(res.message)
+                    } else {
+                        Err(format!(
+                            "{} (e.g. {})",
+                            res.message,
+                            res.sample_ids.join(", ")
+                        ))
+                    },
+                );
             }
         }
         Ok(r)

@@ -1,0 +1,88 @@
+# memlane — developer entry points. `make` (or `make help`) lists the targets.
+#
+# One cargo profile (dev) for build, test, demo and the Python tests, so lance is compiled
+# once per target dir; release only for `make bench`. The target dir lives outside the
+# clone so later runs on the same machine are incremental.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.ONESHELL:
+.NOTPARALLEL:
+.DEFAULT_GOAL := help
+
+CARGO_TARGET_DIR ?= $(HOME)/.cache/memlane/target
+export CARGO_TARGET_DIR
+CARGO   ?= cargo
+PYTHON  ?= python3
+VENV    ?= $(HOME)/.cache/memlane/venv
+MEMLANE  = $(CARGO_TARGET_DIR)/debug/memlane
+PY_REQS  = bindings/python/requirements-test.txt
+
+# root runs apt-get directly; anyone else through sudo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help deps deps-system deps-python build demo test test-rust test-python check-wasm bench fmt lint
+
+help: ## List the targets
+	@echo "memlane make targets (CARGO_TARGET_DIR=$(CARGO_TARGET_DIR), VENV=$(VENV)):"
+	awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: deps-system deps-python ## Install protoc (apt) and the Python test venv (idempotent)
+
+deps-system: ## Install protoc (protobuf-compiler) with apt-get if it is missing
+	@if command -v protoc >/dev/null 2>&1; then
+	  echo "deps: protoc present ($$(protoc --version))"
+	else
+	  echo "deps: installing protobuf-compiler"
+	  $(SUDO) apt-get update
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y protobuf-compiler
+	fi
+
+deps-python: ## Create the venv and pip install bindings/python/requirements-test.txt (skipped when its stamp matches)
+	@hash=$$(sha256sum $(PY_REQS) | cut -c1-16)
+	stamp="$(VENV)/.memlane-requirements-$$hash"
+	if [ -f "$$stamp" ] && [ -x "$(VENV)/bin/python" ]; then
+	  echo "deps: Python venv up to date ($(VENV))"
+	  exit 0
+	fi
+	if [ ! -x "$(VENV)/bin/python" ]; then
+	  if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then
+	    echo "deps: installing python3-venv"
+	    $(SUDO) apt-get update
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
+	  fi
+	  rm -rf "$(VENV)"
+	  $(PYTHON) -m venv "$(VENV)"
+	fi
+	"$(VENV)/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+	"$(VENV)/bin/python" -m pip install --quiet --disable-pip-version-check -r $(PY_REQS)
+	rm -f "$(VENV)"/.memlane-requirements-*
+	touch "$$stamp"
+	echo "deps: Python venv ready ($(VENV))"
+
+build: deps-system ## cargo build --workspace --bins (dev profile)
+	$(CARGO) build --workspace --bins
+
+demo: deps build ## Build, then run scripts/demo.sh (stores under .memlane-demo/)
+	MEMLANE="$(MEMLANE)" bash scripts/demo.sh
+
+test: deps build test-rust check-wasm test-python ## Everything CI runs: cargo tests, wasm check, Python interop tests
+
+test-rust: deps-system ## cargo test --workspace (dev profile)
+	$(CARGO) test --workspace
+
+test-python: deps-python build ## pytest tests/python against the built memlane, with pylance and lancedb as readers
+	MEMLANE_BIN="$(MEMLANE)" "$(VENV)/bin/python" -m pytest -p no:cacheprovider tests/python
+
+check-wasm: ## Build memlane-core for wasm32 with Debian's toolchain and guard its dependency tree
+	bash scripts/check-wasm.sh
+
+bench: deps-system ## cargo bench -p memlane-benches (release; slow cold build, not in CI)
+	$(CARGO) bench -p memlane-benches
+
+fmt: ## cargo fmt --all
+	$(CARGO) fmt --all
+
+lint: ## cargo fmt --check and clippy -D warnings on all targets
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

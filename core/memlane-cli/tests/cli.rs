@@ -1,0 +1,391 @@
+//! The `memlane` binary end to end: every command on the example folders, exit codes,
+//! JSON output, and SIGKILL during apply.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_memlane"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn ex(name: &str) -> String {
+    repo()
+        .join("migrations-examples")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "memlane {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn json(args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    serde_json::from_str(&ok(&a)).unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn every_command_on_the_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("store");
+    let s = s.to_str().unwrap();
+    let corpus = ex("data/corpus.jsonl");
+    let out = ok(&["init", s, "--from", &corpus]);
+    assert!(out.contains("392 rows"), "{out}");
+    assert_eq!(code(&run(&["init", s])), 1, "a second init is refused");
+
+    let lint = ok(&["lint", &ex("02-metadata-evolution"), "--store", s]);
+    assert!(lint.contains("0 error(s)"), "{lint}");
+    let plan = json(&["plan", s, &ex("01-agent-memory-bootstrap")]);
+    assert_eq!(plan["embedders"], serde_json::json!(["hash384"]));
+    // without --yes and without a terminal, apply refuses (usage)
+    assert_eq!(
+        code(&run(&["apply", s, &ex("01-agent-memory-bootstrap")])),
+        2
+    );
+    let dry = json(&["apply", s, &ex("01-agent-memory-bootstrap"), "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(json(&["status", s])["version"], 1);
+    let rep = json(&["apply", s, &ex("01-agent-memory-bootstrap"), "--yes"]);
+    assert_eq!(rep["migrations"][0]["outcome"], "applied");
+    let st = json(&["status", s, &ex("01-agent-memory-bootstrap")]);
+    assert_eq!(
+        (st["active_space"].as_str(), st["pending"].as_u64()),
+        (Some("hash384"), Some(0))
+    );
+
+    let hist = json(&["history", s]);
+    assert_eq!(hist.as_array().unwrap().len(), 3);
+    assert_eq!(hist[2]["tags"][0], "migration-0001-spaces");
+    let ver = json(&["verify", s, &ex("01-agent-memory-bootstrap")]);
+    assert!(
+        ver["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{ver}"
+    );
+
+    let hits = json(&[
+        "search",
+        s,
+        "Parse a query given as a string argument.",
+        "--embedder",
+        "hash:384",
+        "-k",
+        "3",
+    ]);
+    assert_eq!(hits[0]["id"], "urllib.parse.parse_qs");
+
+    // export and add round trip, wrong dimension refused with a clear message
+    let out = dir.path().join("all.arrow");
+    ok(&["export", s, "-o", out.to_str().unwrap()]);
+    let j = dir.path().join("all.jsonl");
+    ok(&["export", s, "-o", j.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&j).unwrap().lines().count(), 392);
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"id\":\"n1\",\"content\":\"x\",\"hash384\":[0.1,0.2]}\n",
+    )
+    .unwrap();
+    let o = run(&["add", s, bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 1);
+    assert!(
+        err.contains("n1") && err.contains("hash384") && err.contains("384") && err.contains('2'),
+        "{err}"
+    );
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(
+        &good,
+        "{\"id\":\"n1\",\"content\":\"a new memory about json parsing\"}\n",
+    )
+    .unwrap();
+    let r = json(&[
+        "add",
+        s,
+        good.to_str().unwrap(),
+        "--embedder",
+        "hash384=hash:384",
+    ]);
+    assert_eq!(r["rows_after"], 393);
+
+    ok(&["tag", s, "reviewed"]);
+    assert!(ok(&["tag", s]).contains("reviewed"));
+    let v = json(&[
+        "restore",
+        s,
+        "--to",
+        "migration-0001-spaces",
+        "--reason",
+        "drop the extra memory",
+    ]);
+    assert!(v["version"].as_u64().unwrap() > 4);
+    assert_eq!(json(&["status", s])["rows"], 392);
+    assert_eq!(
+        code(&run(&["restore", s, "--to", "999", "--reason", "x"])),
+        1
+    );
+
+    // an edited applied migration: plan and apply exit 3 naming the file; repair accepts it
+    let migs = dir.path().join("migs");
+    std::fs::create_dir(&migs).unwrap();
+    let f = migs.join("0001_spaces.toml");
+    std::fs::copy(
+        Path::new(&ex("01-agent-memory-bootstrap")).join("0001_spaces.toml"),
+        &f,
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&f, text.replace("mostly = 0.99", "mostly = 0.98")).unwrap();
+    let m = migs.to_str().unwrap();
+    for cmd in [vec!["plan", s, m], vec!["apply", s, m, "--yes"]] {
+        let o = run(&cmd);
+        assert_eq!(code(&o), 3, "{cmd:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("0001_spaces.toml"));
+    }
+    assert_eq!(code(&run(&["verify", s, m])), 3);
+    ok(&[
+        "repair",
+        s,
+        m,
+        "--accept",
+        "1",
+        "--reason",
+        "looser content check, reviewed",
+    ]);
+    ok(&["plan", s, m]);
+
+    // lint error: exit 3, nothing applied
+    let lossy = dir.path().join("lossy");
+    std::fs::create_dir(&lossy).unwrap();
+    std::fs::write(
+        lossy.join("0001_x.toml"),
+        "[[steps]]\nop = \"cast_field\"\nfield = \"content\"\nto = \"int64\"\n",
+    )
+    .unwrap();
+    let o = run(&["lint", lossy.to_str().unwrap()]);
+    assert_eq!(code(&o), 3);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0001_x.toml:1: error[lossy-cast]"));
+    // usage errors exit 2
+    assert_eq!(code(&run(&["apply"])), 2);
+    assert_eq!(code(&run(&["unlock", s])), 2);
+    assert!(ok(&["unlock", s, "--force"]).contains("no lock"));
+}
+
+#[test]
+fn a_second_apply_is_refused_while_one_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("store");
+    let s = s.to_str().unwrap();
+    ok(&["init", s, "--from", &ex("data/corpus.jsonl")]);
+    let guard = memlane_store::lock::acquire(s, "ci job 41", Duration::from_secs(60)).unwrap();
+    let o = run(&["apply", s, &ex("02-metadata-evolution"), "--yes"]);
+    assert_eq!(code(&o), 1);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("ci job 41") && err.contains("unlock --force"),
+        "{err}"
+    );
+    assert!(ok(&["status", s]).contains("LOCKED"));
+    drop(guard);
+    ok(&["apply", s, &ex("02-metadata-evolution"), "--yes"]);
+}
+
+/// A tiny deterministic generator (no timing in assertions: only where kills land).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+}
+
+fn write_big_corpus(path: &Path, n: usize) {
+    let base: Vec<Value> = std::fs::read_to_string(ex("data/corpus.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut out = String::new();
+    for i in 0..n {
+        let mut r = base[i % base.len()].clone();
+        r["id"] = format!("{}#{i}", r["id"].as_str().unwrap()).into();
+        r["content"] = format!("{} (copy {i})", r["content"].as_str().unwrap()).into();
+        out.push_str(&r.to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn sorted_export(store: &str, dir: &Path, name: &str) -> Vec<Value> {
+    let p = dir.join(format!("{name}.jsonl"));
+    ok(&["export", store, "-o", p.to_str().unwrap()]);
+    let mut rows: Vec<Value> = std::fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    rows.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    rows
+}
+
+#[test]
+fn sigkill_during_apply_leaves_a_consistent_resumable_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("big.jsonl");
+    write_big_corpus(&data, 6000);
+    let migs = dir.path().join("migs");
+    std::fs::create_dir(&migs).unwrap();
+    std::fs::write(
+        migs.join("0001_space.toml"),
+        "[[steps]]\nop = \"add_space\"\nspace = \"h256\"\nmodel = \"hash\"\nrevision = \"1\"\ndimension = 256\nnormalized = true\n\n\
+         [[steps]]\nop = \"reembed\"\nspace = \"h256\"\nembedder = \"hash256\"\nbatch_size = 64\n\n\
+         [[steps]]\nop = \"truncate\"\nfrom = \"h256\"\nspace = \"h64\"\ndimension = 64\n",
+    )
+    .unwrap();
+    std::fs::write(
+        migs.join("0002_meta.toml"),
+        "[[steps]]\nop = \"add_field\"\nfield = \"importance\"\ntype = \"int32\"\ndefault = 1\n\n\
+         [[steps]]\nop = \"cast_field\"\nfield = \"importance\"\nto = \"int64\"\n\n\
+         [[steps]]\nop = \"delete_where\"\npredicate = \"kind = 'message'\"\n\n\
+         [[steps]]\nop = \"rename_field\"\nfrom = \"source\"\nto = \"module\"\n",
+    )
+    .unwrap();
+    let m = migs.to_str().unwrap();
+
+    // reference: the same migrations without interruption
+    let reference = dir.path().join("ref");
+    let reference = reference.to_str().unwrap();
+    ok(&["init", reference, "--from", data.to_str().unwrap()]);
+    let t0 = Instant::now();
+    ok(&["apply", reference, m, "--yes"]);
+    let clean = t0.elapsed();
+
+    let s = dir.path().join("store");
+    let s = s.to_str().unwrap();
+    ok(&["init", s, "--from", data.to_str().unwrap()]);
+    let mut rng = Lcg(0x5eed);
+    let (mut kills, mut restarts) = (0, 0);
+    for round in 0..60 {
+        if kills >= 12 {
+            break;
+        }
+        if json(&["status", s])["applied"].as_array().unwrap().len() == 2 {
+            // done before the kill landed: start over from the imported data (a forward restore)
+            ok(&[
+                "restore",
+                s,
+                "--to",
+                "1",
+                "--reason",
+                "chaos test: start over",
+            ]);
+            restarts += 1;
+        }
+        let mut child = bin()
+            .args(["apply", s, m, "--yes"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // kill points spread over the first 70% of a clean run
+        let at = clean.mul_f64((rng.next() % 700) as f64 / 1000.0);
+        std::thread::sleep(at);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        // the store opens; status and history agree with the data
+        let st = json(&["status", s]);
+        let hist = json(&["history", s]);
+        let last = hist.as_array().unwrap().last().unwrap().clone();
+        assert_eq!(st["version"], last["version"], "round {round}");
+        let entry = &last["entry"];
+        assert!(
+            entry.is_object(),
+            "round {round}: the last commit is memlane's"
+        );
+        let recorded_rows = entry["report"]["rows_after"]
+            .as_u64()
+            .or(entry["rows"][1].as_u64());
+        assert_eq!(recorded_rows, st["rows"].as_u64(), "round {round}");
+        let in_flight = &st["in_flight"];
+        if entry["action"] == "step" {
+            assert_eq!(
+                in_flight["steps_done"].as_u64(),
+                Some(entry["report"]["step"].as_u64().unwrap() + 1)
+            );
+        } else {
+            assert!(in_flight.is_null(), "round {round}: {in_flight}");
+        }
+        let v = json(&["verify", s, m]);
+        assert!(
+            v["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["ok"] == true),
+            "round {round}: {v}"
+        );
+    }
+    assert!(
+        kills >= 10,
+        "only {kills} kills landed ({restarts} restarts)"
+    );
+    ok(&["apply", s, m, "--yes"]);
+    let st = json(&["status", s]);
+    assert_eq!(st["applied"].as_array().unwrap().len(), 2);
+    // the resumed store holds exactly what the uninterrupted run produced
+    let (a, b) = (
+        sorted_export(s, dir.path(), "a"),
+        sorted_export(reference, dir.path(), "b"),
+    );
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y);
+    }
+    let v = json(&["verify", s, m]);
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{v}"
+    );
+}
