@@ -211,7 +211,7 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
-fn progress_bar() -> Option<Arc<dyn Fn(&Progress) + Send + Sync>> {
+fn progress_bar() -> Option<memlane_store::ProgressFn> {
     if !std::io::stderr().is_terminal() {
         return None;
     }

@@ -35,7 +35,7 @@ pub const SAMPLE_IDS: usize = 10;
 
 impl InvariantResult {
     /// Build a result from counts: passes when the passing share reaches `mostly`.
-    #[allow(clippy::cast_precision_loss)]
+    #[allow(clippy::cast_precision_loss, clippy::too_many_arguments)]
     pub fn from_counts(
         name: impl Into<String>,
         check: CheckKind,

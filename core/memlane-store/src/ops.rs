@@ -60,6 +60,8 @@ pub(crate) struct Ctx<'a> {
 }
 
 type Mapper = Arc<dyn Fn(&RecordBatch) -> lance::Result<RecordBatch> + Send + Sync>;
+/// Computes a column's new values from the read columns and the deletion mask.
+type ColumnMapper = Arc<dyn Fn(&RecordBatch, &[bool]) -> lance::Result<ArrayRef> + Send + Sync>;
 
 fn lance_err(e: impl std::fmt::Display) -> lance::Error {
     lance::Error::invalid_input(e.to_string())
@@ -168,7 +170,7 @@ impl Ctx<'_> {
         column: &str,
         read: &[&str],
         batch_size: u32,
-        mapper: Arc<dyn Fn(&RecordBatch, &[bool]) -> lance::Result<ArrayRef> + Send + Sync>,
+        mapper: ColumnMapper,
     ) -> Result<(Operation, u64)> {
         let target = self.ds.schema().project(&[column])?;
         let out_schema: SchemaRef = Arc::new(ArrowSchema::from(&target));
