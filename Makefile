@@ -60,8 +60,8 @@ deps-python: ## Create the venv and pip install bindings/python/requirements-tes
 	touch "$$stamp"
 	echo "deps: Python venv ready ($(VENV))"
 
-build: deps-system ## cargo build --workspace --bins (dev profile)
-	$(CARGO) build --workspace --bins
+build: deps-system ## cargo build --workspace --all-targets (dev profile; same features as `cargo test`, so lance builds once)
+	$(CARGO) build --workspace --all-targets
 
 demo: deps build ## Build, then run scripts/demo.sh (stores under .memlane-demo/)
 	MEMLANE="$(MEMLANE)" bash scripts/demo.sh

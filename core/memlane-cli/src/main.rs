@@ -303,13 +303,16 @@ async fn run(cli: Cli) -> Result<u8> {
             let st = Store::open(&store).await?;
             let snap = st.snapshot().await?;
             let lock = memlane_store::lock::read_lock(&store);
-            let pending = match &migrations {
-                Some(dir) => Some(
-                    st.plan(&memlane_store::read_folder(dir)?)
-                        .await?
-                        .migrations
-                        .len(),
-                ),
+            // a folder that disagrees with history is reported, not fatal, here
+            let pending: Option<Result<usize, String>> = match &migrations {
+                Some(dir) => Some(match memlane_store::read_folder(dir) {
+                    Ok(files) => st
+                        .plan(&files)
+                        .await
+                        .map(|p| p.migrations.len())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }),
                 None => None,
             };
             if json {
@@ -317,7 +320,9 @@ async fn run(cli: Cli) -> Result<u8> {
                     "store": store, "version": snap.version, "rows": snap.rows,
                     "spaces": snap.state.spaces, "active_space": snap.state.active_space,
                     "applied": snap.state.applied, "in_flight": snap.state.in_flight,
-                    "pending": pending, "lock": lock, "fields": snap.fields,
+                    "pending": pending.as_ref().and_then(|p| p.as_ref().ok()),
+                    "pending_error": pending.as_ref().and_then(|p| p.as_ref().err()),
+                    "lock": lock, "fields": snap.fields,
                 }))?;
             } else {
                 println!("store    {store}");
@@ -348,8 +353,10 @@ async fn run(cli: Cli) -> Result<u8> {
                         f.file, f.steps_done, f.steps_total
                     );
                 }
-                if let Some(p) = pending {
-                    println!("pending  {p} migration(s)");
+                match pending {
+                    Some(Ok(p)) => println!("pending  {p} migration(s)"),
+                    Some(Err(e)) => println!("pending  REFUSED: {e}"),
+                    None => {}
                 }
                 if let Some(l) = lock {
                     println!(
@@ -706,6 +713,7 @@ fn main() -> ExitCode {
             return ExitCode::from(FAILED);
         }
     };
+    let json = cli.json;
     match rt.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -720,8 +728,23 @@ fn main() -> ExitCode {
                                 | memlane_core::CoreError::Lint { .. }
                         )
                     });
-            eprintln!("error: {e:#}");
-            ExitCode::from(if blocked { BLOCKED } else { FAILED })
+            // print the cause chain, skipping causes already quoted by their wrapper
+            let mut msg = String::new();
+            for cause in e.chain() {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    if !msg.is_empty() {
+                        msg.push_str(": ");
+                    }
+                    msg.push_str(&c);
+                }
+            }
+            let code = if blocked { BLOCKED } else { FAILED };
+            if json {
+                println!("{}", json!({"error": msg, "exit_code": code}));
+            }
+            eprintln!("error: {msg}");
+            ExitCode::from(code)
         }
     }
 }

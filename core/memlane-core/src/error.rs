@@ -38,10 +38,10 @@ pub enum CoreError {
         second: String,
     },
     /// The applied history and the migration folder disagree.
-    #[error("{0}")]
+    #[error(transparent)]
     Chain(#[from] ChainError),
     /// A vector cannot be written into a space.
-    #[error("{0}")]
+    #[error(transparent)]
     Vector(#[from] VectorError),
     /// An embedding space definition is invalid.
     #[error("invalid space `{space}`: {message}")]

@@ -166,11 +166,12 @@ pub fn rows_accounted(
 /// The row count within `min..=max`.
 pub fn row_count(spec: &InvariantSpec, after: u64) -> InvariantResult {
     let ok = spec.min.is_none_or(|m| after >= m) && spec.max.is_none_or(|m| after <= m);
-    let bounds = format!(
-        "{}..={}",
-        spec.min.map_or(String::new(), |m| m.to_string()),
-        spec.max.map_or(String::new(), |m| m.to_string())
-    );
+    let bounds = match (spec.min, spec.max) {
+        (Some(a), Some(b)) => format!("between {a} and {b}"),
+        (Some(a), None) => format!("at least {a}"),
+        (None, Some(b)) => format!("at most {b}"),
+        (None, None) => "any number".to_owned(),
+    };
     InvariantResult::from_counts(
         spec.label(),
         CheckKind::RowCount,

@@ -454,9 +454,20 @@ impl Store {
         filter: Option<&str>,
     ) -> Result<Vec<Hit>> {
         let space = self.space(space)?;
-        space
-            .check_vector("<query>", query)
-            .map_err(|e| StoreError::Core(e.into()))?;
+        if query.len() != space.dimension {
+            return Err(StoreError::Input(format!(
+                "query vector has dimension {} but space `{}` is {}-d; embed the query with that space's model ({})",
+                query.len(),
+                space.name,
+                space.dimension,
+                space.identity()
+            )));
+        }
+        if query.iter().any(|x| !x.is_finite()) {
+            return Err(StoreError::Input(
+                "query vector has a non-finite value".into(),
+            ));
+        }
         let q = Float32Array::from(query.to_vec());
         let mut s = self.ds.scan();
         s.nearest(&space.column, &q, k)?;
@@ -496,7 +507,8 @@ impl Store {
                     content: content
                         .as_ref()
                         .and_then(|c| (!c.is_null(i)).then(|| c.value(i).to_owned())),
-                    distance: dist.value(i),
+                    // float noise can push a self-match slightly below zero
+                    distance: dist.value(i).max(0.0),
                 });
             }
         }
