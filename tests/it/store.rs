@@ -147,6 +147,66 @@ async fn bad_vectors_are_refused_and_nothing_lands() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn typed_records_with_memory_fields() {
+    use memlane_store::Record;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = CreateOptions {
+        spaces: vec![space4()],
+        ..Default::default()
+    };
+    let mut store = Store::create(&uri(&dir, "r"), opts, None, &none())
+        .await
+        .unwrap();
+    let recs = vec![
+        Record::new("m1", "user prefers dark mode")
+            .field("kind", "semantic")
+            .field("agent_id", "a1")
+            .field("created_at", "2024-05-01T12:00:00Z")
+            .field(
+                "relationships",
+                json!([{"target": "m2", "relation": "derived_from", "weight": 0.5}]),
+            )
+            .vector("s4", vec![0.1, 0.2, 0.3, 0.4]),
+        Record::new("m2", "session 7: user switched theme")
+            .field("kind", "episodic")
+            .vector("s4", vec![0.4, 0.3, 0.2, 0.1]),
+    ];
+    store.add_records(&recs, &none()).await.unwrap();
+    let b = store
+        .scan(
+            Some(&["id", "kind", "created_at", "relationships"]),
+            Some("id = 'm1'"),
+        )
+        .await
+        .unwrap();
+    let rel = b[0].column(3).as_list::<i32>().value(0);
+    let rel = rel.as_struct();
+    assert_eq!(
+        rel.column_by_name("target")
+            .unwrap()
+            .as_string::<i32>()
+            .value(0),
+        "m2"
+    );
+    let ts = b[0]
+        .column(2)
+        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+        .value(0);
+    assert_eq!(ts, 1_714_564_800_000_000);
+    let bad = Record::new("m3", "x")
+        .field("status", "forgotten")
+        .vector("s4", vec![1.0, 0.0, 0.0, 0.0]);
+    assert!(
+        store
+            .add_records(&[bad], &none())
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("forgotten")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn plain_collection_and_exports_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let opts = CreateOptions {

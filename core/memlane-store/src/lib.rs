@@ -35,5 +35,5 @@ pub use io::{export_ipc, export_jsonl, read_folder, read_ipc, read_jsonl};
 pub use memlane_core;
 pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};
-pub use store::{AddReport, CreateOptions, HistoryItem, Hit, Store};
+pub use store::{AddReport, CreateOptions, HistoryItem, Hit, Record, Store};
 pub use verify::{Check, VerifyReport};

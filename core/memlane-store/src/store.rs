@@ -72,6 +72,48 @@ pub struct AddReport {
     pub version: u64,
 }
 
+/// A record for [`Store::add_records`]: typed access for Rust callers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Unique id.
+    pub id: String,
+    /// Text that gets (re-)embedded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Other fields by name (memory fields such as `kind`, `agent_id`, `created_at`
+    /// as RFC 3339, and metadata).
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// Vectors by space name.
+    #[serde(flatten)]
+    pub vectors: HashMap<String, Vec<f32>>,
+}
+
+impl Record {
+    /// A record with an id and content.
+    pub fn new(id: impl Into<String>, content: impl Into<String>) -> Self {
+        Record {
+            id: id.into(),
+            content: Some(content.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Set a field.
+    #[must_use]
+    pub fn field(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.fields.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Set the vector of a space.
+    #[must_use]
+    pub fn vector(mut self, space: &str, v: Vec<f32>) -> Self {
+        self.vectors.insert(space.to_owned(), v);
+        self
+    }
+}
+
 /// A memlane store.
 pub struct Store {
     uri: String,
@@ -444,6 +486,20 @@ impl Store {
         self.add(batch, embedders).await
     }
 
+    /// Add typed records (see [`Record`]).
+    pub async fn add_records(
+        &mut self,
+        records: &[Record],
+        embedders: &HashMap<String, Arc<dyn Embedder>>,
+    ) -> Result<AddReport> {
+        let values = records
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Input(format!("record cannot be encoded: {e}")))?;
+        self.add_json(&values, embedders).await
+    }
+
     /// The `k` nearest records to `query` in a space (active space when `None`),
     /// optionally pre-filtered by SQL. Rows without a vector in that space are skipped.
     pub async fn search(
@@ -526,7 +582,11 @@ impl Store {
             let operation = tx
                 .as_ref()
                 .map_or_else(|| "?".to_owned(), |t| t.operation.name().to_owned());
-            let entry = entry_of(tx.as_ref()).and_then(|(_, e)| e);
+            let mut entry = entry_of(tx.as_ref()).and_then(|(_, e)| e);
+            // a step's report is written before its commit; the version is this one
+            if let Some(r) = entry.as_mut().and_then(|e| e.report.as_mut()) {
+                r.version.get_or_insert(v.version);
+            }
             out.push(HistoryItem {
                 version: v.version,
                 timestamp: v
