@@ -202,18 +202,12 @@ fn to_vectors(col: &ArrayRef, space: &Space, ids: &[String]) -> Result<ArrayRef>
                 (vals, lens, a.nulls().cloned())
             }
             DataType::LargeList(_) => {
-                let a = col.as_list::<i64>();
-                #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-                let lens = a
-                    .offsets()
-                    .windows(2)
-                    .map(|w| (w[1] - w[0]) as usize)
-                    .collect();
-                let start = a.offsets()[0];
-                let end = a.offsets()[a.len()];
-                #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-                let vals = a.values().slice(start as usize, (end - start) as usize);
-                (vals, lens, a.nulls().cloned())
+                let list = DataType::List(Arc::new(Field::new("item", DataType::Float32, true)));
+                return to_vectors(
+                    &cast_with_options(col, &list, &CastOptions::default())?,
+                    space,
+                    ids,
+                );
             }
             DataType::Null => return Ok(new_null_array(&vector_type(dim), col.len())),
             other => {

@@ -427,16 +427,7 @@ async fn check(
                 rows_after,
             )),
             CheckKind::RowCount => out.push(row_count(spec, rows_after)),
-            CheckKind::IdsUnique => {
-                let mut audit = IdAudit::default();
-                for b in scan(staged, &[ID], None, None).await? {
-                    let ids = b.column(0).as_string::<i32>();
-                    for i in 0..b.num_rows() {
-                        audit.feed(ids.is_valid(i).then(|| ids.value(i)));
-                    }
-                }
-                out.push(audit.finish(spec));
-            }
+            CheckKind::IdsUnique => out.push(audit_ids(staged, spec).await?),
             CheckKind::VectorsValid => {
                 let spaces: Vec<&memlane_core::Space> = match &spec.space {
                     Some(name) => after.space(name).into_iter().collect(),
@@ -466,24 +457,7 @@ async fn check(
                 };
                 for space in spaces {
                     let required = after.active_space.as_deref() == Some(space.name.as_str());
-                    let mut audit = VectorAudit::new(space.clone());
-                    for b in scan(staged, &[ID, space.column.as_str()], None, None).await? {
-                        let ids = b.column(0).as_string::<i32>();
-                        let v = b.column(1).as_fixed_size_list();
-                        let vals = v
-                            .values()
-                            .as_primitive::<arrow::datatypes::Float32Type>()
-                            .values();
-                        #[allow(clippy::cast_sign_loss)]
-                        let d = v.value_length() as usize;
-                        for i in 0..b.num_rows() {
-                            #[allow(clippy::cast_sign_loss)]
-                            let off = v.value_offset(i) as usize;
-                            let row = v.is_valid(i).then(|| &vals[off..off + d]);
-                            audit.feed(ids.value(i), row, required);
-                        }
-                    }
-                    out.push(audit.finish(spec));
+                    out.push(audit_vectors(staged, space, required, spec).await?);
                 }
             }
             CheckKind::Expression => {
@@ -523,6 +497,48 @@ async fn check(
         }
     }
     Ok(out)
+}
+
+/// Ids unique and non-null over all live rows of `ds`.
+pub(crate) async fn audit_ids(ds: &Dataset, spec: &InvariantSpec) -> Result<InvariantResult> {
+    let mut audit = IdAudit::default();
+    for b in scan(ds, &[ID], None, None).await? {
+        let ids = b.column(0).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            audit.feed(ids.is_valid(i).then(|| ids.value(i)));
+        }
+    }
+    Ok(audit.finish(spec))
+}
+
+/// Every live row's vector of `space` valid (and present when `required`).
+pub(crate) async fn audit_vectors(
+    ds: &Dataset,
+    space: &memlane_core::Space,
+    required: bool,
+    spec: &InvariantSpec,
+) -> Result<InvariantResult> {
+    let mut audit = VectorAudit::new(space.clone());
+    for b in scan(ds, &[ID, space.column.as_str()], None, None).await? {
+        let ids = b.column(0).as_string::<i32>();
+        let v = b.column(1).as_fixed_size_list();
+        let vals = v
+            .values()
+            .as_primitive::<arrow::datatypes::Float32Type>()
+            .values();
+        #[allow(clippy::cast_sign_loss)]
+        let d = v.value_length() as usize;
+        for i in 0..b.num_rows() {
+            #[allow(clippy::cast_sign_loss)]
+            let off = v.value_offset(i) as usize;
+            audit.feed(
+                ids.value(i),
+                v.is_valid(i).then(|| &vals[off..off + d]),
+                required,
+            );
+        }
+    }
+    Ok(audit.finish(spec))
 }
 
 async fn scan(

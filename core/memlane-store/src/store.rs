@@ -677,21 +677,7 @@ impl Store {
         state: StoreState,
         entry: HistoryEntry,
     ) -> Result<u64> {
-        let op = Operation::UpdateConfig {
-            config_updates: None,
-            table_metadata_updates: None,
-            schema_metadata_updates: Some(lance::dataset::transaction::UpdateMap {
-                update_entries: vec![
-                    (
-                        "memlane.active_space",
-                        state.active_space.as_deref().unwrap_or(""),
-                    )
-                        .into(),
-                ],
-                replace: false,
-            }),
-            field_metadata_updates: HashMap::new(),
-        };
+        let op = crate::ops::state_only_op(&state);
         let tx = transaction(&self.ds, op, &state, &entry);
         let ds = CommitBuilder::new(self.ds.clone()).execute(tx).await?;
         self.ds = Arc::new(ds);

@@ -2,15 +2,13 @@
 
 use std::fmt;
 
-use arrow::array::{Array, AsArray};
-use memlane_core::invariant::{IdAudit, VectorAudit};
 use memlane_core::migration::InvariantSpec;
-use memlane_core::schema::ID;
-use memlane_core::{Action, CheckKind, FieldType, Migration};
+use memlane_core::{Action, CheckKind, FieldType, InvariantResult, Migration};
 use serde::{Deserialize, Serialize};
 
 use crate::convert::core_type;
 use crate::error::Result;
+use crate::migrate::{audit_ids, audit_vectors};
 use crate::store::Store;
 
 /// One verification check.
@@ -38,6 +36,15 @@ impl VerifyReport {
     pub fn ok(&self) -> bool {
         self.checks.iter().all(|c| c.ok)
     }
+    fn push_result(&mut self, name: &str, res: &InvariantResult) {
+        let msg = if res.sample_ids.is_empty() {
+            res.message.clone()
+        } else {
+            format!("{} (e.g. {})", res.message, res.sample_ids.join(", "))
+        };
+        self.push(name, if res.passed { Ok(msg) } else { Err(msg) });
+    }
+
     fn push(&mut self, name: &str, r: std::result::Result<String, String>) {
         let (ok, message) = match r {
             Ok(m) => (true, m),
@@ -205,62 +212,19 @@ impl Store {
             );
         }
 
-        let mut ids = IdAudit::default();
-        for b in self.scan(Some(&[ID]), None).await? {
-            let a = b.column(0).as_string::<i32>();
-            for i in 0..b.num_rows() {
-                ids.feed(a.is_valid(i).then(|| a.value(i)));
-            }
-        }
-        let res = ids.finish(&InvariantSpec::builtin(CheckKind::IdsUnique));
-        r.push(
-            "ids",
-            if res.passed {
-                Ok(res.message)
-            } else {
-                Err(format!(
-                    "{} (e.g. {})",
-                    res.message,
-                    res.sample_ids.join(", ")
-                ))
-            },
-        );
-        if let Some(space) = st.active() {
-            let mut audit = VectorAudit::new(space.clone());
-            if schema.field_with_name(&space.column).is_ok() {
-                for b in self.scan(Some(&[ID, space.column.as_str()]), None).await? {
-                    let idc = b.column(0).as_string::<i32>();
-                    let v = b.column(1).as_fixed_size_list();
-                    let vals = v
-                        .values()
-                        .as_primitive::<arrow::datatypes::Float32Type>()
-                        .values();
-                    #[allow(clippy::cast_sign_loss)]
-                    let d = v.value_length() as usize;
-                    for i in 0..b.num_rows() {
-                        #[allow(clippy::cast_sign_loss)]
-                        let off = v.value_offset(i) as usize;
-                        audit.feed(
-                            idc.value(i),
-                            v.is_valid(i).then(|| &vals[off..off + d]),
-                            true,
-                        );
-                    }
-                }
-                let res = audit.finish(&InvariantSpec::builtin(CheckKind::VectorsValid));
-                r.push(
-                    "vectors",
-                    if res.passed {
-                        Ok(res.message)
-                    } else {
-                        Err(format!(
-                            "{} (e.g. {})",
-                            res.message,
-                            res.sample_ids.join(", ")
-                        ))
-                    },
-                );
-            }
+        let ids = audit_ids(&self.ds, &InvariantSpec::builtin(CheckKind::IdsUnique)).await?;
+        r.push_result("ids", &ids);
+        if let Some(space) = st.active()
+            && schema.field_with_name(&space.column).is_ok()
+        {
+            let v = audit_vectors(
+                &self.ds,
+                space,
+                true,
+                &InvariantSpec::builtin(CheckKind::VectorsValid),
+            )
+            .await?;
+            r.push_result("vectors", &v);
         }
         Ok(r)
     }
