@@ -193,6 +193,20 @@ async fn typed_records_with_memory_fields() {
         .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
         .value(0);
     assert_eq!(ts, 1_714_564_800_000_000);
+    // m2 gave no timestamps: it gets the time of writing
+    let b = store
+        .scan(Some(&["created_at", "updated_at"]), Some("id = 'm2'"))
+        .await
+        .unwrap();
+    let c = b[0]
+        .column(0)
+        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+        .value(0);
+    let u = b[0]
+        .column(1)
+        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+        .value(0);
+    assert!(c > 1_714_564_800_000_000 && c == u);
     let bad = Record::new("m3", "x")
         .field("status", "forgotten")
         .vector("s4", vec![1.0, 0.0, 0.0, 0.0]);
@@ -319,4 +333,118 @@ async fn restore_is_a_forward_commit_and_tags_resolve() {
     ));
     let vr = store.verify(Some(&files)).await.unwrap();
     assert!(vr.ok(), "{vr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dataset_written_by_lance_is_adopted_and_migrated() {
+    use arrow::array::{
+        FixedSizeListArray, Float32Array, RecordBatch, RecordBatchIterator, StringArray,
+    };
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let u = uri(&dir, "foreign");
+    // a plain collection written by Lance itself: id, text, vector (768), no memlane state
+    let n = 300;
+    let texts: Vec<String> = corpus()
+        .iter()
+        .take(n)
+        .map(|r| r["content"].as_str().unwrap().to_owned())
+        .collect();
+    // dense unit vectors, like a real model's (a sparse hashing vector can truncate to zero)
+    let mut seed = 9u64;
+    let mut flat: Vec<f32> = (0..n * 768)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    for v in flat.chunks_exact_mut(768) {
+        memlane_store::memlane_core::space::normalize_in_place(v);
+    }
+    let doc42 = flat[42 * 768..43 * 768].to_vec();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("content", DataType::Utf8, true),
+        Field::new(
+            "vector",
+            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), 768),
+            true,
+        ),
+    ]));
+    let v = FixedSizeListArray::try_new(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        768,
+        Arc::new(Float32Array::from(flat)),
+        None,
+    )
+    .unwrap();
+    let b = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("doc{i}")),
+            )),
+            Arc::new(StringArray::from(texts.clone())),
+            Arc::new(v),
+        ],
+    )
+    .unwrap();
+    lance::Dataset::write(
+        RecordBatchIterator::new(vec![Ok(b)], schema),
+        u.as_str(),
+        None,
+    )
+    .await
+    .unwrap();
+
+    let mut store = Store::open(&u).await.unwrap();
+    assert!(store.state().spaces.is_empty());
+    let mut sp = Space::new("m768", 768)
+        .with_model("memlane", "hash-embed", "9")
+        .with_normalized(true);
+    sp.column = "vector".into();
+    let mut wrong = sp.clone();
+    wrong.dimension = 512;
+    assert!(
+        store
+            .adopt(wrong)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("not a fixed-size list of 512")
+    );
+    store.adopt(sp).await.unwrap();
+    assert_eq!(store.state().active_space.as_deref(), Some("m768"));
+    let dirm = dir.path().join("m");
+    std::fs::create_dir_all(&dirm).unwrap();
+    std::fs::write(
+        dirm.join("0001_small.toml"),
+        "[[steps]]\nop = \"truncate\"\nfrom = \"m768\"\nspace = \"m128\"\ndimension = 128\n",
+    )
+    .unwrap();
+    let files = memlane_store::read_folder(&dirm).unwrap();
+    store.migrator(files.clone()).apply().await.unwrap();
+    assert_eq!(
+        store.search(Some("m768"), &doc42, 1, None).await.unwrap()[0].id,
+        "doc42"
+    );
+    let mut small = doc42[..128].to_vec();
+    memlane_store::memlane_core::space::normalize_in_place(&mut small);
+    assert_eq!(
+        store.search(None, &small, 1, None).await.unwrap()[0].id,
+        "doc42"
+    );
+    let vr = store.verify(Some(&files)).await.unwrap();
+    // the first version was written by Lance, not memlane: history says so, the rest verifies
+    assert!(
+        vr.checks
+            .iter()
+            .filter(|c| c.name != "history")
+            .all(|c| c.ok),
+        "{vr}"
+    );
+    assert!(store.history().await.unwrap()[0].entry.is_none());
 }

@@ -54,6 +54,17 @@ enum Cmd {
         #[arg(long = "embedder")]
         embedders: Vec<String>,
     },
+    /// Declare an existing vector column (a dataset written by pylance/lancedb) as a space.
+    Adopt {
+        /// Store path (an existing Lance dataset).
+        store: String,
+        /// Space NAME:DIM[:METRIC[:normalized]].
+        #[arg(long)]
+        space: String,
+        /// The vector column (default `vec_<NAME>`).
+        #[arg(long)]
+        column: Option<String>,
+    },
     /// Show version, rows, spaces, migrations and lock.
     Status {
         /// Store path.
@@ -296,6 +307,27 @@ async fn run(cli: Cli) -> Result<u8> {
                 println!(
                     "created store {store} at version {} with {rows} rows",
                     st.version()
+                );
+            }
+        }
+        Cmd::Adopt {
+            store,
+            space,
+            column,
+        } => {
+            let mut sp = parse_space(&space)?;
+            if let Some(c) = column {
+                sp.column = c;
+            }
+            let mut st = Store::open(&store).await?;
+            let v = st.adopt(sp.clone()).await?;
+            if json {
+                print_json(&json!({"version": v, "space": sp}))?;
+            } else {
+                println!(
+                    "adopted column `{}` as space {} at version {v}",
+                    sp.column,
+                    sp.identity()
                 );
             }
         }
@@ -686,6 +718,10 @@ fn describe_entry(e: &memlane_core::HistoryEntry) -> String {
             "restore of v{} — {}",
             e.restored_from.unwrap_or(0),
             e.reason.as_deref().unwrap_or("")
+        ),
+        Action::Adopt => format!(
+            "adopt a vector column as space {}",
+            e.active_space.as_deref().unwrap_or("?")
         ),
         Action::Repair => format!(
             "repair of {} — {}",

@@ -168,6 +168,8 @@ pub enum Action {
     Restore,
     /// An applied migration's edit was accepted.
     Repair,
+    /// An existing Lance dataset's vector column was declared as a space.
+    Adopt,
 }
 
 /// The record of one memlane commit.

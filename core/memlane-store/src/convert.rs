@@ -530,3 +530,34 @@ pub(crate) fn infer_fields(records: &[serde_json::Value], known: &Schema) -> Vec
     }
     out
 }
+
+/// Agent memory: rows without `created_at` get the time of writing, rows without
+/// `updated_at` their `created_at`.
+pub(crate) fn fill_timestamps(batch: RecordBatch, now_micros: i64) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let (Ok(ci), Ok(ui)) = (schema.index_of("created_at"), schema.index_of("updated_at")) else {
+        return Ok(batch);
+    };
+    let ts = |i: usize| {
+        batch
+            .column(i)
+            .as_primitive_opt::<arrow::datatypes::TimestampMicrosecondType>()
+            .cloned()
+    };
+    let (Some(c), Some(u)) = (ts(ci), ts(ui)) else {
+        return Ok(batch);
+    };
+    if c.null_count() == 0 && u.null_count() == 0 {
+        return Ok(batch);
+    }
+    let created: Vec<i64> = (0..c.len())
+        .map(|i| if c.is_null(i) { now_micros } else { c.value(i) })
+        .collect();
+    let updated: Vec<i64> = (0..u.len())
+        .map(|i| if u.is_null(i) { created[i] } else { u.value(i) })
+        .collect();
+    let mut cols = batch.columns().to_vec();
+    cols[ci] = Arc::new(TimestampMicrosecondArray::from(created).with_timezone("UTC"));
+    cols[ui] = Arc::new(TimestampMicrosecondArray::from(updated).with_timezone("UTC"));
+    Ok(RecordBatch::try_new(schema, cols)?)
+}

@@ -135,6 +135,10 @@ pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
 /// Transaction properties carrying the state and the history entry.
 pub(crate) fn props(state: &StoreState, entry: &HistoryEntry) -> HashMap<String, String> {
     HashMap::from([
@@ -239,7 +243,8 @@ impl Store {
         state.active_space = state.spaces.first().map(|s| s.name.clone());
         let batches = match records {
             Some(b) => {
-                let mut b = conform(&b, &schema, &state.spaces)?;
+                let mut b =
+                    convert::fill_timestamps(conform(&b, &schema, &state.spaces)?, now_micros())?;
                 for (name, e) in embedders {
                     let space =
                         state
@@ -436,7 +441,8 @@ impl Store {
         embedders: &HashMap<String, Arc<dyn Embedder>>,
     ) -> Result<AddReport> {
         let schema = self.schema();
-        let mut batch = conform(&batch, &schema, &self.state.spaces)?;
+        let mut batch =
+            convert::fill_timestamps(conform(&batch, &schema, &self.state.spaces)?, now_micros())?;
         let mut embedded = HashMap::new();
         for (space_name, e) in embedders {
             let space = self.space(Some(space_name))?.clone();
@@ -683,6 +689,85 @@ impl Store {
         self.ds = Arc::new(ds);
         self.state = state;
         Ok(self.version())
+    }
+
+    /// Declare an existing vector column of the dataset (e.g. one written by pylance or
+    /// lancedb) as an embedding space, in a state-only commit. The column must be a
+    /// fixed-size list of floats of the space's dimension; the dataset needs an `id`
+    /// column of unique, non-null strings. The first adopted space becomes active.
+    pub async fn adopt(&mut self, space: Space) -> Result<u64> {
+        let space = space.validated()?;
+        if self.state.space(&space.name).is_some() {
+            return Err(StoreError::Input(format!(
+                "space `{}` already exists",
+                space.name
+            )));
+        }
+        let schema = self.schema();
+        match schema.field_with_name(ID).map(|f| f.data_type().clone()) {
+            Ok(arrow::datatypes::DataType::Utf8) => {}
+            Ok(other) => {
+                return Err(StoreError::Input(format!(
+                    "column `id` is {other}; memlane needs string ids (add a string `id` column with pylance, then adopt)"
+                )));
+            }
+            Err(_) => {
+                return Err(StoreError::Input(
+                    "the dataset has no `id` column; add one with unique string ids, then adopt"
+                        .into(),
+                ));
+            }
+        }
+        let col = schema.field_with_name(&space.column).map_err(|_| {
+            StoreError::Input(format!(
+                "no column `{}` to adopt as space `{}` (columns: {})",
+                space.column,
+                space.name,
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        if convert::core_type(col.data_type()) != memlane_core::FieldType::Vector(space.dimension) {
+            return Err(StoreError::Input(format!(
+                "column `{}` is {}, not a fixed-size list of {} float32 values",
+                space.column,
+                col.data_type(),
+                space.dimension
+            )));
+        }
+        let spec = memlane_core::InvariantSpec::builtin(memlane_core::CheckKind::IdsUnique);
+        let ids = crate::migrate::audit_ids(&self.ds, &spec).await?;
+        if !ids.passed {
+            return Err(StoreError::Input(format!(
+                "cannot adopt: {} (e.g. {})",
+                ids.message,
+                ids.sample_ids.join(", ")
+            )));
+        }
+        let mut state = self.state.clone();
+        if state.active_space.is_none() {
+            let spec = memlane_core::InvariantSpec::builtin(memlane_core::CheckKind::VectorsValid);
+            let v = crate::migrate::audit_vectors(&self.ds, &space, true, &spec).await?;
+            if !v.passed {
+                return Err(StoreError::Input(format!(
+                    "cannot make `{}` the active space: {} (e.g. {})",
+                    space.name,
+                    v.message,
+                    v.sample_ids.join(", ")
+                )));
+            }
+            state.active_space = Some(space.name.clone());
+        }
+        state.spaces.push(space);
+        let mut entry = HistoryEntry::new(Action::Adopt, now());
+        let n = self.count().await?;
+        entry.rows = Some((n, n));
+        entry.active_space.clone_from(&state.active_space);
+        self.commit_state(state, entry).await
     }
 
     /// Accept the current content of applied migration `id` (a deliberate edit).
