@@ -63,7 +63,7 @@ deps-python: ## Create the venv and pip install bindings/python/requirements-tes
 build: deps-system ## cargo build --workspace --all-targets (dev profile; same features as `cargo test`, so lance builds once)
 	$(CARGO) build --workspace --all-targets
 
-demo: deps build ## Build, then run scripts/demo.sh (stores under .memlane-demo/)
+demo: deps-system build ## Build, then run scripts/demo.sh (stores under .memlane-demo/)
 	MEMLANE="$(MEMLANE)" bash scripts/demo.sh
 
 test: deps build test-rust check-wasm test-python ## Everything CI runs: cargo tests, wasm check, Python interop tests
