@@ -183,7 +183,10 @@ def test_lancedb_opens_store_and_search_agrees_with_memlane(store):
     assert hits[0]["_distance"] == pytest.approx(0.0, abs=1e-5)
 
     # memlane embeds the record's content with the space's embedder: the same vector
-    ml = run_json("search", store["path"], rec["content"], "--embedder", QUERY_EMBEDDER, "--space", SPACE, "-k", k)
+    res = run_json("search", store["path"], rec["content"], "--embedder", QUERY_EMBEDDER, "--space", SPACE, "-k", k)
+    assert res["space"] == SPACE
+    assert res["coverage"]["rows_with_vector"] == res["coverage"]["rows"] == len(store["exported"])
+    ml = res["hits"]
     assert len(ml) == k
     assert ml[0]["id"] == rec["id"]
     assert ml[0]["distance"] == pytest.approx(0.0, abs=1e-5)

@@ -53,6 +53,38 @@ enum Cmd {
         /// Embedder for a space's vectors missing from the records: SPACE=hash:DIM | SPACE=cmd:COMMAND.
         #[arg(long = "embedder")]
         embedders: Vec<String>,
+        /// Rows per Lance fragment (a re-embed commits once per fragment).
+        #[arg(long)]
+        rows_per_fragment: Option<usize>,
+    },
+    /// Abort the in-flight migration (only while it has only added spaces, fields or vectors).
+    Abort {
+        /// Store path.
+        store: String,
+        /// Why (recorded in history).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Drop an inactive space's columns (the contract of a re-embed).
+    Contract {
+        /// Store path.
+        store: String,
+        /// The space to drop.
+        #[arg(long)]
+        space: String,
+        /// Why (recorded in history).
+        #[arg(long, default_value = "contract after re-embed")]
+        reason: String,
+    },
+    /// Insert or update records by id from a JSONL or Arrow IPC file.
+    Upsert {
+        /// Store path.
+        store: String,
+        /// Records (.jsonl, .arrow/.ipc/.feather).
+        file: PathBuf,
+        /// Embedder for vectors missing from the records: SPACE=hash:DIM | SPACE=cmd:COMMAND.
+        #[arg(long = "embedder")]
+        embedders: Vec<String>,
     },
     /// Declare an existing vector column (a dataset written by pylance/lancedb) as a space.
     Adopt {
@@ -279,6 +311,7 @@ async fn run(cli: Cli) -> Result<u8> {
             spaces,
             from,
             embedders,
+            rows_per_fragment,
         } => {
             let spaces = spaces
                 .iter()
@@ -288,6 +321,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 plain,
                 spaces,
                 fields: vec![],
+                rows_per_fragment,
             };
             let emb = embedders::parse_all(&embedders)?;
             let mut st = match &from {
@@ -378,6 +412,26 @@ async fn run(cli: Cli) -> Result<u8> {
                         a.applied_at
                     ),
                     None => println!("applied  none"),
+                }
+                if let Some(cp) = snap
+                    .state
+                    .in_flight
+                    .as_ref()
+                    .and_then(|f| f.checkpoint.clone())
+                    .and_then(|c| serde_json::from_value::<memlane_store::Checkpoint>(c).ok())
+                {
+                    let eta = cp.eta_secs().map_or("?".to_owned(), |s| format!("{s:.0}s"));
+                    println!(
+                        "RE-EMBED {} of `{}`: {:.1}% ({} of {} rows current), {} embedded, {:.0} rows/s, ETA {eta}, lag {} rows",
+                        cp.phase,
+                        cp.space,
+                        cp.percent(),
+                        cp.total - cp.remaining.min(cp.total),
+                        cp.total,
+                        cp.embedded,
+                        cp.rows_per_sec,
+                        cp.remaining
+                    );
                 }
                 if let Some(f) = &snap.state.in_flight {
                     println!(
@@ -622,6 +676,63 @@ async fn run(cli: Cli) -> Result<u8> {
                 .await?;
             println!("accepted the current file of migration {accept:04} at version {v}");
         }
+        Cmd::Abort { store, reason } => {
+            let _lock = memlane_store::lock::acquire(
+                &store,
+                "memlane abort",
+                std::time::Duration::from_secs(60),
+            )?;
+            let mut st = Store::open(&store).await?;
+            let v = st.abort(&reason).await?;
+            if json {
+                print_json(&json!({"version": v}))?;
+            } else {
+                println!(
+                    "aborted the in-flight migration at version {v}; the store is as before it"
+                );
+            }
+        }
+        Cmd::Contract {
+            store,
+            space,
+            reason,
+        } => {
+            let _lock = memlane_store::lock::acquire(
+                &store,
+                "memlane contract",
+                std::time::Duration::from_secs(60),
+            )?;
+            let mut st = Store::open(&store).await?;
+            let v = st.contract(&space, &reason).await?;
+            if json {
+                print_json(&json!({"version": v, "dropped": space}))?;
+            } else {
+                println!("dropped space {space} at version {v}");
+            }
+        }
+        Cmd::Upsert {
+            store,
+            file,
+            embedders,
+        } => {
+            let mut st = Store::open(&store).await?;
+            let emb = embedders::parse_all(&embedders)?;
+            let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
+            let r = if matches!(ext, "arrow" | "ipc" | "feather") {
+                st.upsert(memlane_store::read_ipc(&file)?, &emb).await?
+            } else {
+                st.upsert_json(&memlane_store::read_jsonl(&file)?, &emb)
+                    .await?
+            };
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "{} inserted, {} updated at version {}",
+                    r.inserted, r.updated, r.version
+                );
+            }
+        }
         Cmd::Add {
             store,
             file,
@@ -673,9 +784,18 @@ async fn run(cli: Cli) -> Result<u8> {
                 .embed(&[&format!("{}{text}", sp.query_prefix)])
                 .map_err(|err| anyhow!("query embedder failed: {err}"))?;
             let hits = st.search(Some(&sp.name), &q, k, None).await?;
+            let (with, total) = st.coverage(Some(&sp.name)).await?;
             if json {
-                print_json(&hits)?;
+                print_json(
+                    &json!({"space": sp.name, "coverage": {"rows_with_vector": with, "rows": total}, "hits": hits}),
+                )?;
             } else {
+                if with < total {
+                    println!(
+                        "space {}: covers {with} of {total} rows (a re-embed is filling it)",
+                        sp.name
+                    );
+                }
                 for h in hits {
                     let c = h.content.unwrap_or_default();
                     let c: String = c.chars().take(90).collect();
@@ -713,12 +833,23 @@ fn describe_entry(e: &memlane_core::HistoryEntry) -> String {
                 )),
             )
         }
-        Action::Checkpoint => format!("checkpoint {}", e.file.as_deref().unwrap_or("?")),
+        Action::Checkpoint => format!(
+            "checkpoint {} — {}",
+            e.file.as_deref().unwrap_or("?"),
+            e.reason.as_deref().unwrap_or("")
+        ),
         Action::Restore => format!(
             "restore of v{} — {}",
             e.restored_from.unwrap_or(0),
             e.reason.as_deref().unwrap_or("")
         ),
+        Action::Upsert => "upsert".to_owned(),
+        Action::Abort => format!(
+            "abort of {} — {}",
+            e.file.as_deref().unwrap_or("?"),
+            e.reason.as_deref().unwrap_or("")
+        ),
+        Action::Contract => format!("contract — {}", e.reason.as_deref().unwrap_or("")),
         Action::Adopt => format!(
             "adopt a vector column as space {}",
             e.active_space.as_deref().unwrap_or("?")

@@ -102,6 +102,12 @@ pub enum Step {
         /// Make the space the active one when done (default true).
         #[serde(default = "yes")]
         activate: bool,
+        /// Upper bound on embedded rows per second (default: unthrottled).
+        #[serde(default)]
+        throttle: Option<f64>,
+        /// Seconds between on-disk checkpoints of embedded vectors (default 10).
+        #[serde(default)]
+        checkpoint_seconds: Option<f64>,
     },
     /// Matryoshka truncation: a new space with the first `dimension` components, renormalised.
     Truncate {

@@ -567,6 +567,7 @@ impl Sim {
                 source,
                 activate,
                 batch_size,
+                ..
             } => {
                 if batch_size == &Some(0) {
                     self.err(

@@ -198,6 +198,22 @@ impl Space {
         )
     }
 
+    /// Column holding, per row, the digest of the text its vector was embedded from
+    /// (so a gradual re-embed can tell current vectors from stale ones).
+    pub fn digest_column(&self) -> String {
+        format!("{}__src", self.column)
+    }
+
+    /// Digest of the text an embedder sees for a passage of this space (prefix included).
+    pub fn passage_digest(&self, text: &str) -> [u8; 16] {
+        let mut h = blake3::Hasher::new();
+        h.update(self.passage_prefix.as_bytes());
+        h.update(text.as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        out
+    }
+
     /// Check one vector for this space: dimension, finiteness, non-zero for cosine,
     /// unit norm when the space is normalised.
     pub fn check_vector(&self, id: &str, v: &[f32]) -> Result<(), VectorError> {

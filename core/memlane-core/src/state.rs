@@ -98,6 +98,9 @@ pub struct StoreState {
     /// The migration in progress, if any.
     #[serde(default)]
     pub in_flight: Option<InFlight>,
+    /// Rows per Lance fragment for writes (also the commit unit of a re-embed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_per_fragment: Option<usize>,
 }
 
 impl Default for StoreState {
@@ -108,6 +111,7 @@ impl Default for StoreState {
             active_space: None,
             applied: Vec::new(),
             in_flight: None,
+            rows_per_fragment: None,
         }
     }
 }
@@ -141,6 +145,11 @@ impl StoreState {
         self.active_space.as_deref().and_then(|n| self.space(n))
     }
 
+    /// Rows per Lance fragment (default 65 536).
+    pub fn fragment_rows(&self) -> usize {
+        self.rows_per_fragment.unwrap_or(65_536).max(1)
+    }
+
     /// The checksum at the head of the chain (last applied or in-flight).
     pub fn head_checksum(&self) -> &str {
         if let Some(f) = &self.in_flight {
@@ -158,6 +167,8 @@ pub enum Action {
     Create,
     /// Records were added.
     Add,
+    /// Records were inserted or updated by id.
+    Upsert,
     /// One step of a migration (the migration is still in flight).
     Step,
     /// The last step of a migration: it is now applied.
@@ -170,6 +181,10 @@ pub enum Action {
     Repair,
     /// An existing Lance dataset's vector column was declared as a space.
     Adopt,
+    /// An in-flight migration was aborted.
+    Abort,
+    /// An inactive space was dropped.
+    Contract,
 }
 
 /// The record of one memlane commit.

@@ -101,6 +101,11 @@ pub(crate) fn space_field(space: &Space) -> Field {
     Field::new(&space.column, vector_type(space.dimension), true).with_metadata(meta)
 }
 
+/// The digest column of a space (see [`Space::digest_column`]).
+pub(crate) fn digest_field(space: &Space) -> Field {
+    Field::new(space.digest_column(), DataType::FixedSizeBinary(16), true)
+}
+
 /// The schema of a new store: `id`, `content`, the agent-memory fields (unless
 /// `plain`), extra metadata fields and one vector column per space.
 pub(crate) fn base_schema(plain: bool, extra: &[FieldDef], spaces: &[Space]) -> Schema {
@@ -120,7 +125,10 @@ pub(crate) fn base_schema(plain: bool, extra: &[FieldDef], spaces: &[Space]) -> 
             fields.push(Field::new(&f.name, arrow_type(&f.ty), f.nullable));
         }
     }
-    fields.extend(spaces.iter().map(space_field));
+    for s in spaces {
+        fields.push(space_field(s));
+        fields.push(digest_field(s));
+    }
     Schema::new(fields)
 }
 

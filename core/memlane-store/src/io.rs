@@ -65,12 +65,20 @@ pub fn read_ipc(path: impl AsRef<Path>) -> Result<RecordBatch> {
     Ok(arrow::compute::concat_batches(&schema, &batches)?)
 }
 
+/// Columns of an export: all but the derived digest columns of the spaces.
 fn user_columns(store: &Store) -> Vec<String> {
+    let digests: Vec<String> = store
+        .state()
+        .spaces
+        .iter()
+        .map(memlane_core::Space::digest_column)
+        .collect();
     store
         .schema()
         .fields()
         .iter()
         .map(|f| f.name().clone())
+        .filter(|n| !digests.contains(n))
         .collect()
 }
 

@@ -201,11 +201,77 @@ impl<'a> Migrator<'a> {
             }
             for (i, s) in m.steps.iter().enumerate().skip(first) {
                 let t0 = Instant::now();
+                // a re-embed backfills in checkpoint commits first (or, in a dry run,
+                // tries the embedder on a sample)
+                let mut reembedded = None;
+                if let memlane_core::Step::Reembed {
+                    space,
+                    embedder,
+                    source,
+                    batch_size,
+                    throttle,
+                    checkpoint_seconds,
+                    ..
+                } = &s.step
+                {
+                    let sp =
+                        state
+                            .space(space)
+                            .cloned()
+                            .ok_or_else(|| StoreError::UnknownSpace {
+                                name: space.clone(),
+                                known: String::new(),
+                            })?;
+                    let e = embedders.get(embedder).cloned().ok_or_else(|| {
+                        StoreError::MissingEmbedder {
+                            file: m.file.clone(),
+                            name: embedder.clone(),
+                        }
+                    })?;
+                    if dry_run {
+                        reembedded = Some(
+                            crate::gradual::sample(&base, &sp, embedder, e.as_ref(), source)
+                                .await?,
+                        );
+                    } else {
+                        let mut g = crate::gradual::Gradual {
+                            state: state.clone(),
+                            store: &mut *store,
+                            space: sp,
+                            batch: batch_size.unwrap_or_else(|| e.batch_size()),
+                            embedder: e,
+                            embedder_name: embedder.clone(),
+                            source: source.clone(),
+                            throttle: *throttle,
+                            checkpoint_secs: checkpoint_seconds.unwrap_or(10.0),
+                            progress: progress.clone().map(|f| {
+                                (
+                                    f,
+                                    Progress {
+                                        migration: m.id,
+                                        step: i,
+                                        steps: m.steps.len(),
+                                        op: "reembed".into(),
+                                        done: 0,
+                                        total: 0,
+                                    },
+                                )
+                            }),
+                            migration: m.id,
+                            step: i,
+                            file: m.file.clone(),
+                            checksum: pm.checksum.clone(),
+                        };
+                        let out = g.run().await?;
+                        state = g.state.clone();
+                        base = store.ds.clone();
+                        reembedded = Some(out.embedded);
+                    }
+                }
                 let rows_before = base.count_rows(None).await? as u64;
                 let ctx = Ctx {
                     ds: &base,
                     state: &state,
-                    embedders: &embedders,
                     progress: progress.clone().map(|f| {
                         (
                             f,
@@ -219,9 +285,14 @@ impl<'a> Migrator<'a> {
                             },
                         )
                     }),
-                    file: &m.file,
                 };
-                let staged = stage(&ctx, &s.step).await?;
+                let mut staged = stage(&ctx, &s.step).await?;
+                if let Some(n) = reembedded {
+                    staged.rows_written = n;
+                    if dry_run {
+                        staged.sampled = std::mem::take(&mut staged.written_vectors);
+                    }
+                }
                 let last = i + 1 == m.steps.len();
                 let mut new_state = staged.state.clone();
                 let mut entry = HistoryEntry::new(
@@ -295,7 +366,10 @@ impl<'a> Migrator<'a> {
                     continue;
                 }
                 // record the step in the state it commits
-                let Some(mut flight) = state.in_flight.clone() else {
+                let Some(mut flight) = state.in_flight.clone().map(|mut f| {
+                    f.checkpoint = None;
+                    f
+                }) else {
                     unreachable!("in-flight set above")
                 };
                 flight.steps_done = i + 1;
@@ -456,6 +530,19 @@ async fn check(
                     }
                 };
                 for space in spaces {
+                    if st.sampled.contains(&space.column) {
+                        out.push(InvariantResult::from_counts(
+                            format!("vectors_valid[{}]", space.name),
+                            CheckKind::VectorsValid,
+                            spec.severity,
+                            spec.mostly,
+                            0,
+                            0,
+                            vec![],
+                            format!("dry run: the embedder was checked on a sample; {} rows would be embedded", st.rows_written),
+                        ));
+                        continue;
+                    }
                     let required = after.active_space.as_deref() == Some(space.name.as_str());
                     out.push(audit_vectors(staged, space, required, spec).await?);
                 }

@@ -2,7 +2,7 @@
 //! operation (data files written, nothing committed) plus the state after it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch};
 use arrow::compute::{CastOptions, cast_with_options, is_not_null};
@@ -48,15 +48,15 @@ pub(crate) struct Staged {
     pub(crate) rows_deleted: u64,
     /// Vector columns whose values this step wrote.
     pub(crate) written_vectors: Vec<String>,
+    /// Vector columns a dry run only sampled (not checked as a whole).
+    pub(crate) sampled: Vec<String>,
 }
 
 /// Inputs of an executor.
 pub(crate) struct Ctx<'a> {
     pub(crate) ds: &'a Arc<Dataset>,
     pub(crate) state: &'a StoreState,
-    pub(crate) embedders: &'a HashMap<String, Arc<dyn Embedder>>,
     pub(crate) progress: Option<(ProgressFn, Progress)>,
-    pub(crate) file: &'a str,
 }
 
 type Mapper = Arc<dyn Fn(&RecordBatch) -> lance::Result<RecordBatch> + Send + Sync>;
@@ -256,7 +256,7 @@ pub(crate) fn fill_missing_vectors(
         .filter(|i| col.is_null(*i) && content.is_valid(*i))
         .collect();
     if todo.is_empty() {
-        return Ok((batch.clone(), 0));
+        return Ok((with_digests(batch, space)?, 0));
     }
     let ids = ids_of(batch);
     let texts: Vec<String> = todo
@@ -282,10 +282,33 @@ pub(crate) fn fill_missing_vectors(
     let mut cols = batch.columns().to_vec();
     let idx = batch.schema().index_of(&space.column)?;
     cols[idx] = new_col;
-    Ok((
-        RecordBatch::try_new(batch.schema(), cols)?,
-        todo.len() as u64,
-    ))
+    let b = RecordBatch::try_new(batch.schema(), cols)?;
+    Ok((with_digests(&b, space)?, todo.len() as u64))
+}
+
+/// Set a space's digest column for rows that have both a vector and content: the
+/// vector is taken to be the embedding of that content (see [`Space::digest_column`]).
+pub(crate) fn with_digests(batch: &RecordBatch, space: &Space) -> Result<RecordBatch> {
+    let (Ok(di), Some(col), Some(content)) = (
+        batch.schema().index_of(&space.digest_column()),
+        batch.column_by_name(&space.column),
+        batch.column_by_name(memlane_core::schema::CONTENT),
+    ) else {
+        return Ok(batch.clone());
+    };
+    let content = content.as_string::<i32>();
+    let digests: Vec<Option<[u8; 16]>> = (0..batch.num_rows())
+        .map(|i| {
+            (col.is_valid(i) && content.is_valid(i)).then(|| space.passage_digest(content.value(i)))
+        })
+        .collect();
+    let arr = arrow::array::FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+        digests.iter().map(|d| d.as_ref().map(|x| x.as_slice())),
+        16,
+    )?;
+    let mut cols = batch.columns().to_vec();
+    cols[di] = Arc::new(arr);
+    Ok(RecordBatch::try_new(batch.schema(), cols)?)
 }
 
 /// Call an embedder and check its output: the right count and dimension, finite,
@@ -340,6 +363,7 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
         rows_written: 0,
         rows_deleted: 0,
         written_vectors: vec![],
+        sampled: vec![],
     };
     match step {
         Step::AddField {
@@ -517,16 +541,15 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
                 .cloned()
                 .ok_or_else(|| StoreError::Input("add_space produced no space".into()))?;
             let space = space.validated()?;
-            let out: SchemaRef = Arc::new(ArrowSchema::new(vec![space_field(&space)]));
+            let out: SchemaRef = Arc::new(ArrowSchema::new(vec![
+                space_field(&space),
+                crate::convert::digest_field(&space),
+            ]));
             staged.op = ctx.add_null_columns(out).await?;
         }
-        Step::Reembed {
-            space,
-            embedder,
-            source,
-            batch_size,
-            ..
-        } => {
+        Step::Reembed { space, .. } => {
+            // the vectors were written by the gradual backfill (crate::gradual) in
+            // checkpoint commits; the step's own commit switches the state
             let sp = ctx
                 .state
                 .space(space)
@@ -535,79 +558,8 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
                     name: space.clone(),
                     known: String::new(),
                 })?;
-            let e = ctx.embedders.get(embedder).cloned().ok_or_else(|| {
-                StoreError::MissingEmbedder {
-                    file: ctx.file.to_owned(),
-                    name: embedder.clone(),
-                }
-            })?;
-            let bs = batch_size.unwrap_or_else(|| e.batch_size()).max(1);
-            let failure: Arc<Mutex<Option<StoreError>>> = Arc::new(Mutex::new(None));
-            let (fail2, sp2, name) = (failure.clone(), sp.clone(), embedder.clone());
-            let batch_no = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let mapper = Arc::new(
-                move |b: &RecordBatch, deleted: &[bool]| -> lance::Result<ArrayRef> {
-                    let n = b.num_rows();
-                    let ids = ids_of(b);
-                    let text = b
-                        .column_by_name("__source")
-                        .unwrap_or(b.column(b.num_columns() - 1))
-                        .as_string::<i32>();
-                    let live: Vec<usize> = (0..n)
-                        .filter(|i| !deleted[*i] && text.is_valid(*i))
-                        .collect();
-                    let d = sp2.dimension;
-                    let mut flat = vec![0f32; n * d];
-                    let mut valid = vec![false; n];
-                    for chunk in live.chunks(bs) {
-                        let texts: Vec<String> = chunk
-                            .iter()
-                            .map(|i| format!("{}{}", sp2.passage_prefix, text.value(*i)))
-                            .collect();
-                        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                        let cids: Vec<String> = chunk.iter().map(|i| ids[*i].clone()).collect();
-                        let no = batch_no.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        match embed_checked(&name, e.as_ref(), &refs, &sp2, &cids, no) {
-                            Ok(v) => {
-                                for (k, i) in chunk.iter().enumerate() {
-                                    flat[i * d..(i + 1) * d]
-                                        .copy_from_slice(&v[k * d..(k + 1) * d]);
-                                    valid[*i] = true;
-                                }
-                            }
-                            Err(err) => {
-                                let msg = err.to_string();
-                                if let Ok(mut f) = fail2.lock() {
-                                    f.get_or_insert(err);
-                                }
-                                return Err(lance_err(msg));
-                            }
-                        }
-                    }
-                    vectors(flat, d, Some(arrow::buffer::NullBuffer::from(valid)))
-                },
-            );
-            let read = if source == ID {
-                vec![ID]
-            } else {
-                vec![ID, source.as_str()]
-            };
-            #[allow(clippy::cast_possible_truncation)]
-            let result = ctx
-                .replace_column(
-                    &sp.column,
-                    &read,
-                    (bs * 4).min(u32::MAX as usize) as u32,
-                    mapper,
-                )
-                .await;
-            if let Some(err) = failure.lock().ok().and_then(|mut f| f.take()) {
-                return Err(err);
-            }
-            let (op, rows) = result?;
-            staged.op = op;
-            staged.rows_written = rows;
-            staged.written_vectors.push(sp.column.clone());
+            staged.op = state_only_op(&staged.state);
+            staged.written_vectors.push(sp.column);
         }
         Step::Truncate { from, .. } => {
             let src = ctx

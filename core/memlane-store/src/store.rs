@@ -29,6 +29,8 @@ pub struct CreateOptions {
     pub spaces: Vec<Space>,
     /// Extra metadata fields.
     pub fields: Vec<FieldDef>,
+    /// Rows per Lance fragment (default 65 536); a re-embed commits per fragment.
+    pub rows_per_fragment: Option<usize>,
 }
 
 /// One search hit.
@@ -55,6 +57,22 @@ pub struct HistoryItem {
     pub entry: Option<HistoryEntry>,
     /// Tags pointing at this version.
     pub tags: Vec<String>,
+    /// The version the commit was computed from (`version - 1` unless it was rebased
+    /// over concurrent commits).
+    pub read_version: u64,
+}
+
+/// What `upsert` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpsertReport {
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rows updated.
+    pub updated: u64,
+    /// Vectors computed by embedders, per space.
+    pub embedded: HashMap<String, u64>,
+    /// Version committed.
+    pub version: u64,
 }
 
 /// What `add` did.
@@ -137,6 +155,15 @@ pub(crate) fn now() -> String {
 
 fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
+}
+
+/// Transaction properties of a data write that does not change the state (add,
+/// upsert): only the entry, so concurrent writers never overwrite a migration's state.
+pub(crate) fn entry_props(entry: &HistoryEntry) -> HashMap<String, String> {
+    HashMap::from([(
+        ENTRY_KEY.to_owned(),
+        serde_json::to_string(entry).unwrap_or_default(),
+    )])
 }
 
 /// Transaction properties carrying the state and the history entry.
@@ -238,6 +265,7 @@ impl Store {
         let schema: SchemaRef = Arc::new(base_schema(opts.plain, &opts.fields, &spaces));
         let mut state = StoreState {
             spaces,
+            rows_per_fragment: opts.rows_per_fragment,
             ..StoreState::default()
         };
         state.active_space = state.spaces.first().map(|s| s.name.clone());
@@ -274,6 +302,7 @@ impl Store {
         let params = WriteParams {
             mode: WriteMode::Create,
             enable_stable_row_ids: true,
+            max_rows_per_file: state.fragment_rows(),
             ..Default::default()
         }
         .with_transaction_properties(props(&state, &entry));
@@ -440,18 +469,8 @@ impl Store {
         batch: RecordBatch,
         embedders: &HashMap<String, Arc<dyn Embedder>>,
     ) -> Result<AddReport> {
-        let schema = self.schema();
-        let mut batch =
-            convert::fill_timestamps(conform(&batch, &schema, &self.state.spaces)?, now_micros())?;
-        let mut embedded = HashMap::new();
-        for (space_name, e) in embedders {
-            let space = self.space(Some(space_name))?.clone();
-            let (b, n) = crate::ops::fill_missing_vectors(&batch, &space, e.as_ref())?;
-            batch = b;
-            embedded.insert(space_name.clone(), n);
-        }
-        let required: Vec<&str> = self.state.active_space.iter().map(String::as_str).collect();
-        validate(&batch, &self.state.spaces, &required)?;
+        let (batch, embedded) = self.prepare(batch, embedders).await?;
+        let schema = batch.schema();
         let ids = convert::ids_of(&batch);
         let clash = self.existing_ids(&ids).await?;
         if let Some(first) = clash.first() {
@@ -467,9 +486,10 @@ impl Store {
         entry.active_space.clone_from(&self.state.active_space);
         let params = WriteParams {
             mode: WriteMode::Append,
+            max_rows_per_file: self.state.fragment_rows(),
             ..Default::default()
         }
-        .with_transaction_properties(props(&self.state, &entry));
+        .with_transaction_properties(entry_props(&entry));
         let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
         let ds = Dataset::write(reader, self.ds.clone(), Some(params)).await?;
         self.ds = Arc::new(ds);
@@ -480,6 +500,93 @@ impl Store {
             embedded,
             version: self.version(),
         })
+    }
+
+    /// Conform, timestamp, embed (where embedders are given) and validate records
+    /// against the latest state (a migration may have changed spaces meanwhile).
+    async fn prepare(
+        &mut self,
+        batch: RecordBatch,
+        embedders: &HashMap<String, Arc<dyn Embedder>>,
+    ) -> Result<(RecordBatch, HashMap<String, u64>)> {
+        self.refresh().await?;
+        let schema = self.schema();
+        let mut batch =
+            convert::fill_timestamps(conform(&batch, &schema, &self.state.spaces)?, now_micros())?;
+        let mut embedded = HashMap::new();
+        for (space_name, e) in embedders {
+            let space = self.space(Some(space_name))?.clone();
+            let (b, n) = crate::ops::fill_missing_vectors(&batch, &space, e.as_ref())?;
+            batch = b;
+            embedded.insert(space_name.clone(), n);
+        }
+        let required: Vec<&str> = self.state.active_space.iter().map(String::as_str).collect();
+        validate(&batch, &self.state.spaces, &required)?;
+        Ok((batch, embedded))
+    }
+
+    /// Insert or update records by id (an update replaces the whole record). Rows
+    /// lacking a vector get one from `embedders` (keyed by space name); a space without
+    /// an embedder keeps no stale vector: a changed record's vector must be supplied,
+    /// or a running re-embed catches it up.
+    pub async fn upsert(
+        &mut self,
+        batch: RecordBatch,
+        embedders: &HashMap<String, Arc<dyn Embedder>>,
+    ) -> Result<UpsertReport> {
+        let (batch, embedded) = self.prepare(batch, embedders).await?;
+        let schema = batch.schema();
+        let mut entry = HistoryEntry::new(Action::Upsert, now());
+        entry.active_space.clone_from(&self.state.active_space);
+        let mut b =
+            lance::dataset::MergeInsertBuilder::try_new(self.ds.clone(), vec![ID.to_owned()])?;
+        b.when_matched(lance::dataset::WhenMatched::UpdateAll)
+            .when_not_matched(lance::dataset::WhenNotMatched::InsertAll);
+        let job = b.try_build()?;
+        let reader: Box<dyn arrow::array::RecordBatchReader + Send> =
+            Box::new(RecordBatchIterator::new(vec![Ok(batch)], schema));
+        let un = job.execute_uncommitted(reader).await?;
+        let mut tx = un.transaction;
+        tx.transaction_properties = Some(Arc::new(entry_props(&entry)));
+        let mut cb = CommitBuilder::new(self.ds.clone());
+        if let Some(rows) = un.affected_rows {
+            cb = cb.with_affected_rows(rows);
+        }
+        let ds = cb.execute(tx).await?;
+        self.ds = Arc::new(ds);
+        Ok(UpsertReport {
+            inserted: un.stats.num_inserted_rows,
+            updated: un.stats.num_updated_rows,
+            embedded,
+            version: self.version(),
+        })
+    }
+
+    /// Upsert JSON records (one object each).
+    pub async fn upsert_json(
+        &mut self,
+        records: &[serde_json::Value],
+        embedders: &HashMap<String, Arc<dyn Embedder>>,
+    ) -> Result<UpsertReport> {
+        let batch = convert::json_to_batch(records, &self.schema(), &self.state.spaces)?;
+        self.upsert(batch, embedders).await
+    }
+
+    /// Re-read the latest data version, keeping the state in hand (the migrator's).
+    pub(crate) async fn refresh_data(&mut self) -> Result<()> {
+        self.ds = Arc::new(open_dataset(&self.uri).await?);
+        Ok(())
+    }
+
+    /// Rows with a vector in `space` (active when `None`) and live rows: how much of
+    /// the store a search in that space covers.
+    pub async fn coverage(&self, space: Option<&str>) -> Result<(u64, u64)> {
+        let sp = self.space(space)?;
+        let with = self
+            .ds
+            .count_rows(Some(format!("{} IS NOT NULL", sp.column)))
+            .await? as u64;
+        Ok((with, self.count().await?))
     }
 
     /// Add JSON records (one object each).
@@ -600,6 +707,7 @@ impl Store {
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 operation,
                 entry,
+                read_version: tx.as_ref().map_or(0, |t| t.read_version),
                 tags: tags
                     .iter()
                     .filter(|(_, tv)| *tv == v.version)
@@ -768,6 +876,121 @@ impl Store {
         entry.rows = Some((n, n));
         entry.active_space.clone_from(&state.active_space);
         self.commit_state(state, entry).await
+    }
+
+    /// Abort the in-flight migration: allowed while every committed step of it only
+    /// added (spaces, fields, vectors); drops what it added and restores the state of
+    /// before it. Rows written meanwhile stay. After a destructive step (or once
+    /// applied), a migration only rolls forward.
+    pub async fn abort(&mut self, reason: &str) -> Result<u64> {
+        self.refresh().await?;
+        let Some(f) = self.state.in_flight.clone() else {
+            return Err(StoreError::Input("no migration is in flight; an applied migration only rolls forward (write a new one, or `memlane restore`)".into()));
+        };
+        let history = self.history().await?;
+        let destructive: Vec<String> = history
+            .iter()
+            .filter_map(|h| h.entry.as_ref())
+            .filter(|e| {
+                e.migration == Some(f.id) && matches!(e.action, Action::Step | Action::Migration)
+            })
+            .filter_map(|e| e.report.as_ref())
+            .filter(|r| {
+                matches!(
+                    r.op.as_str(),
+                    "drop_field"
+                        | "rename_field"
+                        | "cast_field"
+                        | "backfill"
+                        | "normalize"
+                        | "delete_where"
+                        | "dedupe"
+                )
+            })
+            .map(|r| format!("step {} ({})", r.step + 1, r.op))
+            .collect();
+        if !destructive.is_empty() {
+            return Err(StoreError::Input(format!(
+                "{} committed {} which cannot be undone by an abort; roll forward with a new migration, or `memlane restore`",
+                f.file,
+                destructive.join(", ")
+            )));
+        }
+        let before = self.ds.checkout_version(f.started_version).await?;
+        let old = read_state(&before).await?.unwrap_or_default();
+        let keep: Vec<String> = before
+            .schema()
+            .fields
+            .iter()
+            .map(|x| x.name.clone())
+            .collect();
+        let added: Vec<String> = self
+            .ds
+            .schema()
+            .fields
+            .iter()
+            .map(|x| x.name.clone())
+            .filter(|n| !keep.contains(n))
+            .collect();
+        let mut state = self.state.clone();
+        state.in_flight = None;
+        state.spaces = old.spaces;
+        state.active_space = old.active_space;
+        let mut entry = HistoryEntry::new(Action::Abort, now());
+        entry.migration = Some(f.id);
+        entry.file = Some(f.file.clone());
+        entry.reason = Some(reason.to_owned());
+        entry.active_space.clone_from(&state.active_space);
+        let op = if added.is_empty() {
+            crate::ops::state_only_op(&state)
+        } else {
+            let refs: Vec<&str> = added.iter().map(String::as_str).collect();
+            Operation::Project {
+                schema: self.ds.plan_drop_columns(&refs)?,
+                preserves_nullability: true,
+            }
+        };
+        let tx = transaction(&self.ds, op, &state, &entry);
+        let ds = CommitBuilder::new(self.ds.clone()).execute(tx).await?;
+        self.ds = Arc::new(ds);
+        self.state = state;
+        Ok(self.version())
+    }
+
+    /// Drop a space that is no longer active (the contract of expand/contract): its
+    /// vector and digest columns go, and searches can no longer pin it.
+    pub async fn contract(&mut self, space: &str, reason: &str) -> Result<u64> {
+        self.refresh().await?;
+        let sp = self.space(Some(space))?.clone();
+        if self.state.active_space.as_deref() == Some(space) {
+            return Err(StoreError::Input(format!(
+                "`{space}` is the active space; switch to another one first (a migration with `set_active_space`)"
+            )));
+        }
+        if self.state.in_flight.is_some() {
+            return Err(StoreError::Input(
+                "a migration is in flight; contract after it completes".into(),
+            ));
+        }
+        let mut cols = vec![sp.column.clone()];
+        if self.ds.schema().field(&sp.digest_column()).is_some() {
+            cols.push(sp.digest_column());
+        }
+        let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+        let mut state = self.state.clone();
+        state.spaces.retain(|s| s.name != space);
+        let mut entry = HistoryEntry::new(Action::Contract, now());
+        entry.reason = Some(format!("drop space `{space}`: {reason}"));
+        entry.active_space.clone_from(&state.active_space);
+        let op = Operation::Project {
+            schema: self.ds.plan_drop_columns(&refs)?,
+            preserves_nullability: true,
+        };
+        let tx = transaction(&self.ds, op, &state, &entry);
+        let ds = CommitBuilder::new(self.ds.clone()).execute(tx).await?;
+        self.ds = Arc::new(ds);
+        self.state = state;
+        Ok(self.version())
     }
 
     /// Accept the current content of applied migration `id` (a deliberate edit).

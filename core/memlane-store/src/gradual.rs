@@ -1,0 +1,626 @@
+//! Gradual, online, resumable re-embedding (expand -> backfill -> catch-up).
+//!
+//! The target space has a vector column and a digest column (`<column>__src`: the
+//! blake3-128 of the text each vector was embedded from). A row needs embedding when it
+//! is live, has source text, and its digest differs from the digest of its current
+//! text: new rows, rows whose content changed, rows never embedded. The backfill walks
+//! the fragments; each fragment with work is one Lance commit (a `DataReplacement` of
+//! the two columns) carrying the state and a checkpoint. Vectors computed inside a
+//! fragment are appended to a side file every few seconds, so a killed run re-embeds at
+//! most the batch in flight. Passes repeat until one finds nothing to do (catch-up of
+//! rows written meanwhile); then the migrator completes the step.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeBinaryArray, FixedSizeListArray, Float32Array, RecordBatch,
+    StringArray,
+};
+use arrow::datatypes::{DataType, Field, Float32Type, Schema as ArrowSchema, SchemaRef};
+use futures::{StreamExt, TryStreamExt};
+use lance::Dataset;
+use lance::dataset::transaction::Operation;
+use lance::dataset::{CommitBuilder, NewColumnTransform};
+use memlane_core::schema::ID;
+use memlane_core::{Action, HistoryEntry, Space, StoreState};
+use serde::{Deserialize, Serialize};
+
+use crate::convert::digest_field;
+use crate::embed::Embedder;
+use crate::error::{Result, StoreError};
+use crate::ops::{Progress, ProgressFn, embed_checked};
+use crate::store::{Store, now, transaction};
+
+/// Where a gradual re-embed stands (kept in `in_flight.checkpoint`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// `expand`, `backfill` (first pass) or `catch_up` (later passes).
+    pub phase: String,
+    /// Target space.
+    pub space: String,
+    /// Pass number (1 = backfill).
+    pub pass: u32,
+    /// Rows embedded by this step so far (across resumes).
+    pub embedded: u64,
+    /// Rows still to embed when last counted (the catch-up lag).
+    pub remaining: u64,
+    /// Live rows when last counted.
+    pub total: u64,
+    /// Embedding rate of the current run.
+    pub rows_per_sec: f64,
+    /// When the checkpoint was written.
+    pub at: String,
+}
+
+impl Checkpoint {
+    /// Share of live rows with a current vector.
+    pub fn percent(&self) -> f64 {
+        if self.total == 0 {
+            return 100.0;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let done = self.total.saturating_sub(self.remaining) as f64 / self.total as f64;
+        done * 100.0
+    }
+
+    /// Estimated seconds left at the current rate.
+    pub fn eta_secs(&self) -> Option<f64> {
+        #[allow(clippy::cast_precision_loss)]
+        (self.rows_per_sec > 0.0).then(|| self.remaining as f64 / self.rows_per_sec)
+    }
+}
+
+/// What a gradual re-embed did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Outcome {
+    pub(crate) embedded: u64,
+    pub(crate) commits: u64,
+}
+
+/// Inputs of a gradual re-embed.
+pub(crate) struct Gradual<'a> {
+    pub(crate) store: &'a mut Store,
+    /// The migrator's state (with the in-flight migration) to carry in every commit.
+    pub(crate) state: StoreState,
+    pub(crate) space: Space,
+    pub(crate) embedder: Arc<dyn Embedder>,
+    pub(crate) embedder_name: String,
+    pub(crate) source: String,
+    pub(crate) batch: usize,
+    pub(crate) throttle: Option<f64>,
+    pub(crate) checkpoint_secs: f64,
+    pub(crate) progress: Option<(ProgressFn, Progress)>,
+    pub(crate) migration: u32,
+    pub(crate) step: usize,
+    pub(crate) file: String,
+    pub(crate) checksum: String,
+}
+
+/// Rows of one fragment that need embedding: (physical offset, id, text).
+struct Todo {
+    offset: usize,
+    id: String,
+    text: String,
+    digest: [u8; 16],
+}
+
+fn is_conflict(e: &lance::Error) -> bool {
+    let s = e.to_string().to_lowercase();
+    s.contains("conflict") || s.contains("retry")
+}
+
+impl Gradual<'_> {
+    fn side_dir(&self) -> PathBuf {
+        crate::lock::lock_path(self.store.uri()).with_file_name("backfill")
+    }
+
+    /// Side files of a fragment are `<prefix>.<run>.arrows`, one per run.
+    fn side_prefix(&self, frag: u64) -> String {
+        format!("m{:04}-s{}-f{frag}.", self.migration, self.step)
+    }
+
+    fn side_files(&self, frag: u64) -> Vec<PathBuf> {
+        let prefix = self.side_prefix(frag);
+        std::fs::read_dir(self.side_dir())
+            .map(|rd| {
+                rd.filter_map(std::result::Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn side_schema(&self) -> SchemaRef {
+        Arc::new(ArrowSchema::new(vec![
+            Field::new(ID, DataType::Utf8, false),
+            Field::new("digest", DataType::FixedSizeBinary(16), false),
+            Field::new(
+                "vector",
+                crate::convert::vector_type(self.space.dimension),
+                false,
+            ),
+        ]))
+    }
+
+    /// Vectors a killed run already computed for this fragment, by (id, digest).
+    fn load_side(&self, frag: u64) -> HashMap<(String, [u8; 16]), Vec<f32>> {
+        let mut out = HashMap::new();
+        for path in self.side_files(frag) {
+            let Ok(f) = std::fs::File::open(path) else {
+                continue;
+            };
+            let Ok(reader) =
+                arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::new(f), None)
+            else {
+                continue;
+            };
+            // a torn tail (killed mid-write) ends the stream; what came before is whole
+            for b in reader.map_while(std::result::Result::ok) {
+                let ids = b.column(0).as_string::<i32>();
+                let dg = b.column(1).as_fixed_size_binary();
+                let v = b.column(2).as_fixed_size_list();
+                for i in 0..b.num_rows() {
+                    let mut d = [0u8; 16];
+                    d.copy_from_slice(dg.value(i));
+                    let vec = v.value(i).as_primitive::<Float32Type>().values().to_vec();
+                    out.insert((ids.value(i).to_owned(), d), vec);
+                }
+            }
+        }
+        out
+    }
+
+    fn state_with(&self, cp: &Checkpoint) -> StoreState {
+        let mut st = self.state.clone();
+        if let Some(f) = st.in_flight.as_mut() {
+            f.checkpoint = serde_json::to_value(cp).ok();
+        }
+        st
+    }
+
+    fn entry(&self, cp: &Checkpoint) -> HistoryEntry {
+        let mut e = HistoryEntry::new(Action::Checkpoint, now());
+        e.migration = Some(self.migration);
+        e.file = Some(self.file.clone());
+        e.checksum = Some(self.checksum.clone());
+        e.reason = Some(format!(
+            "{} pass {} of `{}`: {} embedded, {} remaining",
+            cp.phase, cp.pass, cp.space, cp.embedded, cp.remaining
+        ));
+        e.active_space.clone_from(&self.state.active_space);
+        e
+    }
+
+    async fn commit(&mut self, op: Operation, cp: &Checkpoint) -> Result<()> {
+        let state = self.state_with(cp);
+        let tx = transaction(&self.store.ds, op, &state, &self.entry(cp));
+        let ds = CommitBuilder::new(self.store.ds.clone())
+            .execute(tx)
+            .await?;
+        self.store.ds = Arc::new(ds);
+        self.store.state = state.clone();
+        self.state = state;
+        Ok(())
+    }
+
+    /// Count the rows that need embedding, per fragment.
+    async fn count_todo(&self, ds: &Dataset) -> Result<(u64, u64, HashMap<u64, u64>)> {
+        let mut s = ds.scan();
+        s.project(&[self.source.as_str(), self.space.digest_column().as_str()])?;
+        s.with_row_address();
+        let mut total = 0u64;
+        let mut per_frag: HashMap<u64, u64> = HashMap::new();
+        let mut stream = s.try_into_stream().await?;
+        while let Some(b) = stream.try_next().await? {
+            let text = b.column(0).as_string::<i32>();
+            let dg = b.column(1).as_fixed_size_binary();
+            let addr = b
+                .column_by_name("_rowaddr")
+                .map(|c| c.as_primitive::<arrow::datatypes::UInt64Type>().clone());
+            for i in 0..b.num_rows() {
+                total += 1;
+                if text.is_null(i) {
+                    continue;
+                }
+                let want = self.space.passage_digest(text.value(i));
+                if dg.is_null(i) || dg.value(i) != want {
+                    let frag = addr.as_ref().map_or(0, |a| a.value(i) >> 32);
+                    *per_frag.entry(frag).or_default() += 1;
+                }
+            }
+        }
+        Ok((total, per_frag.values().sum(), per_frag))
+    }
+
+    /// Run until a pass finds nothing to embed. Resumable at any point.
+    pub(crate) async fn run(&mut self) -> Result<Outcome> {
+        let mut out = Outcome::default();
+        let mut cp: Checkpoint = self
+            .state
+            .in_flight
+            .as_ref()
+            .and_then(|f| f.checkpoint.clone())
+            .and_then(|v| serde_json::from_value(v).ok())
+            .filter(|c: &Checkpoint| c.space == self.space.name)
+            .unwrap_or_else(|| Checkpoint {
+                space: self.space.name.clone(),
+                ..Default::default()
+            });
+        // expand: the digest column (the vector column came with add_space)
+        if self
+            .store
+            .ds
+            .schema()
+            .field(&self.space.digest_column())
+            .is_none()
+        {
+            cp.phase = "expand".into();
+            cp.at = now();
+            let out_schema = Arc::new(ArrowSchema::new(vec![digest_field(&self.space)]));
+            let mut fragments = Vec::new();
+            let mut schema = None;
+            for frag in self.store.ds.get_fragments() {
+                let (m, s) = frag
+                    .add_columns(NewColumnTransform::AllNulls(out_schema.clone()), None, None)
+                    .await?;
+                fragments.push(m);
+                schema = Some(s);
+            }
+            let schema = match schema {
+                Some(s) => s,
+                None => {
+                    let mut s = self.store.ds.schema().merge(out_schema.as_ref())?;
+                    s.set_field_id(self.store.ds.manifest().max_field_id().into());
+                    s
+                }
+            };
+            self.commit(
+                Operation::Merge {
+                    fragments,
+                    schema,
+                    preserves_nullability: true,
+                },
+                &cp,
+            )
+            .await?;
+            out.commits += 1;
+        }
+        let started = Instant::now();
+        let mut embedded_now = 0u64;
+        for pass in 1.. {
+            if pass > 10_000 {
+                return Err(StoreError::Input(format!(
+                    "re-embed into `{}` does not converge: writers change rows faster than the embedder keeps up; throttle the writers or raise the batch size",
+                    self.space.name
+                )));
+            }
+            self.store.refresh_data().await?;
+            let ds = self.store.ds.clone();
+            let (total, remaining, per_frag) = self.count_todo(&ds).await?;
+            cp.total = total;
+            cp.remaining = remaining;
+            cp.pass = cp.pass.max(1);
+            if remaining == 0 {
+                return Ok(out);
+            }
+            cp.phase = if cp.pass <= 1 && out.commits <= 1 && cp.embedded == 0 {
+                "backfill".into()
+            } else {
+                "catch_up".into()
+            };
+            let mut frags: Vec<u64> = per_frag.keys().copied().collect();
+            frags.sort_unstable();
+            for frag_id in frags {
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    match self
+                        .fragment(frag_id, &mut cp, &mut embedded_now, started)
+                        .await
+                    {
+                        Ok(n) => {
+                            if n > 0 {
+                                out.commits += 1;
+                            }
+                            out.embedded += n;
+                            break;
+                        }
+                        Err(StoreError::Lance(e)) if attempt < 20 && is_conflict(&e) => {
+                            // a writer committed in between: re-read and redo (the side
+                            // file keeps what was embedded)
+                            self.store.refresh_data().await?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            cp.pass += 1;
+        }
+        Ok(out)
+    }
+
+    /// Embed and commit one fragment's todo rows. Returns rows embedded.
+    async fn fragment(
+        &mut self,
+        frag_id: u64,
+        cp: &mut Checkpoint,
+        embedded_now: &mut u64,
+        started: Instant,
+    ) -> Result<u64> {
+        let ds = self.store.ds.clone();
+        let Some(frag) = ds
+            .get_fragments()
+            .into_iter()
+            .find(|f| f.id() as u64 == frag_id)
+        else {
+            return Ok(0);
+        };
+        let n = frag.physical_rows().await?;
+        let dv = frag.get_deletion_vector().await?;
+        let vec_col = self.space.column.clone();
+        let dg_col = self.space.digest_column();
+        let read =
+            ds.schema()
+                .project(&[ID, self.source.as_str(), vec_col.as_str(), dg_col.as_str()])?;
+        #[allow(clippy::cast_possible_truncation)]
+        let batches: Vec<RecordBatch> = frag
+            .read_physical_slice(0..n as u64, &read, 8192)
+            .await?
+            .then(|f| f)
+            .try_collect()
+            .await?;
+        let b = arrow::compute::concat_batches(&Arc::new(ArrowSchema::from(&read)), &batches)?;
+        let ids = b.column(0).as_string::<i32>();
+        let text = b.column(1).as_string::<i32>();
+        let old = b.column(2).as_fixed_size_list();
+        let old_dg = b.column(3).as_fixed_size_binary();
+        let d = self.space.dimension;
+        let mut todo = Vec::new();
+        for i in 0..n {
+            #[allow(clippy::cast_possible_truncation)]
+            let deleted = dv.as_ref().is_some_and(|v| v.contains(i as u32));
+            if deleted || text.is_null(i) {
+                continue;
+            }
+            let digest = self.space.passage_digest(text.value(i));
+            if old_dg.is_null(i) || old_dg.value(i) != digest {
+                todo.push(Todo {
+                    offset: i,
+                    id: ids.value(i).to_owned(),
+                    text: text.value(i).to_owned(),
+                    digest,
+                });
+            }
+        }
+        if todo.is_empty() {
+            return Ok(0);
+        }
+        // vectors: start from what is there, overwrite the todo rows
+        let mut flat = vec![0f32; n * d];
+        let mut valid = vec![false; n];
+        let mut digests = vec![[0u8; 16]; n];
+        let old_vals = old.values().as_primitive::<Float32Type>().values();
+        for i in 0..n {
+            if old.is_valid(i) && old_dg.is_valid(i) {
+                #[allow(clippy::cast_sign_loss)]
+                let off = old.value_offset(i) as usize;
+                flat[i * d..(i + 1) * d].copy_from_slice(&old_vals[off..off + d]);
+                valid[i] = true;
+                digests[i].copy_from_slice(old_dg.value(i));
+            }
+        }
+        let cached = self.load_side(frag_id);
+        let side_path = self.side_dir().join(format!(
+            "{}{}.arrows",
+            self.side_prefix(frag_id),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(self.side_dir()).map_err(|e| StoreError::Io {
+            path: self.side_dir().display().to_string(),
+            source: e,
+        })?;
+        let mut side: Option<arrow::ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>> =
+            None;
+        let mut last_flush = Instant::now();
+        let mut pending: Vec<usize> = Vec::new();
+        let mut embedded = 0u64;
+        for t in &todo {
+            if let Some(v) = cached.get(&(t.id.clone(), t.digest)) {
+                flat[t.offset * d..(t.offset + 1) * d].copy_from_slice(v);
+                valid[t.offset] = true;
+                digests[t.offset] = t.digest;
+                cp.remaining = cp.remaining.saturating_sub(1);
+            } else {
+                pending.push(t.offset);
+            }
+        }
+        let by_offset: HashMap<usize, &Todo> = todo.iter().map(|t| (t.offset, t)).collect();
+        for (k, chunk) in pending.chunks(self.batch.max(1)).enumerate() {
+            let texts: Vec<String> = chunk
+                .iter()
+                .map(|o| format!("{}{}", self.space.passage_prefix, by_offset[o].text))
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let cids: Vec<String> = chunk.iter().map(|o| by_offset[o].id.clone()).collect();
+            let v = embed_checked(
+                &self.embedder_name,
+                self.embedder.as_ref(),
+                &refs,
+                &self.space,
+                &cids,
+                k,
+            )?;
+            for (j, o) in chunk.iter().enumerate() {
+                flat[o * d..(o + 1) * d].copy_from_slice(&v[j * d..(j + 1) * d]);
+                valid[*o] = true;
+                digests[*o] = by_offset[o].digest;
+            }
+            embedded += chunk.len() as u64;
+            *embedded_now += chunk.len() as u64;
+            cp.remaining = cp.remaining.saturating_sub(chunk.len() as u64);
+            // side file: what a killed run would otherwise embed again
+            let w = match &mut side {
+                Some(w) => w,
+                None => {
+                    let f = std::fs::File::create(&side_path).map_err(|e| StoreError::Io {
+                        path: side_path.display().to_string(),
+                        source: e,
+                    })?;
+                    side.insert(arrow::ipc::writer::StreamWriter::try_new(
+                        std::io::BufWriter::new(f),
+                        &self.side_schema(),
+                    )?)
+                }
+            };
+            let sb = self.side_batch(
+                &cids,
+                chunk.iter().map(|o| by_offset[o].digest).collect(),
+                &v,
+            )?;
+            w.write(&sb)?;
+            if last_flush.elapsed().as_secs_f64() >= self.checkpoint_secs {
+                w.flush()?;
+                w.get_mut().flush().map_err(|e| StoreError::Io {
+                    path: side_path.display().to_string(),
+                    source: e,
+                })?;
+                last_flush = Instant::now();
+            }
+            self.report(cp, *embedded_now, started);
+            if let Some(limit) = self.throttle.filter(|l| *l > 0.0) {
+                #[allow(clippy::cast_precision_loss)]
+                let due = Duration::from_secs_f64(*embedded_now as f64 / limit);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        if let Some(mut w) = side.take() {
+            w.finish()?;
+        }
+        // commit the fragment's two columns
+        let target = ds.schema().project(&[vec_col.as_str(), dg_col.as_str()])?;
+        let out_schema: SchemaRef = Arc::new(ArrowSchema::from(&target));
+        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+        let vectors = FixedSizeListArray::try_new(
+            Arc::new(Field::new("item", DataType::Float32, true)),
+            d as i32,
+            Arc::new(Float32Array::from(flat)),
+            Some(arrow::buffer::NullBuffer::from(valid.clone())),
+        )?;
+        let dg = FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+            digests
+                .iter()
+                .zip(&valid)
+                .map(|(x, ok)| ok.then_some(x.as_slice())),
+            16,
+        )?;
+        let cols: Vec<ArrayRef> = vec![Arc::new(vectors), Arc::new(dg)];
+        let out = RecordBatch::try_new(out_schema, cols)?;
+        let group = frag
+            .write_columns(futures::stream::iter(vec![Ok(out)]), &target)
+            .await?;
+        cp.embedded += embedded;
+        cp.at = now();
+        self.commit(
+            Operation::DataReplacement {
+                replacements: vec![group],
+            },
+            cp,
+        )
+        .await?;
+        for f in self.side_files(frag_id) {
+            let _ = std::fs::remove_file(f);
+        }
+        Ok(todo.len() as u64)
+    }
+
+    fn side_batch(
+        &self,
+        ids: &[String],
+        digests: Vec<[u8; 16]>,
+        flat: &[f32],
+    ) -> Result<RecordBatch> {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+        let v = FixedSizeListArray::try_new(
+            Arc::new(Field::new("item", DataType::Float32, true)),
+            self.space.dimension as i32,
+            Arc::new(Float32Array::from(flat.to_vec())),
+            None,
+        )?;
+        let dg = FixedSizeBinaryArray::try_from_iter(digests.iter())?;
+        Ok(RecordBatch::try_new(
+            self.side_schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(ids)),
+                Arc::new(dg),
+                Arc::new(v),
+            ],
+        )?)
+    }
+
+    fn report(&self, cp: &mut Checkpoint, embedded_now: u64, started: Instant) {
+        let secs = started.elapsed().as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        if secs > 0.0 {
+            cp.rows_per_sec = embedded_now as f64 / secs;
+        }
+        if let Some((f, p)) = &self.progress {
+            let mut p = p.clone();
+            p.total = cp.total;
+            p.done = cp.total.saturating_sub(cp.remaining);
+            f(&p);
+        }
+    }
+}
+
+/// Dry run of a re-embed: count the rows to embed and try the embedder on up to 64 of
+/// them (output checked); commits nothing. Returns the rows that would be embedded.
+pub(crate) async fn sample(
+    ds: &Dataset,
+    space: &Space,
+    name: &str,
+    e: &dyn Embedder,
+    source: &str,
+) -> Result<u64> {
+    let mut s = ds.scan();
+    let dg = space.digest_column();
+    let has_digest = ds.schema().field(&dg).is_some();
+    let mut cols = vec![ID, source];
+    if has_digest {
+        cols.push(dg.as_str());
+    }
+    s.project(&cols)?;
+    let mut stream = s.try_into_stream().await?;
+    let (mut todo, mut ids, mut texts) = (0u64, Vec::new(), Vec::new());
+    while let Some(b) = stream.try_next().await? {
+        let id = b.column(0).as_string::<i32>();
+        let text = b.column(1).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            if text.is_null(i) {
+                continue;
+            }
+            let stale = !has_digest || {
+                let d = b.column(2).as_fixed_size_binary();
+                d.is_null(i) || d.value(i) != space.passage_digest(text.value(i))
+            };
+            if stale {
+                todo += 1;
+                if ids.len() < 64 {
+                    ids.push(id.value(i).to_owned());
+                    texts.push(format!("{}{}", space.passage_prefix, text.value(i)));
+                }
+            }
+        }
+    }
+    if !texts.is_empty() {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        embed_checked(name, e, &refs, space, &ids, 0)?;
+    }
+    Ok(todo)
+}
