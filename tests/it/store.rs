@@ -240,7 +240,7 @@ async fn plain_collection_and_exports_round_trip() {
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    assert_eq!(names, vec!["id", "content", "vec_s4"]);
+    assert_eq!(names, vec!["id", "content", "vec_s4", "vec_s4__src"]);
     let ipc = dir.path().join("x.arrow");
     let jsonl = dir.path().join("x.jsonl");
     assert_eq!(memlane_store::export_ipc(&store, &ipc).await.unwrap(), 50);
