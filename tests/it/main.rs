@@ -1,5 +1,6 @@
 //! End-to-end tests of the store and migrator on real Lance datasets.
 
 mod common;
+mod gradual;
 mod migrate;
 mod store;

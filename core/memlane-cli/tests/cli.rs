@@ -84,7 +84,12 @@ fn every_command_on_the_examples() {
 
     let hist = json(&["history", s]);
     // create, add_space, one backfill checkpoint (one fragment), the completing commit
-    let actions: Vec<&str> = hist.as_array().unwrap().iter().map(|h| h["entry"]["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = hist
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["entry"]["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, vec!["create", "step", "checkpoint", "migration"]);
     assert_eq!(hist[3]["tags"][0], "migration-0001-spaces");
     let ver = json(&["verify", s, &ex("01-agent-memory-bootstrap")]);

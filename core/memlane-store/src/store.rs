@@ -520,6 +520,10 @@ impl Store {
             batch = b;
             embedded.insert(space_name.clone(), n);
         }
+        // a supplied vector is the embedding of the supplied content
+        for space in &self.state.spaces {
+            batch = crate::ops::with_digests(&batch, space)?;
+        }
         let required: Vec<&str> = self.state.active_space.iter().map(String::as_str).collect();
         validate(&batch, &self.state.spaces, &required)?;
         Ok((batch, embedded))

@@ -1,0 +1,311 @@
+//! Gradual re-embedding: checkpoints, resume, writes during the backfill, abort, contract.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Float32Type;
+use memlane_store::memlane_core::Space;
+use memlane_store::{CreateOptions, EmbedError, Embedder, Store, StoreError};
+use serde_json::json;
+
+use crate::common::*;
+
+/// Counts rows embedded; fails once when the count passes `fail_after`.
+struct Counting {
+    inner: Arc<dyn Embedder>,
+    rows: AtomicUsize,
+    fail_after: AtomicUsize,
+}
+
+impl Embedder for Counting {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, EmbedError> {
+        let before = self.rows.fetch_add(texts.len(), Ordering::SeqCst);
+        if before >= self.fail_after.load(Ordering::SeqCst) {
+            self.fail_after.store(usize::MAX, Ordering::SeqCst);
+            self.rows.fetch_sub(texts.len(), Ordering::SeqCst);
+            return Err("GPU fell off the bus".into());
+        }
+        self.inner.embed(texts)
+    }
+    fn batch_size(&self) -> usize {
+        50
+    }
+}
+
+const MIG: &str = "[[steps]]\nop = \"add_space\"\nspace = \"new\"\nmodel = \"hash\"\nrevision = \"7\"\ndimension = 96\nnormalized = true\n\n[[steps]]\nop = \"reembed\"\nspace = \"new\"\nembedder = \"e\"\n";
+
+async fn memory_store(dir: &tempfile::TempDir) -> Store {
+    let opts = CreateOptions {
+        spaces: vec![
+            Space::new("old", 32)
+                .with_model("memlane", "hash", "0")
+                .with_normalized(true),
+        ],
+        rows_per_fragment: Some(100),
+        ..Default::default()
+    };
+    let emb = HashMap::from([("old".to_owned(), hash(32, 0))]);
+    Store::create_from_json(&uri(dir, "g"), opts, &corpus(), &emb)
+        .await
+        .unwrap()
+}
+
+fn vectors_of(
+    store_batches: &[arrow::array::RecordBatch],
+) -> HashMap<String, (Option<String>, Option<Vec<f32>>)> {
+    let mut out = HashMap::new();
+    for b in store_batches {
+        let ids = b.column(0).as_string::<i32>();
+        let text = b.column(1).as_string::<i32>();
+        let v = b.column(2).as_fixed_size_list();
+        for i in 0..b.num_rows() {
+            let vec = v
+                .is_valid(i)
+                .then(|| v.value(i).as_primitive::<Float32Type>().values().to_vec());
+            out.insert(
+                ids.value(i).to_owned(),
+                (text.is_valid(i).then(|| text.value(i).to_owned()), vec),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_checkpoints_resumes_and_catches_up_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = memory_store(&dir).await;
+    let folder = dir.path().join("m");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("0001_new.toml"), MIG).unwrap();
+    let files = memlane_store::read_folder(&folder).unwrap();
+    let emb = Arc::new(Counting {
+        inner: hash(96, 7),
+        rows: 0.into(),
+        fail_after: 230.into(),
+    });
+
+    // the embedder dies after ~230 rows: two 100-row fragments are committed
+    let err = store
+        .migrator(files.clone())
+        .embedder("e", emb.clone())
+        .apply()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Embedder { .. }), "{err}");
+    let st = Store::open(store.uri()).await.unwrap();
+    let cp: memlane_store::Checkpoint =
+        serde_json::from_value(st.state().in_flight.clone().unwrap().checkpoint.unwrap()).unwrap();
+    assert_eq!((cp.space.as_str(), cp.embedded), ("new", 200));
+    assert_eq!(
+        st.state().active_space.as_deref(),
+        Some("old"),
+        "not complete: the old space serves"
+    );
+    // reads during the backfill: the new space answers over the rows it covers
+    let (with, total) = st.coverage(Some("new")).await.unwrap();
+    assert_eq!((with, total), (200, 392));
+    let recs = corpus();
+    let q = hash(96, 7)
+        .embed(&[recs[5]["content"].as_str().unwrap()])
+        .unwrap();
+    assert_eq!(
+        st.search(Some("new"), &q, 1, None).await.unwrap()[0].id,
+        recs[5]["id"].as_str().unwrap()
+    );
+    let q_old = hash(32, 0)
+        .embed(&[recs[300]["content"].as_str().unwrap()])
+        .unwrap();
+    assert_eq!(
+        st.search(None, &q_old, 1, None).await.unwrap()[0].id,
+        recs[300]["id"].as_str().unwrap()
+    );
+
+    // writes during the backfill: a new memory and a changed one (old space embedded by the writer)
+    let writer = HashMap::from([("old".to_owned(), hash(32, 0))]);
+    store
+        .add_json(
+            &[json!({"id": "late", "content": "a memory written during the migration"})],
+            &writer,
+        )
+        .await
+        .unwrap();
+    let changed = recs[3]["id"].as_str().unwrap().to_owned();
+    let mut rec = recs[3].clone();
+    rec["content"] = "this memory was rewritten while the re-embed ran".into();
+    let up = store.upsert_json(&[rec], &writer).await.unwrap();
+    assert_eq!((up.inserted, up.updated), (0, 1));
+
+    // resume: only what is left (and what changed) is embedded
+    let r = store
+        .migrator(files.clone())
+        .embedder("e", emb.clone())
+        .apply()
+        .await
+        .unwrap();
+    assert!(r.migrations[0].resumed);
+    let total_embedded = emb.rows.load(Ordering::SeqCst);
+    // 200 before the crash, the 30 of the failed batch are not counted, 193 after:
+    // the 192 rows left, the new one, and the rewritten one (committed before: again)
+    assert_eq!(
+        total_embedded,
+        200 + 192 + 1 + 1,
+        "no row embedded twice beyond the in-flight batch"
+    );
+    assert_eq!(store.state().active_space.as_deref(), Some("new"));
+    assert!(store.state().in_flight.is_none());
+
+    // every live row's new vector is the embedder's output for its current content
+    let b = store
+        .scan(Some(&["id", "content", "vec_new"]), None)
+        .await
+        .unwrap();
+    let rows = vectors_of(&b);
+    assert_eq!(rows.len(), 393);
+    for (id, (text, v)) in &rows {
+        let want = hash(96, 7).embed(&[text.as_deref().unwrap()]).unwrap();
+        assert_eq!(v.as_deref(), Some(want.as_slice()), "{id}");
+    }
+    assert!(rows[&changed].0.as_deref().unwrap().contains("rewritten"));
+    // old vectors untouched
+    let b = store
+        .scan(Some(&["id", "content", "vec_old"]), None)
+        .await
+        .unwrap();
+    for (id, (text, v)) in vectors_of(&b) {
+        assert_eq!(
+            v.unwrap(),
+            hash(32, 0).embed(&[text.as_deref().unwrap()]).unwrap(),
+            "{id}"
+        );
+    }
+    let vr = store.verify(Some(&files)).await.unwrap();
+    assert!(vr.ok(), "{vr}");
+
+    // contract: the old space goes; the active one cannot
+    assert!(store.contract("new", "x").await.is_err());
+    store.contract("old", "migrated").await.unwrap();
+    assert!(store.schema().field_with_name("vec_old").is_err());
+    assert!(store.state().space("old").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abort_before_complete_leaves_the_store_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = memory_store(&dir).await;
+    let cols_before: Vec<String> = store
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let state_before = store.state().clone();
+    let folder = dir.path().join("m");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("0001_new.toml"), MIG).unwrap();
+    let files = memlane_store::read_folder(&folder).unwrap();
+    let emb = Arc::new(Counting {
+        inner: hash(96, 7),
+        rows: 0.into(),
+        fail_after: 120.into(),
+    });
+    store
+        .migrator(files.clone())
+        .embedder("e", emb)
+        .apply()
+        .await
+        .unwrap_err();
+    store.refresh().await.unwrap();
+    assert!(store.state().in_flight.is_some());
+    store.abort("model rejected in review").await.unwrap();
+    let cols: Vec<String> = store
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(cols, cols_before);
+    assert_eq!(store.state().spaces, state_before.spaces);
+    assert!(store.state().in_flight.is_none());
+    assert_eq!(store.count().await.unwrap(), 392);
+    assert!(store.abort("again").await.is_err(), "nothing in flight");
+    // the migration can be applied again from scratch
+    store
+        .migrator(files.clone())
+        .embedder("e", hash(96, 7))
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(store.state().active_space.as_deref(), Some("new"));
+    // after complete, only forward
+    assert!(
+        store
+            .abort("too late")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("no migration is in flight")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedder_faults_name_the_batch_and_record_and_commit_nothing_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = memory_store(&dir).await;
+    let folder = dir.path().join("m");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("0001_new.toml"), MIG).unwrap();
+    let files = memlane_store::read_folder(&folder).unwrap();
+    let faults: Vec<(Arc<dyn Embedder>, &str)> = vec![
+        (
+            Arc::new(|t: &[&str]| -> Result<Vec<f32>, EmbedError> {
+                Ok(vec![0.1; (t.len() - 1) * 96])
+            }),
+            "expected",
+        ),
+        (
+            Arc::new(|t: &[&str]| -> Result<Vec<f32>, EmbedError> { Ok(vec![0.1; t.len() * 95]) }),
+            "expected",
+        ),
+        (
+            Arc::new(|t: &[&str]| -> Result<Vec<f32>, EmbedError> {
+                let mut v = hash(96, 7).embed(t)?;
+                v[96 * 3 + 5] = f32::NAN;
+                Ok(v)
+            }),
+            "non-finite",
+        ),
+        (
+            Arc::new(|t: &[&str]| -> Result<Vec<f32>, EmbedError> { Ok(vec![0.0; t.len() * 96]) }),
+            "zero vector",
+        ),
+    ];
+    for (e, needle) in faults {
+        let err = store
+            .migrator(files.clone())
+            .embedder("e", e)
+            .apply()
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(needle) && msg.contains("batch 0") && msg.contains("first record"),
+            "{msg}"
+        );
+        store.refresh().await.unwrap();
+        assert_eq!(
+            store.coverage(Some("new")).await.unwrap().0,
+            0,
+            "nothing of a bad batch lands"
+        );
+    }
+    store
+        .migrator(files)
+        .embedder("e", hash(96, 7))
+        .apply()
+        .await
+        .unwrap();
+    assert_eq!(store.coverage(None).await.unwrap(), (392, 392));
+}
