@@ -402,3 +402,209 @@ fn sigkill_during_apply_leaves_a_consistent_resumable_store() {
         "{v}"
     );
 }
+
+/// Issue 3's chaos test: a gradual re-embed of 50k rows in a child process, SIGKILLed
+/// at random points and resumed, while another process keeps adding and updating rows.
+#[test]
+fn chaos_gradual_reembed_under_concurrent_writes() {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("big.jsonl");
+    write_big_corpus(&data, 50_000);
+    let s = dir.path().join("store");
+    let s = s.to_str().unwrap().to_owned();
+    ok(&[
+        "init",
+        &s,
+        "--from",
+        data.to_str().unwrap(),
+        "--space",
+        "old:32:cosine:normalized",
+        "--embedder",
+        "old=hash:32",
+        "--rows-per-fragment",
+        "4096",
+    ]);
+    let migs = dir.path().join("migs");
+    std::fs::create_dir(&migs).unwrap();
+    // throttled so the run outlasts the kills on any machine; checkpoints every 0.2 s
+    std::fs::write(
+        migs.join("0001_new_model.toml"),
+        "[[steps]]\nop = \"add_space\"\nspace = \"new\"\nmodel = \"hash\"\nrevision = \"3\"\ndimension = 64\nnormalized = true\n\n\
+         [[steps]]\nop = \"reembed\"\nspace = \"new\"\nembedder = \"hash64v3\"\nbatch_size = 256\nthrottle = 4000\ncheckpoint_seconds = 0.2\n",
+    )
+    .unwrap();
+    let m = migs.to_str().unwrap().to_owned();
+
+    // expected content per id: the corpus, then whatever the writer writes
+    let mut expected: BTreeMap<String, String> = BTreeMap::new();
+    for l in std::fs::read_to_string(&data).unwrap().lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        expected.insert(
+            v["id"].as_str().unwrap().to_owned(),
+            v["content"].as_str().unwrap().to_owned(),
+        );
+    }
+    let ids: Vec<String> = expected.keys().cloned().collect();
+    let expected = Arc::new(Mutex::new(expected));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (expected, stop, s, dir) = (
+            expected.clone(),
+            stop.clone(),
+            s.clone(),
+            dir.path().to_owned(),
+        );
+        std::thread::spawn(move || {
+            let mut rng = Lcg(7);
+            let mut k = 0usize;
+            let mut writes = 0;
+            while !stop.load(Ordering::SeqCst) {
+                k += 1;
+                // 10 new memories
+                let mut add = String::new();
+                let mut added = Vec::new();
+                for j in 0..10 {
+                    let id = format!("w{k}-{j}");
+                    let content = format!(
+                        "memory {j} written by the agent in round {k} about json and paths"
+                    );
+                    add.push_str(
+                        &serde_json::json!({"id": id, "content": content, "kind": "episodic"})
+                            .to_string(),
+                    );
+                    add.push('\n');
+                    added.push((id, content));
+                }
+                let f = dir.join(format!("add{k}.jsonl"));
+                std::fs::write(&f, add).unwrap();
+                if run(&["add", &s, f.to_str().unwrap(), "--embedder", "old=hash:32"])
+                    .status
+                    .success()
+                {
+                    expected.lock().unwrap().extend(added);
+                    writes += 1;
+                }
+                // 10 rewritten memories
+                let mut up = String::new();
+                let mut changed = Vec::new();
+                for _ in 0..10 {
+                    let id = &ids[(rng.next() as usize) % ids.len()];
+                    let content = format!("rewritten in round {k}: {id}");
+                    up.push_str(
+                        &serde_json::json!({"id": id, "content": content, "kind": "semantic"})
+                            .to_string(),
+                    );
+                    up.push('\n');
+                    changed.push((id.clone(), content));
+                }
+                let f = dir.join(format!("up{k}.jsonl"));
+                std::fs::write(&f, up).unwrap();
+                if run(&[
+                    "upsert",
+                    &s,
+                    f.to_str().unwrap(),
+                    "--embedder",
+                    "old=hash:32",
+                ])
+                .status
+                .success()
+                {
+                    expected.lock().unwrap().extend(changed);
+                    writes += 1;
+                }
+            }
+            writes
+        })
+    };
+
+    let mut rng = Lcg(0xc4a05);
+    let mut kills = 0;
+    for round in 0..40 {
+        if kills >= 12 {
+            break;
+        }
+        let mut child = bin()
+            .args(["apply", &s, &m, "--yes"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300 + rng.next() % 1500));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        let st = json(&["status", &s]);
+        assert!(st["version"].as_u64().unwrap() > 1, "round {round}");
+        let v: Value = serde_json::from_slice(&run(&["verify", &s, &m, "--json"]).stdout).unwrap();
+        assert!(
+            v["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["ok"] == true),
+            "round {round}: {v}"
+        );
+    }
+    assert!(kills >= 10, "only {kills} kills landed");
+    // let the writer go on a little while the migration finishes, then stop it
+    let mut finisher = bin().args(["apply", &s, &m, "--yes"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::SeqCst);
+    let writes = writer.join().unwrap();
+    assert!(finisher.wait().unwrap().success());
+    assert!(writes > 0, "the writer wrote nothing");
+    // rows written after the completing commit are caught up by a final apply run
+    ok(&["apply", &s, &m, "--yes"]);
+
+    let st = json(&["status", &s]);
+    assert_eq!(st["active_space"], "new");
+    assert!(st["in_flight"].is_null());
+    let expected = expected.lock().unwrap().clone();
+    let rows = sorted_export(&s, dir.path(), "final");
+    let got: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let want: Vec<&str> = expected.keys().map(String::as_str).collect();
+    assert_eq!(got, want, "the id set is exactly the expected one");
+    let new = memlane_store::HashEmbedder::new(64, 3);
+    let old = memlane_store::HashEmbedder::new(32, 0);
+    use memlane_store::Embedder;
+    for r in &rows {
+        let id = r["id"].as_str().unwrap();
+        let content = r["content"].as_str().unwrap();
+        assert_eq!(content, expected[id], "{id}");
+        let as_vec = |v: &Value| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect::<Vec<f32>>()
+        };
+        let (vn, vo) = (as_vec(&r["vec_new"]), as_vec(&r["vec_old"]));
+        let (en, eo) = (
+            new.embed(&[content]).unwrap(),
+            old.embed(&[content]).unwrap(),
+        );
+        assert!(
+            vn.iter().zip(&en).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{id}: new vector is not the embedding of its content"
+        );
+        assert!(
+            vo.iter().zip(&eo).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{id}: old vector changed"
+        );
+    }
+    let v = json(&["verify", &s, &m]);
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{v}"
+    );
+}

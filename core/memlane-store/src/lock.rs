@@ -32,6 +32,10 @@ pub struct LockInfo {
     pub heartbeat: DateTime<Utc>,
     /// Lease expiry.
     pub expires: DateTime<Utc>,
+    /// Start time of the holder process (Linux clock ticks since boot), so a reused
+    /// pid is not mistaken for the holder.
+    #[serde(default)]
+    pub start_time: Option<u64>,
 }
 
 /// A held lock; released on drop.
@@ -99,6 +103,7 @@ pub fn acquire(uri: &str, holder: &str, lease: Duration) -> Result<LockGuard> {
         since: now,
         heartbeat: now,
         expires: now + lease_c,
+        start_time: process_start(std::process::id()),
     };
     match write_info(&path, &info, true) {
         Ok(()) => {}
@@ -108,8 +113,9 @@ pub fn acquire(uri: &str, holder: &str, lease: Duration) -> Result<LockGuard> {
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default();
             // a holder on this host whose process is gone is dead, whatever its lease says
-            let dead =
-                |h: &LockInfo| h.host == here && h.pid != std::process::id() && !pid_alive(h.pid);
+            let dead = |h: &LockInfo| {
+                h.host == here && h.pid != std::process::id() && !holder_alive(h.pid, h.start_time)
+            };
             match held {
                 Some(h) if h.expires > now && !dead(&h) => {
                     return Err(StoreError::LockHeld {
@@ -168,12 +174,24 @@ pub fn acquire(uri: &str, holder: &str, lease: Duration) -> Result<LockGuard> {
 }
 
 /// Whether a process with this pid exists on this host.
-fn pid_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true
+fn holder_alive(pid: u32, start_time: Option<u64>) -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
     }
+    match (process_start(pid), start_time) {
+        (None, _) => false,
+        // the pid exists: it is the holder unless it started at another time (reused)
+        (Some(now), Some(then)) => now == then,
+        (Some(_), None) => true,
+    }
+}
+
+/// Start time of a process (field 22 of `/proc/<pid>/stat`, clock ticks since boot).
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name (field 2) may hold spaces; fields after its closing paren are plain
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Remove the lock whoever holds it (`memlane unlock --force`). Returns the removed lock.
@@ -238,6 +256,7 @@ mod tests {
             since: past,
             heartbeat: past,
             expires: past,
+            start_time: None,
         };
         std::fs::create_dir_all(lock_path(uri).parent().unwrap()).unwrap();
         write_info(&lock_path(uri), &dead, true).unwrap();
@@ -245,5 +264,31 @@ mod tests {
         assert_eq!(read_lock(uri).unwrap().holder, "alive");
         drop(g2);
         assert!(read_lock(uri).is_none());
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().to_str().unwrap();
+        let now = Utc::now();
+        // pid 1 exists, but it started at another time than the recorded holder
+        let host = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stale = LockInfo {
+            holder: "killed apply".into(),
+            host,
+            pid: 1,
+            token: "t".into(),
+            since: now,
+            heartbeat: now,
+            expires: now + chrono::Duration::seconds(60),
+            start_time: process_start(1).map(|t| t + 1),
+        };
+        std::fs::create_dir_all(lock_path(uri).parent().unwrap()).unwrap();
+        write_info(&lock_path(uri), &stale, true).unwrap();
+        let g = acquire(uri, "next apply", Duration::from_secs(60)).unwrap();
+        assert_eq!(read_lock(uri).unwrap().holder, "next apply");
+        drop(g);
     }
 }

@@ -208,9 +208,6 @@ impl<'a> Migrator<'a> {
                     space,
                     embedder,
                     source,
-                    batch_size,
-                    throttle,
-                    checkpoint_seconds,
                     ..
                 } = &s.step
                 {
@@ -234,38 +231,21 @@ impl<'a> Migrator<'a> {
                                 .await?,
                         );
                     } else {
-                        let mut g = crate::gradual::Gradual {
-                            state: state.clone(),
-                            store: &mut *store,
-                            space: sp,
-                            batch: batch_size.unwrap_or_else(|| e.batch_size()),
-                            embedder: e,
-                            embedder_name: embedder.clone(),
-                            source: source.clone(),
-                            throttle: *throttle,
-                            checkpoint_secs: checkpoint_seconds.unwrap_or(10.0),
-                            progress: progress.clone().map(|f| {
-                                (
-                                    f,
-                                    Progress {
-                                        migration: m.id,
-                                        step: i,
-                                        steps: m.steps.len(),
-                                        op: "reembed".into(),
-                                        done: 0,
-                                        total: 0,
-                                    },
-                                )
-                            }),
-                            migration: m.id,
-                            step: i,
-                            file: m.file.clone(),
-                            checksum: pm.checksum.clone(),
-                        };
-                        let out = g.run().await?;
-                        state = g.state.clone();
+                        let (st, n) = backfill(
+                            store,
+                            state.clone(),
+                            m,
+                            &pm.checksum,
+                            i,
+                            &s.step,
+                            sp,
+                            e,
+                            progress.clone(),
+                        )
+                        .await?;
+                        state = st;
                         base = store.ds.clone();
-                        reembedded = Some(out.embedded);
+                        reembedded = Some(n);
                     }
                 }
                 let rows_before = base.count_rows(None).await? as u64;
@@ -397,6 +377,31 @@ impl<'a> Migrator<'a> {
                 store.ds = base.clone();
                 store.state = new_state.clone();
                 state = new_state;
+                // rows a writer added while the step completed: catch them up now
+                if let memlane_core::Step::Reembed {
+                    space, embedder, ..
+                } = &s.step
+                    && let (Some(sp), Some(e)) = (
+                        state.space(space).cloned(),
+                        embedders.get(embedder).cloned(),
+                    )
+                {
+                    let (st, n) = backfill(
+                        store,
+                        state.clone(),
+                        m,
+                        &pm.checksum,
+                        i,
+                        &s.step,
+                        sp,
+                        e,
+                        progress.clone(),
+                    )
+                    .await?;
+                    state = st;
+                    base = store.ds.clone();
+                    sreport.rows_written += n;
+                }
                 mreport.steps.push(sreport);
             }
             if !dry_run {
@@ -416,6 +421,63 @@ impl<'a> Migrator<'a> {
         report.duration_ms = elapsed_ms(started);
         Ok(report)
     }
+}
+
+/// Run the gradual backfill of a `reembed` step; returns the state it left (with the
+/// checkpoint) and the rows it embedded.
+#[allow(clippy::too_many_arguments)]
+async fn backfill(
+    store: &mut Store,
+    state: StoreState,
+    m: &Migration,
+    checksum: &str,
+    i: usize,
+    step: &memlane_core::Step,
+    space: memlane_core::Space,
+    e: Arc<dyn Embedder>,
+    progress: Option<ProgressFn>,
+) -> Result<(StoreState, u64)> {
+    let memlane_core::Step::Reembed {
+        embedder,
+        source,
+        batch_size,
+        throttle,
+        checkpoint_seconds,
+        ..
+    } = step
+    else {
+        return Ok((state, 0));
+    };
+    let mut g = crate::gradual::Gradual {
+        state,
+        store,
+        space,
+        batch: batch_size.unwrap_or_else(|| e.batch_size()),
+        embedder: e,
+        embedder_name: embedder.clone(),
+        source: source.clone(),
+        throttle: *throttle,
+        checkpoint_secs: checkpoint_seconds.unwrap_or(10.0),
+        progress: progress.map(|f| {
+            (
+                f,
+                Progress {
+                    migration: m.id,
+                    step: i,
+                    steps: m.steps.len(),
+                    op: "reembed".into(),
+                    done: 0,
+                    total: 0,
+                },
+            )
+        }),
+        migration: m.id,
+        step: i,
+        file: m.file.clone(),
+        checksum: checksum.to_owned(),
+    };
+    let out = g.run().await?;
+    Ok((g.state, out.embedded))
 }
 
 fn elapsed_ms(t: Instant) -> u64 {

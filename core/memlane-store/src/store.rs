@@ -694,7 +694,14 @@ impl Store {
     pub async fn history(&self) -> Result<Vec<HistoryItem>> {
         let tags = self.tags().await?;
         let mut out = Vec::new();
-        for v in self.ds.versions().await? {
+        let head = self.version();
+        for v in self
+            .ds
+            .versions()
+            .await?
+            .into_iter()
+            .filter(|v| v.version <= head)
+        {
             let tx = self.ds.read_transaction_by_version(v.version).await?;
             let operation = tx
                 .as_ref()

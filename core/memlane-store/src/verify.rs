@@ -83,6 +83,57 @@ impl fmt::Display for VerifyReport {
 }
 
 impl Store {
+    /// Rows whose vector in `space` was embedded from other text than their content.
+    async fn stale_vectors(
+        &self,
+        space: &memlane_core::Space,
+    ) -> Result<std::result::Result<String, String>> {
+        use arrow::array::{Array, AsArray};
+        let dg = space.digest_column();
+        let (mut checked, mut stale, mut samples) = (0u64, 0u64, Vec::new());
+        for b in self
+            .scan(
+                Some(&[
+                    memlane_core::schema::ID,
+                    memlane_core::schema::CONTENT,
+                    dg.as_str(),
+                ]),
+                None,
+            )
+            .await?
+        {
+            let (ids, text, d) = (
+                b.column(0).as_string::<i32>(),
+                b.column(1).as_string::<i32>(),
+                b.column(2).as_fixed_size_binary(),
+            );
+            for i in 0..b.num_rows() {
+                if text.is_null(i) || d.is_null(i) {
+                    continue;
+                }
+                checked += 1;
+                if d.value(i) != space.passage_digest(text.value(i)) {
+                    stale += 1;
+                    if samples.len() < memlane_core::report::SAMPLE_IDS {
+                        samples.push(ids.value(i).to_owned());
+                    }
+                }
+            }
+        }
+        Ok(if stale == 0 {
+            Ok(format!(
+                "{checked} vectors of `{}` embedded from their current content",
+                space.name
+            ))
+        } else {
+            Err(format!(
+                "{stale} of {checked} vectors of `{}` were embedded from other text than the row's content (e.g. {}); re-embed them with `memlane apply`",
+                space.name,
+                samples.join(", ")
+            ))
+        })
+    }
+
     /// Recompute the recorded hash chain (and compare with `files` when given), check
     /// the Lance manifest, the spaces' columns, the history's consistency, the row
     /// count of the last memlane commit, and the data (ids; active-space vectors).
@@ -194,7 +245,14 @@ impl Store {
         );
 
         let rows = self.count().await?;
-        if let Some(last) = history.last().and_then(|h| h.entry.as_ref()) {
+        // a count recorded before a commit that was rebased over concurrent commits
+        // (read_version + 1 < version) cannot be compared
+        if let Some((item, last)) = history
+            .last()
+            .and_then(|h| h.entry.as_ref().map(|e| (h, e)))
+            .filter(|(h, _)| h.read_version + 1 == h.version)
+        {
+            let _ = item;
             let recorded = last
                 .report
                 .as_ref()
@@ -225,6 +283,13 @@ impl Store {
             )
             .await?;
             r.push_result("vectors", &v);
+            if schema.field_with_name(&space.digest_column()).is_ok()
+                && schema
+                    .field_with_name(memlane_core::schema::CONTENT)
+                    .is_ok()
+            {
+                r.push("current", self.stale_vectors(space).await?);
+            }
         }
         Ok(r)
     }
