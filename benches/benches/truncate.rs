@@ -40,6 +40,7 @@ async fn generate(size: usize) {
             plain: true,
             spaces: vec![space],
             fields: vec![],
+            rows_per_fragment: None,
         },
         None,
         &Default::default(),

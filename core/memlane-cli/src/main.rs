@@ -289,10 +289,19 @@ fn progress_bar() -> Option<memlane_store::ProgressFn> {
 
 fn resolve_embedders(
     given: &[String],
-    plan: &memlane_core::Plan,
+    files: &[memlane_core::Migration],
 ) -> Result<HashMap<String, Arc<dyn memlane_store::Embedder>>> {
     let mut e = embedders::parse_all(given)?;
-    for name in &plan.embedders {
+    // every embedder the folder names (applied migrations too: apply catches up a
+    // completed re-embed of the active space)
+    let names = files
+        .iter()
+        .flat_map(|m| &m.steps)
+        .filter_map(|s| match &s.step {
+            memlane_core::Step::Reembed { embedder, .. } => Some(embedder),
+            _ => None,
+        });
+    for name in names {
         if !e.contains_key(name)
             && let Some(h) = embedders::by_convention(name)
         {
@@ -515,7 +524,13 @@ async fn run(cli: Cli) -> Result<u8> {
                 }
                 return Ok(BLOCKED);
             }
-            if plan.is_empty() {
+            if plan.is_empty()
+                && !files.iter().any(|m| {
+                    m.steps
+                        .iter()
+                        .any(|s| matches!(s.step, memlane_core::Step::Reembed { .. }))
+                })
+            {
                 if json {
                     print_json(&memlane_core::ApplyReport {
                         version_before: st.version(),
@@ -525,7 +540,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 }
                 return Ok(OK);
             }
-            if !dry_run && !yes {
+            if !dry_run && !yes && !plan.is_empty() {
                 if !std::io::stdin().is_terminal() {
                     eprintln!("apply needs confirmation: pass --yes (or --dry-run to only check)");
                     return Ok(USAGE);
@@ -541,7 +556,7 @@ async fn run(cli: Cli) -> Result<u8> {
                     return Ok(FAILED);
                 }
             }
-            let emb = resolve_embedders(&embedders, &plan)?;
+            let emb = resolve_embedders(&embedders, &files)?;
             let mut m = st.migrator(files).dry_run(dry_run).to(to).holder(format!(
                 "memlane apply ({})",
                 std::env::var("USER").unwrap_or_default()

@@ -79,6 +79,8 @@ impl Checkpoint {
 pub(crate) struct Outcome {
     pub(crate) embedded: u64,
     pub(crate) commits: u64,
+    /// The version the last pass read: every row as of it has a current vector.
+    pub(crate) settled: u64,
 }
 
 /// Inputs of a gradual re-embed.
@@ -108,7 +110,8 @@ struct Todo {
     digest: [u8; 16],
 }
 
-fn is_conflict(e: &lance::Error) -> bool {
+/// Whether a commit failed because a concurrent commit preempted it (retry on the new head).
+pub(crate) fn is_conflict(e: &lance::Error) -> bool {
     let s = e.to_string().to_lowercase();
     s.contains("conflict") || s.contains("retry")
 }
@@ -279,16 +282,25 @@ impl Gradual<'_> {
                     s
                 }
             };
-            self.commit(
-                Operation::Merge {
-                    fragments,
-                    schema,
-                    preserves_nullability: true,
-                },
-                &cp,
-            )
-            .await?;
-            out.commits += 1;
+            match self
+                .commit(
+                    Operation::Merge {
+                        fragments,
+                        schema,
+                        preserves_nullability: true,
+                    },
+                    &cp,
+                )
+                .await
+            {
+                Ok(()) => out.commits += 1,
+                // preempted by a writer's append: expand again on the new head
+                Err(StoreError::Lance(e)) if is_conflict(&e) => {
+                    self.store.refresh_data().await?;
+                    return Box::pin(self.run()).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let started = Instant::now();
         let mut embedded_now = 0u64;
@@ -301,6 +313,7 @@ impl Gradual<'_> {
             }
             self.store.refresh_data().await?;
             let ds = self.store.ds.clone();
+            out.settled = ds.version_id();
             let (total, remaining, per_frag) = self.count_todo(&ds).await?;
             cp.total = total;
             cp.remaining = remaining;
@@ -308,6 +321,10 @@ impl Gradual<'_> {
             if remaining == 0 {
                 return Ok(out);
             }
+            // under steady writes a pass rarely starts at zero: a pass that starts with
+            // at most one batch to do is the last; the migrator completes after it and
+            // catches up what arrives meanwhile
+            let last_pass = remaining <= self.batch.max(1) as u64;
             cp.phase = if cp.pass <= 1 && out.commits <= 1 && cp.embedded == 0 {
                 "backfill".into()
             } else {
@@ -315,12 +332,28 @@ impl Gradual<'_> {
             };
             let mut frags: Vec<u64> = per_frag.keys().copied().collect();
             frags.sort_unstable();
-            for frag_id in frags {
+            // one commit per batch of fragments: at least a fragment's worth of rows, or
+            // a checkpoint interval, whichever comes first (many small fragments written
+            // by live writers then cost one commit, not one each)
+            let per_commit = self.state.fragment_rows() as u64;
+            let mut batch: Vec<u64> = Vec::new();
+            let mut rows = 0u64;
+            let mut since = Instant::now();
+            for (k, frag_id) in frags.iter().enumerate() {
+                batch.push(*frag_id);
+                rows += per_frag[frag_id];
+                let last = k + 1 == frags.len();
+                if !(last
+                    || rows >= per_commit
+                    || since.elapsed().as_secs_f64() >= self.checkpoint_secs)
+                {
+                    continue;
+                }
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
                     match self
-                        .fragment(frag_id, &mut cp, &mut embedded_now, started)
+                        .fragments(&batch, &mut cp, &mut embedded_now, started)
                         .await
                     {
                         Ok(n) => {
@@ -332,33 +365,88 @@ impl Gradual<'_> {
                         }
                         Err(StoreError::Lance(e)) if attempt < 20 && is_conflict(&e) => {
                             // a writer committed in between: re-read and redo (the side
-                            // file keeps what was embedded)
+                            // files keep what was embedded)
                             self.store.refresh_data().await?;
                         }
                         Err(e) => return Err(e),
                     }
                 }
+                batch.clear();
+                rows = 0;
+                since = Instant::now();
             }
             cp.pass += 1;
+            if last_pass {
+                return Ok(out);
+            }
         }
         Ok(out)
     }
 
-    /// Embed and commit one fragment's todo rows. Returns rows embedded.
+    /// Embed the todo rows of some fragments and commit them in one `DataReplacement`.
+    /// Returns the rows embedded.
+    async fn fragments(
+        &mut self,
+        ids: &[u64],
+        cp: &mut Checkpoint,
+        embedded_now: &mut u64,
+        started: Instant,
+    ) -> Result<u64> {
+        let mut groups = Vec::new();
+        let mut rows = 0;
+        let saved = cp.clone();
+        for id in ids {
+            match self.fragment(*id, cp, embedded_now, started).await {
+                Ok(Some((g, n))) => {
+                    groups.push(g);
+                    rows += n;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    *cp = saved;
+                    return Err(e);
+                }
+            }
+        }
+        if groups.is_empty() {
+            return Ok(0);
+        }
+        cp.at = now();
+        if let Err(e) = self
+            .commit(
+                Operation::DataReplacement {
+                    replacements: groups,
+                },
+                cp,
+            )
+            .await
+        {
+            *cp = saved;
+            return Err(e);
+        }
+        for id in ids {
+            for f in self.side_files(*id) {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Embed one fragment's todo rows and stage its two columns (not committed).
     async fn fragment(
         &mut self,
         frag_id: u64,
         cp: &mut Checkpoint,
         embedded_now: &mut u64,
         started: Instant,
-    ) -> Result<u64> {
+    ) -> Result<Option<(lance::dataset::transaction::DataReplacementGroup, u64)>> {
         let ds = self.store.ds.clone();
         let Some(frag) = ds
             .get_fragments()
             .into_iter()
             .find(|f| f.id() as u64 == frag_id)
         else {
-            return Ok(0);
+            return Ok(None);
         };
         let n = frag.physical_rows().await?;
         let dv = frag.get_deletion_vector().await?;
@@ -398,7 +486,7 @@ impl Gradual<'_> {
             }
         }
         if todo.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
         // vectors: start from what is there, overwrite the todo rows
         let mut flat = vec![0f32; n * d];
@@ -526,18 +614,7 @@ impl Gradual<'_> {
             .write_columns(futures::stream::iter(vec![Ok(out)]), &target)
             .await?;
         cp.embedded += embedded;
-        cp.at = now();
-        self.commit(
-            Operation::DataReplacement {
-                replacements: vec![group],
-            },
-            cp,
-        )
-        .await?;
-        for f in self.side_files(frag_id) {
-            let _ = std::fs::remove_file(f);
-        }
-        Ok(todo.len() as u64)
+        Ok(Some((group, todo.len() as u64)))
     }
 
     fn side_batch(

@@ -199,179 +199,192 @@ impl<'a> Migrator<'a> {
                     reports: vec![],
                 });
             }
-            for (i, s) in m.steps.iter().enumerate().skip(first) {
+            'steps: for (i, s) in m.steps.iter().enumerate().skip(first) {
                 let t0 = Instant::now();
                 // a re-embed backfills in checkpoint commits first (or, in a dry run,
                 // tries the embedder on a sample)
+                // a commit preempted by a concurrent writer is staged again on the new head
+                let mut attempt = 0u32;
                 let mut reembedded = None;
-                if let memlane_core::Step::Reembed {
-                    space,
-                    embedder,
-                    source,
-                    ..
-                } = &s.step
-                {
-                    let sp =
-                        state
-                            .space(space)
-                            .cloned()
-                            .ok_or_else(|| StoreError::UnknownSpace {
+                let mut settled = None;
+                let (committed, mut sreport, new_state) = loop {
+                    attempt += 1;
+                    if let memlane_core::Step::Reembed {
+                        space,
+                        embedder,
+                        source,
+                        ..
+                    } = &s.step
+                    {
+                        let sp = state.space(space).cloned().ok_or_else(|| {
+                            StoreError::UnknownSpace {
                                 name: space.clone(),
                                 known: String::new(),
-                            })?;
-                    let e = embedders.get(embedder).cloned().ok_or_else(|| {
-                        StoreError::MissingEmbedder {
-                            file: m.file.clone(),
-                            name: embedder.clone(),
+                            }
+                        })?;
+                        let e = embedders.get(embedder).cloned().ok_or_else(|| {
+                            StoreError::MissingEmbedder {
+                                file: m.file.clone(),
+                                name: embedder.clone(),
+                            }
+                        })?;
+                        if dry_run {
+                            reembedded = Some(
+                                crate::gradual::sample(&base, &sp, embedder, e.as_ref(), source)
+                                    .await?,
+                            );
+                        } else {
+                            let (st, n) = backfill(
+                                store,
+                                state.clone(),
+                                m,
+                                &pm.checksum,
+                                i,
+                                &s.step,
+                                sp,
+                                e,
+                                progress.clone(),
+                            )
+                            .await?;
+                            state = st;
+                            base = store.ds.clone();
+                            reembedded = Some(reembedded.unwrap_or(0) + n.embedded);
+                            settled = Some(n.settled);
                         }
-                    })?;
-                    if dry_run {
-                        reembedded = Some(
-                            crate::gradual::sample(&base, &sp, embedder, e.as_ref(), source)
-                                .await?,
-                        );
-                    } else {
-                        let (st, n) = backfill(
-                            store,
-                            state.clone(),
-                            m,
-                            &pm.checksum,
-                            i,
-                            &s.step,
-                            sp,
-                            e,
-                            progress.clone(),
-                        )
-                        .await?;
-                        state = st;
-                        base = store.ds.clone();
-                        reembedded = Some(n);
                     }
-                }
-                let rows_before = base.count_rows(None).await? as u64;
-                let ctx = Ctx {
-                    ds: &base,
-                    state: &state,
-                    progress: progress.clone().map(|f| {
-                        (
-                            f,
-                            Progress {
-                                migration: m.id,
-                                step: i,
-                                steps: m.steps.len(),
-                                op: s.step.op().into(),
-                                done: 0,
-                                total: rows_before,
-                            },
-                        )
-                    }),
-                };
-                let mut staged = stage(&ctx, &s.step).await?;
-                if let Some(n) = reembedded {
-                    staged.rows_written = n;
-                    if dry_run {
-                        staged.sampled = std::mem::take(&mut staged.written_vectors);
+                    let rows_before = base.count_rows(None).await? as u64;
+                    let ctx = Ctx {
+                        ds: &base,
+                        state: &state,
+                        progress: progress.clone().map(|f| {
+                            (
+                                f,
+                                Progress {
+                                    migration: m.id,
+                                    step: i,
+                                    steps: m.steps.len(),
+                                    op: s.step.op().into(),
+                                    done: 0,
+                                    total: rows_before,
+                                },
+                            )
+                        }),
+                    };
+                    let mut staged = stage(&ctx, &s.step).await?;
+                    staged.settled = settled;
+                    if let Some(n) = reembedded {
+                        staged.rows_written = n;
+                        if dry_run {
+                            staged.sampled = std::mem::take(&mut staged.written_vectors);
+                        }
                     }
-                }
-                let last = i + 1 == m.steps.len();
-                let mut new_state = staged.state.clone();
-                let mut entry = HistoryEntry::new(
-                    if last {
-                        Action::Migration
-                    } else {
-                        Action::Step
-                    },
-                    now(),
-                );
-                entry.migration = Some(m.id);
-                entry.file = Some(m.file.clone());
-                entry.checksum = Some(pm.checksum.clone());
-                entry.active_space.clone_from(&new_state.active_space);
-                // stage the commit detached, check invariants on exactly what would land
-                let tx = transaction(&base, staged.op.clone(), &new_state, &entry);
-                let detached = Arc::new(
-                    CommitBuilder::new(base.clone())
-                        .with_detached(true)
-                        .execute(tx)
-                        .await?,
-                );
-                let invariants = check(
-                    &detached,
-                    &state,
-                    &new_state,
-                    &staged,
-                    rows_before,
-                    &m.invariants,
-                )
-                .await?;
-                let mut sreport = StepReport {
-                    migration: m.id,
-                    step: i,
-                    op: s.step.op().into(),
-                    description: s.step.describe(),
-                    rows_before,
-                    rows_after: detached.count_rows(None).await? as u64,
-                    rows_deleted: staged.rows_deleted,
-                    rows_written: staged.rows_written,
-                    duration_ms: 0,
-                    invariants,
-                    version: None,
-                };
-                if sreport.blocked() {
-                    sreport.duration_ms = elapsed_ms(t0);
-                    let details = sreport
-                        .invariants
-                        .iter()
-                        .filter(|r| r.blocks())
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n");
-                    mreport.outcome = MigrationOutcome::Blocked;
-                    mreport.steps.push(sreport.clone());
-                    report.migrations.push(mreport);
-                    report.duration_ms = elapsed_ms(started);
-                    return Err(StoreError::InvariantViolation {
-                        file: m.file.clone(),
-                        step: i + 1,
+                    let last = i + 1 == m.steps.len();
+                    let mut new_state = staged.state.clone();
+                    let mut entry = HistoryEntry::new(
+                        if last {
+                            Action::Migration
+                        } else {
+                            Action::Step
+                        },
+                        now(),
+                    );
+                    entry.migration = Some(m.id);
+                    entry.file = Some(m.file.clone());
+                    entry.checksum = Some(pm.checksum.clone());
+                    entry.active_space.clone_from(&new_state.active_space);
+                    // stage the commit detached, check invariants on exactly what would land
+                    let tx = transaction(&base, staged.op.clone(), &new_state, &entry);
+                    let detached = Arc::new(
+                        CommitBuilder::new(base.clone())
+                            .with_detached(true)
+                            .execute(tx)
+                            .await?,
+                    );
+                    let invariants = check(
+                        &detached,
+                        &state,
+                        &new_state,
+                        &staged,
+                        rows_before,
+                        &m.invariants,
+                    )
+                    .await?;
+                    let mut sreport = StepReport {
+                        migration: m.id,
+                        step: i,
                         op: s.step.op().into(),
-                        details,
-                        report: Box::new(sreport),
-                    });
-                }
-                if dry_run {
+                        description: s.step.describe(),
+                        rows_before,
+                        rows_after: detached.count_rows(None).await? as u64,
+                        rows_deleted: staged.rows_deleted,
+                        rows_written: staged.rows_written,
+                        duration_ms: 0,
+                        invariants,
+                        version: None,
+                    };
+                    if sreport.blocked() {
+                        sreport.duration_ms = elapsed_ms(t0);
+                        let details = sreport
+                            .invariants
+                            .iter()
+                            .filter(|r| r.blocks())
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("\n");
+                        mreport.outcome = MigrationOutcome::Blocked;
+                        mreport.steps.push(sreport.clone());
+                        report.migrations.push(mreport);
+                        report.duration_ms = elapsed_ms(started);
+                        return Err(StoreError::InvariantViolation {
+                            file: m.file.clone(),
+                            step: i + 1,
+                            op: s.step.op().into(),
+                            details,
+                            report: Box::new(sreport),
+                        });
+                    }
+                    if dry_run {
+                        sreport.duration_ms = elapsed_ms(t0);
+                        mreport.steps.push(sreport);
+                        base = detached;
+                        state = new_state;
+                        continue 'steps;
+                    }
+                    // record the step in the state it commits
+                    let Some(mut flight) = state.in_flight.clone().map(|mut f| {
+                        f.checkpoint = None;
+                        f
+                    }) else {
+                        unreachable!("in-flight set above")
+                    };
+                    flight.steps_done = i + 1;
                     sreport.duration_ms = elapsed_ms(t0);
-                    mreport.steps.push(sreport);
-                    base = detached;
-                    state = new_state;
-                    continue;
-                }
-                // record the step in the state it commits
-                let Some(mut flight) = state.in_flight.clone().map(|mut f| {
-                    f.checkpoint = None;
-                    f
-                }) else {
-                    unreachable!("in-flight set above")
+                    flight.reports.push(sreport.clone());
+                    if last {
+                        new_state.in_flight = None;
+                        new_state.applied.push(AppliedMigration {
+                            id: m.id,
+                            file: m.file.clone(),
+                            description: m.description.clone(),
+                            content_hash: m.content_hash.clone(),
+                            checksum: pm.checksum.clone(),
+                            applied_at: now(),
+                            repairs: vec![],
+                        });
+                    } else {
+                        new_state.in_flight = Some(flight);
+                    }
+                    entry.report = Some(sreport.clone());
+                    let tx = transaction(&base, staged.op, &new_state, &entry);
+                    match CommitBuilder::new(base.clone()).execute(tx).await {
+                        Ok(c) => break (c, sreport, new_state),
+                        Err(e) if attempt < 10 && crate::gradual::is_conflict(&e) => {
+                            store.refresh_data().await?;
+                            base = store.ds.clone();
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 };
-                flight.steps_done = i + 1;
-                sreport.duration_ms = elapsed_ms(t0);
-                flight.reports.push(sreport.clone());
-                if last {
-                    new_state.in_flight = None;
-                    new_state.applied.push(AppliedMigration {
-                        id: m.id,
-                        file: m.file.clone(),
-                        description: m.description.clone(),
-                        content_hash: m.content_hash.clone(),
-                        checksum: pm.checksum.clone(),
-                        applied_at: now(),
-                        repairs: vec![],
-                    });
-                } else {
-                    new_state.in_flight = Some(flight);
-                }
-                entry.report = Some(sreport.clone());
-                let tx = transaction(&base, staged.op, &new_state, &entry);
-                let committed = CommitBuilder::new(base.clone()).execute(tx).await?;
                 sreport.version = Some(committed.version_id());
                 base = Arc::new(committed);
                 store.ds = base.clone();
@@ -400,7 +413,7 @@ impl<'a> Migrator<'a> {
                     .await?;
                     state = st;
                     base = store.ds.clone();
-                    sreport.rows_written += n;
+                    sreport.rows_written += n.embedded;
                 }
                 mreport.steps.push(sreport);
             }
@@ -416,6 +429,37 @@ impl<'a> Migrator<'a> {
                 }
             }
             report.migrations.push(mreport);
+        }
+        // writes that raced a completed re-embed of the active space: catch them up
+        // whenever its embedder is at hand (cheap when there is nothing to do)
+        if !dry_run && store.state.in_flight.is_none() {
+            let active = store.state.active_space.clone();
+            let applied: Vec<u32> = store.state.applied.iter().map(|a| a.id).collect();
+            for m in migrations.iter().filter(|m| applied.contains(&m.id)) {
+                for (i, s) in m.steps.iter().enumerate() {
+                    if let memlane_core::Step::Reembed {
+                        space, embedder, ..
+                    } = &s.step
+                        && active.as_deref() == Some(space.as_str())
+                        && let (Some(sp), Some(e)) = (
+                            store.state.space(space).cloned(),
+                            embedders.get(embedder).cloned(),
+                        )
+                    {
+                        let st = store.state.clone();
+                        let checksum = store
+                            .state
+                            .applied
+                            .iter()
+                            .find(|a| a.id == m.id)
+                            .map(|a| a.checksum.clone())
+                            .unwrap_or_default();
+                        backfill(store, st, m, &checksum, i, &s.step, sp, e, progress.clone())
+                            .await?;
+                    }
+                }
+            }
+            base = store.ds.clone();
         }
         report.version_after = base.version_id();
         report.duration_ms = elapsed_ms(started);
@@ -436,7 +480,7 @@ async fn backfill(
     space: memlane_core::Space,
     e: Arc<dyn Embedder>,
     progress: Option<ProgressFn>,
-) -> Result<(StoreState, u64)> {
+) -> Result<(StoreState, crate::gradual::Outcome)> {
     let memlane_core::Step::Reembed {
         embedder,
         source,
@@ -446,7 +490,7 @@ async fn backfill(
         ..
     } = step
     else {
-        return Ok((state, 0));
+        return Ok((state, crate::gradual::Outcome::default()));
     };
     let mut g = crate::gradual::Gradual {
         state,
@@ -477,7 +521,7 @@ async fn backfill(
         checksum: checksum.to_owned(),
     };
     let out = g.run().await?;
-    Ok((g.state, out.embedded))
+    Ok((g.state, out))
 }
 
 fn elapsed_ms(t: Instant) -> u64 {
@@ -606,7 +650,19 @@ async fn check(
                         continue;
                     }
                     let required = after.active_space.as_deref() == Some(space.name.as_str());
-                    out.push(audit_vectors(staged, space, required, spec).await?);
+                    // an online re-embed settles at version V: rows written after V by
+                    // others are the catch-up lag, embedded right after completion
+                    let scope = st.settled.filter(|_| st.written_vectors.contains(&space.column)).map(|v| {
+                        format!("_row_created_at_version <= {v} AND _row_last_updated_at_version <= {v}")
+                    });
+                    let mut r =
+                        audit_vectors(staged, space, required, spec, scope.as_deref()).await?;
+                    if let Some(v) = st.settled.filter(|_| scope.is_some()) {
+                        r.message.push_str(&format!(
+                            " (rows as of version {v}; later writes are caught up after completion)"
+                        ));
+                    }
+                    out.push(r);
                 }
             }
             CheckKind::Expression => {
@@ -666,9 +722,10 @@ pub(crate) async fn audit_vectors(
     space: &memlane_core::Space,
     required: bool,
     spec: &InvariantSpec,
+    filter: Option<&str>,
 ) -> Result<InvariantResult> {
     let mut audit = VectorAudit::new(space.clone());
-    for b in scan(ds, &[ID, space.column.as_str()], None, None).await? {
+    for b in scan(ds, &[ID, space.column.as_str()], filter, None).await? {
         let ids = b.column(0).as_string::<i32>();
         let v = b.column(1).as_fixed_size_list();
         let vals = v

@@ -50,6 +50,9 @@ pub(crate) struct Staged {
     pub(crate) written_vectors: Vec<String>,
     /// Vector columns a dry run only sampled (not checked as a whole).
     pub(crate) sampled: Vec<String>,
+    /// For an online re-embed: the version its last backfill pass read; the written
+    /// space is checked on the rows as of that version.
+    pub(crate) settled: Option<u64>,
 }
 
 /// Inputs of an executor.
@@ -364,6 +367,7 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
         rows_deleted: 0,
         written_vectors: vec![],
         sampled: vec![],
+        settled: None,
     };
     match step {
         Step::AddField {

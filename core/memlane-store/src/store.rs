@@ -870,7 +870,7 @@ impl Store {
         let mut state = self.state.clone();
         if state.active_space.is_none() {
             let spec = memlane_core::InvariantSpec::builtin(memlane_core::CheckKind::VectorsValid);
-            let v = crate::migrate::audit_vectors(&self.ds, &space, true, &spec).await?;
+            let v = crate::migrate::audit_vectors(&self.ds, &space, true, &spec, None).await?;
             if !v.passed {
                 return Err(StoreError::Input(format!(
                     "cannot make `{}` the active space: {} (e.g. {})",

@@ -280,6 +280,7 @@ impl Store {
                 space,
                 true,
                 &InvariantSpec::builtin(CheckKind::VectorsValid),
+                None,
             )
             .await?;
             r.push_result("vectors", &v);
