@@ -567,8 +567,21 @@ impl Sim {
                 source,
                 activate,
                 batch_size,
-                ..
+                throttle,
+                checkpoint_seconds,
             } => {
+                for (key, v) in [
+                    ("throttle", throttle),
+                    ("checkpoint_seconds", checkpoint_seconds),
+                ] {
+                    if v.is_some_and(|x| !(x.is_finite() && x > 0.0)) {
+                        self.err(
+                            "bad-number",
+                            format!("`{key}` must be a positive number"),
+                            "drop it to use the default",
+                        );
+                    }
+                }
                 if batch_size == &Some(0) {
                     self.err(
                         "bad-batch-size",
