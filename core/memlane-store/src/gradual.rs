@@ -338,15 +338,16 @@ impl Gradual<'_> {
             let per_commit = self.state.fragment_rows() as u64;
             let mut batch: Vec<u64> = Vec::new();
             let mut rows = 0u64;
-            let mut since = Instant::now();
             for (k, frag_id) in frags.iter().enumerate() {
                 batch.push(*frag_id);
                 rows += per_frag[frag_id];
                 let last = k + 1 == frags.len();
-                if !(last
-                    || rows >= per_commit
-                    || since.elapsed().as_secs_f64() >= self.checkpoint_secs)
-                {
+                // a slow embedder commits sooner: the batch would take longer than a
+                // checkpoint interval at the rate seen so far (unknown: commit)
+                #[allow(clippy::cast_precision_loss)]
+                let slow =
+                    cp.rows_per_sec <= 0.0 || rows as f64 / cp.rows_per_sec >= self.checkpoint_secs;
+                if !(last || rows >= per_commit || slow) {
                     continue;
                 }
                 let mut attempt = 0;
@@ -373,7 +374,6 @@ impl Gradual<'_> {
                 }
                 batch.clear();
                 rows = 0;
-                since = Instant::now();
             }
             cp.pass += 1;
             if last_pass {

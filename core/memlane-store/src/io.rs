@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
+use futures::TryStreamExt;
+use lance::io::RecordBatchStream;
 use memlane_core::Migration;
 
 use crate::error::{Result, StoreError};
@@ -87,15 +89,13 @@ pub async fn export_ipc(store: &Store, path: impl AsRef<Path>) -> Result<u64> {
     let path = path.as_ref();
     let cols = user_columns(store);
     let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-    let batches = store.scan(Some(&refs), None).await?;
-    let schema: Arc<Schema> = batches
-        .first()
-        .map_or_else(|| store.schema(), RecordBatch::schema);
+    let mut batches = store.scan_stream(Some(&refs), None).await?;
+    let schema: Arc<Schema> = batches.schema();
     let f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
     let mut w = arrow::ipc::writer::FileWriter::try_new(BufWriter::new(f), &schema)?;
     let mut n = 0;
-    for b in &batches {
-        w.write(b)?;
+    while let Some(b) = batches.try_next().await? {
+        w.write(&b)?;
         n += b.num_rows() as u64;
     }
     w.finish()?;
@@ -107,12 +107,12 @@ pub async fn export_jsonl(store: &Store, path: impl AsRef<Path>) -> Result<u64> 
     let path = path.as_ref();
     let cols = user_columns(store);
     let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-    let batches = store.scan(Some(&refs), None).await?;
+    let mut batches = store.scan_stream(Some(&refs), None).await?;
     let f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
     let mut w = arrow::json::LineDelimitedWriter::new(BufWriter::new(f));
     let mut n = 0;
-    for b in &batches {
-        w.write(b)?;
+    while let Some(b) = batches.try_next().await? {
+        w.write(&b)?;
         n += b.num_rows() as u64;
     }
     w.finish()?;

@@ -438,6 +438,19 @@ impl Store {
         columns: Option<&[&str]>,
         filter: Option<&str>,
     ) -> Result<Vec<RecordBatch>> {
+        Ok(self
+            .scan_stream(columns, filter)
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Like [`Store::scan`], one batch at a time (memory stays flat on large stores).
+    pub async fn scan_stream(
+        &self,
+        columns: Option<&[&str]>,
+        filter: Option<&str>,
+    ) -> Result<lance::dataset::scanner::DatasetRecordBatchStream> {
         let mut s = self.ds.scan();
         if let Some(c) = columns {
             s.project(c)?;
@@ -445,13 +458,14 @@ impl Store {
         if let Some(f) = filter {
             s.filter(f)?;
         }
-        Ok(s.try_into_stream().await?.try_collect().await?)
+        Ok(s.try_into_stream().await?)
     }
 
     async fn existing_ids(&self, ids: &[String]) -> Result<Vec<String>> {
         let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
         let mut found = Vec::new();
-        for b in self.scan(Some(&[ID]), None).await? {
+        let mut stream = self.scan_stream(Some(&[ID]), None).await?;
+        while let Some(b) = stream.try_next().await? {
             for id in b.column(0).as_string::<i32>().iter().flatten() {
                 if wanted.contains(id) {
                     found.push(id.to_owned());
