@@ -53,6 +53,24 @@ pub(crate) struct Staged {
     /// For an online re-embed: the version its last backfill pass read; the written
     /// space is checked on the rows as of that version.
     pub(crate) settled: Option<u64>,
+    /// Vector columns checked as they were produced (physical rows, deleted included).
+    pub(crate) checked_as_written: Vec<(String, Tally)>,
+}
+
+/// Outcome of checking vectors as they are produced.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tally {
+    pub(crate) valid: u64,
+    pub(crate) invalid: u64,
+    pub(crate) nulls: u64,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Tally) {
+        self.valid += o.valid;
+        self.invalid += o.invalid;
+        self.nulls += o.nulls;
+    }
 }
 
 /// Inputs of an executor.
@@ -368,6 +386,7 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
         written_vectors: vec![],
         sampled: vec![],
         settled: None,
+        checked_as_written: vec![],
     };
     match step {
         Step::AddField {
@@ -582,18 +601,41 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
                 .ok_or_else(|| StoreError::Input("truncate produced no space".into()))?;
             let out: SchemaRef = Arc::new(ArrowSchema::new(vec![space_field(&new)]));
             let (out2, d_in, d_out) = (out.clone(), src.dimension, new.dimension);
+            // vectors are checked as they are produced (no read-back of the new column
+            // when all are valid); a failure falls back to the checked read of what landed
+            let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
+            let (t2, check_space) = (tally.clone(), new.clone());
             let mapper: Mapper = Arc::new(move |b: &RecordBatch| {
                 let (flat, d) = flat_values(b.column(0))?;
                 debug_assert_eq!(d, d_in);
                 let mut out = Vec::new();
                 truncate_flat(&flat, d, d_out, &mut out);
-                let col = vectors(out, d_out, b.column(0).nulls().cloned())?;
+                let nulls = b.column(0).nulls().cloned();
+                let mut t = Tally::default();
+                for (i, v) in out.chunks_exact(d_out).enumerate() {
+                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                        t.nulls += 1;
+                    } else if check_space.check_vector("", v).is_err() {
+                        t.invalid += 1;
+                    } else {
+                        t.valid += 1;
+                    }
+                }
+                if let Ok(mut g) = t2.lock() {
+                    g.add(&t);
+                }
+                let col = vectors(out, d_out, nulls)?;
                 RecordBatch::try_new(out2.clone(), vec![col]).map_err(lance_err)
             });
             let (op, rows) = ctx.add_columns(&[src.column.as_str()], out, mapper).await?;
             staged.op = op;
             staged.rows_written = rows;
             staged.written_vectors.push(new.column.clone());
+            if let Ok(t) = tally.lock() {
+                staged
+                    .checked_as_written
+                    .push((new.column.clone(), t.clone()));
+            }
         }
         Step::Normalize { space } => {
             let sp = ctx
