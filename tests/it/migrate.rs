@@ -519,15 +519,37 @@ async fn a_truncation_that_yields_zero_vectors_is_blocked_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = corpus_store(&dir, "z").await;
     let folder = dir.path().join("z");
-    write(&folder, "0001_space.toml", "[[steps]]\nop = \"add_space\"\nspace = \"wide\"\nmodel = \"hash\"\ndimension = 768\nnormalized = true\n\n[[steps]]\nop = \"reembed\"\nspace = \"wide\"\nembedder = \"h\"\n");
-    write(&folder, "0002_narrow.toml", "[[steps]]\nop = \"truncate\"\nfrom = \"wide\"\nspace = \"tiny\"\ndimension = 8\n");
+    write(
+        &folder,
+        "0001_space.toml",
+        "[[steps]]\nop = \"add_space\"\nspace = \"wide\"\nmodel = \"hash\"\ndimension = 768\nnormalized = true\n\n[[steps]]\nop = \"reembed\"\nspace = \"wide\"\nembedder = \"h\"\n",
+    );
+    write(
+        &folder,
+        "0002_narrow.toml",
+        "[[steps]]\nop = \"truncate\"\nfrom = \"wide\"\nspace = \"tiny\"\ndimension = 8\n",
+    );
     let files = memlane_store::read_folder(&folder).unwrap();
-    let err = store.migrator(files).embedder("h", hash(768, 0)).apply().await.unwrap_err();
-    let StoreError::InvariantViolation { report, .. } = &err else { panic!("{err}") };
-    let bad = report.invariants.iter().find(|r| r.name == "vectors_valid[tiny]").unwrap();
+    let err = store
+        .migrator(files)
+        .embedder("h", hash(768, 0))
+        .apply()
+        .await
+        .unwrap_err();
+    let StoreError::InvariantViolation { report, .. } = &err else {
+        panic!("{err}")
+    };
+    let bad = report
+        .invariants
+        .iter()
+        .find(|r| r.name == "vectors_valid[tiny]")
+        .unwrap();
     assert!(bad.failed > 0 && !bad.sample_ids.is_empty(), "{bad:?}");
     assert!(bad.message.contains("zero vector"), "{}", bad.message);
     store.refresh().await.unwrap();
-    assert!(store.state().space("tiny").is_none(), "nothing of the blocked step landed");
+    assert!(
+        store.state().space("tiny").is_none(),
+        "nothing of the blocked step landed"
+    );
     assert_eq!(store.state().applied.len(), 1);
 }
