@@ -732,13 +732,7 @@ async fn run(cli: Cli) -> Result<u8> {
         } => {
             let mut st = Store::open(&store).await?;
             let emb = embedders::parse_all(&embedders)?;
-            let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
-            let r = if matches!(ext, "arrow" | "ipc" | "feather") {
-                st.upsert(memlane_store::read_ipc(&file)?, &emb).await?
-            } else {
-                st.upsert_json(&memlane_store::read_jsonl(&file)?, &emb)
-                    .await?
-            };
+            let r = st.upsert(st.load_records(&file)?, &emb).await?;
             if json {
                 print_json(&r)?;
             } else {
@@ -755,13 +749,7 @@ async fn run(cli: Cli) -> Result<u8> {
         } => {
             let mut st = Store::open(&store).await?;
             let emb = embedders::parse_all(&embedders)?;
-            let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
-            let r = if matches!(ext, "arrow" | "ipc" | "feather") {
-                st.add(memlane_store::read_ipc(&file)?, &emb).await?
-            } else {
-                st.add_json(&memlane_store::read_jsonl(&file)?, &emb)
-                    .await?
-            };
+            let r = st.add(st.load_records(&file)?, &emb).await?;
             if json {
                 print_json(&r)?;
             } else {

@@ -607,6 +607,21 @@ impl Store {
         Ok((with, self.count().await?))
     }
 
+    /// Read records from a file for this store: Arrow IPC (`.arrow`, `.ipc`,
+    /// `.feather`) or JSON Lines (anything else).
+    pub fn load_records(&self, path: &std::path::Path) -> Result<RecordBatch> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if matches!(ext, "arrow" | "ipc" | "feather") {
+            crate::io::read_ipc(path)
+        } else {
+            convert::json_to_batch(
+                &crate::io::read_jsonl(path)?,
+                &self.schema(),
+                &self.state.spaces,
+            )
+        }
+    }
+
     /// Add JSON records (one object each).
     pub async fn add_json(
         &mut self,
