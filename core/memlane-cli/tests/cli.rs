@@ -434,7 +434,7 @@ fn chaos_gradual_reembed_under_concurrent_writes() {
     std::fs::write(
         migs.join("0001_new_model.toml"),
         "[[steps]]\nop = \"add_space\"\nspace = \"new\"\nmodel = \"hash\"\nrevision = \"3\"\ndimension = 64\nnormalized = true\n\n\
-         [[steps]]\nop = \"reembed\"\nspace = \"new\"\nembedder = \"hash64v3\"\nbatch_size = 256\nthrottle = 4000\ncheckpoint_seconds = 0.2\n",
+         [[steps]]\nop = \"reembed\"\nspace = \"new\"\nembedder = \"hash64v3\"\nbatch_size = 256\nthrottle = 2000\ncheckpoint_seconds = 0.2\n",
     )
     .unwrap();
     let m = migs.to_str().unwrap().to_owned();
