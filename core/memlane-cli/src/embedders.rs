@@ -57,14 +57,3 @@ pub(crate) fn parse_all(items: &[String]) -> Result<HashMap<String, Arc<dyn Embe
     }
     Ok(out)
 }
-
-/// Names like `hash384` or `hash384v2` resolve to the built-in hashing embedder
-/// (dimension 384, seed 0 or 2) when no embedder was given for them.
-pub(crate) fn by_convention(name: &str) -> Option<Arc<dyn Embedder>> {
-    let rest = name.strip_prefix("hash")?;
-    let (dim, seed) = match rest.split_once('v') {
-        Some((d, s)) => (d.parse().ok()?, s.parse().ok()?),
-        None => (rest.parse().ok()?, 0),
-    };
-    (dim > 0).then(|| HashEmbedder::new(dim, seed).arc())
-}

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use memlane_store::memlane_core::{self, Metric, Space, plan::Level};
+use memlane_store::memlane_core::{self, Space, plan::Level};
 use memlane_store::{CreateOptions, Progress, Store, StoreError};
 use serde_json::json;
 
@@ -229,24 +229,7 @@ enum Cmd {
 }
 
 fn parse_space(s: &str) -> Result<Space> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let [name, dim, rest @ ..] = parts.as_slice() else {
-        bail!("--space `{s}` is not NAME:DIM[:METRIC[:normalized]]")
-    };
-    let dim: usize = dim
-        .parse()
-        .with_context(|| format!("--space `{s}`: `{dim}` is not a dimension"))?;
-    let mut sp = Space::new(*name, dim);
-    for r in rest {
-        match *r {
-            "cosine" => sp.metric = Metric::Cosine,
-            "dot" => sp.metric = Metric::Dot,
-            "l2" => sp.metric = Metric::L2,
-            "normalized" | "normalised" => sp.normalized = true,
-            other => bail!("--space `{s}`: unknown option `{other}` (cosine, dot, l2, normalized)"),
-        }
-    }
-    Ok(sp.validated()?)
+    Space::parse_spec(s).with_context(|| format!("--space `{s}`"))
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
@@ -303,9 +286,9 @@ fn resolve_embedders(
         });
     for name in names {
         if !e.contains_key(name)
-            && let Some(h) = embedders::by_convention(name)
+            && let Some(h) = memlane_store::HashEmbedder::from_name(name)
         {
-            e.insert(name.clone(), h);
+            e.insert(name.clone(), h.arc());
         }
     }
     Ok(e)
@@ -591,7 +574,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 for item in &h {
                     let what = match &item.entry {
                         None => format!("{} (not by memlane)", item.operation),
-                        Some(e) => describe_entry(e),
+                        Some(e) => e.to_string(),
                     };
                     let tags = if item.tags.is_empty() {
                         String::new()
@@ -808,61 +791,6 @@ async fn run(cli: Cli) -> Result<u8> {
         }
     }
     Ok(OK)
-}
-
-fn describe_entry(e: &memlane_core::HistoryEntry) -> String {
-    use memlane_core::Action;
-    match e.action {
-        Action::Create => format!("create ({} rows)", e.rows.map_or(0, |r| r.1)),
-        Action::Add => {
-            let (a, b) = e.rows.unwrap_or_default();
-            format!("add {} records ({a} -> {b})", b.saturating_sub(a))
-        }
-        Action::Step | Action::Migration => {
-            let r = e.report.as_ref();
-            format!(
-                "{} {} step {}: {}{}",
-                if e.action == Action::Migration {
-                    "migration"
-                } else {
-                    "step"
-                },
-                e.file.as_deref().unwrap_or("?"),
-                r.map_or(0, |r| r.step + 1),
-                r.map_or(String::new(), |r| r.description.clone()),
-                r.map_or(String::new(), |r| format!(
-                    " (rows {} -> {}, {} ms)",
-                    r.rows_before, r.rows_after, r.duration_ms
-                )),
-            )
-        }
-        Action::Checkpoint => format!(
-            "checkpoint {} — {}",
-            e.file.as_deref().unwrap_or("?"),
-            e.reason.as_deref().unwrap_or("")
-        ),
-        Action::Restore => format!(
-            "restore of v{} — {}",
-            e.restored_from.unwrap_or(0),
-            e.reason.as_deref().unwrap_or("")
-        ),
-        Action::Upsert => "upsert".to_owned(),
-        Action::Abort => format!(
-            "abort of {} — {}",
-            e.file.as_deref().unwrap_or("?"),
-            e.reason.as_deref().unwrap_or("")
-        ),
-        Action::Contract => format!("contract — {}", e.reason.as_deref().unwrap_or("")),
-        Action::Adopt => format!(
-            "adopt a vector column as space {}",
-            e.active_space.as_deref().unwrap_or("?")
-        ),
-        Action::Repair => format!(
-            "repair of {} — {}",
-            e.file.as_deref().unwrap_or("?"),
-            e.reason.as_deref().unwrap_or("")
-        ),
-    }
 }
 
 fn main() -> ExitCode {

@@ -132,6 +132,38 @@ impl Space {
         self
     }
 
+    /// Parse `NAME:DIM[:METRIC][:normalized]` (e.g. `minilm:384:cosine:normalized`).
+    pub fn parse_spec(spec: &str) -> Result<Self> {
+        let bad = |message: String| CoreError::Space {
+            space: spec.to_owned(),
+            message,
+        };
+        let parts: Vec<&str> = spec.split(':').collect();
+        let [name, dim, rest @ ..] = parts.as_slice() else {
+            return Err(bad(
+                "write NAME:DIM[:METRIC][:normalized], e.g. minilm:384:cosine".into(),
+            ));
+        };
+        let dim: usize = dim
+            .parse()
+            .map_err(|_| bad(format!("`{dim}` is not a dimension")))?;
+        let mut sp = Space::new(*name, dim);
+        for r in rest {
+            match *r {
+                "cosine" => sp.metric = Metric::Cosine,
+                "dot" => sp.metric = Metric::Dot,
+                "l2" => sp.metric = Metric::L2,
+                "normalized" | "normalised" => sp.normalized = true,
+                other => {
+                    return Err(bad(format!(
+                        "unknown option `{other}` (cosine, dot, l2, normalized)"
+                    )));
+                }
+            }
+        }
+        sp.validated()
+    }
+
     /// Fill defaults (column name) and check the definition.
     pub fn validated(mut self) -> Result<Self> {
         if self.column.is_empty() {
@@ -389,6 +421,28 @@ mod tests {
         assert_eq!(out.len(), 4);
         assert!((out[0] - 0.6).abs() < 1e-6 && (out[1] - 0.8).abs() < 1e-6);
         assert!((out[2]).abs() < 1e-6 && (out[3] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn specs() {
+        let s = Space::parse_spec("e5:384:dot:normalized").unwrap();
+        assert_eq!(
+            (s.dimension, s.metric, s.normalized, s.column.as_str()),
+            (384, Metric::Dot, true, "vec_e5")
+        );
+        assert!(Space::parse_spec("e5").is_err());
+        assert!(
+            Space::parse_spec("e5:big")
+                .unwrap_err()
+                .to_string()
+                .contains("big")
+        );
+        assert!(
+            Space::parse_spec("e5:8:hamming")
+                .unwrap_err()
+                .to_string()
+                .contains("hamming")
+        );
     }
 
     #[test]

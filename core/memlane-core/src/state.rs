@@ -240,3 +240,51 @@ impl HistoryEntry {
         }
     }
 }
+
+impl std::fmt::Display for HistoryEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let file = self.file.as_deref().unwrap_or("?");
+        let reason = self.reason.as_deref().unwrap_or("");
+        match self.action {
+            Action::Create => write!(f, "create ({} rows)", self.rows.map_or(0, |r| r.1)),
+            Action::Add => {
+                let (a, b) = self.rows.unwrap_or_default();
+                write!(f, "add {} records ({a} -> {b})", b.saturating_sub(a))
+            }
+            Action::Step | Action::Migration => {
+                let kind = if self.action == Action::Migration {
+                    "migration"
+                } else {
+                    "step"
+                };
+                match &self.report {
+                    Some(r) => write!(
+                        f,
+                        "{kind} {file} step {}: {} (rows {} -> {}, {} ms)",
+                        r.step + 1,
+                        r.description,
+                        r.rows_before,
+                        r.rows_after,
+                        r.duration_ms
+                    ),
+                    None => write!(f, "{kind} {file}"),
+                }
+            }
+            Action::Checkpoint => write!(f, "checkpoint {file} — {reason}"),
+            Action::Restore => write!(
+                f,
+                "restore of v{} — {reason}",
+                self.restored_from.unwrap_or(0)
+            ),
+            Action::Upsert => f.write_str("upsert"),
+            Action::Abort => write!(f, "abort of {file} — {reason}"),
+            Action::Contract => write!(f, "contract — {reason}"),
+            Action::Adopt => write!(
+                f,
+                "adopt a vector column as space {}",
+                self.active_space.as_deref().unwrap_or("?")
+            ),
+            Action::Repair => write!(f, "repair of {file} — {reason}"),
+        }
+    }
+}

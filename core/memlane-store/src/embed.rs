@@ -51,6 +51,17 @@ impl HashEmbedder {
         Some(HashEmbedder::new(dim, seed))
     }
 
+    /// Names like `hash384` or `hash384v2` (dimension 384, seed 0 or 2): how migration
+    /// files name the built-in embedder without the host supplying one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let rest = name.strip_prefix("hash")?;
+        let (dim, seed) = match rest.split_once('v') {
+            Some((d, s)) => (d.parse().ok()?, s.parse().ok()?),
+            None => (rest.parse().ok()?, 0),
+        };
+        (dim > 0).then(|| HashEmbedder::new(dim, seed))
+    }
+
     /// Shared handle.
     pub fn arc(self) -> Arc<dyn Embedder> {
         Arc::new(self)
@@ -116,5 +127,10 @@ mod tests {
         assert!(dot(&v[..64], &v[128..]) < 0.9);
         assert!(HashEmbedder::parse("hash:384:2").is_some());
         assert!(HashEmbedder::parse("hash:0").is_none());
+        assert_eq!(
+            HashEmbedder::from_name("hash384v2").map(|h| (h.dimension, h.seed)),
+            Some((384, 2))
+        );
+        assert!(HashEmbedder::from_name("minilm").is_none());
     }
 }
