@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use crate::migration::{CheckKind, InvariantSpec, Severity};
+use crate::migration::{CheckKind, InvariantSpec};
 use crate::report::{InvariantResult, SAMPLE_IDS};
 use crate::space::Space;
 
@@ -215,11 +215,6 @@ pub fn builtin_invariants() -> Vec<InvariantSpec> {
         InvariantSpec::builtin(CheckKind::IdsUnique),
         InvariantSpec::builtin(CheckKind::VectorsValid),
     ]
-}
-
-/// Whether a severity-`warn` spec is present (helper for reports).
-pub fn is_warning(spec: &InvariantSpec) -> bool {
-    spec.severity == Severity::Warn
 }
 
 #[cfg(test)]

@@ -157,6 +157,40 @@ fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// Records as they will be written: conformed to the store schema, timestamped,
+/// missing vectors embedded (`embedders` keyed by space name), digests set for every
+/// supplied vector, all validated. Returns the rows embedded per space.
+fn prepare_batch(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    state: &StoreState,
+    embedders: &HashMap<String, Arc<dyn Embedder>>,
+) -> Result<(RecordBatch, HashMap<String, u64>)> {
+    let mut batch = convert::fill_timestamps(conform(batch, schema, &state.spaces)?, now_micros())?;
+    let mut embedded = HashMap::new();
+    for (name, e) in embedders {
+        let space = state.space(name).ok_or_else(|| StoreError::UnknownSpace {
+            name: name.clone(),
+            known: state
+                .spaces
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        let (b, n) = crate::ops::fill_missing_vectors(&batch, space, e.as_ref())?;
+        batch = b;
+        embedded.insert(name.clone(), n);
+    }
+    // a supplied vector is the embedding of the supplied content
+    for space in &state.spaces {
+        batch = crate::ops::with_digests(&batch, space)?;
+    }
+    let required: Vec<&str> = state.active_space.iter().map(String::as_str).collect();
+    validate(&batch, &state.spaces, &required)?;
+    Ok((batch, embedded))
+}
+
 /// Transaction properties of a data write that does not change the state (add,
 /// upsert): only the entry, so concurrent writers never overwrite a migration's state.
 pub(crate) fn entry_props(entry: &HistoryEntry) -> HashMap<String, String> {
@@ -270,29 +304,7 @@ impl Store {
         };
         state.active_space = state.spaces.first().map(|s| s.name.clone());
         let batches = match records {
-            Some(b) => {
-                let mut b =
-                    convert::fill_timestamps(conform(&b, &schema, &state.spaces)?, now_micros())?;
-                for (name, e) in embedders {
-                    let space =
-                        state
-                            .space(name)
-                            .cloned()
-                            .ok_or_else(|| StoreError::UnknownSpace {
-                                name: name.clone(),
-                                known: state
-                                    .spaces
-                                    .iter()
-                                    .map(|s| s.name.clone())
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
-                            })?;
-                    b = crate::ops::fill_missing_vectors(&b, &space, e.as_ref())?.0;
-                }
-                let required: Vec<&str> = state.active_space.iter().map(String::as_str).collect();
-                validate(&b, &state.spaces, &required)?;
-                vec![b]
-            }
+            Some(b) => vec![prepare_batch(&b, &schema, &state, embedders)?.0],
             None => vec![],
         };
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
@@ -524,23 +536,7 @@ impl Store {
         embedders: &HashMap<String, Arc<dyn Embedder>>,
     ) -> Result<(RecordBatch, HashMap<String, u64>)> {
         self.refresh().await?;
-        let schema = self.schema();
-        let mut batch =
-            convert::fill_timestamps(conform(&batch, &schema, &self.state.spaces)?, now_micros())?;
-        let mut embedded = HashMap::new();
-        for (space_name, e) in embedders {
-            let space = self.space(Some(space_name))?.clone();
-            let (b, n) = crate::ops::fill_missing_vectors(&batch, &space, e.as_ref())?;
-            batch = b;
-            embedded.insert(space_name.clone(), n);
-        }
-        // a supplied vector is the embedding of the supplied content
-        for space in &self.state.spaces {
-            batch = crate::ops::with_digests(&batch, space)?;
-        }
-        let required: Vec<&str> = self.state.active_space.iter().map(String::as_str).collect();
-        validate(&batch, &self.state.spaces, &required)?;
-        Ok((batch, embedded))
+        prepare_batch(&batch, &self.schema(), &self.state, embedders)
     }
 
     /// Insert or update records by id (an update replaces the whole record). Rows

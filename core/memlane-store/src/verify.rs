@@ -247,12 +247,11 @@ impl Store {
         let rows = self.count().await?;
         // a count recorded before a commit that was rebased over concurrent commits
         // (read_version + 1 < version) cannot be compared
-        if let Some((item, last)) = history
+        if let Some(last) = history
             .last()
-            .and_then(|h| h.entry.as_ref().map(|e| (h, e)))
-            .filter(|(h, _)| h.read_version + 1 == h.version)
+            .filter(|h| h.read_version + 1 == h.version)
+            .and_then(|h| h.entry.as_ref())
         {
-            let _ = item;
             let recorded = last
                 .report
                 .as_ref()
