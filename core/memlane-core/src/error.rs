@@ -74,6 +74,9 @@ pub enum CoreError {
     /// A stored state could not be decoded.
     #[error("store state is unreadable: {0}; was it written by a newer memlane?")]
     State(String),
+    /// A compatibility analysis, adapter fit or gate failed.
+    #[error(transparent)]
+    Compat(#[from] CompatError),
 }
 
 /// The applied history and the migration files disagree (Flyway's "validate" failures).
@@ -189,6 +192,97 @@ pub enum VectorError {
         space: String,
         /// Observed norm.
         norm: f32,
+    },
+}
+
+/// Problems of the compatibility analysis between two embedding spaces ([`crate::compat`]).
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum CompatError {
+    /// Vectors do not have the shape an analysis needs.
+    #[error("{what}: {message}")]
+    Shape {
+        /// What was being read (e.g. `paired sample`, `query set`).
+        what: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A vector has a NaN or infinite component.
+    #[error(
+        "vector at row {row} has a non-finite value at index {col}; fix the embedder output before comparing spaces"
+    )]
+    NonFinite {
+        /// Row of the bad value.
+        row: usize,
+        /// Column of the bad value.
+        col: usize,
+    },
+    /// Too few rows for the requested analysis.
+    #[error("{what} needs at least {needed} rows but the sample has {rows}; {hint}")]
+    TooFewRows {
+        /// The analysis.
+        what: String,
+        /// Rows given.
+        rows: usize,
+        /// Rows needed.
+        needed: usize,
+        /// How to fix it.
+        hint: String,
+    },
+    /// An unregularised affine fit was asked for on a sample too small for its parameters.
+    #[error(
+        "an unregularised affine map {d_in} -> {d_out} fitted on {rows} rows would memorise the sample (needs at least {needed} rows); embed a larger sample or use a ridge penalty (lambda > 0)"
+    )]
+    Unregularized {
+        /// Training rows.
+        rows: usize,
+        /// Input (new model) dimension.
+        d_in: usize,
+        /// Output (old model) dimension.
+        d_out: usize,
+        /// Rows needed: `2 * max(d_in, d_out) + 1`.
+        needed: usize,
+    },
+    /// A dense factorisation did not converge.
+    #[error("{what} did not converge; check the vectors for near-duplicate or degenerate rows")]
+    Linalg {
+        /// The factorisation (e.g. `SVD of the cross-covariance`).
+        what: String,
+    },
+    /// A gate names a metric the report does not have.
+    #[error("gate names unknown metric `{metric}`; reported metrics are: {available}")]
+    UnknownMetric {
+        /// The gate's metric.
+        metric: String,
+        /// Comma-separated names of the reported metrics.
+        available: String,
+    },
+    /// A gate definition is malformed.
+    #[error("gate `{metric}`: {message}")]
+    Gate {
+        /// The gate's metric (or `[gates]` for the table itself).
+        metric: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A model's canary vectors moved: it is not the model the space was recorded with.
+    #[error(
+        "model drift: canary {index} has cosine {cosine:.6} to its recorded vector (tolerance {tolerance}); the embedder behind this space changed, so declare a new space and migrate instead of writing into this one"
+    )]
+    Drift {
+        /// Index of the worst canary.
+        index: usize,
+        /// Its cosine to the recorded vector.
+        cosine: f64,
+        /// Required cosine.
+        tolerance: f64,
+    },
+    /// A declared compatibility mode does not hold for the measured spaces.
+    #[error("declared compatibility `{declared}` does not hold: {reason}")]
+    Mode {
+        /// Declared mode.
+        declared: String,
+        /// Why it fails and what to do instead.
+        reason: String,
     },
 }
 

@@ -1,11 +1,13 @@
 //! # memlane-core
 //!
 //! The pure heart of memlane: embedding spaces, migration files and their hash
-//! chain, lint and plan, invariant checks over plain columns, and report types.
+//! chain, lint and plan, invariant checks over plain columns, report types, and the
+//! compatibility analysis between two embedding spaces ([`compat`]).
 //! No IO, no async runtime, no arrow or lance: it compiles to `wasm32-unknown-unknown`
 //! so the browser preview runs the same logic as the CLI.
 
 pub mod chain;
+pub mod compat;
 pub mod error;
 pub mod invariant;
 pub mod migration;
@@ -15,7 +17,11 @@ pub mod schema;
 pub mod space;
 pub mod state;
 
-pub use error::{ChainError, CoreError, Result, VectorError};
+pub use compat::{
+    Adapter, AdapterKind, CompatMode, CompatOptions, CompatReport, FitOptions, FitReport, Gate,
+    GateResult, Matrix, Neighbors, QuerySet, Verdict, compat, fit_adapters, knn, knn_queries,
+};
+pub use error::{ChainError, CompatError, CoreError, Result, VectorError};
 pub use migration::{
     CheckKind, InvariantSpec, Migration, Severity, Step, parse_folder, parse_migration,
 };

@@ -1,0 +1,630 @@
+//! Choosing an adapter: fit every candidate on a training split, measure how well each
+//! serves the held-out records, keep the best one that clears the thresholds.
+//!
+//! # Retention, and which "native" it is relative to
+//!
+//! For a held-out record `h`, the *truth* is its `k` nearest neighbours among the old
+//! vectors of the whole sample (itself excluded): what search returned before the upgrade.
+//!
+//! - *adapted recall*: embed `h` with the new model, map it with the adapter, search the
+//!   **old** vectors; the share of the truth found. This is serving new-model queries from
+//!   an un-migrated store.
+//! - *native recall*: embed `h` with the new model and search the **new** vectors of the
+//!   sample; the share of the truth found. This is the alternative to an adapter, a full
+//!   re-embed, judged by the same truth.
+//!
+//! `retention = adapted / native`. It compares the two ways of moving to the new model
+//! against one yardstick; old-query-on-old-vectors is not used as the reference because it
+//! reproduces the truth by construction (recall 1). Because a ratio of two small recalls
+//! says nothing, an adapter is chosen only when its retention reaches
+//! [`FitOptions::min_retention`] **and** its adapted recall reaches
+//! [`FitOptions::min_recall`].
+
+use serde::{Deserialize, Serialize};
+
+use super::adapter::{self, Adapter, AdapterKind, RidgeProblem};
+use super::linalg::{self, count};
+use super::metrics::cosine_f32;
+use super::{CompatError, Matrix, Result, SplitMix64, check_paired, knn_queries};
+use crate::space::Metric;
+
+/// Extra training pairs: the same texts (typically queries) embedded by both models.
+///
+/// Asymmetric models (E5's `query:`/`passage:` prefixes, instruction-tuned embedders) map
+/// queries to a different region than passages; an adapter fitted on passages alone may
+/// serve queries badly, and these pairs teach it that region.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryPairs<'a> {
+    /// Query vectors from the old model.
+    pub old: Matrix<'a>,
+    /// The same queries from the new model.
+    pub new: Matrix<'a>,
+}
+
+/// How [`fit_adapters`] splits, fits and chooses.
+#[derive(Debug, Clone)]
+pub struct FitOptions<'a> {
+    /// Neighbours per record for the retention measure.
+    pub k: usize,
+    /// Metric of the old space (cosine: rows are normalised before fitting).
+    pub metric: Metric,
+    /// Seed of the train/held-out split.
+    pub seed: u64,
+    /// Share of the sample held out for evaluation (clamped so both sides keep rows).
+    pub holdout: f64,
+    /// Retention a candidate needs to be chosen (default 0.9).
+    pub min_retention: f64,
+    /// Adapted recall@k a candidate needs to be chosen (default 0.5).
+    pub min_recall: f64,
+    /// Candidate families (default: all).
+    pub kinds: Vec<AdapterKind>,
+    /// Ridge penalties to try, relative to the mean eigenvalue of the input Gram matrix
+    /// (default `1e-4 .. 1`). `0` asks for an unregularised fit, refused on small samples.
+    pub ridge_alphas: Vec<f64>,
+    /// Ranks to try for the low-rank map (default: `out_dim / 16, / 8, / 4, / 2`, each
+    /// below `min(in_dim, out_dim)`).
+    pub ranks: Vec<usize>,
+    /// Extra pairs appended to the training rows.
+    pub query_pairs: Option<QueryPairs<'a>>,
+    /// Weight of each query pair relative to a sample row (default 1).
+    pub query_weight: f64,
+}
+
+impl Default for FitOptions<'_> {
+    fn default() -> Self {
+        FitOptions {
+            k: 10,
+            metric: Metric::Cosine,
+            seed: 0x006d_656d_6c61_6e65,
+            holdout: 0.2,
+            min_retention: 0.9,
+            min_recall: 0.5,
+            kinds: AdapterKind::ALL.to_vec(),
+            ridge_alphas: vec![1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+            ranks: Vec::new(),
+            query_pairs: None,
+            query_weight: 1.0,
+        }
+    }
+}
+
+/// How one candidate did on the held-out split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateResult {
+    /// Family.
+    pub kind: AdapterKind,
+    /// Parameters, e.g. `ridge (lambda 1.2e-2)`.
+    pub description: String,
+    /// Recall@k of the true old neighbours through the adapter (new query, old vectors).
+    pub adapted_recall: f64,
+    /// `adapted_recall / native_recall` (0 when native recall is 0).
+    pub retention: f64,
+    /// Mean cosine between the mapped new vector and the true old vector, held-out rows.
+    pub holdout_cosine: f64,
+    /// Multiply-adds per applied query.
+    pub cost: usize,
+    /// Whether it clears both thresholds.
+    pub passes: bool,
+}
+
+/// Outcome of [`fit_adapters`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitReport {
+    /// Neighbours per record.
+    pub k: usize,
+    /// Sample rows used for fitting.
+    pub train_rows: usize,
+    /// Sample rows held out for evaluation.
+    pub holdout_rows: usize,
+    /// Query pairs appended to the training rows.
+    pub query_pairs: usize,
+    /// Recall@k of the true old neighbours by the new model on its own vectors.
+    pub native_recall: f64,
+    /// Every candidate, in the order fitted.
+    pub candidates: Vec<CandidateResult>,
+    /// The chosen family, or `None` when no candidate clears the thresholds.
+    pub chosen: Option<AdapterKind>,
+    /// Retention required.
+    pub min_retention: f64,
+    /// Adapted recall required.
+    pub min_recall: f64,
+    /// One sentence on the outcome.
+    pub summary: String,
+    /// The chosen adapter (fitted on the training split). Not serialised: save it as its
+    /// own artifact with serde.
+    #[serde(skip)]
+    pub adapter: Option<Adapter>,
+}
+
+/// Fit Procrustes, ridge and low-rank adapters from `new` into `old` (paired rows), choose
+/// the best one on a held-out split (see the module docs for the measure) and report every
+/// candidate. When none clears the thresholds, `chosen` is `None` and `summary` says so.
+pub fn fit_adapters(
+    old: &Matrix<'_>,
+    new: &Matrix<'_>,
+    opts: &FitOptions<'_>,
+) -> Result<FitReport> {
+    check_paired(old, new)?;
+    let n = old.rows();
+    let k = opts.k;
+    let needed = (2 * k + 4).max(20);
+    if n < needed {
+        return Err(CompatError::TooFewRows {
+            what: format!("adapter fitting with k = {k}"),
+            rows: n,
+            needed,
+            hint: "embed a larger sample with both models".into(),
+        });
+    }
+    if let Some(q) = &opts.query_pairs
+        && (q.old.rows() != q.new.rows() || q.old.dim() != old.dim() || q.new.dim() != new.dim())
+    {
+        return Err(CompatError::Shape {
+            what: "query pairs".into(),
+            message: format!(
+                "{} x {}d old and {} x {}d new query vectors do not pair with a {}d -> {}d sample; embed the same queries with both models",
+                q.old.rows(),
+                q.old.dim(),
+                q.new.rows(),
+                q.new.dim(),
+                new.dim(),
+                old.dim()
+            ),
+        });
+    }
+    let norm = opts.metric == Metric::Cosine;
+    // Split: the first `hold` rows of a seeded permutation are held out.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let hold = ((count(n) * opts.holdout).round() as usize).clamp(k + 1, n - k - 2);
+    let perm = SplitMix64::new(opts.seed).permutation(n);
+    let (held, train) = perm.split_at(hold);
+    let mut train = train.to_vec();
+    train.sort_unstable();
+    let mut held = held.to_vec();
+    held.sort_unstable();
+
+    // Training matrices (f64), query pairs appended with their weight.
+    let qn = opts.query_pairs.as_ref().map_or(0, |q| q.old.rows());
+    let (x, y, w) = training_rows(old, new, &train, opts, norm);
+
+    // Inner split of the sample's training rows to choose lambda and rank.
+    let inner_val = (train.len() / 5).max(1);
+    let inner_perm = SplitMix64::new(opts.seed ^ 0x5eed).permutation(train.len());
+    let mut inner_fit: Vec<usize> = inner_perm[inner_val..].to_vec();
+    inner_fit.extend(train.len()..train.len() + qn);
+    inner_fit.sort_unstable();
+    let val: Vec<usize> = inner_perm[..inner_val].to_vec();
+    let xf = select(&x, &inner_fit);
+    let yf = select(&y, &inner_fit);
+    let wf: Option<Vec<f64>> = w
+        .as_ref()
+        .map(|w| inner_fit.iter().map(|&i| w[i]).collect());
+    let inner = RidgeProblem::new(xf.as_ref(), yf.as_ref(), wf.as_deref(), norm)?;
+    let xv = select(&x, &val);
+    let yv = f32_rows(&select(&y, &val));
+
+    let want_ridge = opts.kinds.contains(&AdapterKind::Ridge);
+    let want_low = opts.kinds.contains(&AdapterKind::LowRank);
+    let mut alpha = opts.ridge_alphas.first().copied().unwrap_or(1e-2);
+    if (want_ridge || want_low) && opts.ridge_alphas.len() > 1 {
+        let mut best = f64::INFINITY;
+        for &a in &opts.ridge_alphas {
+            let err = relative_error(&inner.ridge(a * inner.scale())?, &yv, &xv);
+            if err < best {
+                (best, alpha) = (err, a);
+            }
+        }
+    }
+    let (d_in, d_out) = (new.dim(), old.dim());
+    let max_rank = d_in.min(d_out);
+    let ranks: Vec<usize> = if opts.ranks.is_empty() {
+        [16, 8, 4, 2]
+            .iter()
+            .map(|f| d_out / f)
+            .filter(|&r| r >= 1 && r < max_rank)
+            .collect()
+    } else {
+        opts.ranks
+            .iter()
+            .copied()
+            .filter(|&r| r >= 1 && r < max_rank)
+            .collect()
+    };
+    let mut rank = ranks.first().copied();
+    if want_low && ranks.len() > 1 {
+        let mut best = f64::INFINITY;
+        for &r in &ranks {
+            let err = relative_error(&inner.low_rank(alpha * inner.scale(), r)?, &yv, &xv);
+            if err < best {
+                (best, rank) = (err, Some(r));
+            }
+        }
+    }
+
+    // Final fits on the whole training split.
+    let full = RidgeProblem::new(x.as_ref(), y.as_ref(), w.as_deref(), norm)?;
+    let lambda = alpha * full.scale();
+    let mut fitted: Vec<Adapter> = Vec::new();
+    for kind in AdapterKind::ALL {
+        if !opts.kinds.contains(&kind) {
+            continue;
+        }
+        match kind {
+            AdapterKind::Procrustes => {
+                fitted.push(adapter::fit_procrustes(
+                    x.as_ref(),
+                    y.as_ref(),
+                    w.as_deref(),
+                    norm,
+                )?);
+            }
+            AdapterKind::LowRank => {
+                if let Some(r) = rank {
+                    fitted.push(full.low_rank(lambda, r)?);
+                }
+            }
+            AdapterKind::Ridge => fitted.push(full.ridge(lambda)?),
+        }
+    }
+
+    // Evaluate on the held-out rows.
+    let eval = HoldoutEval::new(old, new, &held, k, opts.metric)?;
+    let native = eval.native_recall;
+    let mut candidates = Vec::new();
+    for a in &fitted {
+        let (recall, cos) = eval.adapted(a)?;
+        let retention = if native > 0.0 { recall / native } else { 0.0 };
+        candidates.push(CandidateResult {
+            kind: a.kind(),
+            description: a.describe(),
+            adapted_recall: recall,
+            retention,
+            holdout_cosine: cos,
+            cost: a.cost(),
+            passes: retention >= opts.min_retention && recall >= opts.min_recall,
+        });
+    }
+    // Best adapted recall among those that pass; ties go to the cheaper, then the simpler.
+    let best = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.passes)
+        .min_by(|(_, a), (_, b)| {
+            b.adapted_recall
+                .total_cmp(&a.adapted_recall)
+                .then(a.cost.cmp(&b.cost))
+        })
+        .map(|(i, _)| i);
+    let summary = match best {
+        Some(i) => format!(
+            "adapter {} keeps {:.1}% of native recall@{k} (adapted {:.3}, native {:.3}) on {hold} held-out rows",
+            candidates[i].description,
+            100.0 * candidates[i].retention,
+            candidates[i].adapted_recall,
+            native
+        ),
+        None => {
+            let top = candidates
+                .iter()
+                .max_by(|a, b| a.adapted_recall.total_cmp(&b.adapted_recall));
+            match top {
+                Some(c) => format!(
+                    "no adapter reaches retention {:.2} with recall@{k} >= {:.2}: best was {} (retention {:.3}, adapted recall {:.3}, native {:.3}); compatibility mode is none, re-embed the store",
+                    opts.min_retention,
+                    opts.min_recall,
+                    c.description,
+                    c.retention,
+                    c.adapted_recall,
+                    native
+                ),
+                None => {
+                    "no adapter was fitted (no candidate kinds); compatibility mode is none".into()
+                }
+            }
+        }
+    };
+    Ok(FitReport {
+        k,
+        train_rows: train.len(),
+        holdout_rows: hold,
+        query_pairs: qn,
+        native_recall: native,
+        chosen: best.map(|i| candidates[i].kind),
+        adapter: best.map(|i| fitted[i].clone()),
+        candidates,
+        min_retention: opts.min_retention,
+        min_recall: opts.min_recall,
+        summary,
+    })
+}
+
+/// Training matrices: the sample's training rows, then the query pairs; weights only when
+/// query pairs carry a weight other than 1.
+fn training_rows(
+    old: &Matrix<'_>,
+    new: &Matrix<'_>,
+    train: &[usize],
+    opts: &FitOptions<'_>,
+    norm: bool,
+) -> (faer::Mat<f64>, faer::Mat<f64>, Option<Vec<f64>>) {
+    let xs = linalg::to_f64(old, Some(train), norm);
+    let ys = linalg::to_f64(new, Some(train), norm);
+    let Some(q) = &opts.query_pairs else {
+        return (xs, ys, None);
+    };
+    let xq = linalg::to_f64(&q.old, None, norm);
+    let yq = linalg::to_f64(&q.new, None, norm);
+    let stack = |a: &faer::Mat<f64>, b: &faer::Mat<f64>| {
+        faer::Mat::from_fn(a.nrows() + b.nrows(), a.ncols(), |r, c| {
+            if r < a.nrows() {
+                a[(r, c)]
+            } else {
+                b[(r - a.nrows(), c)]
+            }
+        })
+    };
+    let w = ((opts.query_weight - 1.0).abs() > f64::EPSILON).then(|| {
+        let mut w = vec![1.0; train.len()];
+        w.extend(std::iter::repeat_n(
+            opts.query_weight.max(0.0),
+            q.old.rows(),
+        ));
+        w
+    });
+    (stack(&xs, &xq), stack(&ys, &yq), w)
+}
+
+fn select(m: &faer::Mat<f64>, rows: &[usize]) -> faer::Mat<f64> {
+    faer::Mat::from_fn(rows.len(), m.ncols(), |r, c| m[(rows[r], c)])
+}
+
+#[allow(clippy::cast_possible_truncation)]
+fn f32_rows(m: &faer::Mat<f64>) -> Vec<f32> {
+    let mut v = Vec::with_capacity(m.nrows() * m.ncols());
+    for r in 0..m.nrows() {
+        v.extend(m.row(r).iter().map(|x| *x as f32));
+    }
+    v
+}
+
+/// `Σ ||a(y) − x||² / Σ ||x − mean(x)||²` over validation rows.
+fn relative_error(a: &Adapter, y: &[f32], x: &faer::Mat<f64>) -> f64 {
+    let pred = a.apply_batch(y);
+    let d = x.ncols();
+    let mean: Vec<f64> = (0..d)
+        .map(|c| (0..x.nrows()).map(|r| x[(r, c)]).sum::<f64>() / count(x.nrows().max(1)))
+        .collect();
+    let (mut num, mut den) = (0.0, 0.0);
+    for (r, p) in pred.chunks_exact(d).enumerate() {
+        for c in 0..d {
+            num += (f64::from(p[c]) - x[(r, c)]).powi(2);
+            den += (x[(r, c)] - mean[c]).powi(2);
+        }
+    }
+    if den > 0.0 { num / den } else { num }
+}
+
+/// Truth and native recall of the held-out rows, computed once for every candidate.
+struct HoldoutEval<'m> {
+    old: Matrix<'m>,
+    held: Vec<usize>,
+    new_held: Vec<f32>,
+    old_held: Vec<f32>,
+    truth: Vec<u32>,
+    k: usize,
+    metric: Metric,
+    native_recall: f64,
+}
+
+impl<'m> HoldoutEval<'m> {
+    fn new(
+        old: &Matrix<'m>,
+        new: &Matrix<'_>,
+        held: &[usize],
+        k: usize,
+        metric: Metric,
+    ) -> Result<Self> {
+        let gather = |m: &Matrix<'_>| -> Vec<f32> {
+            held.iter()
+                .flat_map(|&i| m.row(i).iter().copied())
+                .collect()
+        };
+        let old_held = gather(old);
+        let new_held = gather(new);
+        let truth =
+            neighbours_excluding(&Matrix::new(&old_held, old.dim())?, old, held, k, metric)?;
+        let native =
+            neighbours_excluding(&Matrix::new(&new_held, new.dim())?, new, held, k, metric)?;
+        let native_recall = recall(&truth, &native, k);
+        Ok(HoldoutEval {
+            old: *old,
+            held: held.to_vec(),
+            new_held,
+            old_held,
+            truth,
+            k,
+            metric,
+            native_recall,
+        })
+    }
+
+    /// `(adapted recall, mean cosine of mapped vs true old vectors)`.
+    fn adapted(&self, a: &Adapter) -> Result<(f64, f64)> {
+        let mapped = a.apply_batch(&self.new_held);
+        let d = self.old.dim();
+        let got = neighbours_excluding(
+            &Matrix::new(&mapped, d)?,
+            &self.old,
+            &self.held,
+            self.k,
+            self.metric,
+        )?;
+        let cos = mapped
+            .chunks_exact(d)
+            .zip(self.old_held.chunks_exact(d))
+            .map(|(a, b)| cosine_f32(a, b))
+            .sum::<f64>()
+            / count(self.held.len().max(1));
+        Ok((recall(&self.truth, &got, self.k), cos))
+    }
+}
+
+/// `k` nearest rows of `base` for each query, dropping the query's own row `rows[q]`.
+fn neighbours_excluding(
+    queries: &Matrix<'_>,
+    base: &Matrix<'_>,
+    rows: &[usize],
+    k: usize,
+    metric: Metric,
+) -> Result<Vec<u32>> {
+    let nn = knn_queries(queries, base, k + 1, metric)?;
+    let mut out = Vec::with_capacity(rows.len() * k);
+    for (q, &own) in rows.iter().enumerate() {
+        let own = u32::try_from(own).unwrap_or(u32::MAX);
+        out.extend(nn.row(q).iter().copied().filter(|&j| j != own).take(k));
+    }
+    Ok(out)
+}
+
+/// Mean share of `truth`'s rows found in `got` (both flat, `k` per row).
+fn recall(truth: &[u32], got: &[u32], k: usize) -> f64 {
+    let rows = truth.len() / k;
+    let hits: usize = truth
+        .chunks_exact(k)
+        .zip(got.chunks_exact(k))
+        .map(|(t, g)| t.iter().filter(|x| g.contains(x)).count())
+        .sum();
+    count(hits) / count((rows * k).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compat::testdata;
+
+    #[test]
+    fn rotation_is_recovered_by_procrustes() {
+        let d = 16;
+        let data = testdata::latent(240, d, 10, 0.05, 1);
+        let rotated = testdata::times(&data, d, &testdata::rotation(d, 2), d);
+        let (o, n) = (
+            Matrix::new(&data, d).unwrap(),
+            Matrix::new(&rotated, d).unwrap(),
+        );
+        let r = fit_adapters(&o, &n, &FitOptions::default()).unwrap();
+        let p = &r.candidates[0];
+        assert_eq!(p.kind, AdapterKind::Procrustes);
+        assert!(p.adapted_recall > 0.99 && p.retention > 0.99, "{r:#?}");
+        assert!(p.holdout_cosine > 0.9999, "{r:#?}");
+        assert!(r.native_recall > 0.99);
+        assert!(r.chosen.is_some());
+        assert_eq!(r.holdout_rows + r.train_rows, 240);
+        let a = r.adapter.unwrap();
+        let mapped = a.apply(n.row(0));
+        assert!(cosine_f32(&mapped, o.row(0)) > 0.9999);
+    }
+
+    #[test]
+    fn dimension_change_is_bridged_by_ridge_or_low_rank() {
+        // 48 -> 32 random projection of rank-12 data: linear maps can undo it.
+        let data = testdata::latent(300, 48, 12, 0.02, 3);
+        let new = testdata::times(&data, 48, &testdata::gaussian(48, 32, 4), 32);
+        let (o, n) = (
+            Matrix::new(&data, 48).unwrap(),
+            Matrix::new(&new, 32).unwrap(),
+        );
+        let r = fit_adapters(&o, &n, &FitOptions::default()).unwrap();
+        let chosen = r.chosen.expect("an adapter");
+        assert_ne!(chosen, AdapterKind::Procrustes, "{r:#?}");
+        let best = r.candidates.iter().find(|c| c.kind == chosen).unwrap();
+        let procrustes = r
+            .candidates
+            .iter()
+            .find(|c| c.kind == AdapterKind::Procrustes)
+            .unwrap();
+        assert!(best.adapted_recall > 0.8 && best.retention >= 0.9, "{r:#?}");
+        assert!(best.adapted_recall > procrustes.adapted_recall, "{r:#?}");
+        assert_eq!(r.adapter.unwrap().in_dim(), 32);
+    }
+
+    #[test]
+    fn unrelated_spaces_get_no_adapter() {
+        let a = testdata::latent(200, 16, 16, 0.0, 5);
+        let b = testdata::latent(200, 16, 16, 0.0, 6);
+        let (o, n) = (Matrix::new(&a, 16).unwrap(), Matrix::new(&b, 16).unwrap());
+        let r = fit_adapters(&o, &n, &FitOptions::default()).unwrap();
+        assert_eq!(r.chosen, None, "{r:#?}");
+        assert!(r.adapter.is_none());
+        assert!(r.summary.contains("mode is none"), "{}", r.summary);
+    }
+
+    #[test]
+    fn query_pairs_are_appended_and_checked() {
+        let d = 8;
+        let data = testdata::latent(120, d, 8, 0.05, 7);
+        let rot = testdata::rotation(d, 8);
+        let rotated = testdata::times(&data, d, &rot, d);
+        let q = testdata::latent(30, d, 8, 0.05, 9);
+        let qr = testdata::times(&q, d, &rot, d);
+        let (o, n) = (
+            Matrix::new(&data, d).unwrap(),
+            Matrix::new(&rotated, d).unwrap(),
+        );
+        let opts = FitOptions {
+            query_pairs: Some(QueryPairs {
+                old: Matrix::new(&q, d).unwrap(),
+                new: Matrix::new(&qr, d).unwrap(),
+            }),
+            query_weight: 2.0,
+            ..FitOptions::default()
+        };
+        let r = fit_adapters(&o, &n, &opts).unwrap();
+        assert_eq!(r.query_pairs, 30);
+        // Procrustes and ridge recover the rotation; ties go to the simpler Procrustes.
+        let good = |k| {
+            r.candidates
+                .iter()
+                .find(|c| c.kind == k)
+                .unwrap()
+                .adapted_recall
+                > 0.95
+        };
+        assert!(
+            good(AdapterKind::Procrustes) && good(AdapterKind::Ridge),
+            "{r:#?}"
+        );
+        assert_eq!(r.chosen, Some(AdapterKind::Procrustes));
+        let bad = FitOptions {
+            query_pairs: Some(QueryPairs {
+                old: Matrix::new(&q[..16], d).unwrap(),
+                new: Matrix::new(&qr, d).unwrap(),
+            }),
+            ..FitOptions::default()
+        };
+        assert!(
+            fit_adapters(&o, &n, &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("same queries")
+        );
+    }
+
+    #[test]
+    fn unregularised_candidate_is_refused_on_small_samples() {
+        let data = testdata::latent(40, 24, 24, 0.1, 3);
+        let new = testdata::times(&data, 24, &testdata::gaussian(24, 16, 4), 16);
+        let (o, n) = (
+            Matrix::new(&data, 24).unwrap(),
+            Matrix::new(&new, 16).unwrap(),
+        );
+        let opts = FitOptions {
+            ridge_alphas: vec![0.0],
+            ..FitOptions::default()
+        };
+        let e = fit_adapters(&o, &n, &opts).unwrap_err();
+        assert!(
+            matches!(e, CompatError::Unregularized { needed: 49, .. }),
+            "{e}"
+        );
+    }
+}
