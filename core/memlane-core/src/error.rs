@@ -195,7 +195,7 @@ pub enum VectorError {
     },
 }
 
-/// Problems of the compatibility analysis between two embedding spaces ([`crate::compat`]).
+/// Problems of the compatibility analysis between two embedding spaces ([`mod@crate::compat`]).
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum CompatError {
     /// Vectors do not have the shape an analysis needs.

@@ -2,7 +2,7 @@
 //!
 //! The pure heart of memlane: embedding spaces, migration files and their hash
 //! chain, lint and plan, invariant checks over plain columns, report types, and the
-//! compatibility analysis between two embedding spaces ([`compat`]).
+//! compatibility analysis between two embedding spaces ([`mod@compat`]).
 //! No IO, no async runtime, no arrow or lance: it compiles to `wasm32-unknown-unknown`
 //! so the browser preview runs the same logic as the CLI.
 

@@ -196,7 +196,9 @@ pub fn neighborhood_scores(
 }
 
 /// Mean recall@k of a query set: for each query with at least one relevant row, the share
-/// of its relevant rows among its `k` nearest base rows, `|top-k ∩ relevant| / |relevant|`.
+/// of its relevant rows found among its `k` nearest base rows,
+/// `|top-k ∩ relevant| / min(|relevant|, k)` (so a query with more than `k` relevant rows
+/// can still reach 1).
 /// Queries without relevant rows are skipped; returns `(mean recall, queries counted)`.
 pub fn retrieval_recall(
     queries: &Matrix<'_>,
@@ -235,7 +237,7 @@ pub fn retrieval_recall(
             continue;
         }
         let hits = rel.iter().filter(|r| nn.row(q).contains(r)).count();
-        sum += count(hits) / count(rel.len());
+        sum += count(hits) / count(rel.len().min(k));
         counted += 1;
     }
     Ok((
@@ -493,6 +495,9 @@ mod tests {
         let (r, n) = retrieval_recall(&qm, &b, &[vec![0, 2], vec![3]], 2, Metric::L2).unwrap();
         assert_eq!(n, 2);
         assert!(close(r, 0.75, 1e-12));
+        // Three relevant rows with k = 2: finding two of them is full recall.
+        let (r, _) = retrieval_recall(&qm, &b, &[vec![0, 1, 2], vec![3]], 2, Metric::L2).unwrap();
+        assert!(close(r, 1.0, 1e-12));
         assert!(retrieval_recall(&qm, &b, &[vec![9], vec![]], 2, Metric::L2).is_err());
     }
 

@@ -6,13 +6,13 @@
 //! row-major `f32` buffers (no IO), so the store, the CLI and the browser preview run the
 //! same code.
 //!
-//! - [`knn`] / [`knn_queries`]: exact k-nearest neighbours by blocked matrix products.
+//! - [`knn()`] / [`knn_queries`]: exact k-nearest neighbours by blocked matrix products.
 //! - [`metrics`]: neighbourhood overlap, recall, retrieval ratio, CKA, Procrustes, norms,
 //!   each paired with a shuffled-pairing baseline where one makes sense.
 //! - [`adapter`] / [`fit_adapters`]: Procrustes, ridge and low-rank affine maps from the new
 //!   space into the old, chosen on a held-out split.
 //! - [`gate`]: thresholds on reported metrics and the verdict they give.
-//! - [`compat`] gathers all of it into a [`CompatReport`].
+//! - [`compat()`] gathers all of it into a [`CompatReport`].
 //!
 //! Neighbour search uses `f32` (speed); fits use `f64` (accuracy). Matrix products run on
 //! faer; with memlane-core's `parallel` feature faer uses rayon's global pool.
