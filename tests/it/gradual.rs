@@ -34,7 +34,7 @@ impl Embedder for Counting {
     }
 }
 
-const MIG: &str = "[[steps]]\nop = \"add_space\"\nspace = \"new\"\nmodel = \"hash\"\nrevision = \"7\"\ndimension = 96\nnormalized = true\n\n[[steps]]\nop = \"reembed\"\nspace = \"new\"\nembedder = \"e\"\n";
+const MIG: &str = "[[steps]]\nop = \"add_space\"\nspace = \"new\"\nmodel = \"hash\"\nrevision = \"7\"\ndimension = 96\nnormalized = true\n\n[[steps]]\nop = \"reembed\"\nspace = \"new\"\nembedder = \"e\"\nsample = 50\n";
 
 async fn memory_store(dir: &tempfile::TempDir) -> Store {
     let opts = CreateOptions {
@@ -84,7 +84,8 @@ async fn backfill_checkpoints_resumes_and_catches_up_writes() {
     let emb = Arc::new(Counting {
         inner: hash(96, 7),
         rows: 0.into(),
-        fail_after: 230.into(),
+        // 8 canaries and the 50-row compatibility sample come first
+        fail_after: (58 + 230).into(),
     });
 
     // the embedder dies after ~230 rows: two 100-row fragments are committed
@@ -151,7 +152,7 @@ async fn backfill_checkpoints_resumes_and_catches_up_writes() {
     // the 192 rows left, the new one, and the rewritten one (committed before: again)
     assert_eq!(
         total_embedded,
-        200 + 192 + 1 + 1,
+        58 + 200 + 192 + 1 + 1,
         "no row embedded twice beyond the in-flight batch"
     );
     assert_eq!(store.state().active_space.as_deref(), Some("new"));

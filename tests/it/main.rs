@@ -1,6 +1,7 @@
 //! End-to-end tests of the store and migrator on real Lance datasets.
 
 mod common;
+mod compat;
 mod gradual;
 mod migrate;
 mod store;

@@ -235,6 +235,8 @@ def test_status_json_shape(store):
         "provider": "memlane",
         "model": "hash-embed",
         "revision": "1",
+        # recorded by the apply that first embedded into the space
+        "fingerprint": {"canaries": 8, "tolerance": 0.999},
     }
     (applied,) = s["applied"]
     assert applied["id"] == 1 and applied["file"] == "0001_spaces.toml"

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use memlane_store::memlane_core::{self, Space, plan::Level};
@@ -137,6 +137,34 @@ enum Cmd {
         /// Embedder NAME=hash:DIM[:SEED] | NAME=cmd:COMMAND (repeatable).
         #[arg(long = "embedder")]
         embedders: Vec<String>,
+        /// Approve compatibility gates that ask for review (recorded with who and when).
+        #[arg(long, value_name = "REASON")]
+        approve: Option<String>,
+    },
+    /// Compare two spaces on rows that have vectors in both: neighbourhood overlap and
+    /// recall with shuffled baselines, CKA, Procrustes, adapter fit, retrieval on queries.
+    Compat {
+        /// Store path.
+        store: String,
+        /// The old space.
+        #[arg(long)]
+        from: String,
+        /// The new space.
+        #[arg(long)]
+        to: String,
+        /// Rows to sample.
+        #[arg(long, default_value_t = 10_000)]
+        sample: usize,
+        /// Neighbours per row.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// JSONL of {"query": TEXT, "relevant": [ids]} (needs --embedder for both spaces)
+        /// or {"old": [..], "new": [..], "relevant": [ids]} with query vectors.
+        #[arg(long)]
+        queries: Option<PathBuf>,
+        /// Query embedder SPACE=hash:DIM[:SEED] | SPACE=cmd:COMMAND (repeatable).
+        #[arg(long = "embedder")]
+        embedders: Vec<String>,
     },
     /// List versions with what memlane recorded for each.
     History {
@@ -222,10 +250,94 @@ enum Cmd {
         /// Space (default: active).
         #[arg(long)]
         space: Option<String>,
+        /// The space whose model embeds the query, when it differs from the searched
+        /// one: the query goes through the store's adapter (e.g. new-model queries
+        /// against the old space while a re-embed runs).
+        #[arg(long)]
+        query_space: Option<String>,
         /// Number of hits.
         #[arg(short, default_value_t = 5)]
         k: usize,
     },
+}
+
+/// Read a queries file for `memlane compat`: each line `{"query": TEXT, "relevant": [ids]}`
+/// (embedded with `--embedder SPACE=SPEC` for both spaces) or
+/// `{"old": [..], "new": [..], "relevant": [ids]}`.
+fn read_queries(
+    path: &std::path::Path,
+    old: &Space,
+    new: &Space,
+    specs: &[String],
+) -> Result<memlane_store::Queries> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let emb = embedders::parse_all(specs)?;
+    let mut q = memlane_store::Queries {
+        old: vec![],
+        new: vec![],
+        relevant: vec![],
+    };
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let at = || format!("{}:{}", path.display(), i + 1);
+        let v: serde_json::Value = serde_json::from_str(line).with_context(at)?;
+        let relevant: Vec<String> = serde_json::from_value(v["relevant"].clone())
+            .with_context(|| format!("{}: `relevant` must be a list of record ids", at()))?;
+        let vec_of = |space: &Space, key: &str| -> Result<Vec<f32>> {
+            if let Some(a) = v.get(key).filter(|a| a.is_array()) {
+                return serde_json::from_value(a.clone())
+                    .with_context(|| format!("{}: `{key}` must be a list of numbers", at()));
+            }
+            let t = v["query"]
+                .as_str()
+                .with_context(|| format!("{}: give `query` (text) or `{key}` (a vector)", at()))?;
+            let e = emb.get(&space.name).with_context(|| {
+                format!(
+                    "{}: query text needs an embedder for space `{}` (--embedder {}=SPEC)",
+                    at(),
+                    space.name,
+                    space.name
+                )
+            })?;
+            e.embed(&[&format!("{}{t}", space.query_prefix)])
+                .map_err(|err| anyhow!("{}: query embedder failed: {err}", at()))
+        };
+        let (o, n) = (vec_of(old, "old")?, vec_of(new, "new")?);
+        if o.len() != old.dimension || n.len() != new.dimension {
+            bail!(
+                "{}: query vectors must be {}-d (old) and {}-d (new), got {} and {}",
+                at(),
+                old.dimension,
+                new.dimension,
+                o.len(),
+                n.len()
+            );
+        }
+        q.old.extend(o);
+        q.new.extend(n);
+        q.relevant.push(relevant);
+    }
+    Ok(q)
+}
+
+/// Spaces for JSON output: a fingerprint is summarised (its vectors are noise here).
+fn spaces_json(spaces: &[Space]) -> Vec<serde_json::Value> {
+    spaces
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            if let (Some(o), Some(fp)) = (v.as_object_mut(), &s.fingerprint) {
+                o.insert(
+                    "fingerprint".into(),
+                    json!({"canaries": fp.texts.len(), "tolerance": memlane_core::compat::DEFAULT_TOLERANCE}),
+                );
+            }
+            v
+        })
+        .collect()
 }
 
 fn parse_space(s: &str) -> Result<Space> {
@@ -327,7 +439,7 @@ async fn run(cli: Cli) -> Result<u8> {
             let rows = st.count().await?;
             if json {
                 print_json(
-                    &json!({"store": store, "version": st.version(), "rows": rows, "spaces": st.state().spaces}),
+                    &json!({"store": store, "version": st.version(), "rows": rows, "spaces": spaces_json(&st.state().spaces)}),
                 )?;
             } else {
                 println!(
@@ -376,7 +488,7 @@ async fn run(cli: Cli) -> Result<u8> {
             if json {
                 print_json(&json!({
                     "store": store, "version": snap.version, "rows": snap.rows,
-                    "spaces": snap.state.spaces, "active_space": snap.state.active_space,
+                    "spaces": spaces_json(&snap.state.spaces), "active_space": snap.state.active_space,
                     "applied": snap.state.applied, "in_flight": snap.state.in_flight,
                     "pending": pending.as_ref().and_then(|p| p.as_ref().ok()),
                     "pending_error": pending.as_ref().and_then(|p| p.as_ref().err()),
@@ -494,6 +606,7 @@ async fn run(cli: Cli) -> Result<u8> {
             to,
             yes,
             embedders,
+            approve,
         } => {
             let mut st = Store::open(&store).await?;
             let files = memlane_store::read_folder(&migrations)?;
@@ -540,10 +653,15 @@ async fn run(cli: Cli) -> Result<u8> {
                 }
             }
             let emb = resolve_embedders(&embedders, &files)?;
-            let mut m = st.migrator(files).dry_run(dry_run).to(to).holder(format!(
-                "memlane apply ({})",
-                std::env::var("USER").unwrap_or_default()
-            ));
+            let mut m = st
+                .migrator(files)
+                .dry_run(dry_run)
+                .to(to)
+                .approve(approve)
+                .holder(format!(
+                    "memlane apply ({})",
+                    std::env::var("USER").unwrap_or_default()
+                ));
             for (name, e) in emb {
                 m = m.embedder(name, e);
             }
@@ -562,7 +680,44 @@ async fn run(cli: Cli) -> Result<u8> {
                     print_json(&report)?;
                     return Ok(BLOCKED);
                 }
+                Err(
+                    StoreError::GateBlocked { check, .. }
+                    | StoreError::ReviewRequired { check, .. },
+                ) if json => {
+                    print_json(&check)?;
+                    return Ok(BLOCKED);
+                }
                 Err(e) => return Err(e.into()),
+            }
+        }
+        Cmd::Compat {
+            store,
+            from,
+            to,
+            sample,
+            k,
+            queries,
+            embedders,
+        } => {
+            let st = Store::open(&store).await?;
+            let (old, new) = (st.space(Some(&from))?.clone(), st.space(Some(&to))?.clone());
+            let paired = st.paired_sample(&from, &to, sample).await?;
+            if paired.ids.len() < 2 * k + 4 {
+                bail!(
+                    "only {} rows have vectors in both `{from}` and `{to}`; compat needs at least {} (run or resume the re-embed first, or lower --k)",
+                    paired.ids.len(),
+                    2 * k + 4
+                );
+            }
+            let q = match &queries {
+                None => None,
+                Some(path) => Some(read_queries(path, &old, &new, &embedders)?),
+            };
+            let report = memlane_store::compat_report(&paired, &old, &new, k, q.as_ref())?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!("{report}");
             }
         }
         Cmd::History { store } => {
@@ -761,15 +916,21 @@ async fn run(cli: Cli) -> Result<u8> {
             text,
             embedder,
             space,
+            query_space,
             k,
         } => {
             let st = Store::open(&store).await?;
             let e = embedders::parse_spec(&embedder)?;
             let sp = st.space(space.as_deref())?.clone();
+            let qsp = st
+                .space(Some(query_space.as_deref().unwrap_or(&sp.name)))?
+                .clone();
             let q = e
-                .embed(&[&format!("{}{text}", sp.query_prefix)])
+                .embed(&[&format!("{}{text}", qsp.query_prefix)])
                 .map_err(|err| anyhow!("query embedder failed: {err}"))?;
-            let hits = st.search(Some(&sp.name), &q, k, None).await?;
+            let hits = st
+                .search_adapted(Some(&sp.name), &qsp.name, &q, k, None)
+                .await?;
             let (with, total) = st.coverage(Some(&sp.name)).await?;
             if json {
                 print_json(

@@ -608,3 +608,121 @@ fn chaos_gradual_reembed_under_concurrent_writes() {
         "{v}"
     );
 }
+
+#[test]
+fn compat_gates_fingerprints_and_adapter_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("store");
+    let s = s.to_str().unwrap().to_owned();
+    ok(&[
+        "init",
+        &s,
+        "--from",
+        &ex("data/corpus.jsonl"),
+        "--space",
+        "old:32:cosine:normalized",
+        "--embedder",
+        "old=hash:32",
+    ]);
+    // another model of the same dimension behind `old`: refused, nothing written
+    let rec = dir.path().join("one.jsonl");
+    std::fs::write(&rec, "{\"id\": \"x1\", \"content\": \"a late memory\"}\n").unwrap();
+    let o = run(&[
+        "add",
+        &s,
+        rec.to_str().unwrap(),
+        "--embedder",
+        "old=hash:32:9",
+    ]);
+    assert_ne!(code(&o), 0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("model drift"), "{err}");
+    ok(&[
+        "add",
+        &s,
+        rec.to_str().unwrap(),
+        "--embedder",
+        "old=hash:32",
+    ]);
+
+    let migs = dir.path().join("migs");
+    std::fs::create_dir(&migs).unwrap();
+    std::fs::write(
+        migs.join("0001_new_model.toml"),
+        "[[steps]]\nop = \"add_space\"\nspace = \"new\"\nmodel = \"hash\"\nrevision = \"7\"\ndimension = 96\nnormalized = true\n\n\
+         [[steps]]\nop = \"reembed\"\nspace = \"new\"\nembedder = \"e\"\n\n\
+         [gates]\n\"recall@10\" = { block_below = 0.05, review_below = 1.5 }\n",
+    )
+    .unwrap();
+    let m = migs.to_str().unwrap().to_owned();
+    // review without approval: exit 3, the JSON carries the metrics and verdicts
+    let o = run(&[
+        "apply",
+        &s,
+        &m,
+        "--yes",
+        "--embedder",
+        "e=hash:96:7",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 3);
+    let check: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(check["verdict"], "review");
+    assert_eq!(check["gates"][0]["metric"], "recall@10");
+    assert!(check["metrics"]["recall@10"].as_f64().unwrap() > 0.05);
+    // approved: applied, recorded
+    let rep = json(&[
+        "apply",
+        &s,
+        &m,
+        "--yes",
+        "--embedder",
+        "e=hash:96:7",
+        "--approve",
+        "stand-in models, reviewed",
+    ]);
+    // add_space committed in the refused run; this run resumes at the re-embed
+    let step = &rep["migrations"][0]["steps"][0];
+    assert_eq!(step["op"], "reembed");
+    assert_eq!(step["compat"]["verdict"], "review");
+    assert_eq!(
+        step["compat"]["approval"]["reason"],
+        "stand-in models, reviewed"
+    );
+    let hist = ok(&["history", &s]);
+    assert!(hist.contains("review approved by"), "{hist}");
+
+    // compat on the rows with both vectors, with shuffled baselines
+    let c = json(&["compat", &s, "--from", "old", "--to", "new"]);
+    let mm = &c["metrics"];
+    assert_eq!(c["n"], 393);
+    assert!(
+        mm["overlap@10"].as_f64().unwrap() > 5.0 * mm["overlap@10.baseline"].as_f64().unwrap(),
+        "{mm}"
+    );
+    // these two hash models are not related by a linear map: no adapter was kept, and a
+    // new-model query against the old space says so (the Rust tests cover an adapter)
+    assert!(c["adapter"]["chosen"].is_null(), "{c}");
+    let o = run(&[
+        "search",
+        &s,
+        "convert command line strings to Python objects",
+        "--embedder",
+        "hash:96:7",
+        "--space",
+        "old",
+        "--query-space",
+        "new",
+    ]);
+    assert_ne!(code(&o), 0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no adapter maps `new` queries"), "{err}");
+    let hits = json(&[
+        "search",
+        &s,
+        "Information about how to convert command line strings to Python objects.",
+        "--embedder",
+        "hash:96:7",
+    ]);
+    assert_eq!(hits["hits"][0]["id"], "argparse.Action", "{hits}");
+}

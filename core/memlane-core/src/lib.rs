@@ -26,10 +26,13 @@ pub use migration::{
     CheckKind, InvariantSpec, Migration, Severity, Step, parse_folder, parse_migration,
 };
 pub use plan::{Effect, Finding, Level, Plan, Snapshot, plan};
-pub use report::{ApplyReport, InvariantResult, MigrationOutcome, MigrationReport, StepReport};
+pub use report::{
+    ApplyReport, Approval, CompatCheck, InvariantResult, MigrationOutcome, MigrationReport,
+    StepReport,
+};
 pub use schema::{FieldDef, FieldType, Value};
 pub use space::{Fingerprint, Metric, Space};
-pub use state::{Action, AppliedMigration, HistoryEntry, InFlight, StoreState};
+pub use state::{Action, AdapterRef, AppliedMigration, HistoryEntry, InFlight, StoreState};
 
 /// Version of memlane recorded in every history entry.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

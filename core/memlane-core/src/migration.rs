@@ -108,6 +108,28 @@ pub enum Step {
         /// Seconds between on-disk checkpoints of embedded vectors (default 10).
         #[serde(default)]
         checkpoint_seconds: Option<f64>,
+        /// The space the new one replaces, compared on a sample before the backfill
+        /// (default: the active space when the step starts; none: no comparison).
+        #[serde(default)]
+        compare_to: Option<String>,
+        /// How the new space relates to the old one; verified on the sample, and the
+        /// migration is blocked when it does not hold (default: not declared).
+        #[serde(default)]
+        mode: Option<crate::compat::CompatMode>,
+        /// Rows embedded up front to compare the spaces and fit the adapter (default 2000).
+        #[serde(default)]
+        sample: Option<usize>,
+        /// Neighbours per row for the compatibility metrics (default 10).
+        #[serde(default)]
+        k: Option<usize>,
+        /// Prefix the embedder puts before queries (e.g. `query: `); must equal the
+        /// space's, or lint reports it.
+        #[serde(default)]
+        query_prefix: Option<String>,
+        /// Prefix the embedder puts before passages (e.g. `passage: `); must equal the
+        /// space's, or lint reports it.
+        #[serde(default)]
+        passage_prefix: Option<String>,
     },
     /// Matryoshka truncation: a new space with the first `dimension` components, renormalised.
     Truncate {
@@ -444,6 +466,8 @@ pub struct Migration {
     pub steps: Vec<StepAt>,
     /// Invariants checked after each step.
     pub invariants: Vec<InvariantSpec>,
+    /// Thresholds on the compatibility metrics of its re-embeds (`[gates]`).
+    pub gates: Vec<crate::compat::Gate>,
     /// blake3 of the canonical content (hex).
     pub content_hash: String,
 }
@@ -459,6 +483,8 @@ struct RawFile {
     steps: Vec<toml::Spanned<toml::Table>>,
     #[serde(default)]
     invariants: Vec<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    gates: Option<toml::Spanned<toml::Value>>,
 }
 
 /// Split `NNNN_slug.toml` into (id, slug).
@@ -585,7 +611,7 @@ pub fn parse_migration(file: &str, text: &str) -> Result<Migration> {
         err(
             line,
             msg,
-            "top-level keys are `id`, `description`, `[[steps]]` and `[[invariants]]`",
+            "top-level keys are `id`, `description`, `[[steps]]`, `[[invariants]]` and `[gates]`",
         )
     })?;
     if let Some(sid) = &raw.id
@@ -637,6 +663,19 @@ pub fn parse_migration(file: &str, text: &str) -> Result<Migration> {
         })?;
         invariants.push(inv);
     }
+    let gates = match raw.gates {
+        None => vec![],
+        Some(g) => {
+            let line = line_of(text, g.span().start);
+            crate::compat::parse_gates(g.get_ref()).map_err(|e| {
+                err(
+                    line,
+                    e.to_string(),
+                    "write gates as `\"metric\" = { block_below = 0.85, review_below = 0.95 }` under `[gates]`",
+                )
+            })?
+        }
+    };
     if steps.is_empty() {
         return Err(err(
             1,
@@ -651,6 +690,7 @@ pub fn parse_migration(file: &str, text: &str) -> Result<Migration> {
         description: raw.description.unwrap_or_default(),
         steps,
         invariants,
+        gates,
         content_hash: content_hash(&doc),
     })
 }

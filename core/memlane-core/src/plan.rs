@@ -569,6 +569,12 @@ impl Sim {
                 batch_size,
                 throttle,
                 checkpoint_seconds,
+                compare_to,
+                mode,
+                sample,
+                k,
+                query_prefix,
+                passage_prefix,
             } => {
                 for (key, v) in [
                     ("throttle", throttle),
@@ -598,9 +604,53 @@ impl Sim {
                         "re-embed from a text field",
                     );
                 }
+                if k == &Some(0) || sample.is_some_and(|n| n < 2) {
+                    self.err(
+                        "bad-sample",
+                        "`k` must be at least 1 and `sample` at least 2".into(),
+                        "drop them to use the defaults (k = 10, sample = 2000)",
+                    );
+                }
                 let Some(s) = self.need_space(space) else {
                     return Effect::Metadata;
                 };
+                for (key, declared, has) in [
+                    ("query_prefix", query_prefix, &s.query_prefix),
+                    ("passage_prefix", passage_prefix, &s.passage_prefix),
+                ] {
+                    if let Some(p) = declared
+                        && p != has
+                    {
+                        self.push(
+                            Level::Error,
+                            "prefix-mismatch",
+                            format!(
+                                "re-embed into `{space}` declares {key} {p:?} but the space has {has:?}: the stored vectors and the queries would be embedded differently"
+                            ),
+                            format!("set `{key} = {p:?}` on the space (add_space), or drop it from the re-embed"),
+                        );
+                    }
+                }
+                let old = compare_to.clone().or_else(|| self.active.clone());
+                if let Some(o) = compare_to
+                    && self.need_space(o).is_none()
+                {
+                    return Effect::Metadata;
+                }
+                if mode.is_some() && old.is_none() {
+                    self.err(
+                        "mode-without-old-space",
+                        format!("re-embed into `{space}` declares a mode but there is no space to compare it to"),
+                        "set `compare_to` to the space it replaces, or drop `mode`",
+                    );
+                }
+                if old.as_deref() == Some(space.as_str()) {
+                    self.err(
+                        "compare-to-itself",
+                        format!("re-embed into `{space}` compares the space to itself"),
+                        "set `compare_to` to the space it replaces",
+                    );
+                }
                 if *activate {
                     self.active = Some(s.name.clone());
                 }

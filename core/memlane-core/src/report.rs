@@ -111,6 +111,118 @@ pub struct StepReport {
     /// Lance version the step committed (none in a dry run).
     #[serde(default)]
     pub version: Option<u64>,
+    /// For a re-embed: how the new space compares to the one it replaces, and the gates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<CompatCheck>,
+}
+
+/// Who approved a migration whose gates asked for review, when and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The reason given (`--approve "reason"`).
+    pub reason: String,
+    /// Who approved (user@host).
+    pub by: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// The compatibility check of a re-embed, made on a sample before its backfill: the
+/// metrics, the declared mode, every gate with its verdict, and the adapter kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompatCheck {
+    /// The space being replaced.
+    pub from: String,
+    /// The new space.
+    pub to: String,
+    /// Sampled rows (embedded with the new model, paired with their old vectors).
+    pub sample: usize,
+    /// Neighbours per row.
+    pub k: usize,
+    /// Every reported metric by name (`overlap@10`, `recall@10.baseline`, ...).
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// The mode the re-embed declares, if any.
+    #[serde(default)]
+    pub mode: Option<crate::compat::CompatMode>,
+    /// Why the declared mode does not hold (`None`: it holds, or none was declared).
+    #[serde(default)]
+    pub mode_failure: Option<String>,
+    /// The mode the sample supports.
+    pub suggested_mode: crate::compat::CompatMode,
+    /// Every gate with its value, thresholds and verdict.
+    pub gates: Vec<crate::compat::GateResult>,
+    /// The worst verdict (a failed mode blocks).
+    pub verdict: crate::compat::Verdict,
+    /// What the adapter fit found, in one sentence.
+    pub adapter_summary: String,
+    /// The adapter stored for new-model queries against the old space, if one qualified.
+    #[serde(default)]
+    pub adapter: Option<crate::state::AdapterRef>,
+    /// The approval of a `review` verdict.
+    #[serde(default)]
+    pub approval: Option<Approval>,
+}
+
+impl fmt::Display for CompatCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "compatibility `{}` -> `{}` on {} sampled rows (k = {}): {}",
+            self.from,
+            self.to,
+            self.sample,
+            self.k,
+            self.verdict.as_str().to_uppercase()
+        )?;
+        let k = self.k;
+        for (name, base) in [
+            (format!("overlap@{k}"), format!("overlap@{k}.baseline")),
+            (format!("recall@{k}"), format!("recall@{k}.baseline")),
+        ] {
+            if let Some(v) = self.metrics.get(&name) {
+                let b = self.metrics.get(&base).copied().unwrap_or(f64::NAN);
+                writeln!(
+                    f,
+                    "  {name:<28} {v:.4}   (shuffled-pairing baseline {b:.4})"
+                )?;
+            }
+        }
+        for name in [
+            "cka",
+            "procrustes.mean_cosine",
+            "procrustes.residual",
+            "identical.mean_cosine",
+            "adapter.retention",
+        ] {
+            if let Some(v) = self.metrics.get(name) {
+                writeln!(f, "  {name:<28} {v:.4}")?;
+            }
+        }
+        writeln!(f, "  adapter: {}", self.adapter_summary)?;
+        match (&self.mode, &self.mode_failure) {
+            (Some(m), None) => writeln!(f, "  mode `{}`: holds", m.as_str())?,
+            (Some(m), Some(why)) => writeln!(f, "  mode `{}`: BLOCK, {why}", m.as_str())?,
+            (None, _) => writeln!(
+                f,
+                "  mode: not declared (the sample supports `{}`)",
+                self.suggested_mode.as_str()
+            )?,
+        }
+        for g in &self.gates {
+            writeln!(
+                f,
+                "  gate {:<23} {:.4}  {}  {}",
+                g.metric,
+                g.value,
+                g.verdict.as_str().to_uppercase(),
+                g.message
+            )?;
+        }
+        if let Some(a) = &self.approval {
+            writeln!(f, "  approved by {} at {}: {}", a.by, a.at, a.reason)?;
+        }
+        Ok(())
+    }
 }
 
 impl StepReport {
@@ -142,6 +254,11 @@ impl fmt::Display for StepReport {
         }
         for i in &self.invariants {
             write!(f, "\n    {i}")?;
+        }
+        if let Some(c) = &self.compat {
+            for l in c.to_string().lines() {
+                write!(f, "\n    {l}")?;
+            }
         }
         Ok(())
     }

@@ -80,6 +80,30 @@ pub struct InFlight {
     /// Reports of the committed steps.
     #[serde(default)]
     pub reports: Vec<StepReport>,
+    /// The compatibility check of the current re-embed step (made once, before its
+    /// backfill; a resumed run does not repeat it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<crate::report::CompatCheck>,
+}
+
+/// An adapter stored in the store: maps query vectors of space `from` (the new model)
+/// into space `to` (the old one), so the old space answers new-model queries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterRef {
+    /// Space whose model embeds the queries.
+    pub from: String,
+    /// Space searched.
+    pub to: String,
+    /// Adapter kind (`procrustes`, `ridge`, `low_rank`).
+    pub kind: String,
+    /// File under the store's `_memlane/adapters/` (named by its digest).
+    pub file: String,
+    /// blake3 of the file (hex).
+    pub digest: String,
+    /// Held-out retention measured when it was fitted.
+    pub retention: f64,
+    /// The migration that fitted it.
+    pub migration: u32,
 }
 
 /// Everything memlane knows about a store beyond its data.
@@ -101,6 +125,9 @@ pub struct StoreState {
     /// Rows per Lance fragment for writes (also the commit unit of a re-embed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_per_fragment: Option<usize>,
+    /// Query adapters between spaces (newest last).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adapters: Vec<AdapterRef>,
 }
 
 impl Default for StoreState {
@@ -112,6 +139,7 @@ impl Default for StoreState {
             applied: Vec::new(),
             in_flight: None,
             rows_per_fragment: None,
+            adapters: Vec::new(),
         }
     }
 }
@@ -266,8 +294,13 @@ impl std::fmt::Display for HistoryEntry {
                         r.rows_before,
                         r.rows_after,
                         r.duration_ms
-                    ),
-                    None => write!(f, "{kind} {file}"),
+                    )?,
+                    None => write!(f, "{kind} {file}")?,
+                }
+                if reason.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, " — {reason}")
                 }
             }
             Action::Checkpoint => write!(f, "checkpoint {file} — {reason}"),

@@ -111,6 +111,64 @@ pub enum StoreError {
     /// A recorded state does not match the data.
     #[error("verification failed:\n{0}")]
     Verify(String),
+    /// An embedder does not reproduce the fingerprint recorded for its space: another
+    /// model (or runtime) behind the same name.
+    #[error(
+        "model drift: embedder `{embedder}` for space `{space}` does not reproduce its fingerprint (worst canary cosine {cosine:.3}, on {canary:?}); the space was built with {identity}. Use that model, or declare a new space (add_space) and reembed into it"
+    )]
+    ModelDrift {
+        /// Space.
+        space: String,
+        /// Embedder name.
+        embedder: String,
+        /// The space's model identity.
+        identity: String,
+        /// Worst canary cosine.
+        cosine: f64,
+        /// The canary text it was worst on.
+        canary: String,
+    },
+    /// A re-embed's compatibility check blocks (a gate, or the declared mode): nothing
+    /// was backfilled or completed.
+    #[error("{file}: compatibility check blocks the re-embed; nothing was committed:\n{details}")]
+    GateBlocked {
+        /// Migration file.
+        file: String,
+        /// Rendered check.
+        details: String,
+        /// The check.
+        check: Box<memlane_core::CompatCheck>,
+    },
+    /// A re-embed's gates ask for review and no approval was given.
+    #[error(
+        "{file}: compatibility check asks for review; nothing was committed. Look at the metrics below and re-run with `--approve \"REASON\"` (API: `.approve(reason)`) to go ahead:\n{details}"
+    )]
+    ReviewRequired {
+        /// Migration file.
+        file: String,
+        /// Rendered check.
+        details: String,
+        /// The check.
+        check: Box<memlane_core::CompatCheck>,
+    },
+    /// No adapter maps queries of one space into another.
+    #[error(
+        "no adapter maps `{from}` queries into space `{to}` (adapters: {known}); a re-embed fits one in its compatibility check when one retains enough recall; otherwise search `{from}` itself"
+    )]
+    NoAdapter {
+        /// Query space.
+        from: String,
+        /// Searched space.
+        to: String,
+        /// Known adapters.
+        known: String,
+    },
+}
+
+impl From<memlane_core::CompatError> for StoreError {
+    fn from(e: memlane_core::CompatError) -> Self {
+        StoreError::Core(e.into())
+    }
 }
 
 /// Result alias of the store.
@@ -122,6 +180,8 @@ impl StoreError {
         matches!(
             self,
             StoreError::InvariantViolation { .. }
+                | StoreError::GateBlocked { .. }
+                | StoreError::ReviewRequired { .. }
                 | StoreError::Core(CoreError::Lint { .. } | CoreError::Chain(_))
         )
     }

@@ -74,13 +74,40 @@ impl Checkpoint {
     }
 }
 
+/// A version at which every live row with source text had a current vector in the
+/// target space, each checked when it was produced (by the embedder output checks, or
+/// by the writer that supplied it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Settled {
+    pub(crate) version: u64,
+    /// Live rows without source text (so without a vector) as of `version`; an upper
+    /// bound when later passes only read the rows that changed.
+    pub(crate) without_text: u64,
+}
+
 /// What a gradual re-embed did.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Outcome {
     pub(crate) embedded: u64,
     pub(crate) commits: u64,
-    /// The version the last pass read: every row as of it has a current vector.
-    pub(crate) settled: u64,
+    /// Where the last pass left the space.
+    pub(crate) settled: Settled,
+}
+
+/// Rows that need embedding, counted by one pass.
+struct Count {
+    /// Live rows.
+    total: u64,
+    /// Rows that need embedding, per fragment.
+    per_frag: HashMap<u64, u64>,
+    /// Rows without source text among those read.
+    without_text: u64,
+}
+
+impl Count {
+    fn remaining(&self) -> u64 {
+        self.per_frag.values().sum()
+    }
 }
 
 /// Inputs of a gradual re-embed.
@@ -95,6 +122,9 @@ pub(crate) struct Gradual<'a> {
     pub(crate) batch: usize,
     pub(crate) throttle: Option<f64>,
     pub(crate) checkpoint_secs: f64,
+    /// Settled by an earlier run in the same apply: the first pass then reads only the
+    /// rows created or updated after it (later passes always do, after the pass before).
+    pub(crate) since: Option<Settled>,
     pub(crate) progress: Option<(ProgressFn, Progress)>,
     pub(crate) migration: u32,
     pub(crate) step: usize,
@@ -171,7 +201,10 @@ impl Gradual<'_> {
                     let mut d = [0u8; 16];
                     d.copy_from_slice(dg.value(i));
                     let vec = v.value(i).as_primitive::<Float32Type>().values().to_vec();
-                    out.insert((ids.value(i).to_owned(), d), vec);
+                    // checked when embedded; checked again, as it comes from disk
+                    if self.space.check_vector(ids.value(i), &vec).is_ok() {
+                        out.insert((ids.value(i).to_owned(), d), vec);
+                    }
                 }
             }
         }
@@ -211,13 +244,34 @@ impl Gradual<'_> {
         Ok(())
     }
 
-    /// Count the rows that need embedding, per fragment.
-    async fn count_todo(&self, ds: &Dataset) -> Result<(u64, u64, HashMap<u64, u64>)> {
+    /// Count the rows that need embedding, per fragment: all rows, or (`since`) only
+    /// those created or updated after a version (Lance's row version tracking; our own
+    /// column replacements do not count as updates). Falls back to all rows when the
+    /// dataset cannot answer the delta (no stable row ids).
+    async fn count_todo(&self, ds: &Dataset, since: Option<u64>) -> Result<Count> {
+        if let Some(v) = since {
+            let filter =
+                format!("_row_created_at_version > {v} OR _row_last_updated_at_version > {v}");
+            if let Ok(mut c) = self.scan_todo(ds, Some(&filter)).await {
+                c.total = ds.count_rows(None).await? as u64;
+                return Ok(c);
+            }
+        }
+        self.scan_todo(ds, None).await
+    }
+
+    async fn scan_todo(&self, ds: &Dataset, filter: Option<&str>) -> Result<Count> {
         let mut s = ds.scan();
         s.project(&[self.source.as_str(), self.space.digest_column().as_str()])?;
         s.with_row_address();
-        let mut total = 0u64;
-        let mut per_frag: HashMap<u64, u64> = HashMap::new();
+        if let Some(f) = filter {
+            s.filter(f)?;
+        }
+        let mut c = Count {
+            total: 0,
+            per_frag: HashMap::new(),
+            without_text: 0,
+        };
         let mut stream = s.try_into_stream().await?;
         while let Some(b) = stream.try_next().await? {
             let text = b.column(0).as_string::<i32>();
@@ -226,18 +280,19 @@ impl Gradual<'_> {
                 .column_by_name("_rowaddr")
                 .map(|c| c.as_primitive::<arrow::datatypes::UInt64Type>().clone());
             for i in 0..b.num_rows() {
-                total += 1;
+                c.total += 1;
                 if text.is_null(i) {
+                    c.without_text += 1;
                     continue;
                 }
                 let want = self.space.passage_digest(text.value(i));
                 if dg.is_null(i) || dg.value(i) != want {
                     let frag = addr.as_ref().map_or(0, |a| a.value(i) >> 32);
-                    *per_frag.entry(frag).or_default() += 1;
+                    *c.per_frag.entry(frag).or_default() += 1;
                 }
             }
         }
-        Ok((total, per_frag.values().sum(), per_frag))
+        Ok(c)
     }
 
     /// Run until a pass finds nothing to embed. Resumable at any point.
@@ -304,6 +359,8 @@ impl Gradual<'_> {
         }
         let started = Instant::now();
         let mut embedded_now = 0u64;
+        // the version after which the next pass must look (None: look at every row)
+        let mut since = self.since;
         for pass in 1.. {
             if pass > 10_000 {
                 return Err(StoreError::Input(format!(
@@ -313,8 +370,19 @@ impl Gradual<'_> {
             }
             self.store.refresh_data().await?;
             let ds = self.store.ds.clone();
-            out.settled = ds.version_id();
-            let (total, remaining, per_frag) = self.count_todo(&ds).await?;
+            let tc = Instant::now();
+            let count = self.count_todo(&ds, since.map(|s| s.version)).await?;
+            let remaining = count.remaining();
+            crate::prof(&format!("count_todo pass {pass} ({remaining} todo)"), tc);
+            // rows without text: exact after a full read, an upper bound after a delta
+            let without_text = count.without_text + since.map_or(0, |s| s.without_text);
+            // once this pass is done, every row as of `ds` has a current vector
+            out.settled = Settled {
+                version: ds.version_id(),
+                without_text,
+            };
+            since = Some(out.settled);
+            let (total, per_frag) = (count.total, count.per_frag);
             cp.total = total;
             cp.remaining = remaining;
             cp.pass = cp.pass.max(1);
@@ -353,10 +421,12 @@ impl Gradual<'_> {
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    match self
+                    let tf = Instant::now();
+                    let r = self
                         .fragments(&batch, &mut cp, &mut embedded_now, started)
-                        .await
-                    {
+                        .await;
+                    crate::prof(&format!("fragments {batch:?}"), tf);
+                    match r {
                         Ok(n) => {
                             if n > 0 {
                                 out.commits += 1;
@@ -514,7 +584,11 @@ impl Gradual<'_> {
         })?;
         let mut side: Option<arrow::ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>> =
             None;
-        let mut last_flush = Instant::now();
+        // embedded rows not yet in the side file: saved every checkpoint interval (and
+        // when the embedder fails), so a fast embedder whose fragment commits within the
+        // interval never writes one, and a killed run loses at most an interval of work
+        let mut unsaved: Vec<usize> = Vec::new();
+        let mut last_save = Instant::now();
         let mut pending: Vec<usize> = Vec::new();
         let mut embedded = 0u64;
         for t in &todo {
@@ -535,49 +609,38 @@ impl Gradual<'_> {
                 .collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let cids: Vec<String> = chunk.iter().map(|o| by_offset[o].id.clone()).collect();
-            let v = embed_checked(
+            let v = match embed_checked(
                 &self.embedder_name,
                 self.embedder.as_ref(),
                 &refs,
                 &self.space,
                 &cids,
                 k,
-            )?;
+            ) {
+                Ok(v) => v,
+                Err(e) => {
+                    // keep what this fragment embedded so far for the resumed run
+                    let _ = self.save_side(&mut side, &side_path, &unsaved, &by_offset, &flat);
+                    if let Some(w) = side.as_mut() {
+                        let _ = w.finish();
+                    }
+                    return Err(e);
+                }
+            };
             for (j, o) in chunk.iter().enumerate() {
                 flat[o * d..(o + 1) * d].copy_from_slice(&v[j * d..(j + 1) * d]);
                 valid[*o] = true;
                 digests[*o] = by_offset[o].digest;
             }
+            unsaved.extend_from_slice(chunk);
             embedded += chunk.len() as u64;
             *embedded_now += chunk.len() as u64;
             cp.remaining = cp.remaining.saturating_sub(chunk.len() as u64);
             // side file: what a killed run would otherwise embed again
-            let w = match &mut side {
-                Some(w) => w,
-                None => {
-                    let f = std::fs::File::create(&side_path).map_err(|e| StoreError::Io {
-                        path: side_path.display().to_string(),
-                        source: e,
-                    })?;
-                    side.insert(arrow::ipc::writer::StreamWriter::try_new(
-                        std::io::BufWriter::new(f),
-                        &self.side_schema(),
-                    )?)
-                }
-            };
-            let sb = self.side_batch(
-                &cids,
-                chunk.iter().map(|o| by_offset[o].digest).collect(),
-                &v,
-            )?;
-            w.write(&sb)?;
-            if last_flush.elapsed().as_secs_f64() >= self.checkpoint_secs {
-                w.flush()?;
-                w.get_mut().flush().map_err(|e| StoreError::Io {
-                    path: side_path.display().to_string(),
-                    source: e,
-                })?;
-                last_flush = Instant::now();
+            if last_save.elapsed().as_secs_f64() >= self.checkpoint_secs {
+                self.save_side(&mut side, &side_path, &unsaved, &by_offset, &flat)?;
+                unsaved.clear();
+                last_save = Instant::now();
             }
             self.report(cp, *embedded_now, started);
             if let Some(limit) = self.throttle.filter(|l| *l > 0.0) {
@@ -615,6 +678,49 @@ impl Gradual<'_> {
             .await?;
         cp.embedded += embedded;
         Ok(Some((group, todo.len() as u64)))
+    }
+
+    /// Append the vectors of `offsets` to the fragment's side file and flush it.
+    fn save_side(
+        &self,
+        side: &mut Option<arrow::ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>>,
+        path: &std::path::Path,
+        offsets: &[usize],
+        by_offset: &HashMap<usize, &Todo>,
+        flat: &[f32],
+    ) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let io = |e: std::io::Error| StoreError::Io {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let w = match side {
+            Some(w) => w,
+            None => {
+                let f = std::fs::File::create(path).map_err(io)?;
+                side.insert(arrow::ipc::writer::StreamWriter::try_new(
+                    std::io::BufWriter::new(f),
+                    &self.side_schema(),
+                )?)
+            }
+        };
+        let d = self.space.dimension;
+        let ids: Vec<String> = offsets.iter().map(|o| by_offset[o].id.clone()).collect();
+        let mut vecs = Vec::with_capacity(offsets.len() * d);
+        for o in offsets {
+            vecs.extend_from_slice(&flat[o * d..(o + 1) * d]);
+        }
+        let b = self.side_batch(
+            &ids,
+            offsets.iter().map(|o| by_offset[o].digest).collect(),
+            &vecs,
+        )?;
+        w.write(&b)?;
+        w.flush()?;
+        w.get_mut().flush().map_err(io)?;
+        Ok(())
     }
 
     fn side_batch(

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod compat;
 mod convert;
 mod embed;
 mod error;
@@ -29,6 +30,7 @@ mod ops;
 mod store;
 mod verify;
 
+pub use compat::{CANARIES, DEFAULT_SAMPLE, PairedSample, Queries, compat_report};
 pub use convert::{SPACE_META, arrow_type, conform, validate};
 pub use embed::{EmbedError, Embedder, HashEmbedder};
 pub use error::{Result, StoreError};
@@ -39,3 +41,14 @@ pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};
 pub use store::{AddReport, CreateOptions, HistoryItem, Hit, Record, Store, UpsertReport};
 pub use verify::{Check, VerifyReport};
+
+/// Developer aid: with `MEMLANE_PROFILE` set, print how long a phase took to stderr.
+#[allow(clippy::print_stderr)]
+pub(crate) fn prof(label: &str, t: std::time::Instant) {
+    if std::env::var_os("MEMLANE_PROFILE").is_some() {
+        eprintln!(
+            "[memlane profile] {label}: {:.3} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+}

@@ -36,6 +36,7 @@ pub struct Migrator<'a> {
     progress: Option<ProgressFn>,
     holder: String,
     lease: Duration,
+    approve: Option<String>,
 }
 
 impl Store {
@@ -50,6 +51,7 @@ impl Store {
             progress: None,
             holder: "memlane".into(),
             lease: Duration::from_secs(60),
+            approve: None,
         }
     }
 
@@ -71,6 +73,14 @@ impl<'a> Migrator<'a> {
     #[must_use]
     pub fn dry_run(mut self, yes: bool) -> Self {
         self.dry_run = yes;
+        self
+    }
+
+    /// Approve compatibility gates that ask for review (the reason is recorded in the
+    /// history with who and when). Blocks stay blocks.
+    #[must_use]
+    pub fn approve(mut self, reason: Option<String>) -> Self {
+        self.approve = reason;
         self
     }
 
@@ -114,6 +124,7 @@ impl<'a> Migrator<'a> {
             progress,
             holder,
             lease,
+            approve,
         } = self;
         let _guard = if dry_run {
             None
@@ -130,6 +141,8 @@ impl<'a> Migrator<'a> {
         // no op adds rows or changes `id` (lint refuses edits of it) and removing rows
         // keeps ids unique: uniqueness is scanned once per apply and carried forward
         let mut ids_checked: Option<(u64, InvariantResult)> = None;
+        // per space: where a backfill in this apply left it (later ones read the delta)
+        let mut settled_at: HashMap<String, crate::gradual::Settled> = HashMap::new();
         let mut report = ApplyReport {
             version_before: store.version(),
             version_after: store.version(),
@@ -200,6 +213,7 @@ impl<'a> Migrator<'a> {
                     started_version: base.version_id(),
                     checkpoint: None,
                     reports: vec![],
+                    compat: None,
                 });
             }
             'steps: for (i, s) in m.steps.iter().enumerate().skip(first) {
@@ -232,6 +246,17 @@ impl<'a> Migrator<'a> {
                                 name: embedder.clone(),
                             }
                         })?;
+                        let sp = calibrate(
+                            store,
+                            &mut state,
+                            m,
+                            &s.step,
+                            sp,
+                            &e,
+                            approve.as_deref(),
+                            dry_run,
+                        )
+                        .await?;
                         if dry_run {
                             reembedded = Some(
                                 crate::gradual::sample(&base, &sp, embedder, e.as_ref(), source)
@@ -248,12 +273,14 @@ impl<'a> Migrator<'a> {
                                 sp,
                                 e,
                                 progress.clone(),
+                                settled_at.get(space).copied(),
                             )
                             .await?;
                             state = st;
                             base = store.ds.clone();
                             reembedded = Some(reembedded.unwrap_or(0) + n.embedded);
                             settled = Some(n.settled);
+                            settled_at.insert(space.clone(), n.settled);
                         }
                     }
                     let rows_before = base.count_rows(None).await? as u64;
@@ -275,7 +302,22 @@ impl<'a> Migrator<'a> {
                         }),
                     };
                     let mut staged = stage(&ctx, &s.step).await?;
-                    staged.settled = settled;
+                    staged.settled = settled.map(|st| st.version);
+                    if let (Some(st), memlane_core::Step::Reembed { space, .. }) =
+                        (settled, &s.step)
+                        && let Some(sp) = state.space(space)
+                    {
+                        // every row as of the settled version has a vector the embedder
+                        // output checks (or its writer) validated: no need to read back
+                        staged.checked_as_written.push((
+                            sp.column.clone(),
+                            crate::ops::Tally {
+                                valid: 0,
+                                invalid: 0,
+                                nulls: st.without_text,
+                            },
+                        ));
+                    }
                     if let Some(n) = reembedded {
                         staged.rows_written = n;
                         if dry_run {
@@ -309,6 +351,7 @@ impl<'a> Migrator<'a> {
                     // the appended rows were validated by their writer
                     let metadata_only = pm.steps[i].effect == memlane_core::Effect::Metadata
                         && !matches!(s.step, memlane_core::Step::Reembed { .. });
+                    let tcheck = Instant::now();
                     let invariants = match prev_invariants.take().filter(|_| metadata_only) {
                         Some(prev) => prev,
                         None => {
@@ -324,6 +367,7 @@ impl<'a> Migrator<'a> {
                             .await?
                         }
                     };
+                    crate::prof(&format!("check step {i}"), tcheck);
                     let mut sreport = StepReport {
                         migration: m.id,
                         step: i,
@@ -336,6 +380,9 @@ impl<'a> Migrator<'a> {
                         duration_ms: 0,
                         invariants,
                         version: None,
+                        compat: matches!(s.step, memlane_core::Step::Reembed { .. })
+                            .then(|| state.in_flight.as_ref().and_then(|f| f.compat.clone()))
+                            .flatten(),
                     };
                     if sreport.blocked() {
                         sreport.duration_ms = elapsed_ms(t0);
@@ -368,6 +415,7 @@ impl<'a> Migrator<'a> {
                     // record the step in the state it commits
                     let Some(mut flight) = state.in_flight.clone().map(|mut f| {
                         f.checkpoint = None;
+                        f.compat = None;
                         f
                     }) else {
                         unreachable!("in-flight set above")
@@ -388,6 +436,12 @@ impl<'a> Migrator<'a> {
                         });
                     } else {
                         new_state.in_flight = Some(flight);
+                    }
+                    if let Some(a) = sreport.compat.as_ref().and_then(|c| c.approval.as_ref()) {
+                        entry.reason = Some(format!(
+                            "review approved by {} at {}: {}",
+                            a.by, a.at, a.reason
+                        ));
                     }
                     entry.report = Some(sreport.clone());
                     let tx = transaction(&base, staged.op, &new_state, &entry);
@@ -415,6 +469,7 @@ impl<'a> Migrator<'a> {
                         embedders.get(embedder).cloned(),
                     )
                 {
+                    let tb = Instant::now();
                     let (st, n) = backfill(
                         store,
                         state.clone(),
@@ -425,8 +480,11 @@ impl<'a> Migrator<'a> {
                         sp,
                         e,
                         progress.clone(),
+                        settled_at.get(space).copied(),
                     )
                     .await?;
+                    settled_at.insert(space.clone(), n.settled);
+                    crate::prof("post-complete catch-up", tb);
                     state = st;
                     base = store.ds.clone();
                     sreport.rows_written += n.embedded;
@@ -470,8 +528,20 @@ impl<'a> Migrator<'a> {
                             .find(|a| a.id == m.id)
                             .map(|a| a.checksum.clone())
                             .unwrap_or_default();
-                        backfill(store, st, m, &checksum, i, &s.step, sp, e, progress.clone())
-                            .await?;
+                        let (_, n) = backfill(
+                            store,
+                            st,
+                            m,
+                            &checksum,
+                            i,
+                            &s.step,
+                            sp,
+                            e,
+                            progress.clone(),
+                            settled_at.get(space).copied(),
+                        )
+                        .await?;
+                        settled_at.insert(space.clone(), n.settled);
                     }
                 }
             }
@@ -496,6 +566,7 @@ async fn backfill(
     space: memlane_core::Space,
     e: Arc<dyn Embedder>,
     progress: Option<ProgressFn>,
+    since: Option<crate::gradual::Settled>,
 ) -> Result<(StoreState, crate::gradual::Outcome)> {
     let memlane_core::Step::Reembed {
         embedder,
@@ -508,6 +579,7 @@ async fn backfill(
     else {
         return Ok((state, crate::gradual::Outcome::default()));
     };
+    crate::compat::check_fingerprint(&space, embedder, &e, &store.checked)?;
     let mut g = crate::gradual::Gradual {
         state,
         store,
@@ -518,6 +590,7 @@ async fn backfill(
         source: source.clone(),
         throttle: *throttle,
         checkpoint_secs: checkpoint_seconds.unwrap_or(10.0),
+        since,
         progress: progress.map(|f| {
             (
                 f,
@@ -538,6 +611,103 @@ async fn backfill(
     };
     let out = g.run().await?;
     Ok((g.state, out))
+}
+
+/// Before a re-embed backfills (once; a resumed run finds the result in the in-flight
+/// state): check the embedder against the target space's fingerprint, or record one;
+/// compare the new space to the one it replaces on a sample, with the declared mode and
+/// the migration's gates (a block or an unapproved review is an error, nothing
+/// committed); keep the adapter for new-model queries against the old space. Returns
+/// the target space as the state now has it.
+#[allow(clippy::too_many_arguments)]
+async fn calibrate(
+    store: &Store,
+    state: &mut StoreState,
+    m: &Migration,
+    step: &memlane_core::Step,
+    mut sp: memlane_core::Space,
+    e: &Arc<dyn Embedder>,
+    approve: Option<&str>,
+    dry_run: bool,
+) -> Result<memlane_core::Space> {
+    let memlane_core::Step::Reembed {
+        space,
+        embedder,
+        source,
+        compare_to,
+        mode,
+        sample,
+        k,
+        ..
+    } = step
+    else {
+        return Ok(sp);
+    };
+    if state
+        .in_flight
+        .as_ref()
+        .and_then(|f| f.compat.as_ref())
+        .is_some_and(|c| c.to == *space)
+    {
+        return Ok(sp);
+    }
+    if sp.fingerprint.is_some() {
+        crate::compat::check_fingerprint(&sp, embedder, e, &store.checked)?;
+    } else {
+        let fp = crate::compat::record_fingerprint(&sp, embedder, e.as_ref())?;
+        store.checked.insert(&sp.name, e);
+        sp.fingerprint = Some(fp.clone());
+        if let Some(x) = state.spaces.iter_mut().find(|x| x.name == *space) {
+            x.fingerprint = Some(fp);
+        }
+    }
+    let old = compare_to
+        .clone()
+        .or_else(|| state.active_space.clone())
+        .filter(|o| o != space);
+    let Some(old) = old else {
+        return Ok(sp);
+    };
+    let old = state
+        .space(&old)
+        .cloned()
+        .ok_or_else(|| StoreError::UnknownSpace {
+            name: old.clone(),
+            known: state
+                .spaces
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let check = crate::compat::check_reembed(
+        store,
+        &crate::compat::CheckSpec {
+            old: &old,
+            new: &sp,
+            embedder_name: embedder,
+            embedder: e.as_ref(),
+            source,
+            sample: sample.unwrap_or(crate::compat::DEFAULT_SAMPLE),
+            k: k.unwrap_or(10),
+            mode: *mode,
+            gates: &m.gates,
+            migration: m.id,
+            file: &m.file,
+            approve,
+            keep_adapter: !dry_run,
+        },
+    )
+    .await?;
+    if let Some(a) = &check.adapter
+        && !state.adapters.contains(a)
+    {
+        state.adapters.push(a.clone());
+    }
+    if let Some(f) = state.in_flight.as_mut() {
+        f.compat = Some(check);
+    }
+    Ok(sp)
 }
 
 fn elapsed_ms(t: Instant) -> u64 {

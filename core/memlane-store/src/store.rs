@@ -137,6 +137,10 @@ pub struct Store {
     uri: String,
     pub(crate) ds: Arc<Dataset>,
     pub(crate) state: StoreState,
+    /// Adapters read so far, by digest.
+    pub(crate) adapters: Arc<std::sync::Mutex<HashMap<String, Arc<memlane_core::compat::Adapter>>>>,
+    /// Embedders whose fingerprint this handle checked.
+    pub(crate) checked: crate::compat::Checked,
 }
 
 impl std::fmt::Debug for Store {
@@ -165,6 +169,7 @@ fn prepare_batch(
     schema: &SchemaRef,
     state: &StoreState,
     embedders: &HashMap<String, Arc<dyn Embedder>>,
+    checked: &crate::compat::Checked,
 ) -> Result<(RecordBatch, HashMap<String, u64>)> {
     let mut batch = convert::fill_timestamps(conform(batch, schema, &state.spaces)?, now_micros())?;
     let mut embedded = HashMap::new();
@@ -178,6 +183,7 @@ fn prepare_batch(
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
+        crate::compat::check_fingerprint(space, name, e, checked)?;
         let (b, n) = crate::ops::fill_missing_vectors(&batch, space, e.as_ref())?;
         batch = b;
         embedded.insert(name.clone(), n);
@@ -303,8 +309,20 @@ impl Store {
             ..StoreState::default()
         };
         state.active_space = state.spaces.first().map(|s| s.name.clone());
+        // the embedders a store is created with fingerprint their spaces: a different
+        // model behind the same name is refused later
+        for space in &mut state.spaces {
+            if let (None, Some(e)) = (&space.fingerprint, embedders.get(&space.name)) {
+                space.fingerprint = Some(crate::compat::record_fingerprint(
+                    space,
+                    &space.name,
+                    e.as_ref(),
+                )?);
+            }
+        }
+        let checked = crate::compat::Checked::default();
         let batches = match records {
-            Some(b) => vec![prepare_batch(&b, &schema, &state, embedders)?.0],
+            Some(b) => vec![prepare_batch(&b, &schema, &state, embedders, &checked)?.0],
             None => vec![],
         };
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
@@ -324,6 +342,8 @@ impl Store {
             uri: uri.to_owned(),
             ds: Arc::new(ds),
             state,
+            adapters: Arc::default(),
+            checked: crate::compat::Checked::default(),
         })
     }
 
@@ -367,6 +387,8 @@ impl Store {
             uri: uri.to_owned(),
             ds: Arc::new(ds),
             state,
+            adapters: Arc::default(),
+            checked: crate::compat::Checked::default(),
         })
     }
 
@@ -536,7 +558,13 @@ impl Store {
         embedders: &HashMap<String, Arc<dyn Embedder>>,
     ) -> Result<(RecordBatch, HashMap<String, u64>)> {
         self.refresh().await?;
-        prepare_batch(&batch, &self.schema(), &self.state, embedders)
+        prepare_batch(
+            &batch,
+            &self.schema(),
+            &self.state,
+            embedders,
+            &self.checked,
+        )
     }
 
     /// Insert or update records by id (an update replaces the whole record). Rows

@@ -1,0 +1,538 @@
+//! Embedding compatibility against a real store: model fingerprints, the compatibility
+//! check of a re-embed (sample, metrics, declared mode, gates), query adapters kept as
+//! artifacts of the store, and paired samples for `memlane compat`.
+//!
+//! The computations live in [`memlane_core::compat`] (pure, shared with the browser);
+//! this module reads the samples, calls the embedders and stores the results.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Float32Type;
+use memlane_core::compat::{
+    self, Adapter, CompatMode, CompatOptions, Gate, Matrix, ModeThresholds, QuerySet, Verdict,
+};
+use memlane_core::schema::ID;
+use memlane_core::space::Fingerprint;
+use memlane_core::{AdapterRef, Approval, CompatCheck, Space};
+
+use crate::embed::Embedder;
+use crate::error::{Result, StoreError};
+use crate::ops::embed_checked;
+use crate::store::{Store, now};
+
+/// Canary texts embedded to fingerprint a model: short, varied, and unrelated to any
+/// particular corpus.
+pub const CANARIES: [&str; 8] = [
+    "The quick brown fox jumps over the lazy dog.",
+    "How do I reset my password if I no longer have access to my email?",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "def fibonacci(n): return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
+    "The meeting was moved to Thursday at 3 pm because the client was travelling.",
+    "Le chat dort sur le canapé pendant que la pluie tombe.",
+    "Interest rates rose by a quarter point, the third increase this year.",
+    "Remember that the user prefers vegetarian recipes and dislikes cilantro.",
+];
+
+/// Rows embedded by a re-embed's compatibility check unless the step says otherwise.
+pub const DEFAULT_SAMPLE: usize = 2000;
+
+/// Embedders whose fingerprint was already checked (kept alive, compared by pointer).
+#[derive(Default, Clone)]
+pub(crate) struct Checked(Arc<Mutex<Vec<CheckedEmbedder>>>);
+
+/// A space and an embedder that reproduced its fingerprint.
+type CheckedEmbedder = (String, Arc<dyn Embedder>);
+
+impl Checked {
+    fn contains(&self, space: &str, e: &Arc<dyn Embedder>) -> bool {
+        self.0
+            .lock()
+            .map(|v| v.iter().any(|(s, x)| s == space && Arc::ptr_eq(x, e)))
+            .unwrap_or(false)
+    }
+    pub(crate) fn insert(&self, space: &str, e: &Arc<dyn Embedder>) {
+        if let Ok(mut v) = self.0.lock() {
+            if v.len() >= 64 {
+                v.clear();
+            }
+            v.push((space.to_owned(), e.clone()));
+        }
+    }
+}
+
+/// Embed the canaries of `space` (its own texts, or [`CANARIES`]) with `e`.
+fn embed_canaries(
+    space: &Space,
+    name: &str,
+    e: &dyn Embedder,
+    texts: &[String],
+) -> Result<Vec<f32>> {
+    let prefixed: Vec<String> = texts
+        .iter()
+        .map(|t| format!("{}{t}", space.passage_prefix))
+        .collect();
+    let refs: Vec<&str> = prefixed.iter().map(String::as_str).collect();
+    let ids: Vec<String> = (0..texts.len()).map(|i| format!("canary-{i}")).collect();
+    embed_checked(name, e, &refs, space, &ids, 0)
+}
+
+/// A fingerprint of the model behind `e` for `space`.
+pub(crate) fn record_fingerprint(
+    space: &Space,
+    name: &str,
+    e: &dyn Embedder,
+) -> Result<Fingerprint> {
+    let texts: Vec<String> = CANARIES.iter().map(|s| (*s).to_owned()).collect();
+    let flat = embed_canaries(space, name, e, &texts)?;
+    Ok(Fingerprint {
+        vectors: flat
+            .chunks_exact(space.dimension)
+            .map(<[f32]>::to_vec)
+            .collect(),
+        texts,
+    })
+}
+
+/// Refuse an embedder that does not reproduce the space's recorded fingerprint.
+/// Spaces without a fingerprint pass (there is nothing to compare with).
+pub(crate) fn check_fingerprint(
+    space: &Space,
+    name: &str,
+    e: &Arc<dyn Embedder>,
+    checked: &Checked,
+) -> Result<()> {
+    let Some(fp) = space.fingerprint.as_ref().filter(|f| !f.vectors.is_empty()) else {
+        return Ok(());
+    };
+    if checked.contains(&space.name, e) {
+        return Ok(());
+    }
+    let got = embed_canaries(space, name, e.as_ref(), &fp.texts)?;
+    match compat::check_fingerprint(
+        &fp.vectors,
+        &got,
+        space.dimension,
+        compat::DEFAULT_TOLERANCE,
+    ) {
+        Ok(_) => {
+            checked.insert(&space.name, e);
+            Ok(())
+        }
+        Err(memlane_core::CompatError::Drift { index, cosine, .. }) => {
+            Err(StoreError::ModelDrift {
+                space: space.name.clone(),
+                embedder: name.to_owned(),
+                identity: space.identity(),
+                cosine,
+                canary: fp.texts.get(index).cloned().unwrap_or_default(),
+            })
+        }
+        Err(e) => Err(StoreError::Core(e.into())),
+    }
+}
+
+/// Where a store keeps its adapters.
+pub(crate) fn adapters_dir(uri: &str) -> PathBuf {
+    crate::lock::lock_path(uri).with_file_name("adapters")
+}
+
+/// Write an adapter as `<digest>.json` (content-addressed, so a file never changes
+/// under a recorded reference). Returns (file name, digest).
+pub(crate) fn save_adapter(uri: &str, a: &Adapter) -> Result<(String, String)> {
+    let json = serde_json::to_vec(a).map_err(|e| StoreError::Input(format!("adapter: {e}")))?;
+    let digest = blake3::hash(&json).to_hex().to_string();
+    let dir = adapters_dir(uri);
+    let io = |path: &std::path::Path, e: std::io::Error| StoreError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    let file = format!("{digest}.json");
+    let path = dir.join(&file);
+    // write then rename: a killed run never leaves a torn adapter under its final name
+    let tmp = dir.join(format!("{digest}.tmp"));
+    std::fs::write(&tmp, &json).map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+    Ok((file, digest))
+}
+
+/// Read an adapter and check it is the one recorded.
+pub(crate) fn load_adapter(uri: &str, r: &AdapterRef) -> Result<Adapter> {
+    let path = adapters_dir(uri).join(&r.file);
+    let bytes = std::fs::read(&path).map_err(|e| StoreError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let got = blake3::hash(&bytes).to_hex().to_string();
+    if got != r.digest {
+        return Err(StoreError::Verify(format!(
+            "adapter {} was changed outside memlane (blake3 {got}, recorded {}); restore the file or re-run the migration's compatibility check",
+            path.display(),
+            r.digest
+        )));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| StoreError::Verify(format!("adapter {} does not parse: {e}", path.display())))
+}
+
+/// A paired sample: the same rows' vectors in two spaces.
+#[derive(Debug, Clone, Default)]
+pub struct PairedSample {
+    /// Record ids, in row order.
+    pub ids: Vec<String>,
+    /// Old-space vectors, row-major.
+    pub old: Vec<f32>,
+    /// New-space vectors, row-major.
+    pub new: Vec<f32>,
+}
+
+/// Up to `n` rows spread evenly over the store (deterministic), with their id, source
+/// text and the vectors of `spaces` (null where missing).
+async fn spread_rows(store: &Store, cols: &[&str], n: usize) -> Result<Vec<RecordBatch>> {
+    let ds = store.dataset();
+    let total = ds.count_rows(None).await?;
+    if total == 0 || n == 0 {
+        return Ok(vec![]);
+    }
+    let want = n.min(total);
+    let idx: Vec<u64> = (0..want).map(|i| (i * total / want) as u64).collect();
+    let schema = ds.schema().project(cols)?;
+    let mut out = Vec::new();
+    for chunk in idx.chunks(4096) {
+        out.push(ds.take(chunk, Arc::new(schema.clone())).await?);
+    }
+    Ok(out)
+}
+
+fn vector_at(b: &RecordBatch, col: &str, i: usize) -> Option<Vec<f32>> {
+    let v = b.column_by_name(col)?.as_fixed_size_list();
+    v.is_valid(i)
+        .then(|| v.value(i).as_primitive::<Float32Type>().values().to_vec())
+}
+
+impl Store {
+    /// Up to `n` rows (spread evenly over the store) that have vectors in both spaces.
+    pub async fn paired_sample(&self, old: &str, new: &str, n: usize) -> Result<PairedSample> {
+        let (o, w) = (
+            self.space(Some(old))?.clone(),
+            self.space(Some(new))?.clone(),
+        );
+        // rows with both vectors may be a fraction of the store (a re-embed under way):
+        // filter first, then spread
+        let filter = format!("{} IS NOT NULL AND {} IS NOT NULL", o.column, w.column);
+        let mut s = self.dataset().scan();
+        s.project(&[ID, o.column.as_str(), w.column.as_str()])?;
+        s.filter(&filter)?;
+        let batches: Vec<RecordBatch> =
+            futures::TryStreamExt::try_collect(s.try_into_stream().await?).await?;
+        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let step = (total / n.max(1)).max(1);
+        let mut out = PairedSample::default();
+        let mut k = 0usize;
+        for b in &batches {
+            let ids = b.column(0).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                if k.is_multiple_of(step) && out.ids.len() < n {
+                    let (Some(a), Some(c)) =
+                        (vector_at(b, &o.column, i), vector_at(b, &w.column, i))
+                    else {
+                        continue;
+                    };
+                    out.ids.push(ids.value(i).to_owned());
+                    out.old.extend_from_slice(&a);
+                    out.new.extend_from_slice(&c);
+                }
+                k += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Search space `target` with a query embedded by the model of space `query_space`,
+    /// through the adapter the store keeps for that pair (fitted by a re-embed's
+    /// compatibility check). The same space on both sides is a plain search.
+    pub async fn search_adapted(
+        &self,
+        target: Option<&str>,
+        query_space: &str,
+        query: &[f32],
+        k: usize,
+        filter: Option<&str>,
+    ) -> Result<Vec<crate::store::Hit>> {
+        let target = self.space(target)?.name.clone();
+        if target == query_space {
+            return self.search(Some(&target), query, k, filter).await;
+        }
+        let from = self.space(Some(query_space))?;
+        let r = self
+            .state
+            .adapters
+            .iter()
+            .rev()
+            .find(|a| a.from == query_space && a.to == target)
+            .ok_or_else(|| StoreError::NoAdapter {
+                from: query_space.to_owned(),
+                to: target.clone(),
+                known: self
+                    .state
+                    .adapters
+                    .iter()
+                    .map(|a| format!("{} -> {}", a.from, a.to))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let a = self.adapter(r)?;
+        if query.len() != from.dimension {
+            return Err(StoreError::Input(format!(
+                "query vector has dimension {} but space `{query_space}` is {}-d",
+                query.len(),
+                from.dimension
+            )));
+        }
+        let mapped = a.apply(query);
+        self.search(Some(&target), &mapped, k, filter).await
+    }
+
+    /// The adapter a reference points to (read once per store handle).
+    fn adapter(&self, r: &AdapterRef) -> Result<Arc<Adapter>> {
+        if let Ok(cache) = self.adapters.lock()
+            && let Some(a) = cache.get(&r.digest)
+        {
+            return Ok(a.clone());
+        }
+        let a = Arc::new(load_adapter(self.uri(), r)?);
+        if let Ok(mut cache) = self.adapters.lock() {
+            cache.insert(r.digest.clone(), a.clone());
+        }
+        Ok(a)
+    }
+}
+
+/// What a re-embed's compatibility check needs.
+pub(crate) struct CheckSpec<'a> {
+    pub(crate) old: &'a Space,
+    pub(crate) new: &'a Space,
+    pub(crate) embedder_name: &'a str,
+    pub(crate) embedder: &'a dyn Embedder,
+    pub(crate) source: &'a str,
+    pub(crate) sample: usize,
+    pub(crate) k: usize,
+    pub(crate) mode: Option<CompatMode>,
+    pub(crate) gates: &'a [Gate],
+    pub(crate) migration: u32,
+    pub(crate) file: &'a str,
+    pub(crate) approve: Option<&'a str>,
+    /// Write the adapter into the store (false in a dry run).
+    pub(crate) keep_adapter: bool,
+}
+
+/// Compare the new space to the old one on a sample before a re-embed backfills:
+/// embed up to `sample` rows with the new model, compute the metrics (and fit an
+/// adapter), verify the declared mode and evaluate the gates. A block, or a review
+/// without approval, is an error and nothing is written.
+pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<CompatCheck> {
+    let batches = spread_rows(store, &[ID, c.source, c.old.column.as_str()], c.sample).await?;
+    let (mut ids, mut texts, mut old) = (Vec::new(), Vec::new(), Vec::new());
+    for b in &batches {
+        let id = b.column(0).as_string::<i32>();
+        let text = b.column(1).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            if text.is_null(i) {
+                continue;
+            }
+            let Some(v) = vector_at(b, &c.old.column, i) else {
+                continue;
+            };
+            ids.push(id.value(i).to_owned());
+            texts.push(format!("{}{}", c.new.passage_prefix, text.value(i)));
+            old.extend_from_slice(&v);
+        }
+    }
+    let mut new = Vec::with_capacity(ids.len() * c.new.dimension);
+    let bs = c.embedder.batch_size().max(1);
+    for (k, (t, i)) in texts.chunks(bs).zip(ids.chunks(bs)).enumerate() {
+        let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+        new.extend(embed_checked(
+            c.embedder_name,
+            c.embedder,
+            &refs,
+            c.new,
+            i,
+            k,
+        )?);
+    }
+    let n = ids.len();
+    let k = c.k.min(n.saturating_sub(2)).max(1);
+    let mut check = CompatCheck {
+        from: c.old.name.clone(),
+        to: c.new.name.clone(),
+        sample: n,
+        k,
+        metrics: Default::default(),
+        mode: c.mode,
+        mode_failure: None,
+        suggested_mode: CompatMode::None,
+        gates: vec![],
+        verdict: Verdict::Pass,
+        adapter_summary: String::new(),
+        adapter: None,
+        approval: None,
+    };
+    let too_small = n < (2 * k + 4).max(20);
+    if too_small {
+        check.adapter_summary = format!(
+            "{n} rows with text and an old vector: too few to compare the spaces (need {})",
+            (2 * k + 4).max(20)
+        );
+        if c.mode.is_some() || !c.gates.is_empty() {
+            check.verdict = Verdict::Block;
+            check.mode_failure = Some(check.adapter_summary.clone());
+        }
+    } else {
+        let (om, nm) = (
+            Matrix::new(&old, c.old.dimension)?,
+            Matrix::new(&new, c.new.dimension)?,
+        );
+        let opts = CompatOptions {
+            k,
+            metric: c.old.metric,
+            ..CompatOptions::default()
+        };
+        let report = compat::compat(&om, &nm, &opts)?;
+        check.metrics = report.metrics.clone();
+        check.suggested_mode = report.suggested_mode;
+        check.adapter_summary = report
+            .adapter
+            .as_ref()
+            .map_or_else(|| "not fitted".to_owned(), |a| a.summary.clone());
+        if let Some(mode) = c.mode
+            && let Err(e) = compat::verify_mode(mode, &report, &ModeThresholds::default())
+        {
+            check.mode_failure = Some(e.to_string());
+        }
+        check.gates = compat::evaluate(c.gates, &check.metrics)?;
+        check.verdict = compat::overall(&check.gates);
+        if check.mode_failure.is_some() {
+            check.verdict = Verdict::Block;
+        }
+        if let (true, Some(fit)) = (c.keep_adapter, report.adapter.as_ref())
+            && let (Some(a), Some(kind)) = (fit.adapter.as_ref(), fit.chosen)
+            && check.verdict != Verdict::Block
+        {
+            let (file, digest) = save_adapter(store.uri(), a)?;
+            let retention = fit
+                .candidates
+                .iter()
+                .find(|x| x.kind == kind)
+                .map_or(0.0, |x| x.retention);
+            check.adapter = Some(AdapterRef {
+                from: c.new.name.clone(),
+                to: c.old.name.clone(),
+                kind: kind.as_str().to_owned(),
+                file,
+                digest,
+                retention,
+                migration: c.migration,
+            });
+        }
+    }
+    match check.verdict {
+        Verdict::Block => Err(StoreError::GateBlocked {
+            file: c.file.to_owned(),
+            details: check.to_string(),
+            check: Box::new(check),
+        }),
+        Verdict::Review => match c.approve {
+            Some(reason) => {
+                check.approval = Some(Approval {
+                    reason: reason.to_owned(),
+                    by: who(),
+                    at: now(),
+                });
+                Ok(check)
+            }
+            None => Err(StoreError::ReviewRequired {
+                file: c.file.to_owned(),
+                details: check.to_string(),
+                check: Box::new(check),
+            }),
+        },
+        Verdict::Pass => Ok(check),
+    }
+}
+
+/// `user@host` of this process, for approvals.
+fn who() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host}")
+}
+
+/// Queries with relevant record ids, embedded by both models, as a [`QuerySet`] over
+/// a paired sample (ids not in the sample are dropped; queries left without any are
+/// skipped).
+pub struct Queries {
+    /// Old-model query vectors, row-major.
+    pub old: Vec<f32>,
+    /// New-model query vectors, row-major.
+    pub new: Vec<f32>,
+    /// Relevant ids per query.
+    pub relevant: Vec<Vec<String>>,
+}
+
+/// Run the compatibility metrics on a paired sample (and queries), as `memlane compat` does.
+pub fn compat_report(
+    sample: &PairedSample,
+    old: &Space,
+    new: &Space,
+    k: usize,
+    queries: Option<&Queries>,
+) -> Result<memlane_core::compat::CompatReport> {
+    let om = Matrix::new(&sample.old, old.dimension)?;
+    let nm = Matrix::new(&sample.new, new.dimension)?;
+    let pos: HashMap<&str, u32> = sample
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), u32::try_from(i).unwrap_or(u32::MAX)))
+        .collect();
+    let mut rel: Vec<Vec<u32>> = Vec::new();
+    let (mut qo, mut qn) = (Vec::new(), Vec::new());
+    if let Some(q) = queries {
+        for (i, r) in q.relevant.iter().enumerate() {
+            let idx: Vec<u32> = r
+                .iter()
+                .filter_map(|id| pos.get(id.as_str()).copied())
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            rel.push(idx);
+            qo.extend_from_slice(&q.old[i * old.dimension..(i + 1) * old.dimension]);
+            qn.extend_from_slice(&q.new[i * new.dimension..(i + 1) * new.dimension]);
+        }
+    }
+    let qs = if rel.is_empty() {
+        None
+    } else {
+        Some(QuerySet {
+            old: Matrix::new(&qo, old.dimension)?,
+            new: Matrix::new(&qn, new.dimension)?,
+            relevant: &rel,
+        })
+    };
+    let opts = CompatOptions {
+        k,
+        metric: old.metric,
+        queries: qs,
+        ..CompatOptions::default()
+    };
+    Ok(compat::compat(&om, &nm, &opts)?)
+}
