@@ -1,0 +1,332 @@
+//! The compatibility analysis of memlane-core against numpy, same run, same data:
+//!
+//! - (a) overlap@10 + recall@10: two exact cosine kNN self-searches and the paired scores
+//!   (memlane blocked faer products vs numpy matmul + argpartition);
+//! - (b) Procrustes of new onto old on the whole sample (f64 SVD, fit measures);
+//! - (c) applying an adapter to one query at a time (`Adapter::apply_into`).
+//!
+//! The sample is synthetic and seeded: `N` "new" vectors (384-d, low-rank structure plus
+//! noise) and their "old" counterparts (256-d, a random projection of the new ones plus
+//! noise), written as raw `f32` files for `benches/compat_numpy.py`, which is run twice
+//! (OpenBLAS on one thread, then on its default thread count) with
+//! `$HOME/.cache/memlane/venv/bin/python` when it exists, else `python3`.
+//!
+//! `cargo bench -p memlane-benches --bench compat -- [N] [REPS]` (defaults 10000 and 3);
+//! add `--features parallel` to run faer on rayon (memlane-core's `parallel` feature).
+#![allow(
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation
+)]
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use memlane_benches::Rng;
+use memlane_core::compat::{
+    Adapter, AdapterKind, FitOptions, Matrix, fit_adapters, knn, neighborhood_scores, procrustes,
+};
+use memlane_core::space::Metric;
+
+const NEW_DIM: usize = 384;
+const OLD_DIM: usize = 256;
+const K: usize = 10;
+/// Latent factors shared by every vector (gives the neighbourhoods structure).
+const LATENT: usize = 32;
+const SEED: u64 = 0x636f_6d70_6174;
+
+/// `n x d_in` times `d_in x d_out` (row-major), i-k-j order so the inner loop vectorises.
+fn times(x: &[f32], d_in: usize, m: &[f32], d_out: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len() / d_in * d_out];
+    for (row, o) in x.chunks_exact(d_in).zip(out.chunks_exact_mut(d_out)) {
+        for (xi, w) in row.iter().zip(m.chunks_exact(d_out)) {
+            for (y, a) in o.iter_mut().zip(w) {
+                *y += xi * a;
+            }
+        }
+    }
+    out
+}
+
+/// The paired sample: `(new, old)`, flat row-major.
+fn sample(n: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = Rng(SEED);
+    let mut draw = |len: usize, s: f32| -> Vec<f32> { (0..len).map(|_| s * rng.unit()).collect() };
+    let z = draw(n * LATENT, 1.0);
+    let mix = draw(LATENT * NEW_DIM, 1.0);
+    let mut new = times(&z, LATENT, &mix, NEW_DIM);
+    for (v, e) in new.iter_mut().zip(draw(n * NEW_DIM, 2.0)) {
+        *v += e;
+    }
+    let proj = draw(NEW_DIM * OLD_DIM, 1.0 / (NEW_DIM as f32).sqrt());
+    let mut old = times(&new, NEW_DIM, &proj, OLD_DIM);
+    for (v, e) in old.iter_mut().zip(draw(n * OLD_DIM, 1.0)) {
+        *v += e;
+    }
+    (new, old)
+}
+
+fn write_f32(path: &Path, v: &[f32]) {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(path, bytes).expect("write sample");
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn timed<T>(reps: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut secs = Vec::with_capacity(reps);
+    let mut last = None;
+    for _ in 0..reps {
+        let t = Instant::now();
+        last = Some(f());
+        secs.push(t.elapsed().as_secs_f64());
+    }
+    (median(secs), last.expect("reps >= 1"))
+}
+
+fn python() -> PathBuf {
+    let venv = std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/memlane/venv/bin/python"))
+        .filter(|p| p.exists());
+    venv.unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// Run the numpy side; `threads` pins OpenBLAS (`None`: its default).
+fn numpy(dir: &Path, n: usize, reps: usize, threads: Option<usize>) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat_numpy.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(&script).arg(dir).args(
+        [n, NEW_DIM, OLD_DIM, K, reps]
+            .iter()
+            .map(ToString::to_string),
+    );
+    if let Some(t) = threads {
+        for var in ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"] {
+            cmd.env(var, t.to_string());
+        }
+    }
+    let out = cmd.output().expect("run python (numpy side)");
+    assert!(
+        out.status.success(),
+        "{} {}: {}",
+        python().display(),
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("{}")).expect("numpy JSON")
+}
+
+/// Median nanoseconds of one `apply_into` call, over `queries` single-query calls per rep.
+fn apply_ns(adapter: &Adapter, new: &Matrix<'_>, reps: usize, queries: usize) -> f64 {
+    let mut out = vec![0f32; adapter.out_dim()];
+    let (secs, ()) = timed(reps, || {
+        for q in 0..queries {
+            adapter.apply_into(black_box(new.row(q % new.rows())), &mut out);
+            black_box(&out);
+        }
+    });
+    secs * 1e9 / queries as f64
+}
+
+fn fit_one(old: &Matrix<'_>, new: &Matrix<'_>, kind: AdapterKind) -> Adapter {
+    let opts = FitOptions {
+        kinds: vec![kind],
+        min_retention: 0.0,
+        min_recall: 0.0,
+        ..FitOptions::default()
+    };
+    fit_adapters(old, new, &opts)
+        .expect("fit")
+        .adapter
+        .expect("chosen with no thresholds")
+}
+
+fn f(v: &serde_json::Value, path: &[&str]) -> f64 {
+    path.iter()
+        .fold(v, |v, p| &v[*p])
+        .as_f64()
+        .unwrap_or(f64::NAN)
+}
+
+#[allow(clippy::too_many_lines)]
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .map(|a| a.parse().expect("usage: compat [N] [REPS]"))
+        .collect();
+    let n = args.first().copied().unwrap_or(10_000);
+    let reps = args.get(1).copied().unwrap_or(3).max(1);
+
+    let t = Instant::now();
+    let (new, old) = sample(n);
+    let dir = std::env::temp_dir().join(format!("memlane-bench-compat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    write_f32(&dir.join("new.f32"), &new);
+    write_f32(&dir.join("old.f32"), &old);
+    let gen_secs = t.elapsed().as_secs_f64();
+    let (nm, om) = (
+        Matrix::new(&new, NEW_DIM).expect("new"),
+        Matrix::new(&old, OLD_DIM).expect("old"),
+    );
+
+    // (a) two kNN self-searches and the paired scores.
+    let (knn_secs, (overlap, recall)) = timed(reps, || {
+        let a = knn(&om, K, Metric::Cosine).expect("knn old");
+        let b = knn(&nm, K, Metric::Cosine).expect("knn new");
+        neighborhood_scores(&a, &b, SEED).expect("scores")
+    });
+    // (b) Procrustes of new onto old, fit and measures.
+    let (proc_secs, proc) = timed(reps, || {
+        procrustes(&om, &nm, Metric::Cosine).expect("procrustes")
+    });
+    // (c) adapters fitted on the same sample (held-out choice included), then applied.
+    let t = Instant::now();
+    let all = fit_adapters(&om, &nm, &FitOptions::default()).expect("fit all");
+    let fit_all_secs = t.elapsed().as_secs_f64();
+    let adapters: Vec<Adapter> = AdapterKind::ALL
+        .iter()
+        .map(|&k| fit_one(&om, &nm, k))
+        .collect();
+    let queries = 20_000;
+    let apply: Vec<f64> = adapters
+        .iter()
+        .map(|a| apply_ns(a, &nm, reps, queries))
+        .collect();
+    let batch_ns: Vec<f64> = adapters
+        .iter()
+        .map(|a| {
+            let (s, _) = timed(reps, || a.apply_batch(black_box(nm.data())));
+            s * 1e9 / n as f64
+        })
+        .collect();
+
+    let np1 = numpy(&dir, n, reps, Some(1));
+    let npd = numpy(&dir, n, reps, None);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let threads = if cfg!(feature = "parallel") {
+        format!(
+            "faer on rayon ({} threads)",
+            std::thread::available_parallelism().map_or(1, usize::from)
+        )
+    } else {
+        "faer sequential (1 thread)".to_string()
+    };
+    println!(
+        "compat: {n} paired rows, new {NEW_DIM}-d -> old {OLD_DIM}-d, k = {K}, median of {reps} (sample generated in {gen_secs:.2} s)"
+    );
+    println!(
+        "memlane-core: {threads}; numpy {} (OpenBLAS: 1 thread / default on {} cpus), {}",
+        npd["numpy"].as_str().unwrap_or("?"),
+        npd["cpus"],
+        python().display()
+    );
+    println!();
+    println!(
+        "{:<44} {:>10} {:>11} {:>7} {:>11} {:>7}",
+        "", "memlane", "numpy 1 thr", "ratio", "numpy dflt", "ratio"
+    );
+    let row = |name: &str, ours: f64, key: &str| {
+        let (a, b) = (f(&np1, &[key]), f(&npd, &[key]));
+        println!(
+            "{name:<44} {ours:>8.3} s {a:>9.3} s {:>6.2}x {b:>9.3} s {:>6.2}x",
+            ours / a,
+            ours / b
+        );
+    };
+    row(
+        "(a) overlap@10 + recall@10 (2 kNN + scores)",
+        knn_secs,
+        "neighbourhood_secs",
+    );
+    row(
+        "(b) Procrustes fit + measures (f64 SVD)",
+        proc_secs,
+        "procrustes_secs",
+    );
+    println!();
+    println!("(c) adapter apply, one query per call (apply_into, {queries} calls), goal < 10 us:");
+    for ((a, ns), bns) in adapters.iter().zip(&apply).zip(&batch_ns) {
+        println!(
+            "    {:<40} {:>8.0} ns/query  ({} multiply-adds; apply_batch on {n} rows: {:.0} ns/row)",
+            format!("{} {}->{}", a.describe(), a.in_dim(), a.out_dim()),
+            ns,
+            a.cost(),
+            bns
+        );
+    }
+    println!(
+        "    {:<40} {:>8.0} ns/query  (python loop: normalise, q @ W; default threads)",
+        "numpy dense 384->256 (reference)",
+        f(&npd, &["apply_dense_secs_per_query"]) * 1e9
+    );
+    println!(
+        "    fit_adapters (all kinds, held-out choice) on {n} rows: {fit_all_secs:.2} s, chose {}",
+        all.chosen.map_or("none", AdapterKind::as_str)
+    );
+
+    // Both sides must have measured the same thing.
+    println!();
+    println!(
+        "{:<26} {:>10} {:>10} {:>10}",
+        "metric", "memlane", "numpy", "|diff|"
+    );
+    let check = |name: &str, ours: f64, theirs: f64, tol: f64| {
+        let d = (ours - theirs).abs();
+        println!("{name:<26} {ours:>10.6} {theirs:>10.6} {d:>10.2e}");
+        assert!(
+            d < tol,
+            "{name}: memlane {ours} vs numpy {theirs} differ by more than {tol}"
+        );
+    };
+    for np in [&np1, &npd] {
+        // Near-ties at the k-th neighbour can fall either way between two f32 kernels; each
+        // flip moves a mean by about 1/(k n), so 1e-3 allows ~100 flips.
+        check(
+            "overlap@10",
+            overlap.mean,
+            f(np, &["neighbourhood", "overlap"]),
+            1e-3,
+        );
+        check(
+            "recall@10",
+            recall.mean,
+            f(np, &["neighbourhood", "recall"]),
+            1e-3,
+        );
+        check(
+            "procrustes.residual",
+            proc.residual,
+            f(np, &["procrustes", "residual"]),
+            1e-6,
+        );
+        check(
+            "procrustes.mean_cosine",
+            proc.mean_cosine,
+            f(np, &["procrustes", "mean_cosine"]),
+            1e-6,
+        );
+        check(
+            "procrustes.scale",
+            proc.scale,
+            f(np, &["procrustes", "scale"]),
+            1e-6,
+        );
+    }
+    // Baselines use different shuffles on each side: same level, not the same value.
+    println!(
+        "baselines (different shuffles): overlap {:.4} / {:.4}, recall {:.4} / {:.4}; k/(n-1) = {:.4}",
+        overlap.baseline,
+        f(&npd, &["neighbourhood", "overlap_baseline"]),
+        recall.baseline,
+        f(&npd, &["neighbourhood", "recall_baseline"]),
+        K as f64 / (n - 1) as f64
+    );
+}
