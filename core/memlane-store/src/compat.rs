@@ -223,21 +223,21 @@ impl Store {
         // rows with both vectors may be a fraction of the store (a re-embed under way):
         // filter first, then spread
         let filter = format!("{} IS NOT NULL AND {} IS NOT NULL", o.column, w.column);
+        let total = self.dataset().count_rows(Some(filter.clone())).await?;
+        let step = (total / n.max(1)).max(1);
         let mut s = self.dataset().scan();
         s.project(&[ID, o.column.as_str(), w.column.as_str()])?;
         s.filter(&filter)?;
-        let batches: Vec<RecordBatch> =
-            futures::TryStreamExt::try_collect(s.try_into_stream().await?).await?;
-        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let step = (total / n.max(1)).max(1);
+        // streamed: only the sampled rows are kept
+        let mut stream = s.try_into_stream().await?;
         let mut out = PairedSample::default();
         let mut k = 0usize;
-        for b in &batches {
+        while let Some(b) = futures::TryStreamExt::try_next(&mut stream).await? {
             let ids = b.column(0).as_string::<i32>();
             for i in 0..b.num_rows() {
                 if k.is_multiple_of(step) && out.ids.len() < n {
                     let (Some(a), Some(c)) =
-                        (vector_at(b, &o.column, i), vector_at(b, &w.column, i))
+                        (vector_at(&b, &o.column, i), vector_at(&b, &w.column, i))
                     else {
                         continue;
                     };
