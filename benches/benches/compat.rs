@@ -3,7 +3,13 @@
 //! - (a) overlap@10 + recall@10: two exact cosine kNN self-searches and the paired scores
 //!   (memlane blocked faer products vs numpy matmul + argpartition);
 //! - (b) Procrustes of new onto old on the whole sample (f64 SVD, fit measures);
-//! - (c) applying an adapter to one query at a time (`Adapter::apply_into`).
+//! - (c) applying an adapter to one query at a time (`Adapter::apply_into`), both in a
+//!   fresh child process that loads the fitted adapters from JSON and has never run a faer
+//!   kernel, and in the bench process right after fitting it (faer products). Two columns
+//!   because the plain-loop `apply_into` before 8b17a3b ran 6.5-9 us fresh but ~36 us once
+//!   faer had run in the process (AMD EPYC, SSE2 baseline build; the same code built with
+//!   `-C target-cpu=x86-64-v3` stayed at ~7 us: an AVX/SSE transition cost). Through faer's
+//!   kernels both columns should agree.
 //!
 //! The sample is synthetic and seeded: `N` "new" vectors (384-d, low-rank structure plus
 //! noise) and their "old" counterparts (256-d, a random projection of the new ones plus
@@ -134,6 +140,23 @@ fn apply_ns(adapter: &Adapter, new: &Matrix<'_>, reps: usize, queries: usize) ->
     secs * 1e9 / queries as f64
 }
 
+/// Child mode: time `apply_into` of the adapters saved in `dir` on `dir/new.f32`.
+fn apply_child(dir: &Path, reps: usize, queries: usize) {
+    let text = std::fs::read_to_string(dir.join("adapters.json")).expect("adapters.json");
+    let adapters: Vec<Adapter> = serde_json::from_str(&text).expect("adapters");
+    let bytes = std::fs::read(dir.join("new.f32")).expect("new.f32");
+    let new: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let nm = Matrix::new(&new, NEW_DIM).expect("new");
+    let ns: Vec<f64> = adapters
+        .iter()
+        .map(|a| apply_ns(a, &nm, reps, queries))
+        .collect();
+    println!("{}", serde_json::json!({ "ns": ns }));
+}
+
 fn fit_one(old: &Matrix<'_>, new: &Matrix<'_>, kind: AdapterKind) -> Adapter {
     let opts = FitOptions {
         kinds: vec![kind],
@@ -156,9 +179,18 @@ fn f(v: &serde_json::Value, path: &[&str]) -> f64 {
 
 #[allow(clippy::too_many_lines)]
 fn main() {
-    let args: Vec<usize> = std::env::args()
+    let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
+        .collect();
+    let queries = 20_000;
+    if args.first().map(String::as_str) == Some("apply") {
+        let reps = args[2].parse().expect("reps");
+        apply_child(Path::new(&args[1]), reps, queries);
+        return;
+    }
+    let args: Vec<usize> = args
+        .iter()
         .map(|a| a.parse().expect("usage: compat [N] [REPS]"))
         .collect();
     let n = args.first().copied().unwrap_or(10_000);
@@ -190,14 +222,33 @@ fn main() {
     let t = Instant::now();
     let all = fit_adapters(&om, &nm, &FitOptions::default()).expect("fit all");
     let fit_all_secs = t.elapsed().as_secs_f64();
-    let adapters: Vec<Adapter> = AdapterKind::ALL
+    // Each adapter is applied to single queries right after its fit, in this process.
+    let (adapters, apply): (Vec<Adapter>, Vec<f64>) = AdapterKind::ALL
         .iter()
-        .map(|&k| fit_one(&om, &nm, k))
-        .collect();
-    let queries = 20_000;
-    let apply: Vec<f64> = adapters
-        .iter()
-        .map(|a| apply_ns(a, &nm, reps, queries))
+        .map(|&k| {
+            let a = fit_one(&om, &nm, k);
+            let ns = apply_ns(&a, &nm, reps, queries);
+            (a, ns)
+        })
+        .unzip();
+    std::fs::write(
+        dir.join("adapters.json"),
+        serde_json::to_string(&adapters).expect("adapters to JSON"),
+    )
+    .expect("write adapters");
+    let out = Command::new(std::env::current_exe().expect("exe"))
+        .args(["apply".as_ref(), dir.as_os_str(), reps.to_string().as_ref()])
+        .output()
+        .expect("apply child");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let child: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("child JSON");
+    let fresh: Vec<f64> = (0..adapters.len())
+        .map(|i| child["ns"][i].as_f64().unwrap_or(f64::NAN))
         .collect();
     let batch_ns: Vec<f64> = adapters
         .iter()
@@ -252,20 +303,27 @@ fn main() {
         "procrustes_secs",
     );
     println!();
-    println!("(c) adapter apply, one query per call (apply_into, {queries} calls), goal < 10 us:");
-    for ((a, ns), bns) in adapters.iter().zip(&apply).zip(&batch_ns) {
+    println!(
+        "(c) adapter apply, one query per call (apply_into, {queries} calls), goal < 10 us (10000 ns):"
+    );
+    println!(
+        "    {:<44} {:>9} {:>11} {:>9} {:>7}",
+        "adapter", "fresh ns", "after faer", "batch ns", "madds"
+    );
+    for (((a, ns), fns), bns) in adapters.iter().zip(&apply).zip(&fresh).zip(&batch_ns) {
         println!(
-            "    {:<40} {:>8.0} ns/query  ({} multiply-adds; apply_batch on {n} rows: {:.0} ns/row)",
+            "    {:<44} {fns:>9.0} {ns:>11.0} {bns:>9.0} {:>7}",
             format!("{} {}->{}", a.describe(), a.in_dim(), a.out_dim()),
-            ns,
             a.cost(),
-            bns
         );
     }
     println!(
-        "    {:<40} {:>8.0} ns/query  (python loop: normalise, q @ W; default threads)",
+        "    {:<44} {:>9.0}   (python loop: normalise, q @ W; default threads)",
         "numpy dense 384->256 (reference)",
         f(&npd, &["apply_dense_secs_per_query"]) * 1e9
+    );
+    println!(
+        "    fresh: child process that never ran faer; after faer: this process, right after fitting it (faer); batch: apply_batch on {n} rows, per row"
     );
     println!(
         "    fit_adapters (all kinds, held-out choice) on {n} rows: {fit_all_secs:.2} s, chose {}",
@@ -275,18 +333,21 @@ fn main() {
     // Both sides must have measured the same thing.
     println!();
     println!(
-        "{:<26} {:>10} {:>10} {:>10}",
-        "metric", "memlane", "numpy", "|diff|"
+        "{:<32} {:>10} {:>10} {:>10}",
+        "metric (numpy run)", "memlane", "numpy", "|diff|"
     );
     let check = |name: &str, ours: f64, theirs: f64, tol: f64| {
         let d = (ours - theirs).abs();
-        println!("{name:<26} {ours:>10.6} {theirs:>10.6} {d:>10.2e}");
+        println!("{name:<32} {ours:>10.6} {theirs:>10.6} {d:>10.2e}");
         assert!(
             d < tol,
             "{name}: memlane {ours} vs numpy {theirs} differ by more than {tol}"
         );
     };
-    for np in [&np1, &npd] {
+    for (np, run) in [(&np1, "1 thr"), (&npd, "dflt")] {
+        let check = |name: &str, ours: f64, theirs: f64, tol: f64| {
+            check(&format!("{name} ({run})"), ours, theirs, tol);
+        };
         // Near-ties at the k-th neighbour can fall either way between two f32 kernels; each
         // flip moves a mean by about 1/(k n), so 1e-3 allows ~100 flips.
         check(
