@@ -702,11 +702,11 @@ async fn run(cli: Cli) -> Result<u8> {
             let st = Store::open(&store).await?;
             let (old, new) = (st.space(Some(&from))?.clone(), st.space(Some(&to))?.clone());
             let paired = st.paired_sample(&from, &to, sample).await?;
-            if paired.ids.len() < 2 * k + 4 {
+            let needed = memlane_core::compat::min_sample_rows(k);
+            if paired.ids.len() < needed {
                 bail!(
-                    "only {} rows have vectors in both `{from}` and `{to}`; compat needs at least {} (run or resume the re-embed first, or lower --k)",
-                    paired.ids.len(),
-                    2 * k + 4
+                    "only {} rows have vectors in both `{from}` and `{to}`; compat needs at least {needed} (run or resume the re-embed first, or lower --k)",
+                    paired.ids.len()
                 );
             }
             let q = match &queries {

@@ -381,11 +381,10 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
         adapter: None,
         approval: None,
     };
-    let too_small = n < (2 * k + 4).max(20);
-    if too_small {
+    let needed = compat::min_sample_rows(k);
+    if n < needed {
         check.adapter_summary = format!(
-            "{n} rows with text and an old vector: too few to compare the spaces (need {})",
-            (2 * k + 4).max(20)
+            "{n} rows with text and an old vector: too few to compare the spaces (need {needed})"
         );
         if c.mode.is_some() || !c.gates.is_empty() {
             check.verdict = Verdict::Block;

@@ -136,6 +136,12 @@ pub struct FitReport {
     pub adapter: Option<Adapter>,
 }
 
+/// Rows a paired sample needs for the metrics and the adapter fit with `k` neighbours
+/// (a training and a held-out split that each hold a neighbourhood).
+pub fn min_sample_rows(k: usize) -> usize {
+    (2 * k + 4).max(20)
+}
+
 /// Fit Procrustes, ridge and low-rank adapters from `new` into `old` (paired rows), choose
 /// the best one on a held-out split (see the module docs for the measure) and report every
 /// candidate. When none clears the thresholds, `chosen` is `None` and `summary` says so.
@@ -147,7 +153,7 @@ pub fn fit_adapters(
     check_paired(old, new)?;
     let n = old.rows();
     let k = opts.k;
-    let needed = (2 * k + 4).max(20);
+    let needed = min_sample_rows(k);
     if n < needed {
         return Err(CompatError::TooFewRows {
             what: format!("adapter fitting with k = {k}"),

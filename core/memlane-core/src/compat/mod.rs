@@ -28,7 +28,7 @@ pub mod report;
 pub use crate::error::CompatError;
 pub use adapter::fit_ridge;
 pub use adapter::{Adapter, AdapterKind};
-pub use fit::{CandidateResult, FitOptions, FitReport, QueryPairs, fit_adapters};
+pub use fit::{CandidateResult, FitOptions, FitReport, QueryPairs, fit_adapters, min_sample_rows};
 pub use gate::{Gate, GateResult, Verdict, evaluate, overall, parse_gates};
 pub use knn::{Neighbors, knn, knn_queries};
 pub use metrics::{
