@@ -21,7 +21,7 @@ PY_REQS  = bindings/python/requirements-test.txt
 # root runs apt-get directly; anyone else through sudo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps deps-system deps-python build demo test test-rust test-python check-wasm bench fmt lint
+.PHONY: help deps deps-system deps-python build python wheel demo test test-rust test-python check-wasm bench fmt lint
 
 help: ## List the targets
 	@echo "memlane make targets (CARGO_TARGET_DIR=$(CARGO_TARGET_DIR), VENV=$(VENV)):"
@@ -71,8 +71,17 @@ test: deps build test-rust check-wasm test-python ## Everything CI runs: cargo t
 test-rust: deps-system ## cargo test --workspace (dev profile)
 	$(CARGO) test --workspace
 
-test-python: deps-python build ## pytest tests/python against the built memlane, with pylance and lancedb as readers
-	MEMLANE_BIN="$(MEMLANE)" "$(VENV)/bin/python" -m pytest -p no:cacheprovider tests/python
+python: deps-python build ## Build the abi3 wheel with maturin (dev profile, same target dir: no second lance build) and install it into the venv
+	rm -rf "$(CARGO_TARGET_DIR)/wheels"
+	"$(VENV)/bin/maturin" build --quiet -m bindings/python/Cargo.toml -o "$(CARGO_TARGET_DIR)/wheels"
+	"$(VENV)/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$(CARGO_TARGET_DIR)"/wheels/memlane-*.whl
+	echo "python: memlane installed into $(VENV)"
+
+wheel: deps-python ## Release abi3 wheel into dist/ (release profile: compiles lance optimised; not in CI)
+	"$(VENV)/bin/maturin" build --release -m bindings/python/Cargo.toml -o dist
+
+test-python: python ## pytest: CLI interop (tests/python) and the Python package (bindings/python/tests), pylance/lancedb/chromadb as peers
+	MEMLANE_BIN="$(MEMLANE)" "$(VENV)/bin/python" -m pytest -p no:cacheprovider tests/python bindings/python/tests
 
 check-wasm: ## Build memlane-core for wasm32 with Debian's toolchain and guard its dependency tree
 	bash scripts/check-wasm.sh

@@ -26,6 +26,19 @@ impl Metric {
             Metric::L2 => "l2",
         }
     }
+
+    /// Parse a metric name as written in files and APIs: `cosine`, `dot` or `l2`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cosine" => Ok(Metric::Cosine),
+            "dot" => Ok(Metric::Dot),
+            "l2" | "euclidean" => Ok(Metric::L2),
+            other => Err(CoreError::Space {
+                space: String::new(),
+                message: format!("unknown metric `{other}`; use cosine, dot or l2"),
+            }),
+        }
+    }
 }
 
 /// Element type of stored vectors.
@@ -150,10 +163,8 @@ impl Space {
         let mut sp = Space::new(*name, dim);
         for r in rest {
             match *r {
-                "cosine" => sp.metric = Metric::Cosine,
-                "dot" => sp.metric = Metric::Dot,
-                "l2" => sp.metric = Metric::L2,
                 "normalized" | "normalised" => sp.normalized = true,
+                m if Metric::parse(m).is_ok() => sp.metric = Metric::parse(m)?,
                 other => {
                     return Err(bad(format!(
                         "unknown option `{other}` (cosine, dot, l2, normalized)"

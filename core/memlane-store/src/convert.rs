@@ -79,6 +79,22 @@ pub(crate) fn core_type(dt: &DataType) -> FieldType {
     }
 }
 
+/// Metadata fields of `records` that a new store's base schema lacks (vector columns
+/// of `spaces`, under their column or space name, excluded): what `create` infers.
+pub(crate) fn extra_fields(records: &Schema, base: &Schema, spaces: &[Space]) -> Vec<FieldDef> {
+    records
+        .fields()
+        .iter()
+        .filter(|f| base.field_with_name(f.name()).is_err())
+        .filter(|f| spaces.iter().all(|s| &s.name != f.name()))
+        .map(|f| FieldDef {
+            name: f.name().clone(),
+            ty: core_type(f.data_type()),
+            nullable: true,
+        })
+        .collect()
+}
+
 /// The core's view of an Arrow schema.
 pub(crate) fn fields_of(schema: &Schema) -> Vec<FieldDef> {
     schema
@@ -284,7 +300,13 @@ fn to_vectors(col: &ArrayRef, space: &Space, ids: &[String]) -> Result<ArrayRef>
 /// unknown columns are refused with a hint.
 pub fn conform(batch: &RecordBatch, target: &SchemaRef, spaces: &[Space]) -> Result<RecordBatch> {
     let ids = ids_of(batch);
-    let known: HashSet<&str> = target.fields().iter().map(|f| f.name().as_str()).collect();
+    // a space's vectors may come under its column name or the space name
+    let known: HashSet<&str> = target
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .chain(spaces.iter().map(|s| s.name.as_str()))
+        .collect();
     let unknown: Vec<&str> = batch
         .schema_ref()
         .fields()
@@ -306,7 +328,11 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef, spaces: &[Space]) -> Res
     let n = batch.num_rows();
     let mut cols = Vec::with_capacity(target.fields().len());
     for f in target.fields() {
-        let col = match batch.column_by_name(f.name()) {
+        let by_space = spaces
+            .iter()
+            .find(|s| &s.column == f.name())
+            .and_then(|s| batch.column_by_name(&s.name));
+        let col = match batch.column_by_name(f.name()).or(by_space) {
             None if f.is_nullable() => new_null_array(f.data_type(), n),
             None => {
                 return Err(StoreError::Input(format!(

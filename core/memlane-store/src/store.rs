@@ -299,10 +299,16 @@ impl Store {
             .into_iter()
             .map(Space::validated)
             .collect::<memlane_core::Result<Vec<_>>>()?;
-        for f in &opts.fields {
+        let mut fields = opts.fields;
+        // extra columns of the initial records become metadata fields
+        if let Some(b) = &records {
+            let base = base_schema(opts.plain, &fields, &spaces);
+            fields.extend(convert::extra_fields(b.schema_ref(), &base, &spaces));
+        }
+        for f in &fields {
             memlane_core::space::check_name(&f.name).map_err(StoreError::Input)?;
         }
-        let schema: SchemaRef = Arc::new(base_schema(opts.plain, &opts.fields, &spaces));
+        let schema: SchemaRef = Arc::new(base_schema(opts.plain, &fields, &spaces));
         let mut state = StoreState {
             spaces,
             rows_per_fragment: opts.rows_per_fragment,

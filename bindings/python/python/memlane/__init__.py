@@ -1,0 +1,80 @@
+"""memlane: versioned, verified migrations for vector stores and AI-agent memory, on Lance.
+
+    import memlane, numpy as np
+    store = memlane.create("/tmp/mem", spaces=[memlane.Space("old", 256)],
+                           data=[{"id": "m1", "content": "likes tea"}], embedders={"old": old_model})
+    print(store.plan("migrations/"))                      # a Plan; renders in Jupyter
+    report = store.apply("migrations/", embedders={"e5": new_model}, progress=True)
+    hits = store.search(new_model(["what does the user drink?"])[0], k=5)
+
+Embedders are plain callables ``f(list[str]) -> numpy.ndarray`` of shape (n, dimension),
+float32 (anything numpy can convert). They are called in batches (``f.batch_size`` if set,
+else 64) with the GIL held only while they run.
+"""
+
+from __future__ import annotations
+
+from ._memlane import (
+    ChecksumMismatch,
+    EmbedderError,
+    GateBlocked,
+    IncompatibleSpaceError,
+    InvalidInputError,
+    InvariantViolation,
+    LockHeld,
+    MemlaneError,
+    MigrationError,
+    ModelDrift,
+    NotFoundError,
+    ReviewRequired,
+    Space,
+    StoreExistsError,
+    __version__,
+)
+from ._reports import (
+    ApplyReport,
+    CompatReport,
+    History,
+    Hit,
+    Plan,
+    Report,
+    Status,
+    VerifyReport,
+)
+from ._store import Store, compat, create, open
+from ._interop import export_jsonl, import_chroma, import_jsonl, import_lancedb, to_chroma
+
+__all__ = [
+    "ApplyReport",
+    "ChecksumMismatch",
+    "CompatReport",
+    "EmbedderError",
+    "GateBlocked",
+    "History",
+    "Hit",
+    "IncompatibleSpaceError",
+    "InvalidInputError",
+    "InvariantViolation",
+    "LockHeld",
+    "MemlaneError",
+    "MigrationError",
+    "ModelDrift",
+    "NotFoundError",
+    "Plan",
+    "Report",
+    "ReviewRequired",
+    "Space",
+    "Status",
+    "Store",
+    "StoreExistsError",
+    "VerifyReport",
+    "__version__",
+    "compat",
+    "create",
+    "export_jsonl",
+    "import_chroma",
+    "import_jsonl",
+    "import_lancedb",
+    "open",
+    "to_chroma",
+]

@@ -1,0 +1,364 @@
+"""Report objects: dict-backed, JSON out, rendered as HTML in notebooks."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+
+_COLOURS = {
+    "pass": "#1a7f37",
+    "ok": "#1a7f37",
+    "review": "#9a6700",
+    "warn": "#9a6700",
+    "warning": "#9a6700",
+    "block": "#cf222e",
+    "fail": "#cf222e",
+    "error": "#cf222e",
+    "blocked": "#cf222e",
+}
+
+
+def _badge(verdict: Any) -> str:
+    v = str(verdict).lower()
+    c = _COLOURS.get(v, "#57606a")
+    return (
+        f'<span style="background:{c};color:#fff;border-radius:4px;padding:1px 6px;'
+        f'font-weight:600;font-size:0.85em">{html.escape(v.upper())}</span>'
+    )
+
+
+def _e(x: Any) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+def _num(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return _e(x)
+
+
+def _table(headers: List[str], rows: List[List[str]]) -> str:
+    th = "".join(f'<th style="text-align:left;padding:2px 8px">{_e(h)}</th>' for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f'<td style="padding:2px 8px;vertical-align:top">{c}</td>' for c in r) + "</tr>"
+        for r in rows
+    )
+    return f'<table style="border-collapse:collapse"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+class Report:
+    """A report as memlane's Rust core produced it: ``report.data`` is the dict (the same
+    JSON the CLI prints with ``--json``); keys are also readable as ``report["key"]``."""
+
+    def __init__(self, data: Dict[str, Any]) -> None:
+        self.data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        return json.dumps(self.data, indent=indent)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.to_json(None)[:200]})"
+
+    def _repr_html_(self) -> str:  # pragma: no cover - overridden
+        return f"<pre>{_e(self.to_json())}</pre>"
+
+
+class Plan(Report):
+    """What an apply would do: migrations and steps, lint findings, embedders needed."""
+
+    @property
+    def migrations(self) -> List[Dict[str, Any]]:
+        return self.data["migrations"]
+
+    @property
+    def findings(self) -> List[Dict[str, Any]]:
+        return self.data["findings"]
+
+    @property
+    def embedders(self) -> List[str]:
+        return self.data["embedders"]
+
+    @property
+    def blocked(self) -> bool:
+        """Whether a lint finding is an error (apply would refuse)."""
+        return any(str(f.get("level")).lower() == "error" for f in self.findings)
+
+    def __str__(self) -> str:
+        lines = [
+            f"plan against version {self.data['version']} ({self.data['rows']} rows, "
+            f"{self.data['applied']} applied): {len(self.migrations)} pending"
+        ]
+        for m in self.migrations:
+            lines.append(f"  {m.get('file')}: {m.get('description', '')}")
+            for s in m.get("steps", []):
+                lines.append(f"    - {s.get('op')}: {s.get('description', '')}")
+        for f in self.findings:
+            lines.append(f"  [{f.get('level')}] {f.get('code')}: {f.get('message')}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for m in self.migrations:
+            for i, s in enumerate(m.get("steps", [])):
+                rows.append([_e(m.get("file")) if i == 0 else "", _e(s.get("op")), _e(s.get("description"))])
+        out = [
+            f"<b>memlane plan</b> against version {_e(self.data['version'])} "
+            f"({_e(self.data['rows'])} rows, {_e(self.data['applied'])} applied, "
+            f"{len(self.migrations)} pending) {_badge('block' if self.blocked else 'pass')}",
+            _table(["migration", "op", "what it does"], rows),
+        ]
+        if self.findings:
+            out.append(
+                _table(
+                    ["level", "code", "finding"],
+                    [[_badge(f.get("level")), _e(f.get("code")), _e(f.get("message"))] for f in self.findings],
+                )
+            )
+        if self.embedders:
+            out.append(f"embedders needed: {_e(', '.join(self.embedders))}")
+        return "<div>" + "<br>".join(out) + "</div>"
+
+
+def _checks(step: Dict[str, Any]) -> List[Dict[str, Any]]:
+    c = step.get("compat")
+    return [c] if c else []
+
+
+class ApplyReport(Report):
+    """What an apply did: per migration and step, rows, durations, invariants, gates."""
+
+    @property
+    def migrations(self) -> List[Dict[str, Any]]:
+        return self.data["migrations"]
+
+    @property
+    def steps(self) -> List[Dict[str, Any]]:
+        return [s for m in self.migrations for s in m.get("steps", [])]
+
+    @property
+    def compat_checks(self) -> List[Dict[str, Any]]:
+        """The compatibility checks of the re-embeds (metrics, gates, verdict, adapter)."""
+        return [c for s in self.steps for c in _checks(s)]
+
+    @property
+    def ok(self) -> bool:
+        return all(str(m.get("outcome")) != "blocked" for m in self.migrations)
+
+    def __str__(self) -> str:
+        lines = [
+            f"apply: version {self.data['version_before']} -> {self.data['version_after']}"
+            f"{' (dry run)' if self.data.get('dry_run') else ''}, {self.data['duration_ms']} ms"
+        ]
+        for m in self.migrations:
+            lines.append(f"  {m['file']}: {m['outcome']}")
+            for s in m.get("steps", []):
+                lines.append(
+                    f"    {s['op']}: {s['rows_before']} -> {s['rows_after']} rows, "
+                    f"{s['rows_written']} written, {s['duration_ms']} ms"
+                )
+                for c in _checks(s):
+                    lines.append(f"      compatibility {c['from']} -> {c['to']}: {c['verdict']}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for m in self.migrations:
+            for s in m.get("steps", []):
+                inv = "".join(
+                    f"<div>{_badge('pass' if i['passed'] else i.get('severity', 'fail'))} {_e(i['name'])}: "
+                    f"{_e(i['failed'])} of {_e(i['total'])} failed</div>"
+                    for i in s.get("invariants", [])
+                )
+                rows.append(
+                    [
+                        _e(m["file"]),
+                        _e(s["op"]),
+                        f"{_e(s['rows_before'])} → {_e(s['rows_after'])}",
+                        _e(s["rows_written"]),
+                        f"{_e(s['duration_ms'])} ms",
+                        inv,
+                    ]
+                )
+        out = [
+            f"<b>memlane apply</b>: version {_e(self.data['version_before'])} → "
+            f"{_e(self.data['version_after'])}{' (dry run)' if self.data.get('dry_run') else ''} "
+            f"{_badge('pass' if self.ok else 'block')}",
+            _table(["migration", "op", "rows", "written", "time", "invariants"], rows),
+        ]
+        for c in self.compat_checks:
+            out.append(_compat_check_html(c))
+        return "<div>" + "<br>".join(out) + "</div>"
+
+
+def _compat_check_html(c: Dict[str, Any]) -> str:
+    gates = [
+        [
+            _e(g.get("metric")),
+            _num(g.get("value")),
+            _num(g.get("review_below")),
+            _num(g.get("block_below")),
+            _badge(g.get("verdict")),
+        ]
+        for g in c.get("gates", [])
+    ]
+    metrics = [[_e(k), _num(v)] for k, v in sorted(c.get("metrics", {}).items())]
+    appr = c.get("approval")
+    approval = f"<br>approved by {_e(appr['by'])} at {_e(appr['at'])}: {_e(appr['reason'])}" if appr else ""
+    return (
+        f"<b>compatibility</b> {_e(c['from'])} → {_e(c['to'])} on {_e(c['sample'])} rows (k={_e(c['k'])}) "
+        f"{_badge(c['verdict'])}<br>{_e(c.get('adapter_summary'))}{approval}"
+        + (_table(["gate", "value", "review below", "block below", "verdict"], gates) if gates else "")
+        + "<details><summary>metrics</summary>"
+        + _table(["metric", "value"], metrics)
+        + "</details>"
+    )
+
+
+class CompatReport(Report):
+    """Neighbourhood overlap / recall with baselines, CKA, Procrustes, norms, adapter fit."""
+
+    @property
+    def metrics(self) -> Dict[str, float]:
+        return self.data["metrics"]
+
+    def __str__(self) -> str:
+        d = self.data
+        return (
+            f"compat on {d['n']} paired rows, k={d['k']} ({d['old_dim']}-d -> {d['new_dim']}-d): "
+            f"overlap {d['overlap']['mean']:.3f} (baseline {d['overlap']['baseline']:.3f}), "
+            f"recall {d['recall']['mean']:.3f} (baseline {d['recall']['baseline']:.3f}), "
+            f"CKA {d['cka']:.3f}, suggested mode {d['suggested_mode']}"
+        )
+
+    def _repr_html_(self) -> str:
+        d = self.data
+        rows = [
+            ["overlap@k (Jaccard)", _num(d["overlap"]["mean"]), _num(d["overlap"]["baseline"])],
+            ["recall@k of old neighbours", _num(d["recall"]["mean"]), _num(d["recall"]["baseline"])],
+            ["linear CKA", _num(d["cka"]), ""],
+            ["Procrustes mean cosine", _num(d["procrustes"].get("mean_cosine")), ""],
+            ["Procrustes residual", _num(d["procrustes"].get("residual")), ""],
+        ]
+        r = d.get("retrieval")
+        if r:
+            rows.append(["retrieval recall old / new", f"{_num(r['old_recall'])} / {_num(r['new_recall'])}", ""])
+        a = d.get("adapter")
+        adapter = f"<br>adapter: {_e(a.get('summary') or a.get('chosen'))}" if a else ""
+        return (
+            f"<b>memlane compat</b> on {_e(d['n'])} paired rows, k={_e(d['k'])}, "
+            f"{_e(d['old_dim'])}-d → {_e(d['new_dim'])}-d; suggested mode <b>{_e(d['suggested_mode'])}</b>"
+            + _table(["metric", "value", "shuffled baseline"], rows)
+            + adapter
+        )
+
+    def plot(self, ax: Any = None) -> Any:
+        """Histograms of per-row neighbour overlap and of the vector norms, old vs new
+        (matplotlib). Returns the figure."""
+        import matplotlib.pyplot as plt  # type: ignore[import-untyped]
+
+        d = self.data
+        if ax is None:
+            fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        else:
+            axes = ax
+            fig = axes[0].figure
+        ov = d["overlap"].get("per_row") or []
+        axes[0].hist(ov, bins=20, range=(0, 1), color="#0969da")
+        axes[0].axvline(d["overlap"]["baseline"], color="#cf222e", linestyle="--", label="shuffled baseline")
+        axes[0].set_title(f"neighbour overlap@{d['k']} per record")
+        axes[0].legend()
+        for key, label, c in (("norms_old", "old", "#57606a"), ("norms_new", "new", "#1a7f37")):
+            vals = d[key].get("per_row") or []
+            if vals:
+                axes[1].hist(vals, bins=30, alpha=0.6, label=label, color=c)
+        axes[1].set_title("vector norms")
+        axes[1].legend()
+        fig.tight_layout()
+        return fig
+
+
+class History(Report):
+    """Every version of the store with memlane's entry (action, migration, report)."""
+
+    def __init__(self, data: List[Dict[str, Any]]) -> None:  # type: ignore[override]
+        super().__init__({"versions": data})
+
+    @property
+    def versions(self) -> List[Dict[str, Any]]:
+        return self.data["versions"]
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        return iter(self.versions)
+
+    def __len__(self) -> int:
+        return len(self.versions)
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for v in self.versions:
+            e = v.get("entry") or {}
+            rows.append(
+                [
+                    _e(v["version"]),
+                    _e(v["timestamp"]),
+                    _e(e.get("action", v["operation"])),
+                    _e(e.get("file") or ""),
+                    _e(e.get("reason") or ""),
+                    _e(", ".join(v.get("tags", []))),
+                ]
+            )
+        return "<b>memlane history</b>" + _table(["version", "time", "action", "migration", "note", "tags"], rows)
+
+
+class Status(Report):
+    """Where the store stands, including a re-embed's phase, progress, rate, ETA and lag."""
+
+    def _repr_html_(self) -> str:
+        d = self.data
+        rows = [["version", _e(d["version"])], ["rows", _e(d["rows"])], ["active space", _e(d["active_space"])]]
+        for s in d.get("spaces", []):
+            rows.append(["space", _e(f"{s['name']} ({s.get('model') or '?'}, {s['dimension']}-d {s['metric']})")])
+        r = d.get("reembed")
+        if r:
+            rows.append(
+                [
+                    "re-embed",
+                    _e(
+                        f"{r['phase']} of `{r['space']}`: {r['percent']:.1f}%, {r['rows_per_sec']:.0f} rows/s, "
+                        f"lag {r['remaining']} rows"
+                    ),
+                ]
+            )
+        if d.get("lock"):
+            rows.append(["lock", _e(d["lock"].get("holder"))])
+        return "<b>memlane status</b>" + _table(["", ""], rows)
+
+
+class VerifyReport(Report):
+    """State-vs-data checks; ``report.ok`` is False when any failed."""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.data.get("ok"))
+
+    def _repr_html_(self) -> str:
+        rows = [
+            [_badge("pass" if c.get("ok") else "fail"), _e(c.get("name")), _e(c.get("message") or c.get("detail"))]
+            for c in self.data.get("checks", [])
+        ]
+        return f"<b>memlane verify</b> {_badge('pass' if self.ok else 'fail')}" + _table(["", "check", ""], rows)
+
+
+class Hit(NamedTuple):
+    """One search result: record id, its content, distance in the space's metric."""
+
+    id: str
+    content: Optional[str]
+    distance: float

@@ -1,0 +1,356 @@
+"""The Python face of a memlane store: Arrow and numpy in, reports and Arrow out."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pyarrow as pa
+
+from . import _memlane
+from ._reports import ApplyReport, CompatReport, History, Hit, Plan, Status, VerifyReport
+
+Embedder = Callable[[List[str]], Any]
+"""A callable ``f(list[str]) -> array (n, dimension)``; ``f.batch_size`` sets its batch."""
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _arrow(data: Any) -> Any:
+    """Anything tabular as an object with ``__arrow_c_stream__``."""
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if hasattr(data, "__arrow_c_stream__"):
+        return data
+    if isinstance(data, Mapping):
+        return pa.table({k: _column(v) for k, v in data.items()})
+    if isinstance(data, (list, tuple)):
+        if not data:
+            raise _memlane.InvalidInputError("no records given; pass a non-empty list of dicts")
+        return pa.Table.from_pylist([_row(r) for r in data])
+    try:  # pandas before 2.2, without the capsule interface
+        import pandas as pd  # type: ignore[import-untyped]
+
+        if isinstance(data, pd.DataFrame):
+            return pa.Table.from_pandas(data, preserve_index=False)
+    except ImportError:  # pragma: no cover
+        pass
+    raise _memlane.InvalidInputError(
+        f"cannot read records from {type(data).__name__}; pass a pyarrow Table or RecordBatch, "
+        "a polars or pandas DataFrame, a dict of columns, or a list of dicts"
+    )
+
+
+def _column(v: Any) -> Any:
+    """A 2-D numpy array becomes a fixed-size list column (vectors); the rest as given."""
+    if isinstance(v, np.ndarray) and v.ndim == 2:
+        flat = pa.array(np.ascontiguousarray(v, dtype=np.float32).ravel())
+        return pa.FixedSizeListArray.from_arrays(flat, v.shape[1])
+    return v
+
+
+def _row(r: Any) -> Dict[str, Any]:
+    if not isinstance(r, Mapping):
+        raise _memlane.InvalidInputError(f"records must be dicts, got {type(r).__name__}")
+    return {k: (v.astype(np.float32).tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
+
+
+def _vector(v: Any) -> bytes:
+    a = np.ascontiguousarray(v, dtype=np.float32)
+    if a.ndim == 2 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 1:
+        raise _memlane.InvalidInputError(
+            f"a query vector must be 1-D, got shape {a.shape}; pass one vector, e.g. embed([q])[0]"
+        )
+    return a.tobytes()
+
+
+def _matrix(v: Any, what: str) -> Tuple[bytes, int]:
+    a = np.ascontiguousarray(v, dtype=np.float32)
+    if a.ndim != 2:
+        raise _memlane.InvalidInputError(f"`{what}` must be a 2-D array (n, dimension), got shape {a.shape}")
+    return a.tobytes(), int(a.shape[1])
+
+
+class _Tqdm:
+    """Progress through tqdm, one bar per step."""
+
+    def __init__(self) -> None:
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+        self._tqdm = tqdm
+        self._bar: Any = None
+        self._key: Any = None
+
+    def __call__(self, p: Dict[str, Any]) -> None:
+        key = (p["migration"], p["step"])
+        if key != self._key:
+            self.close()
+            self._key = key
+            desc = f"{p['migration']:04d} step {p['step'] + 1}/{p['steps']} {p['op']}"
+            self._bar = self._tqdm(total=p["total"] or None, desc=desc, unit="rows")
+        if self._bar is not None:
+            if p["total"] and self._bar.total != p["total"]:
+                self._bar.total = p["total"]
+            self._bar.n = p["done"]
+            self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _progress(progress: Union[bool, Callable[[Dict[str, Any]], None], None]) -> Any:
+    if progress is True:
+        try:
+            return _Tqdm()
+        except ImportError:
+            return None
+    if callable(progress):
+        return progress
+    return None
+
+
+class Store:
+    """A memlane store: one Lance dataset with embedding spaces and a migration history.
+
+    Open one with :func:`memlane.open` or make one with :func:`memlane.create`. Every
+    method releases the GIL while Rust works; embedders are called back with it held.
+    """
+
+    def __init__(self, native: _memlane.Store) -> None:
+        self._s = native
+
+    # -- identity ------------------------------------------------------------------
+    @property
+    def uri(self) -> str:
+        """Where the store lives."""
+        return self._s.uri
+
+    @property
+    def version(self) -> int:
+        """Lance version this handle reads."""
+        return self._s.version
+
+    @property
+    def active_space(self) -> Optional[str]:
+        """The space searched by default."""
+        return self._s.active_space
+
+    @property
+    def spaces(self) -> List[_memlane.Space]:
+        """Embedding spaces of the store."""
+        return self._s.spaces()
+
+    def refresh(self) -> "Store":
+        """Read the latest version (other processes may have committed)."""
+        self._s.refresh()
+        return self
+
+    def __len__(self) -> int:
+        return self._s.count()
+
+    def __repr__(self) -> str:
+        return f"memlane.Store({self.uri!r}, version={self.version}, active_space={self.active_space!r})"
+
+    # -- data ----------------------------------------------------------------------
+    def add(self, data: Any, embedders: Optional[Mapping[str, Embedder]] = None) -> Dict[str, Any]:
+        """Add records: a pyarrow Table/RecordBatch, anything with ``__arrow_c_stream__``
+        (polars, pandas >= 2.2), a dict of columns or a list of dicts. Vectors go under
+        the space name or its column; rows without one get it from ``embedders[space]``.
+        Everything is validated first: on error nothing is written."""
+        return json.loads(self._s.add(_arrow(data), dict(embedders or {})))
+
+    def upsert(self, data: Any, embedders: Optional[Mapping[str, Embedder]] = None) -> Dict[str, Any]:
+        """Insert or replace records by id (same inputs as :meth:`add`)."""
+        return json.loads(self._s.upsert(_arrow(data), dict(embedders or {})))
+
+    def to_arrow(self, columns: Optional[Sequence[str]] = None, filter: Optional[str] = None) -> pa.Table:
+        """Live rows as a pyarrow Table (all columns, or ``columns``; ``filter`` in SQL)."""
+        cap = self._s.to_arrow_capsule(list(columns) if columns is not None else None, filter)
+        return pa.RecordBatchReader.from_stream(_Capsule(cap)).read_all()
+
+    def vectors(self, space: Optional[str] = None, filter: Optional[str] = None) -> Tuple[List[str], np.ndarray]:
+        """(ids, float32 array (n, dimension)) of the rows that have a vector in ``space``."""
+        sp = self._space(space)
+        t = self.to_arrow(["id", sp.column], filter)
+        col = t.column(sp.column)
+        keep = pa.compute.is_valid(col)
+        t = t.filter(keep)
+        col = t.column(sp.column).combine_chunks()
+        flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        return t.column("id").to_pylist(), flat.reshape(-1, sp.dimension)
+
+    def search(
+        self,
+        vector: Any,
+        k: int = 10,
+        space: Optional[str] = None,
+        filter: Optional[str] = None,
+        query_space: Optional[str] = None,
+        adapter: Optional[str] = None,
+    ) -> List[Hit]:
+        """The ``k`` nearest records to ``vector`` in ``space`` (the active one by default).
+
+        ``query_space`` (alias ``adapter``): the space whose model embedded the query; it is
+        mapped into ``space`` through the adapter a re-embed stored for the pair, so the old
+        space answers new-model queries during and after a migration."""
+        qs = query_space or adapter
+        raw = json.loads(self._s.search(_vector(vector), k, space, filter, qs))
+        return [Hit(h["id"], h.get("content"), float(h["distance"])) for h in raw]
+
+    def coverage(self, space: Optional[str] = None) -> Tuple[int, int]:
+        """(rows with a vector in ``space``, live rows)."""
+        return self._s.coverage(space)
+
+    def export(self, path: PathLike) -> int:
+        """Write the live rows to ``.jsonl`` or Arrow IPC (``.arrow``); returns the rows written."""
+        return self._s.export(os.fspath(path))
+
+    # -- migrations ----------------------------------------------------------------
+    def plan(self, migrations: PathLike) -> Plan:
+        """What applying a migrations folder would do: steps, lint findings, embedders
+        needed. Raises :class:`ChecksumMismatch` if applied files were edited."""
+        return Plan(json.loads(self._s.plan_json(os.fspath(migrations))))
+
+    def apply(
+        self,
+        migrations: PathLike,
+        embedders: Optional[Mapping[str, Embedder]] = None,
+        progress: Union[bool, Callable[[Dict[str, Any]], None], None] = True,
+        dry_run: bool = False,
+        approve: Optional[str] = None,
+        to: Optional[int] = None,
+    ) -> ApplyReport:
+        """Apply the pending migrations of a folder.
+
+        ``embedders`` maps the embedder names the files use to callables. ``progress``:
+        True for a tqdm bar (when tqdm is installed), a callable receiving a dict, or
+        False. ``dry_run`` stages and checks every step and commits nothing. ``approve``
+        gives the reason that lets a gate verdict of "review" go ahead. A failed or
+        interrupted apply leaves the store at its last committed step; calling ``apply``
+        again resumes there."""
+        cb = _progress(progress)
+        try:
+            raw = self._s.apply_json(
+                os.fspath(migrations),
+                dict(embedders or {}),
+                progress=cb,
+                dry_run=dry_run,
+                approve=approve,
+                to=to,
+            )
+        finally:
+            if isinstance(cb, _Tqdm):
+                cb.close()
+        return ApplyReport(json.loads(raw))
+
+    def status(self) -> Status:
+        """Version, rows, spaces, applied and in-flight migrations, re-embed progress, lock."""
+        return Status(json.loads(self._s.status_json()))
+
+    def history(self) -> History:
+        """Every version with what memlane recorded in its commit."""
+        return History(json.loads(self._s.history_json()))
+
+    def verify(self, migrations: Optional[PathLike] = None) -> VerifyReport:
+        """Check the recorded state against the data (and a folder's hash chain)."""
+        return VerifyReport(json.loads(self._s.verify_json(os.fspath(migrations) if migrations else None)))
+
+    def validate(self, migrations: Optional[PathLike] = None) -> VerifyReport:
+        """Check the store's data: ids, vectors of every space, state vs data (as ``verify``)."""
+        return self.verify(migrations)
+
+    def compat(self, old: str, new: str, sample: int = 2000, k: int = 10) -> CompatReport:
+        """Compatibility of two spaces of this store on a paired sample of rows."""
+        return CompatReport(json.loads(self._s.compat_json(old, new, sample=sample, k=k)))
+
+    def tag(self, name: str, version: Optional[int] = None) -> int:
+        """Tag a version (the current one by default)."""
+        return self._s.tag(name, version)
+
+    def tags(self) -> List[Tuple[str, int]]:
+        """(tag, version) pairs."""
+        return self._s.tags()
+
+    def restore(self, to: Union[int, str], reason: str) -> int:
+        """Commit a new version equal to an old one (version or tag): forward only."""
+        return self._s.restore(str(to), reason)
+
+    def abort(self, reason: str) -> int:
+        """Abort the in-flight re-embed (only before it completes)."""
+        return self._s.abort(reason)
+
+    def contract(self, space: str, reason: str) -> int:
+        """Drop an inactive space's vectors once a re-embed has completed."""
+        return self._s.contract(space, reason)
+
+    def _space(self, name: Optional[str]) -> _memlane.Space:
+        name = name or self.active_space
+        for s in self.spaces:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.spaces) or "none"
+        raise _memlane.IncompatibleSpaceError(f"space `{name}` does not exist in this store (spaces: {known})")
+
+
+class _Capsule:
+    """Hands a native Arrow stream capsule to pyarrow through the PyCapsule interface."""
+
+    def __init__(self, capsule: object) -> None:
+        self._c = capsule
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
+        return self._c
+
+
+def create(
+    uri: PathLike,
+    spaces: Optional[Iterable[_memlane.Space]] = None,
+    data: Any = None,
+    embedders: Optional[Mapping[str, Embedder]] = None,
+    plain: bool = False,
+    rows_per_fragment: Optional[int] = None,
+) -> Store:
+    """Create a store at ``uri`` with ``spaces`` (the first is active) and optional
+    initial records (see :meth:`Store.add`); extra columns become metadata fields.
+    ``embedders[space]`` fills missing vectors and records the space's fingerprint."""
+    native = _memlane.create(
+        os.fspath(uri),
+        list(spaces or []),
+        plain=plain,
+        data=_arrow(data) if data is not None else None,
+        embedders=dict(embedders or {}),
+        rows_per_fragment=rows_per_fragment,
+    )
+    return Store(native)
+
+
+def open(uri: PathLike) -> Store:  # noqa: A001 - mirrors lance.dataset / builtins style
+    """Open the store at ``uri``."""
+    return Store(_memlane.open(os.fspath(uri)))
+
+
+def compat(
+    old: Any,
+    new: Any,
+    k: int = 10,
+    queries: Optional[Tuple[Any, Any, Sequence[Sequence[int]]]] = None,
+    metric: str = "cosine",
+) -> CompatReport:
+    """Compatibility of two embeddings of the same records: ``old`` (n, d_old) and ``new``
+    (n, d_new), row i of each being record i. ``queries``: optional (old query vectors,
+    new query vectors, relevant row indices per query) for retrieval recall and a
+    query-trained adapter. Neighbourhood overlap and recall@k come with shuffled-pairing
+    baselines; CKA, Procrustes and the best adapter are included."""
+    ob, od = _matrix(old, "old")
+    nb, nd = _matrix(new, "new")
+    q = None
+    if queries is not None:
+        qo, qn, rel = queries
+        q = (_matrix(qo, "queries[0]")[0], _matrix(qn, "queries[1]")[0], [list(map(int, r)) for r in rel])
+    return CompatReport(json.loads(_memlane.compat_json(ob, od, nb, nd, k=k, metric=metric, queries=q)))

@@ -1,0 +1,513 @@
+//! `memlane.Store` and the module functions `create` / `open`: adapters over
+//! `memlane_store::Store`. Reports are returned as JSON strings; the facade wraps them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use memlane_store::{CreateOptions, Embedder, Progress, Store as CoreStore, StoreError};
+use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyDict};
+
+use crate::embedder::PyEmbedder;
+use crate::error::{input, to_py};
+use crate::space::Space;
+use crate::arrow_ffi;
+
+/// Python embedders by name, and the slot where a raised exception is kept.
+struct Embedders {
+    map: HashMap<String, Arc<dyn Embedder>>,
+    raised: Arc<Mutex<Option<PyErr>>>,
+}
+
+impl Embedders {
+    fn from_py(embedders: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let raised = Arc::new(Mutex::new(None));
+        let mut map: HashMap<String, Arc<dyn Embedder>> = HashMap::new();
+        if let Some(d) = embedders {
+            for (k, v) in d.iter() {
+                let name: String = k.extract()?;
+                if !v.is_callable() {
+                    return Err(input(format!(
+                        "embedder `{name}` is not callable; pass a function list[str] -> numpy.ndarray (n, dimension)"
+                    )));
+                }
+                let batch = v
+                    .getattr("batch_size")
+                    .ok()
+                    .and_then(|b| b.extract::<usize>().ok())
+                    .filter(|b| *b > 0)
+                    .unwrap_or(64);
+                map.insert(
+                    name,
+                    Arc::new(PyEmbedder::new(v.unbind(), batch, raised.clone())),
+                );
+            }
+        }
+        Ok(Embedders { map, raised })
+    }
+
+    /// Map a store error; an exception raised inside an embedder becomes its cause.
+    fn err(&self, py: Python<'_>, e: StoreError) -> PyErr {
+        let cause = self.raised.lock().ok().and_then(|mut r| r.take());
+        to_py(py, e, cause)
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> PyResult<String> {
+    serde_json::to_string(v).map_err(|e| input(e.to_string()))
+}
+
+fn spaces_of(spaces: Option<Vec<Space>>) -> Vec<memlane_core::Space> {
+    spaces
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.inner)
+        .collect()
+}
+
+/// Create a store at `uri` (a directory, created), with spaces and optional initial
+/// records (Arrow data); rows without a vector get one from `embedders[space]`.
+#[pyfunction]
+#[pyo3(signature = (uri, spaces=None, *, plain=false, data=None, embedders=None, rows_per_fragment=None))]
+pub(crate) fn create(
+    py: Python<'_>,
+    uri: &str,
+    spaces: Option<Vec<Space>>,
+    plain: bool,
+    data: Option<&Bound<'_, PyAny>>,
+    embedders: Option<&Bound<'_, PyDict>>,
+    rows_per_fragment: Option<usize>,
+) -> PyResult<Store> {
+    let batch = data.map(arrow_ffi::batch_from).transpose()?;
+    let emb = Embedders::from_py(embedders)?;
+    let opts = CreateOptions {
+        plain,
+        spaces: spaces_of(spaces),
+        fields: vec![],
+        rows_per_fragment,
+    };
+    let r = py.detach(|| {
+        crate::block_on(async {
+            let mut s = CoreStore::create(uri, opts, batch, &emb.map).await?;
+            s.refresh().await?;
+            Ok::<_, StoreError>(s)
+        })
+    });
+    match r {
+        Ok(s) => Ok(Store::wrap(s)),
+        Err(e) => Err(emb.err(py, e)),
+    }
+}
+
+/// Open the store at `uri`.
+#[pyfunction]
+pub(crate) fn open(py: Python<'_>, uri: &str) -> PyResult<Store> {
+    let r = py.detach(|| crate::block_on(CoreStore::open(uri)));
+    r.map(Store::wrap).map_err(|e| to_py(py, e, None))
+}
+
+/// The migrations of a folder, parsed (JSON list of `{id, file, checksum, description}`).
+#[pyfunction]
+pub(crate) fn read_migrations(py: Python<'_>, folder: &str) -> PyResult<String> {
+    let files = memlane_store::read_folder(folder).map_err(|e| to_py(py, e, None))?;
+    let v: Vec<serde_json::Value> = files
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "id": m.id, "file": m.file, "description": m.description,
+                "steps": m.steps.len(), "content_hash": m.content_hash,
+            })
+        })
+        .collect();
+    json(&v)
+}
+
+/// A memlane store (one Lance dataset). Methods release the GIL while they work.
+#[pyclass(module = "memlane")]
+pub struct Store {
+    inner: Mutex<CoreStore>,
+    uri: String,
+}
+
+impl Store {
+    fn wrap(s: CoreStore) -> Self {
+        Store {
+            uri: s.uri().to_owned(),
+            inner: Mutex::new(s),
+        }
+    }
+
+    /// Run `f` on the store with the GIL released, mapping the error.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        emb: Option<&Embedders>,
+        f: impl AsyncFnOnce(&mut CoreStore) -> Result<T, StoreError> + Send,
+    ) -> PyResult<T> {
+        let r = py.detach(|| {
+            let busy = || {
+                StoreError::Input(
+                    "this store handle is busy with the call that runs this callback; use another handle (memlane.open(uri)) inside embedders and progress callbacks".into(),
+                )
+            };
+            let mut guard = if crate::in_callback() {
+                self.inner.try_lock().map_err(|_| busy())?
+            } else {
+                self.inner.lock().map_err(|_| {
+                    StoreError::Input("the store handle was poisoned by a panic; open it again".into())
+                })?
+            };
+            crate::block_on(f(&mut guard))
+        });
+        r.map_err(|e| match emb {
+            Some(emb) => emb.err(py, e),
+            None => to_py(py, e, None),
+        })
+    }
+}
+
+fn folder(py: Python<'_>, dir: &str) -> PyResult<Vec<memlane_core::Migration>> {
+    memlane_store::read_folder(dir).map_err(|e| to_py(py, e, None))
+}
+
+fn vector(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[pymethods]
+impl Store {
+    /// Store URI.
+    #[getter]
+    fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// Current Lance version (after `refresh`).
+    #[getter]
+    fn version(&self) -> PyResult<u64> {
+        let g = self
+            .inner
+            .lock()
+            .map_err(|_| input("the store handle was poisoned by a panic; open it again"))?;
+        Ok(g.version())
+    }
+
+    /// Re-read the latest version (other processes may have committed).
+    fn refresh(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, None, async |s| s.refresh().await)
+    }
+
+    /// Live rows.
+    fn count(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, None, async |s| s.count().await)
+    }
+
+    /// Status as JSON: version, rows, spaces, active space, applied and in-flight
+    /// migrations (with the re-embed checkpoint), fields, lock.
+    fn status_json(&self, py: Python<'_>) -> PyResult<String> {
+        let uri = self.uri.clone();
+        let v = self.with(py, None, async |s| {
+            s.refresh().await?;
+            let snap = s.snapshot().await?;
+            let checkpoint = snap
+                .state
+                .in_flight
+                .as_ref()
+                .and_then(|f| f.checkpoint.clone())
+                .and_then(|c| serde_json::from_value::<memlane_store::Checkpoint>(c).ok())
+                .map(|c| {
+                    serde_json::json!({
+                        "phase": c.phase, "space": c.space, "pass": c.pass, "embedded": c.embedded,
+                        "remaining": c.remaining, "total": c.total, "rows_per_sec": c.rows_per_sec,
+                        "percent": c.percent(), "eta_secs": c.eta_secs(), "at": c.at,
+                    })
+                });
+            Ok(serde_json::json!({
+                "store": uri, "version": snap.version, "rows": snap.rows,
+                "spaces": snap.state.spaces, "active_space": snap.state.active_space,
+                "applied": snap.state.applied, "in_flight": snap.state.in_flight,
+                "reembed": checkpoint, "fields": snap.fields,
+                "lock": memlane_store::lock::read_lock(&uri),
+            }))
+        })?;
+        json(&v)
+    }
+
+    /// The store's spaces.
+    fn spaces(&self) -> PyResult<Vec<Space>> {
+        let g = self
+            .inner
+            .lock()
+            .map_err(|_| input("the store handle was poisoned by a panic; open it again"))?;
+        Ok(g.state()
+            .spaces
+            .iter()
+            .map(|s| Space { inner: s.clone() })
+            .collect())
+    }
+
+    /// Name of the active space (None before any).
+    #[getter]
+    fn active_space(&self) -> PyResult<Option<String>> {
+        let g = self
+            .inner
+            .lock()
+            .map_err(|_| input("the store handle was poisoned by a panic; open it again"))?;
+        Ok(g.state().active_space.clone())
+    }
+
+    /// Add records (Arrow data). Rows without a vector for a space get one from
+    /// `embedders[space]`. Validated first: nothing lands on error. Returns JSON.
+    #[pyo3(signature = (data, embedders=None))]
+    fn add(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        embedders: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<String> {
+        let batch = arrow_ffi::batch_from(data)?;
+        let emb = Embedders::from_py(embedders)?;
+        let map = emb.map.clone();
+        let r = self.with(py, Some(&emb), async move |s| s.add(batch, &map).await)?;
+        json(&r)
+    }
+
+    /// Insert or replace records by id (Arrow data). Returns JSON.
+    #[pyo3(signature = (data, embedders=None))]
+    fn upsert(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        embedders: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<String> {
+        let batch = arrow_ffi::batch_from(data)?;
+        let emb = Embedders::from_py(embedders)?;
+        let map = emb.map.clone();
+        let r = self.with(py, Some(&emb), async move |s| s.upsert(batch, &map).await)?;
+        json(&r)
+    }
+
+    /// Live rows as an Arrow C stream capsule (columns: all when None; SQL filter).
+    #[pyo3(signature = (columns=None, filter=None))]
+    fn to_arrow_capsule<'py>(
+        &self,
+        py: Python<'py>,
+        columns: Option<Vec<String>>,
+        filter: Option<String>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let (schema, batches) = self.with(py, None, async move |s| {
+            let cols: Option<Vec<&str>> =
+                columns.as_ref().map(|c| c.iter().map(String::as_str).collect());
+            let batches = s.scan(cols.as_deref(), filter.as_deref()).await?;
+            let schema = match (batches.first(), &cols) {
+                (Some(b), _) => b.schema(),
+                (None, Some(c)) => {
+                    let all = s.schema();
+                    let idx = c
+                        .iter()
+                        .map(|n| all.index_of(n))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Arc::new(all.project(&idx)?)
+                }
+                (None, None) => s.schema(),
+            };
+            Ok((schema, batches))
+        })?;
+        arrow_ffi::to_capsule(py, schema, batches)
+    }
+
+    /// The `k` nearest records as JSON `[{id, content, distance}]`. `vector` is float32
+    /// bytes. With `query_space`, the query comes from that space's model and is mapped
+    /// into `space` through the adapter the store keeps for the pair.
+    #[pyo3(signature = (vector, k=10, space=None, filter=None, query_space=None))]
+    fn search(
+        &self,
+        py: Python<'_>,
+        vector: &[u8],
+        k: usize,
+        space: Option<String>,
+        filter: Option<String>,
+        query_space: Option<String>,
+    ) -> PyResult<String> {
+        let q = crate::store::vector(vector);
+        let hits = self.with(py, None, async move |s| match &query_space {
+            Some(qs) => {
+                s.search_adapted(space.as_deref(), qs, &q, k, filter.as_deref())
+                    .await
+            }
+            None => s.search(space.as_deref(), &q, k, filter.as_deref()).await,
+        })?;
+        json(&hits)
+    }
+
+    /// (rows with a vector in the space, live rows).
+    #[pyo3(signature = (space=None))]
+    fn coverage(&self, py: Python<'_>, space: Option<String>) -> PyResult<(u64, u64)> {
+        self.with(py, None, async move |s| s.coverage(space.as_deref()).await)
+    }
+
+    /// The plan for a migrations folder (hash chain checked, lint findings) as JSON.
+    fn plan_json(&self, py: Python<'_>, migrations: &str) -> PyResult<String> {
+        let files = folder(py, migrations)?;
+        let p = self.with(py, None, async move |s| s.plan(&files).await)?;
+        json(&p)
+    }
+
+    /// Apply a migrations folder; returns the apply report as JSON. Embedders are the
+    /// callables the migration files name; `progress(dict)` is called as rows advance.
+    #[pyo3(signature = (migrations, embedders=None, *, progress=None, dry_run=false, approve=None, to=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn apply_json(
+        &self,
+        py: Python<'_>,
+        migrations: &str,
+        embedders: Option<&Bound<'_, PyDict>>,
+        progress: Option<Py<PyAny>>,
+        dry_run: bool,
+        approve: Option<String>,
+        to: Option<u32>,
+    ) -> PyResult<String> {
+        let files = folder(py, migrations)?;
+        let emb = Embedders::from_py(embedders)?;
+        let map = emb.map.clone();
+        let progress = progress.map(|f| {
+            let f = Arc::new(f);
+            let cb: memlane_store::ProgressFn = Arc::new(move |p: &Progress| {
+                crate::callback(|| Python::attach(|py| {
+                    let d = PyDict::new(py);
+                    let _ = d.set_item("migration", p.migration);
+                    let _ = d.set_item("step", p.step);
+                    let _ = d.set_item("steps", p.steps);
+                    let _ = d.set_item("op", &p.op);
+                    let _ = d.set_item("done", p.done);
+                    let _ = d.set_item("total", p.total);
+                    // a failing progress callback must not fail the migration
+                    if let Err(e) = f.bind(py).call1((d,)) {
+                        e.print(py);
+                    }
+                }));
+            });
+            cb
+        });
+        let r = self.with(py, Some(&emb), async move |s| {
+            let mut m = s.migrator(files).dry_run(dry_run).approve(approve).to(to);
+            for (name, e) in map {
+                m = m.embedder(name, e);
+            }
+            if let Some(p) = progress {
+                m = m.progress(p);
+            }
+            m.apply().await
+        })?;
+        json(&r)
+    }
+
+    /// Every version with its recorded entry, as JSON.
+    fn history_json(&self, py: Python<'_>) -> PyResult<String> {
+        let h = self.with(py, None, async |s| s.history().await)?;
+        json(&h)
+    }
+
+    /// Check the recorded state against the data (and a migrations folder's hash
+    /// chain, when given): JSON report with `ok` and the checks.
+    #[pyo3(signature = (migrations=None))]
+    fn verify_json(&self, py: Python<'_>, migrations: Option<&str>) -> PyResult<String> {
+        let files = migrations.map(|m| folder(py, m)).transpose()?;
+        let r = self.with(py, None, async move |s| s.verify(files.as_deref()).await)?;
+        let mut v = serde_json::to_value(&r).map_err(|e| input(e.to_string()))?;
+        v["ok"] = serde_json::Value::Bool(r.ok());
+        json(&v)
+    }
+
+    /// Tag a version (the current one when None); returns the version tagged.
+    #[pyo3(signature = (name, version=None))]
+    fn tag(&self, py: Python<'_>, name: String, version: Option<u64>) -> PyResult<u64> {
+        self.with(py, None, async move |s| s.tag(&name, version).await)
+    }
+
+    /// Tags as (name, version) pairs.
+    fn tags(&self, py: Python<'_>) -> PyResult<Vec<(String, u64)>> {
+        self.with(py, None, async |s| s.tags().await)
+    }
+
+    /// Commit a new version equal to an old one (version number or tag): forward only.
+    fn restore(&self, py: Python<'_>, to: String, reason: String) -> PyResult<u64> {
+        self.with(py, None, async move |s| s.restore(&to, &reason).await)
+    }
+
+    /// Abort the in-flight re-embed (before it completes): drops the new space's data.
+    fn abort(&self, py: Python<'_>, reason: String) -> PyResult<u64> {
+        self.with(py, None, async move |s| s.abort(&reason).await)
+    }
+
+    /// Drop an inactive space's vectors (after a re-embed completed).
+    fn contract(&self, py: Python<'_>, space: String, reason: String) -> PyResult<u64> {
+        self.with(py, None, async move |s| s.contract(&space, &reason).await)
+    }
+
+    /// Compatibility report (JSON) of two spaces of this store on a paired sample.
+    #[pyo3(signature = (old, new, *, sample=2000, k=10))]
+    fn compat_json(
+        &self,
+        py: Python<'_>,
+        old: String,
+        new: String,
+        sample: usize,
+        k: usize,
+    ) -> PyResult<String> {
+        let r = self.with(py, None, async move |s| {
+            let p = s.paired_sample(&old, &new, sample).await?;
+            let (o, n) = (s.space(Some(&old))?.clone(), s.space(Some(&new))?.clone());
+            memlane_store::compat_report(&p, &o, &n, k, None)
+        })?;
+        json(&r)
+    }
+
+    /// Write the live rows to a JSONL file (`.jsonl`) or Arrow IPC file (`.arrow`).
+    fn export(&self, py: Python<'_>, path: String) -> PyResult<u64> {
+        self.with(py, None, async move |s| {
+            if path.ends_with(".jsonl") || path.ends_with(".json") {
+                memlane_store::export_jsonl(s, &path).await
+            } else {
+                memlane_store::export_ipc(s, &path).await
+            }
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Store({:?})", self.uri)
+    }
+}
+
+/// Create a store from a JSONL file of records (as `memlane init --from`): extra keys
+/// become typed metadata fields, space names are accepted as vector keys.
+#[pyfunction]
+#[pyo3(signature = (uri, path, spaces=None, *, plain=false, embedders=None))]
+pub(crate) fn create_from_jsonl(
+    py: Python<'_>,
+    uri: &str,
+    path: &str,
+    spaces: Option<Vec<Space>>,
+    plain: bool,
+    embedders: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Store> {
+    let emb = Embedders::from_py(embedders)?;
+    let opts = CreateOptions {
+        plain,
+        spaces: spaces_of(spaces),
+        fields: vec![],
+        rows_per_fragment: None,
+    };
+    let r = py.detach(|| {
+        crate::block_on(async {
+            let records = memlane_store::read_jsonl(path)?;
+            let mut s = CoreStore::create_from_json(uri, opts, &records, &emb.map).await?;
+            s.refresh().await?;
+            Ok::<_, StoreError>(s)
+        })
+    });
+    r.map(Store::wrap).map_err(|e| emb.err(py, e))
+}
