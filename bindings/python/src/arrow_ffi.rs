@@ -34,8 +34,9 @@ pub(crate) fn batches_from(obj: &Bound<'_, PyAny>) -> PyResult<Vec<RecordBatch>>
     // moves the stream out and leaves a released one behind, which the producer's
     // capsule destructor then ignores (the protocol's ownership transfer).
     #[allow(unsafe_code)]
-    let reader = unsafe { ArrowArrayStreamReader::from_raw(ptr.as_ptr().cast::<FFI_ArrowArrayStream>()) }
-        .map_err(|e| input(format!("cannot read the Arrow stream: {e}")))?;
+    let reader =
+        unsafe { ArrowArrayStreamReader::from_raw(ptr.as_ptr().cast::<FFI_ArrowArrayStream>()) }
+            .map_err(|e| input(format!("cannot read the Arrow stream: {e}")))?;
     reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| input(format!("cannot read the Arrow stream: {e}")))
@@ -57,8 +58,10 @@ pub(crate) fn to_capsule<'py>(
     schema: arrow::datatypes::SchemaRef,
     batches: Vec<RecordBatch>,
 ) -> PyResult<Bound<'py, PyCapsule>> {
-    let reader: Box<dyn RecordBatchReader + Send> =
-        Box::new(RecordBatchIterator::new(batches.into_iter().map(Ok), schema));
+    let reader: Box<dyn RecordBatchReader + Send> = Box::new(RecordBatchIterator::new(
+        batches.into_iter().map(Ok),
+        schema,
+    ));
     let stream = FFI_ArrowArrayStream::new(reader);
     let name = CString::new(STREAM).unwrap_or_default();
     PyCapsule::new(py, stream, Some(name))

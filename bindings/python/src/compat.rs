@@ -39,7 +39,11 @@ pub(crate) fn compat_json(
     let os = CoreSpace::new("old", old_dim).with_metric(metric);
     let ns = CoreSpace::new("new", new_dim).with_metric(metric);
     let ids: Vec<String> = (0..o.len() / old_dim).map(|i| i.to_string()).collect();
-    let sample = memlane_store::PairedSample { ids, old: o, new: n };
+    let sample = memlane_store::PairedSample {
+        ids,
+        old: o,
+        new: n,
+    };
     let q = queries.map(|(qo, qn, rel)| memlane_store::Queries {
         old: floats(&qo),
         new: floats(&qn),

@@ -46,22 +46,24 @@ impl PyEmbedder {
 
 impl Embedder for PyEmbedder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, EmbedError> {
-        crate::callback(|| Python::attach(|py| match self.call(py, texts) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let msg = format!(
-                    "{}: {}",
-                    e.get_type(py)
-                        .name()
-                        .map_or_else(|_| "Exception".to_owned(), |n| n.to_string()),
-                    e.value(py)
-                );
-                if let Ok(mut r) = self.raised.lock() {
-                    *r = Some(e);
+        crate::callback(|| {
+            Python::attach(|py| match self.call(py, texts) {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    let msg = format!(
+                        "{}: {}",
+                        e.get_type(py)
+                            .name()
+                            .map_or_else(|_| "Exception".to_owned(), |n| n.to_string()),
+                        e.value(py)
+                    );
+                    if let Ok(mut r) = self.raised.lock() {
+                        *r = Some(e);
+                    }
+                    Err(msg.into())
                 }
-                Err(msg.into())
-            }
-        }))
+            })
+        })
     }
 
     fn batch_size(&self) -> usize {

@@ -6,6 +6,9 @@
 //! interface (PyCapsules), vectors as little-endian `float32` bytes that the facade
 //! turns into numpy arrays. The pure-Python facade `memlane` adds the notebook views.
 
+// StoreError is large (it carries reports); these results are converted to PyErr at once
+#![allow(clippy::result_large_err)]
+
 mod arrow_ffi;
 mod compat;
 mod embedder;

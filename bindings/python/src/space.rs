@@ -31,7 +31,8 @@ impl Space {
         passage_prefix: &str,
         column: Option<&str>,
     ) -> PyResult<Self> {
-        let metric = memlane_core::space::Metric::parse(metric).map_err(|e| input(e.to_string()))?;
+        let metric =
+            memlane_core::space::Metric::parse(metric).map_err(|e| input(e.to_string()))?;
         let mut s = CoreSpace::new(name, dimension)
             .with_model(provider, model, revision)
             .with_metric(metric)

@@ -8,10 +8,10 @@ use memlane_store::{CreateOptions, Embedder, Progress, Store as CoreStore, Store
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict};
 
+use crate::arrow_ffi;
 use crate::embedder::PyEmbedder;
 use crate::error::{input, to_py};
 use crate::space::Space;
-use crate::arrow_ffi;
 
 /// Python embedders by name, and the slot where a raised exception is kept.
 struct Embedders {
@@ -299,8 +299,9 @@ impl Store {
         filter: Option<String>,
     ) -> PyResult<Bound<'py, PyCapsule>> {
         let (schema, batches) = self.with(py, None, async move |s| {
-            let cols: Option<Vec<&str>> =
-                columns.as_ref().map(|c| c.iter().map(String::as_str).collect());
+            let cols: Option<Vec<&str>> = columns
+                .as_ref()
+                .map(|c| c.iter().map(String::as_str).collect());
             let batches = s.scan(cols.as_deref(), filter.as_deref()).await?;
             let schema = match (batches.first(), &cols) {
                 (Some(b), _) => b.schema(),
@@ -376,19 +377,21 @@ impl Store {
         let progress = progress.map(|f| {
             let f = Arc::new(f);
             let cb: memlane_store::ProgressFn = Arc::new(move |p: &Progress| {
-                crate::callback(|| Python::attach(|py| {
-                    let d = PyDict::new(py);
-                    let _ = d.set_item("migration", p.migration);
-                    let _ = d.set_item("step", p.step);
-                    let _ = d.set_item("steps", p.steps);
-                    let _ = d.set_item("op", &p.op);
-                    let _ = d.set_item("done", p.done);
-                    let _ = d.set_item("total", p.total);
-                    // a failing progress callback must not fail the migration
-                    if let Err(e) = f.bind(py).call1((d,)) {
-                        e.print(py);
-                    }
-                }));
+                crate::callback(|| {
+                    Python::attach(|py| {
+                        let d = PyDict::new(py);
+                        let _ = d.set_item("migration", p.migration);
+                        let _ = d.set_item("step", p.step);
+                        let _ = d.set_item("steps", p.steps);
+                        let _ = d.set_item("op", &p.op);
+                        let _ = d.set_item("done", p.done);
+                        let _ = d.set_item("total", p.total);
+                        // a failing progress callback must not fail the migration
+                        if let Err(e) = f.bind(py).call1((d,)) {
+                            e.print(py);
+                        }
+                    })
+                });
             });
             cb
         });

@@ -138,6 +138,10 @@ struct Todo {
     digest: [u8; 16],
 }
 
+/// A fragment's columns written: the replacement group, the rows re-embedded (side file
+/// or embedder) and the rows the embedder produced.
+type Written = (DataReplacementGroup, u64, u64);
+
 type SideWriter = arrow::ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>;
 
 /// Background reads and writes of fragments in flight; aborted when the batch fails,
@@ -145,9 +149,7 @@ type SideWriter = arrow::ipc::writer::StreamWriter<std::io::BufWriter<std::fs::F
 #[derive(Default)]
 struct Tasks {
     reads: std::collections::VecDeque<tokio::task::JoinHandle<Result<Option<Prepared>>>>,
-    writes: std::collections::VecDeque<
-        tokio::task::JoinHandle<Result<Option<(DataReplacementGroup, u64, u64)>>>,
-    >,
+    writes: std::collections::VecDeque<tokio::task::JoinHandle<Result<Option<Written>>>>,
 }
 
 impl Tasks {
@@ -306,7 +308,7 @@ impl FragmentReader {
 impl Prepared {
     /// Write the fragment's two new columns (not committed): the replacement group, the
     /// rows re-embedded (side file or embedder) and the rows the embedder produced.
-    async fn write(self) -> Result<Option<(DataReplacementGroup, u64, u64)>> {
+    async fn write(self) -> Result<Option<Written>> {
         let d = self.space.dimension;
         let vec_col = self.space.column.clone();
         let dg_col = self.space.digest_column();
@@ -719,7 +721,9 @@ impl Gradual<'_> {
         };
         let spawn_read = |tasks: &mut Tasks, id: u64| {
             let r = reader.clone();
-            tasks.reads.push_back(tokio::spawn(async move { r.read(id).await }));
+            tasks
+                .reads
+                .push_back(tokio::spawn(async move { r.read(id).await }));
         };
         if let Some(id) = ids.first() {
             spawn_read(tasks, *id);
