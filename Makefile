@@ -86,8 +86,12 @@ test-python: python ## pytest: CLI interop (tests/python) and the Python package
 check-wasm: ## Build memlane-core for wasm32 with Debian's toolchain and guard its dependency tree
 	bash scripts/check-wasm.sh
 
-bench: deps-system ## cargo bench -p memlane-benches (release; slow cold build, not in CI)
+bench: deps-system deps-python ## Benchmarks in release against peers in the same run: cargo bench, then the Python package (slow cold build, not in CI)
 	$(CARGO) bench -p memlane-benches
+	rm -rf "$(CARGO_TARGET_DIR)/wheels-release" "$(CARGO_TARGET_DIR)/pybench"
+	"$(VENV)/bin/maturin" build --release --quiet -m bindings/python/Cargo.toml -o "$(CARGO_TARGET_DIR)/wheels-release"
+	"$(VENV)/bin/python" -m zipfile -e "$(CARGO_TARGET_DIR)"/wheels-release/memlane-*.whl "$(CARGO_TARGET_DIR)/pybench"
+	PYTHONPATH="$(CARGO_TARGET_DIR)/pybench" "$(VENV)/bin/python" benches/python/bench_python.py
 
 fmt: ## cargo fmt --all
 	$(CARGO) fmt --all

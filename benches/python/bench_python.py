@@ -2,10 +2,10 @@
 
 1. ``store.add`` of N x 384 (default 1M) from a pyarrow Table against
    ``lance.write_dataset`` of the same table (pylance 14.0.2, same Lance release);
-2. per-batch overhead of a Python embedder callback: a re-embed through a Python
-   callable against the same migration with memlane's built-in embedder, same rows,
-   same batch size; the difference divided by the batches is the cost of crossing
-   into Python and back per batch.
+2. per-batch overhead of a Python embedder callback: the same re-embed through a Python
+   callable that returns a constant array, in batches of 64 and of 4096; the time
+   difference divided by the difference in calls is what one crossing into Python and
+   back costs.
 
 Each figure is the median of REPS runs. Run through ``make bench`` (release wheel).
 usage: python benches/python/bench_python.py [ROWS] [REPS]
