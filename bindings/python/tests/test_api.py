@@ -284,3 +284,18 @@ def test_restore_tag_and_exceptions_hierarchy(store: memlane.Store, tmp_path: Pa
         memlane.Space("Bad Name", 8)
     with pytest.raises(memlane.InvalidInputError, match="metric"):
         memlane.Space("ok", 8, metric="manhattan")
+
+
+def test_dry_run_and_plots(store: memlane.Store, tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    folder = reembed_folder(tmp_path, extra='\n[gates]\n"recall@10" = { block_below = 0.0, review_below = 0.01 }\n')
+    v = store.version
+    dry = store.apply(folder, embedders={"new": HashingModel(96, seed=1)}, progress=False, dry_run=True)
+    assert dry["dry_run"] and store.refresh().version == v and store.active_space == "old"
+    report = store.apply(folder, embedders={"new": HashingModel(96, seed=1)}, progress=False)
+    fig = report.plot()
+    assert len(fig.axes) == 1 and fig.axes[0].patches  # one bar per gate
+    fig2 = store.compat("old", "new", sample=120).plot()
+    assert len(fig2.axes) == 2 and fig2.axes[0].patches and fig2.axes[1].patches

@@ -196,14 +196,38 @@ class ApplyReport(Report):
             out.append(_compat_check_html(c))
         return "<div>" + "<br>".join(out) + "</div>"
 
+    def plot(self, ax: Any = None) -> Any:
+        """The gated compatibility metrics of the re-embeds against their thresholds
+        (matplotlib bar chart, coloured by verdict). Returns the figure."""
+        import matplotlib.pyplot as plt  # type: ignore[import-untyped]
+
+        gates = [(c["to"], g) for c in self.compat_checks for g in c.get("gates", [])]
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(gates) + 2), 3.5))
+        else:
+            fig = ax.figure
+        labels = [f"{to}: {g['metric']}" for to, g in gates]
+        values = [g.get("value") or 0.0 for _, g in gates]
+        colours = [_COLOURS.get(str(g.get("verdict")), "#57606a") for _, g in gates]
+        ax.bar(range(len(values)), values, color=colours)
+        for i, (_, g) in enumerate(gates):
+            for key, style in (("review_below", ":"), ("block_below", "--")):
+                t = g.get("thresholds", {}).get(key)
+                if t is not None:
+                    ax.hlines(t, i - 0.4, i + 0.4, colors="#24292f", linestyles=style)
+        ax.set_xticks(range(len(values)), labels, rotation=20, ha="right")
+        ax.set_title("compatibility gates (dotted: review below, dashed: block below)")
+        fig.tight_layout()
+        return fig
+
 
 def _compat_check_html(c: Dict[str, Any]) -> str:
     gates = [
         [
             _e(g.get("metric")),
             _num(g.get("value")),
-            _num(g.get("review_below")),
-            _num(g.get("block_below")),
+            _num(g.get("thresholds", {}).get("review_below")),
+            _num(g.get("thresholds", {}).get("block_below")),
             _badge(g.get("verdict")),
         ]
         for g in c.get("gates", [])
