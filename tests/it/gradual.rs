@@ -310,3 +310,75 @@ async fn embedder_faults_name_the_batch_and_record_and_commit_nothing_of_it() {
         .unwrap();
     assert_eq!(store.coverage(None).await.unwrap(), (392, 392));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_contracts_the_replaced_space_once_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = memory_store(&dir).await;
+    // a long retention: kept, listed as pending, not dropped by later applies
+    let long = dir.path().join("long");
+    std::fs::create_dir_all(&long).unwrap();
+    std::fs::write(
+        long.join("0001_new.toml"),
+        format!("{MIG}contract_after = \"7d\"\n"),
+    )
+    .unwrap();
+    store
+        .migrator(memlane_store::read_folder(&long).unwrap())
+        .embedder("e", hash(96, 7))
+        .apply()
+        .await
+        .unwrap();
+    let p = &store.state().pending_contracts;
+    assert_eq!(p.len(), 1);
+    assert_eq!(
+        (p[0].space.as_str(), p[0].retention.as_str()),
+        ("old", "7d")
+    );
+    assert!(store.contract_due().await.unwrap().is_empty());
+    assert!(store.state().space("old").is_some());
+
+    // a zero retention: the next apply (nothing pending to run) drops it
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut store = memory_store(&dir2).await;
+    let now = dir2.path().join("now");
+    std::fs::create_dir_all(&now).unwrap();
+    std::fs::write(
+        now.join("0001_new.toml"),
+        format!("{MIG}contract_after = \"0s\"\n"),
+    )
+    .unwrap();
+    let files = memlane_store::read_folder(&now).unwrap();
+    store
+        .migrator(files.clone())
+        .embedder("e", hash(96, 7))
+        .apply()
+        .await
+        .unwrap();
+    assert!(
+        store.state().space("old").is_some(),
+        "kept until the next apply"
+    );
+    store.migrator(files).apply().await.unwrap();
+    store.refresh().await.unwrap();
+    assert!(store.state().space("old").is_none());
+    assert!(store.state().pending_contracts.is_empty());
+    assert!(store.dataset().schema().field("vec_old").is_none());
+    let h = store.history().await.unwrap();
+    let last = h.last().and_then(|x| x.entry.as_ref()).unwrap();
+    assert!(
+        last.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("retention 0s"),
+        "{last:?}"
+    );
+    assert_eq!(
+        store
+            .search(None, &hash(96, 7).embed(&["json"]).unwrap(), 3, None)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}

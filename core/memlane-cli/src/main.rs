@@ -65,13 +65,17 @@ enum Cmd {
         #[arg(long)]
         reason: String,
     },
-    /// Drop an inactive space's columns (the contract of a re-embed).
+    /// Drop an inactive space's columns (the contract of a re-embed): `--space NAME`, or
+    /// `--due` for the replaced spaces whose `contract_after` retention has passed.
     Contract {
         /// Store path.
         store: String,
         /// The space to drop.
+        #[arg(long, required_unless_present = "due", conflicts_with = "due")]
+        space: Option<String>,
+        /// Drop every replaced space whose retention has passed (for a cron job).
         #[arg(long)]
-        space: String,
+        due: bool,
         /// Why (recorded in history).
         #[arg(long, default_value = "contract after re-embed")]
         reason: String,
@@ -490,6 +494,7 @@ async fn run(cli: Cli) -> Result<u8> {
                     "store": store, "version": snap.version, "rows": snap.rows,
                     "spaces": spaces_json(&snap.state.spaces), "active_space": snap.state.active_space,
                     "applied": snap.state.applied, "in_flight": snap.state.in_flight,
+                    "pending_contracts": snap.state.pending_contracts,
                     "pending": pending.as_ref().and_then(|p| p.as_ref().ok()),
                     "pending_error": pending.as_ref().and_then(|p| p.as_ref().err()),
                     "lock": lock, "fields": snap.fields,
@@ -547,6 +552,12 @@ async fn run(cli: Cli) -> Result<u8> {
                     Some(Ok(p)) => println!("pending  {p} migration(s)"),
                     Some(Err(e)) => println!("pending  REFUSED: {e}"),
                     None => {}
+                }
+                for p in &snap.state.pending_contracts {
+                    println!(
+                        "contract `{}` after {} (retention {} of migration {:04})",
+                        p.space, p.due, p.retention, p.migration
+                    );
                 }
                 if let Some(l) = lock {
                     println!(
@@ -848,19 +859,40 @@ async fn run(cli: Cli) -> Result<u8> {
         Cmd::Contract {
             store,
             space,
+            due,
             reason,
         } => {
-            let _lock = memlane_store::lock::acquire(
-                &store,
-                "memlane contract",
-                std::time::Duration::from_secs(60),
-            )?;
             let mut st = Store::open(&store).await?;
-            let v = st.contract(&space, &reason).await?;
+            let dropped: Vec<(String, u64)> = match space {
+                Some(space) if !due => {
+                    let _lock = memlane_store::lock::acquire(
+                        &store,
+                        "memlane contract",
+                        std::time::Duration::from_secs(60),
+                    )?;
+                    let v = st.contract(&space, &reason).await?;
+                    vec![(space, v)]
+                }
+                _ => st.contract_due().await?,
+            };
             if json {
-                print_json(&json!({"version": v, "dropped": space}))?;
+                print_json(&json!({
+                    "dropped": dropped.iter().map(|(s, v)| json!({"space": s, "version": v})).collect::<Vec<_>>(),
+                    "pending": st.state().pending_contracts,
+                }))?;
             } else {
-                println!("dropped space {space} at version {v}");
+                for (space, v) in &dropped {
+                    println!("dropped space {space} at version {v}");
+                }
+                if dropped.is_empty() {
+                    println!("no space is due for contraction");
+                }
+                for p in &st.state().pending_contracts {
+                    println!(
+                        "pending: `{}` is kept until {} ({})",
+                        p.space, p.due, p.retention
+                    );
+                }
             }
         }
         Cmd::Upsert {

@@ -32,7 +32,9 @@ pub use report::{
 };
 pub use schema::{FieldDef, FieldType, Value};
 pub use space::{Fingerprint, Metric, Space};
-pub use state::{Action, AdapterRef, AppliedMigration, HistoryEntry, InFlight, StoreState};
+pub use state::{
+    Action, AdapterRef, AppliedMigration, HistoryEntry, InFlight, PendingContract, StoreState,
+};
 
 /// Version of memlane recorded in every history entry.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -130,6 +130,11 @@ pub enum Step {
         /// space's, or lint reports it.
         #[serde(default)]
         passage_prefix: Option<String>,
+        /// Retention of the replaced space after the re-embed completes (`"7d"`, `"12h"`,
+        /// `"0s"`): once it has passed, the next `apply` (or `memlane contract --due`)
+        /// drops the old space's columns. Default: kept until contracted explicitly.
+        #[serde(default)]
+        contract_after: Option<String>,
     },
     /// Matryoshka truncation: a new space with the first `dimension` components, renormalised.
     Truncate {
@@ -814,5 +819,45 @@ mostly = 0.99
         ])
         .unwrap();
         assert_eq!(ok.iter().map(|m| m.id).collect::<Vec<_>>(), vec![2, 3]);
+    }
+}
+
+/// Parse a retention such as `90s`, `15m`, `12h`, `7d` or `2w` (a bare number is
+/// seconds) into seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; write e.g. 30m, 12h, 7d"))?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}`; use s, m, h, d or w"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too long a duration"))
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0s"), Ok(0));
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("15m"), Ok(900));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        assert!(parse_duration("7 days").is_err());
+        assert!(parse_duration("soon").is_err());
     }
 }

@@ -575,7 +575,25 @@ impl Sim {
                 k,
                 query_prefix,
                 passage_prefix,
+                contract_after,
             } => {
+                if let Some(Err(e)) = contract_after
+                    .as_deref()
+                    .map(crate::migration::parse_duration)
+                {
+                    self.err(
+                        "bad-duration",
+                        format!("`contract_after`: {e}"),
+                        "write a retention such as \"7d\", or drop it to keep the old space until `memlane contract`",
+                    );
+                }
+                if contract_after.is_some() && !*activate {
+                    self.err(
+                        "contract-inactive",
+                        "`contract_after` drops the replaced space, but `activate = false` keeps it active".into(),
+                        "drop `contract_after`, or activate the new space",
+                    );
+                }
                 for (key, v) in [
                     ("throttle", throttle),
                     ("checkpoint_seconds", checkpoint_seconds),

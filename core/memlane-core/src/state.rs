@@ -128,6 +128,22 @@ pub struct StoreState {
     /// Query adapters between spaces (newest last).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adapters: Vec<AdapterRef>,
+    /// Replaced spaces to drop once their retention has passed (`contract_after`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_contracts: Vec<PendingContract>,
+}
+
+/// A replaced space kept for a retention period after a re-embed completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingContract {
+    /// The space to drop.
+    pub space: String,
+    /// When it may be dropped (RFC 3339).
+    pub due: String,
+    /// The retention as written (`7d`).
+    pub retention: String,
+    /// The migration whose re-embed replaced it.
+    pub migration: u32,
 }
 
 impl Default for StoreState {
@@ -140,6 +156,7 @@ impl Default for StoreState {
             in_flight: None,
             rows_per_fragment: None,
             adapters: Vec::new(),
+            pending_contracts: Vec::new(),
         }
     }
 }

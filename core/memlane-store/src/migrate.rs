@@ -134,6 +134,8 @@ impl<'a> Migrator<'a> {
         store.refresh().await?;
         if !dry_run {
             ensure_tags(store).await?;
+            // replaced spaces whose retention has passed are dropped first
+            store.contract_due_locked().await?;
         }
         let started = Instant::now();
         let plan = store.plan(&migrations).await?;
@@ -326,6 +328,32 @@ impl<'a> Migrator<'a> {
                     }
                     let last = i + 1 == m.steps.len();
                     let mut new_state = staged.state.clone();
+                    // a re-embed with a retention schedules the drop of the space it replaced
+                    if let memlane_core::Step::Reembed {
+                        space,
+                        contract_after: Some(keep),
+                        compare_to,
+                        ..
+                    } = &s.step
+                    {
+                        let old = compare_to
+                            .clone()
+                            .or_else(|| state.active_space.clone())
+                            .filter(|o| o != space && new_state.space(o).is_some());
+                        if let (Some(old), Ok(secs)) =
+                            (old, memlane_core::migration::parse_duration(keep))
+                        {
+                            new_state.pending_contracts.retain(|p| p.space != old);
+                            new_state
+                                .pending_contracts
+                                .push(memlane_core::PendingContract {
+                                    due: due_after(secs),
+                                    space: old,
+                                    retention: keep.clone(),
+                                    migration: m.id,
+                                });
+                        }
+                    }
                     let mut entry = HistoryEntry::new(
                         if last {
                             Action::Migration
@@ -708,6 +736,12 @@ async fn calibrate(
         f.compat = Some(check);
     }
     Ok(sp)
+}
+
+/// RFC 3339 time `secs` from now.
+fn due_after(secs: u64) -> String {
+    let d = chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000));
+    (chrono::Utc::now() + d).to_rfc3339()
 }
 
 fn elapsed_ms(t: Instant) -> u64 {

@@ -1049,6 +1049,7 @@ impl Store {
         let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
         let mut state = self.state.clone();
         state.spaces.retain(|s| s.name != space);
+        state.pending_contracts.retain(|p| p.space != space);
         let mut entry = HistoryEntry::new(Action::Contract, now());
         entry.reason = Some(format!("drop space `{space}`: {reason}"));
         entry.active_space.clone_from(&state.active_space);
@@ -1061,6 +1062,49 @@ impl Store {
         self.ds = Arc::new(ds);
         self.state = state;
         Ok(self.version())
+    }
+
+    /// Drop the replaced spaces whose retention (`contract_after`) has passed; returns
+    /// (space, version) per drop. Takes the migration lock.
+    pub async fn contract_due(&mut self) -> Result<Vec<(String, u64)>> {
+        let _lock = crate::lock::acquire(
+            &self.uri,
+            "memlane contract --due",
+            std::time::Duration::from_secs(60),
+        )?;
+        self.contract_due_locked().await
+    }
+
+    /// [`Store::contract_due`] for a caller that holds the lock (the migrator).
+    pub(crate) async fn contract_due_locked(&mut self) -> Result<Vec<(String, u64)>> {
+        self.refresh().await?;
+        if self.state.in_flight.is_some() {
+            return Ok(vec![]);
+        }
+        let now = chrono::Utc::now();
+        let due: Vec<memlane_core::PendingContract> = self
+            .state
+            .pending_contracts
+            .iter()
+            .filter(|p| {
+                chrono::DateTime::parse_from_rfc3339(&p.due).is_ok_and(|d| d <= now)
+                    && self.state.active_space.as_deref() != Some(p.space.as_str())
+            })
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for p in due {
+            if self.state.space(&p.space).is_none() {
+                continue;
+            }
+            let reason = format!(
+                "retention {} after migration {:04} passed (due {})",
+                p.retention, p.migration, p.due
+            );
+            let v = self.contract(&p.space, &reason).await?;
+            out.push((p.space, v));
+        }
+        Ok(out)
     }
 
     /// Accept the current content of applied migration `id` (a deliberate edit).
