@@ -5,3 +5,4 @@ mod compat;
 mod gradual;
 mod migrate;
 mod store;
+mod validate;

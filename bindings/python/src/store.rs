@@ -372,6 +372,7 @@ impl Store {
         to: Option<u32>,
     ) -> PyResult<String> {
         let files = folder(py, migrations)?;
+        let specs = memlane_store::read_invariants(migrations).map_err(|e| to_py(py, e, None))?;
         let emb = Embedders::from_py(embedders)?;
         let map = emb.map.clone();
         let progress = progress.map(|f| {
@@ -396,7 +397,12 @@ impl Store {
             cb
         });
         let r = self.with(py, Some(&emb), async move |s| {
-            let mut m = s.migrator(files).dry_run(dry_run).approve(approve).to(to);
+            let mut m = s
+                .migrator(files)
+                .invariants(specs)
+                .dry_run(dry_run)
+                .approve(approve)
+                .to(to);
             for (name, e) in map {
                 m = m.embedder(name, e);
             }
@@ -423,6 +429,36 @@ impl Store {
         let mut v = serde_json::to_value(&r).map_err(|e| input(e.to_string()))?;
         v["ok"] = serde_json::Value::Bool(r.ok());
         json(&v)
+    }
+
+    /// Run every built-in data check plus a folder's `invariants.toml` on the current
+    /// version (ids and content compared with `against`, default the previous version);
+    /// the report (JSON) is kept for `validate_history_json`.
+    #[pyo3(signature = (migrations=None, against=None))]
+    fn validate_json(
+        &self,
+        py: Python<'_>,
+        migrations: Option<&str>,
+        against: Option<u64>,
+    ) -> PyResult<String> {
+        let specs = match migrations {
+            Some(m) => memlane_store::read_invariants(m).map_err(|e| to_py(py, e, None))?,
+            None => vec![],
+        };
+        let r = self.with(py, None, async move |s| {
+            let r = s.validate(&specs, against).await?;
+            s.record_validation(&r)?;
+            Ok(r)
+        })?;
+        let mut v = serde_json::to_value(&r).map_err(|e| input(e.to_string()))?;
+        v["ok"] = serde_json::Value::Bool(r.ok());
+        json(&v)
+    }
+
+    /// Every check over versions (step invariants and kept validations), as JSON.
+    fn validate_history_json(&self, py: Python<'_>) -> PyResult<String> {
+        let h = self.with(py, None, async |s| s.validate_history().await)?;
+        json(&h)
     }
 
     /// Tag a version (the current one when None); returns the version tagged.

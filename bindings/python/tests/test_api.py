@@ -299,3 +299,23 @@ def test_dry_run_and_plots(store: memlane.Store, tmp_path: Path) -> None:
     assert len(fig.axes) == 1 and fig.axes[0].patches  # one bar per gate
     fig2 = store.compat("old", "new", sample=120).plot()
     assert len(fig2.axes) == 2 and fig2.axes[0].patches and fig2.axes[1].patches
+
+
+def test_validate_reports_every_failure(store: memlane.Store, tmp_path: Path) -> None:
+    folder = tmp_path / "checks"
+    write_migration(
+        folder,
+        "invariants.toml",
+        '[[invariants]]\ncheck = "field"\nfield = "source"\nvalues = ["argparse"]\n\n'
+        '[[invariants]]\ncheck = "duplicates"\nspace = "old"\n',
+    )
+    m = HashingModel(64)
+    store.add([{"id": "twin", "content": corpus(1)[0]["content"], "source": "argparse"}], embedders={"old": m})
+    r = store.validate(folder)
+    assert not r.ok
+    names = {x["name"]: x for x in r.failed()}
+    assert "field[source]" in names and "duplicates[old]" in names
+    assert names["duplicates[old]"]["sample_ids"]
+    assert "memlane validate" in r._repr_html_() and "FAIL" in r._repr_html_()
+    hist = store.validate_history()
+    assert any(p["source"] == "validate" and p["check"] == "field[source]" for p in hist)

@@ -182,6 +182,22 @@ enum Cmd {
         /// Migrations folder to compare with.
         migrations: Option<PathBuf>,
     },
+    /// Check the data: every built-in invariant (ids, vectors of every space, references,
+    /// lifecycle, ids preserved and content unchanged against the previous version) plus
+    /// the folder's `invariants.toml`; exit 3 when a `fail` check fails. The report is
+    /// kept under `_memlane/validate/` so `--history` shows each check over versions.
+    Validate {
+        /// Store path.
+        store: String,
+        /// Migrations folder whose `invariants.toml` to check.
+        migrations: Option<PathBuf>,
+        /// Version to compare ids and content with (default: the previous one).
+        #[arg(long)]
+        against: Option<u64>,
+        /// Show every recorded check over versions instead of validating.
+        #[arg(long)]
+        history: bool,
+    },
     /// Tag a version (the current one by default), or list tags.
     Tag {
         /// Store path.
@@ -666,6 +682,7 @@ async fn run(cli: Cli) -> Result<u8> {
             let emb = resolve_embedders(&embedders, &files)?;
             let mut m = st
                 .migrator(files)
+                .invariants(memlane_store::read_invariants(&migrations)?)
                 .dry_run(dry_run)
                 .to(to)
                 .approve(approve)
@@ -762,6 +779,55 @@ async fn run(cli: Cli) -> Result<u8> {
                 print_json(&r)?;
             } else {
                 println!("{r}");
+            }
+            if !r.ok() {
+                return Ok(BLOCKED);
+            }
+        }
+        Cmd::Validate {
+            store,
+            migrations,
+            against,
+            history,
+        } => {
+            let st = Store::open(&store).await?;
+            if history {
+                let rows = st.validate_history().await?;
+                if json {
+                    print_json(&rows)?;
+                } else {
+                    println!(
+                        "{:>8}  {:<10}  {:<34} {:>9} {:>9}  result",
+                        "version", "source", "check", "failed", "rows"
+                    );
+                    for r in &rows {
+                        println!(
+                            "{:>8}  {:<10}  {:<34} {:>9} {:>9}  {}",
+                            r.version,
+                            r.source,
+                            r.check,
+                            r.failed,
+                            r.total,
+                            if r.passed {
+                                "pass"
+                            } else {
+                                r.severity.as_str()
+                            }
+                        );
+                    }
+                }
+                return Ok(OK);
+            }
+            let specs = match &migrations {
+                Some(d) => memlane_store::read_invariants(d)?,
+                None => vec![],
+            };
+            let r = st.validate(&specs, against).await?;
+            st.record_validation(&r)?;
+            if json {
+                print_json(&json!({"ok": r.ok(), "report": r}))?;
+            } else {
+                print!("{r}");
             }
             if !r.ok() {
                 return Ok(BLOCKED);

@@ -726,3 +726,34 @@ fn compat_gates_fingerprints_and_adapter_search() {
     ]);
     assert_eq!(hits["hits"][0]["id"], "argparse.Action", "{hits}");
 }
+
+#[test]
+fn validate_exit_codes_report_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("store");
+    let s = s.to_str().unwrap();
+    ok(&["init", s, "--from", &ex("data/corpus.jsonl")]);
+    ok(&["apply", s, &ex("01-agent-memory-bootstrap"), "--yes"]);
+    let v = json(&["validate", s]);
+    assert_eq!(v["ok"], true, "{v}");
+    let checks = dir.path().join("checks");
+    std::fs::create_dir_all(&checks).unwrap();
+    std::fs::write(
+        checks.join("invariants.toml"),
+        "[[invariants]]\ncheck = \"field\"\nfield = \"source\"\nvalues = [\"argparse\"]\n",
+    )
+    .unwrap();
+    let o = run(&["validate", s, checks.to_str().unwrap()]);
+    assert_eq!(code(&o), 3, "a failing fail check exits 3");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("FAILED") && text.contains("field[source]"),
+        "{text}"
+    );
+    let h = json(&["validate", s, "--history"]);
+    let rows = h.as_array().unwrap();
+    assert!(rows.iter().any(|r| r["source"] == "validate"
+        && r["check"] == "field[source]"
+        && r["passed"] == false));
+    assert!(rows.iter().any(|r| r["source"] == "apply"));
+}

@@ -66,6 +66,7 @@ impl IdAudit {
 #[derive(Debug)]
 pub struct VectorAudit {
     space: Space,
+    norm_range: (Option<f64>, Option<f64>),
     total: u64,
     missing: u64,
     failed: u64,
@@ -78,6 +79,7 @@ impl VectorAudit {
     pub fn new(space: Space) -> Self {
         VectorAudit {
             space,
+            norm_range: (None, None),
             total: 0,
             missing: 0,
             failed: 0,
@@ -86,11 +88,43 @@ impl VectorAudit {
         }
     }
 
+    /// Also require norms within `min..=max` (either bound optional).
+    #[must_use]
+    pub fn with_norm_range(mut self, min: Option<f64>, max: Option<f64>) -> Self {
+        self.norm_range = (min, max);
+        self
+    }
+
+    fn norm_error(&self, id: &str, v: &[f32]) -> Option<String> {
+        let (lo, hi) = self.norm_range;
+        if lo.is_none() && hi.is_none() {
+            return None;
+        }
+        let n = v
+            .iter()
+            .map(|x| f64::from(*x) * f64::from(*x))
+            .sum::<f64>()
+            .sqrt();
+        (lo.is_some_and(|l| n < l) || hi.is_some_and(|h| n > h)).then(|| {
+            format!(
+                "record `{id}`: vector norm {n:.4} of space `{}` is outside [{}, {}]",
+                self.space.name,
+                lo.map_or("0".into(), |l| l.to_string()),
+                hi.map_or("inf".into(), |h| h.to_string())
+            )
+        })
+    }
+
     /// Feed one vector (`None` = missing, which counts as a failure when `required`).
     pub fn feed(&mut self, id: &str, v: Option<&[f32]>, required: bool) {
         self.total += 1;
         let err = match v {
-            Some(v) => self.space.check_vector(id, v).err().map(|e| e.to_string()),
+            Some(v) => self
+                .space
+                .check_vector(id, v)
+                .err()
+                .map(|e| e.to_string())
+                .or_else(|| self.norm_error(id, v)),
             None if required => Some(format!(
                 "record `{id}`: no vector for space `{}`",
                 self.space.name

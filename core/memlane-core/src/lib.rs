@@ -6,6 +6,7 @@
 //! No IO, no async runtime, no arrow or lance: it compiles to `wasm32-unknown-unknown`
 //! so the browser preview runs the same logic as the CLI.
 
+pub mod audit;
 pub mod chain;
 pub mod compat;
 pub mod error;

@@ -209,6 +209,19 @@ impl Step {
         }
     }
 
+    /// Whether the step writes, renames, casts or drops field `name` (its values may
+    /// then differ from the version before, on purpose).
+    pub fn touches_field(&self, name: &str) -> bool {
+        match self {
+            Step::AddField { field, .. }
+            | Step::DropField { field }
+            | Step::CastField { field, .. }
+            | Step::Backfill { field, .. } => field == name,
+            Step::RenameField { from, to } => from == name || to == name,
+            _ => false,
+        }
+    }
+
     /// The space this step creates (`add_space`, `truncate`), built from the step and
     /// the existing spaces; `None` for other ops or an unknown source space.
     pub fn new_space(&self, spaces: &[Space]) -> Option<Space> {
@@ -365,6 +378,16 @@ pub enum Severity {
     Warn,
 }
 
+impl Severity {
+    /// Name as written in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Fail => "fail",
+            Severity::Warn => "warn",
+        }
+    }
+}
+
 /// Built-in invariant checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -379,6 +402,24 @@ pub enum CheckKind {
     Expression,
     /// the number of rows stays within `min`..=`max`.
     RowCount,
+    /// the set of ids is the one before the step, minus the rows the step deleted
+    /// (compared by an order-independent set digest, not a count).
+    IdsPreserved,
+    /// `content` of every surviving record is byte-for-byte what it was before the step
+    /// (per-row blake3 digests), unless the step rewrote it.
+    ContentUnchanged,
+    /// a metadata field: its type, `required` (non-null), allowed `values`, a
+    /// `min_value`..=`max_value` range.
+    Field,
+    /// relationship targets and `supersedes` point at existing records, and
+    /// `supersedes` chains have no cycle.
+    References,
+    /// no two records of a space share exactly the same vector (or, with `near`, a
+    /// cosine at or above it among nearest neighbours).
+    Duplicates,
+    /// lifecycle rules of agent memory: a record superseded by another is not active,
+    /// and `updated_at` is not before `created_at`.
+    Lifecycle,
 }
 
 /// An invariant declared in a migration file.
@@ -408,6 +449,33 @@ pub struct InvariantSpec {
     /// Upper bound for `row_count`.
     #[serde(default)]
     pub max: Option<u64>,
+    /// Field for `field`.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Expected type of the field (`string`, `int64`, ... as in `add_field`).
+    #[serde(default, rename = "type")]
+    pub ty: Option<String>,
+    /// The field must be non-null (`field`).
+    #[serde(default)]
+    pub required: bool,
+    /// Allowed values (`field`).
+    #[serde(default)]
+    pub values: Option<Vec<toml::Value>>,
+    /// Smallest allowed value (`field`, numeric or timestamp as seconds).
+    #[serde(default)]
+    pub min_value: Option<f64>,
+    /// Largest allowed value (`field`).
+    #[serde(default)]
+    pub max_value: Option<f64>,
+    /// Smallest allowed vector norm (`vectors_valid`).
+    #[serde(default)]
+    pub min_norm: Option<f64>,
+    /// Largest allowed vector norm (`vectors_valid`).
+    #[serde(default)]
+    pub max_norm: Option<f64>,
+    /// Cosine at or above which two vectors count as near-duplicates (`duplicates`).
+    #[serde(default)]
+    pub near: Option<f64>,
 }
 
 fn one() -> f64 {
@@ -426,7 +494,48 @@ impl InvariantSpec {
             severity: Severity::Fail,
             min: None,
             max: None,
+            field: None,
+            ty: None,
+            required: false,
+            values: None,
+            min_value: None,
+            max_value: None,
+            min_norm: None,
+            max_norm: None,
+            near: None,
         }
+    }
+
+    /// Check that the keys the kind needs are there and make sense.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let need = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_owned()) };
+        match self.check {
+            CheckKind::Expression => need(
+                self.expr.is_some(),
+                "`expression` needs `expr = \"SQL predicate\"`",
+            )?,
+            CheckKind::Field => need(self.field.is_some(), "`field` needs `field = \"name\"`")?,
+            _ => {}
+        }
+        if let Some(t) = &self.ty {
+            need(
+                crate::schema::FieldType::parse(t).is_some(),
+                &format!("unknown type `{t}`"),
+            )?;
+        }
+        if let Some(n) = self.near {
+            need(n > 0.0 && n <= 1.0, "`near` is a cosine in (0, 1]")?;
+        }
+        if let (Some(a), Some(b)) = (self.min_norm, self.max_norm) {
+            need(a <= b, "`min_norm` is above `max_norm`")?;
+        }
+        if let (Some(a), Some(b)) = (self.min_value, self.max_value) {
+            need(a <= b, "`min_value` is above `max_value`")?;
+        }
+        need(
+            self.mostly > 0.0 && self.mostly <= 1.0,
+            "`mostly` is a fraction in (0, 1]",
+        )
     }
 
     /// Name shown in reports.
@@ -443,6 +552,15 @@ impl InvariantSpec {
             },
             CheckKind::Expression => format!("expression[{}]", self.expr.as_deref().unwrap_or("")),
             CheckKind::RowCount => "row_count".into(),
+            CheckKind::IdsPreserved => "ids_preserved".into(),
+            CheckKind::ContentUnchanged => "content_unchanged".into(),
+            CheckKind::Field => format!("field[{}]", self.field.as_deref().unwrap_or("")),
+            CheckKind::References => "references".into(),
+            CheckKind::Duplicates => match &self.space {
+                Some(s) => format!("duplicates[{s}]"),
+                None => "duplicates".into(),
+            },
+            CheckKind::Lifecycle => "lifecycle".into(),
         }
     }
 }
@@ -660,12 +778,11 @@ pub fn parse_migration(file: &str, text: &str) -> Result<Migration> {
         let inv = InvariantSpec::deserialize(toml::Value::Table(s.into_inner())).map_err(|e| {
             let msg = e.to_string().trim().to_owned();
             let key = quoted(&msg);
-            err(
-                line_of_key(text, span.start, key),
-                msg,
-                "`check` is one of rows_accounted, ids_unique, vectors_valid, expression, row_count",
-            )
+            err(line_of_key(text, span.start, key), msg, CHECKS_HINT)
         })?;
+        if let Err(e) = inv.validate() {
+            return Err(err(line_of(text, span.start), e, CHECKS_HINT));
+        }
         invariants.push(inv);
     }
     let gates = match raw.gates {
@@ -705,7 +822,7 @@ pub fn parse_migration(file: &str, text: &str) -> Result<Migration> {
 pub fn parse_folder(files: &[(String, String)]) -> Result<Vec<Migration>> {
     let mut by_id: BTreeMap<u32, Migration> = BTreeMap::new();
     for (name, text) in files {
-        if !name.ends_with(".toml") {
+        if !name.ends_with(".toml") || name == STORE_INVARIANTS {
             continue;
         }
         let m = parse_migration(name, text)?;
@@ -820,6 +937,37 @@ mostly = 0.99
         .unwrap();
         assert_eq!(ok.iter().map(|m| m.id).collect::<Vec<_>>(), vec![2, 3]);
     }
+}
+
+const CHECKS_HINT: &str = "`check` is one of rows_accounted, ids_unique, vectors_valid, expression, row_count, ids_preserved, content_unchanged, field, references, duplicates, lifecycle (docs/migrations.md#invariants)";
+
+/// The store-level invariants file of a migrations folder: checked after every step of
+/// every migration and by `memlane validate`.
+pub const STORE_INVARIANTS: &str = "invariants.toml";
+
+/// Parse a store-level invariants file (`[[invariants]]` tables only).
+pub fn parse_invariants(file: &str, text: &str) -> Result<Vec<InvariantSpec>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Raw {
+        #[serde(default)]
+        invariants: Vec<InvariantSpec>,
+    }
+    let bad = |line: usize, message: String| CoreError::MigrationFile {
+        file: file.to_owned(),
+        line,
+        message,
+        hint: CHECKS_HINT.to_owned(),
+    };
+    let raw: Raw = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_of(text, s.start));
+        bad(line, e.message().trim().to_owned())
+    })?;
+    for inv in &raw.invariants {
+        inv.validate()
+            .map_err(|m| bad(1, format!("invariant `{}`: {m}", inv.label())))?;
+    }
+    Ok(raw.invariants)
 }
 
 /// Parse a retention such as `90s`, `15m`, `12h`, `7d` or `2w` (a bare number is

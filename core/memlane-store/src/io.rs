@@ -35,6 +35,20 @@ pub fn read_folder(dir: impl AsRef<Path>) -> Result<Vec<Migration>> {
     Ok(memlane_core::parse_folder(&files)?)
 }
 
+/// The store-level invariants of a migrations folder (`invariants.toml`; none when the
+/// file is absent).
+pub fn read_invariants(dir: impl AsRef<Path>) -> Result<Vec<memlane_core::InvariantSpec>> {
+    let path = dir.as_ref().join(memlane_core::migration::STORE_INVARIANTS);
+    if !path.is_file() {
+        return Ok(vec![]);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
+    Ok(memlane_core::migration::parse_invariants(
+        memlane_core::migration::STORE_INVARIANTS,
+        &text,
+    )?)
+}
+
 /// Read JSON Lines (one object per line; blank lines skipped).
 pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<serde_json::Value>> {
     let path = path.as_ref();

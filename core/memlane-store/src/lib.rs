@@ -28,6 +28,7 @@ pub mod lock;
 mod migrate;
 mod ops;
 mod store;
+mod validate;
 mod verify;
 
 pub use compat::{CANARIES, DEFAULT_SAMPLE, PairedSample, Queries, compat_report};
@@ -35,11 +36,12 @@ pub use convert::{SPACE_META, arrow_type, conform, validate};
 pub use embed::{EmbedError, Embedder, HashEmbedder};
 pub use error::{Result, StoreError};
 pub use gradual::Checkpoint;
-pub use io::{export_ipc, export_jsonl, read_folder, read_ipc, read_jsonl};
+pub use io::{export_ipc, export_jsonl, read_folder, read_invariants, read_ipc, read_jsonl};
 pub use memlane_core;
 pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};
 pub use store::{AddReport, CreateOptions, HistoryItem, Hit, Record, Store, UpsertReport};
+pub use validate::{CheckPoint, ValidateReport};
 pub use verify::{Check, VerifyReport};
 
 /// Developer aid: with `MEMLANE_PROFILE` set, print how long a phase took to stderr.

@@ -37,6 +37,7 @@ pub struct Migrator<'a> {
     holder: String,
     lease: Duration,
     approve: Option<String>,
+    invariants: Vec<InvariantSpec>,
 }
 
 impl Store {
@@ -52,6 +53,7 @@ impl Store {
             holder: "memlane".into(),
             lease: Duration::from_secs(60),
             approve: None,
+            invariants: Vec::new(),
         }
     }
 
@@ -77,6 +79,13 @@ impl<'a> Migrator<'a> {
     }
 
     /// Approve compatibility gates that ask for review (the reason is recorded in the
+    /// Store-level invariants (a folder's `invariants.toml`, see
+    /// [`crate::read_invariants`]), checked after every step of every migration.
+    pub fn invariants(mut self, specs: Vec<InvariantSpec>) -> Self {
+        self.invariants = specs;
+        self
+    }
+
     /// history with who and when). Blocks stay blocks.
     #[must_use]
     pub fn approve(mut self, reason: Option<String>) -> Self {
@@ -125,6 +134,7 @@ impl<'a> Migrator<'a> {
             holder,
             lease,
             approve,
+            invariants: store_invariants,
         } = self;
         let _guard = if dry_run {
             None
@@ -385,11 +395,13 @@ impl<'a> Migrator<'a> {
                         None => {
                             check(
                                 &detached,
+                                &base,
+                                s.step.touches_field(memlane_core::schema::CONTENT),
                                 &state,
                                 &new_state,
                                 &staged,
                                 rows_before,
-                                &m.invariants,
+                                &[m.invariants.as_slice(), store_invariants.as_slice()].concat(),
                                 &mut ids_checked,
                             )
                             .await?
@@ -797,8 +809,11 @@ async fn ensure_tags(store: &Store) -> Result<()> {
 }
 
 /// Evaluate the built-in and declared invariants on the staged version.
+#[allow(clippy::too_many_arguments)]
 async fn check(
     staged: &Arc<Dataset>,
+    base: &Dataset,
+    touches_content: bool,
     before: &StoreState,
     after: &StoreState,
     st: &crate::ops::Staged,
@@ -933,43 +948,75 @@ async fn check(
                     out.push(r);
                 }
             }
-            CheckKind::Expression => {
-                let expr = spec.expr.clone().unwrap_or_default();
-                let negated = format!("NOT COALESCE(({expr}), false)");
-                let failed = staged
-                    .count_rows(Some(negated.clone()))
-                    .await
-                    .map_err(|e| {
-                        StoreError::Input(format!(
-                            "invariant expression `{expr}` cannot be evaluated: {e}"
-                        ))
-                    })? as u64;
-                let samples = if failed > 0 {
-                    scan(
-                        staged,
-                        &[ID],
-                        Some(&negated),
-                        Some(memlane_core::report::SAMPLE_IDS),
-                    )
-                    .await?
-                    .iter()
-                    .flat_map(|b| {
-                        b.column(0)
-                            .as_string::<i32>()
-                            .iter()
-                            .flatten()
-                            .map(str::to_owned)
-                            .collect::<Vec<_>>()
-                    })
-                    .collect()
+            CheckKind::Expression => out.push(expression_check(staged, spec).await?),
+            CheckKind::IdsPreserved
+            | CheckKind::ContentUnchanged
+            | CheckKind::Field
+            | CheckKind::References
+            | CheckKind::Duplicates
+            | CheckKind::Lifecycle => {
+                if spec.check == CheckKind::ContentUnchanged && touches_content {
+                    out.push(InvariantResult::from_counts(
+                        spec.label(),
+                        spec.check,
+                        spec.severity,
+                        1.0,
+                        0,
+                        0,
+                        vec![],
+                        "the step rewrites `content`; not compared".to_owned(),
+                    ));
                 } else {
-                    vec![]
-                };
-                out.push(expression(spec, rows_after, failed, samples));
+                    out.extend(
+                        crate::validate::evaluate(spec, staged, Some(base), after, st.rows_deleted)
+                            .await?,
+                    );
+                }
             }
         }
     }
     Ok(out)
+}
+
+/// A declared SQL expression over the live rows of `ds`.
+pub(crate) async fn expression_check(
+    ds: &Dataset,
+    spec: &InvariantSpec,
+) -> Result<InvariantResult> {
+    let rows_after = ds.count_rows(None).await? as u64;
+    let staged = ds;
+    let expr = spec.expr.clone().unwrap_or_default();
+    let negated = format!("NOT COALESCE(({expr}), false)");
+    let failed = staged
+        .count_rows(Some(negated.clone()))
+        .await
+        .map_err(|e| {
+            StoreError::Input(format!(
+                "invariant expression `{expr}` cannot be evaluated: {e}"
+            ))
+        })? as u64;
+    let samples = if failed > 0 {
+        scan(
+            staged,
+            &[ID],
+            Some(&negated),
+            Some(memlane_core::report::SAMPLE_IDS),
+        )
+        .await?
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+    } else {
+        vec![]
+    };
+    Ok(expression(spec, rows_after, failed, samples))
 }
 
 /// Ids unique and non-null over all live rows of `ds`.
@@ -993,7 +1040,7 @@ pub(crate) async fn audit_vectors(
     spec: &InvariantSpec,
     filter: Option<&str>,
 ) -> Result<InvariantResult> {
-    let mut audit = VectorAudit::new(space.clone());
+    let mut audit = VectorAudit::new(space.clone()).with_norm_range(spec.min_norm, spec.max_norm);
     let mut stream = scan_stream(ds, &[ID, space.column.as_str()], filter).await?;
     while let Some(b) = stream.try_next().await? {
         let ids = b.column(0).as_string::<i32>();

@@ -39,6 +39,7 @@ from ._reports import (
     Plan,
     Report,
     Status,
+    ValidateReport,
     VerifyReport,
 )
 from ._store import Store, compat, create, open
@@ -67,6 +68,7 @@ __all__ = [
     "Status",
     "Store",
     "StoreExistsError",
+    "ValidateReport",
     "VerifyReport",
     "__version__",
     "compat",

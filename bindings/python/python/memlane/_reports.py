@@ -380,6 +380,45 @@ class VerifyReport(Report):
         return f"<b>memlane verify</b> {_badge('pass' if self.ok else 'fail')}" + _table(["", "check", ""], rows)
 
 
+class ValidateReport(Report):
+    """Every data check on one version; ``report.ok`` is False when a ``fail`` check failed."""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.data.get("ok"))
+
+    @property
+    def results(self) -> List[Dict[str, Any]]:
+        return self.data["results"]
+
+    def failed(self) -> List[Dict[str, Any]]:
+        """The checks that did not hold (warnings included)."""
+        return [r for r in self.results if not r["passed"]]
+
+    def __str__(self) -> str:
+        lines = [f"validate version {self.data['version']} ({self.data['rows']} rows): {'OK' if self.ok else 'FAILED'}"]
+        for r in self.results:
+            mark = "ok  " if r["passed"] else r["severity"].upper()
+            lines.append(f"  {mark} {r['name']}: {r['message']}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = [
+            [
+                _badge("pass" if r["passed"] else r["severity"]),
+                _e(r["name"]),
+                f"{_e(r['failed'])} / {_e(r['total'])}",
+                _e(r["message"]),
+                _e(", ".join(r.get("sample_ids", []))),
+            ]
+            for r in self.results
+        ]
+        return (
+            f"<b>memlane validate</b> version {_e(self.data['version'])} {_badge('pass' if self.ok else 'fail')}"
+            + _table(["", "check", "failed", "", "sample ids"], rows)
+        )
+
+
 class Hit(NamedTuple):
     """One search result: record id, its content, distance in the space's metric."""
 

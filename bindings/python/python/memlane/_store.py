@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import _memlane
-from ._reports import ApplyReport, CompatReport, History, Hit, Plan, Status, VerifyReport
+from ._reports import ApplyReport, CompatReport, History, Hit, Plan, Status, ValidateReport, VerifyReport
 
 Embedder = Callable[[List[str]], Any]
 """A callable ``f(list[str]) -> array (n, dimension)``; ``f.batch_size`` sets its batch."""
@@ -261,9 +261,17 @@ class Store:
         """Check the recorded state against the data (and a folder's hash chain)."""
         return VerifyReport(json.loads(self._s.verify_json(os.fspath(migrations) if migrations else None)))
 
-    def validate(self, migrations: Optional[PathLike] = None) -> VerifyReport:
-        """Check the store's data: ids, vectors of every space, state vs data (as ``verify``)."""
-        return self.verify(migrations)
+    def validate(self, migrations: Optional[PathLike] = None, against: Optional[int] = None) -> ValidateReport:
+        """Run every built-in data check (ids unique, vectors of every space, references,
+        lifecycle, ids preserved and content unchanged against ``against`` — default the
+        previous version) plus the folder's ``invariants.toml``. Lists every failure with
+        sample ids; ``report.ok`` is False when a ``fail`` check failed."""
+        raw = self._s.validate_json(os.fspath(migrations) if migrations else None, against)
+        return ValidateReport(json.loads(raw))
+
+    def validate_history(self) -> List[Dict[str, Any]]:
+        """Every check over versions: step invariants from history and kept validations."""
+        return json.loads(self._s.validate_history_json())
 
     def compat(self, old: str, new: str, sample: int = 2000, k: int = 10) -> CompatReport:
         """Compatibility of two spaces of this store on a paired sample of rows."""

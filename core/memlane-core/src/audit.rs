@@ -1,0 +1,669 @@
+//! Accumulators of the data invariants beyond ids and vectors (issue 6): id sets kept
+//! across a step, content unchanged, metadata field rules, references between
+//! records, duplicate vectors and agent-memory lifecycle rules. Pure: the store feeds
+//! them batch by batch (and the browser preview feeds them a sample).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::migration::{CheckKind, InvariantSpec};
+use crate::report::{InvariantResult, SAMPLE_IDS};
+
+/// blake3-128 of some bytes.
+pub fn digest16(bytes: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&blake3::hash(bytes).as_bytes()[..16]);
+    out
+}
+
+/// An order-independent digest of a multiset of byte strings (sum and xor of their
+/// blake3-128, and the count): equal sets give equal digests whatever the row order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetDigest {
+    sum: u128,
+    xor: u128,
+    count: u64,
+}
+
+impl SetDigest {
+    /// Add one element.
+    pub fn add(&mut self, bytes: &[u8]) {
+        let h = u128::from_le_bytes(digest16(bytes));
+        self.sum = self.sum.wrapping_add(h);
+        self.xor ^= h;
+        self.count += 1;
+    }
+
+    /// Elements added.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Hex form, for reports and history.
+    pub fn hex(&self) -> String {
+        format!("{:032x}{:032x}", self.sum, self.xor)
+    }
+}
+
+struct Failures {
+    failed: u64,
+    samples: Vec<String>,
+    first: Option<String>,
+}
+
+impl Failures {
+    fn new() -> Self {
+        Failures {
+            failed: 0,
+            samples: Vec::new(),
+            first: None,
+        }
+    }
+
+    fn fail(&mut self, id: &str, why: impl FnOnce() -> String) {
+        self.failed += 1;
+        if self.samples.len() < SAMPLE_IDS {
+            self.samples.push(id.to_owned());
+        }
+        if self.first.is_none() {
+            self.first = Some(why());
+        }
+    }
+
+    fn result(
+        self,
+        spec: &InvariantSpec,
+        kind: CheckKind,
+        total: u64,
+        ok: String,
+    ) -> InvariantResult {
+        let msg = match self.first {
+            None => ok,
+            Some(f) => format!("{} of {total} rows fail; first: {f}", self.failed),
+        };
+        InvariantResult::from_counts(
+            spec.label(),
+            kind,
+            spec.severity,
+            spec.mostly,
+            total,
+            self.failed,
+            self.samples,
+            msg,
+        )
+    }
+}
+
+/// The ids before a step against the ids after it: none may appear from nowhere, and
+/// exactly the rows the step deleted may disappear.
+#[derive(Debug, Default)]
+pub struct IdsPreservedAudit {
+    before: HashSet<Box<str>>,
+    before_digest: SetDigest,
+    after_digest: SetDigest,
+    matched: u64,
+    unexpected: Vec<String>,
+    unexpected_count: u64,
+}
+
+impl IdsPreservedAudit {
+    /// Feed an id of the version before the step.
+    pub fn before(&mut self, id: &str) {
+        self.before_digest.add(id.as_bytes());
+        self.before.insert(id.into());
+    }
+
+    /// Feed an id of the version after the step (rows other writers added meanwhile are
+    /// left out by the caller).
+    pub fn after(&mut self, id: &str) {
+        self.after_digest.add(id.as_bytes());
+        if self.before.contains(id) {
+            self.matched += 1;
+        } else {
+            self.unexpected_count += 1;
+            if self.unexpected.len() < SAMPLE_IDS {
+                self.unexpected.push(id.to_owned());
+            }
+        }
+    }
+
+    /// The result, given how many rows the step deleted.
+    pub fn finish(self, spec: &InvariantSpec, deleted: u64) -> InvariantResult {
+        let before = self.before.len() as u64;
+        let lost = before.saturating_sub(self.matched);
+        let extra_lost = lost.saturating_sub(deleted);
+        let failed = self.unexpected_count + extra_lost;
+        let mut samples = self.unexpected;
+        if extra_lost > 0 && samples.len() < SAMPLE_IDS {
+            // which ids went missing: the before set minus what was seen after is not
+            // kept (memory); name the count instead
+            samples.push(format!("<{extra_lost} ids lost>"));
+        }
+        let msg = if failed == 0 {
+            format!(
+                "{before} ids before, {} after ({deleted} deleted by the step); set digest {} -> {}",
+                self.matched,
+                self.before_digest.hex(),
+                self.after_digest.hex()
+            )
+        } else {
+            format!(
+                "{} ids appeared and {extra_lost} disappeared beyond the {deleted} the step deleted ({before} before, {} after)",
+                self.unexpected_count,
+                self.after_digest.count()
+            )
+        };
+        InvariantResult::from_counts(
+            spec.label(),
+            CheckKind::IdsPreserved,
+            spec.severity,
+            1.0,
+            before.max(self.after_digest.count()),
+            failed,
+            samples,
+            msg,
+        )
+    }
+}
+
+/// Per-row content digests before a step against after it.
+#[derive(Debug, Default)]
+pub struct ContentAudit {
+    before: HashMap<Box<str>, Option<[u8; 16]>>,
+    root_before: SetDigest,
+    root_after: SetDigest,
+    total: u64,
+    changed: Vec<String>,
+    changed_count: u64,
+}
+
+fn row_bytes(id: &str, content: Option<&str>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(id.len() + 1 + content.map_or(0, str::len));
+    b.extend_from_slice(id.as_bytes());
+    b.push(0);
+    if let Some(c) = content {
+        b.push(1);
+        b.extend_from_slice(c.as_bytes());
+    }
+    b
+}
+
+impl ContentAudit {
+    /// Feed a row of the version before the step.
+    pub fn before(&mut self, id: &str, content: Option<&str>) {
+        self.root_before.add(&row_bytes(id, content));
+        self.before
+            .insert(id.into(), content.map(|c| digest16(c.as_bytes())));
+    }
+
+    /// Feed a row of the version after the step.
+    pub fn after(&mut self, id: &str, content: Option<&str>) {
+        self.root_after.add(&row_bytes(id, content));
+        let Some(was) = self.before.get(id) else {
+            return; // a new row: not this check's business (see ids_preserved)
+        };
+        self.total += 1;
+        if *was != content.map(|c| digest16(c.as_bytes())) {
+            self.changed_count += 1;
+            if self.changed.len() < SAMPLE_IDS {
+                self.changed.push(id.to_owned());
+            }
+        }
+    }
+
+    /// The result.
+    pub fn finish(self, spec: &InvariantSpec) -> InvariantResult {
+        let msg = if self.changed_count == 0 {
+            format!(
+                "content of {} records unchanged; root digest {}",
+                self.total,
+                self.root_after.hex()
+            )
+        } else {
+            format!(
+                "content of {} of {} records changed (root digest {} -> {})",
+                self.changed_count,
+                self.total,
+                self.root_before.hex(),
+                self.root_after.hex()
+            )
+        };
+        InvariantResult::from_counts(
+            spec.label(),
+            CheckKind::ContentUnchanged,
+            spec.severity,
+            spec.mostly,
+            self.total,
+            self.changed_count,
+            self.changed,
+            msg,
+        )
+    }
+}
+
+/// One scalar value of a metadata field, as the store reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar<'a> {
+    /// Null.
+    Null,
+    /// Boolean.
+    Bool(bool),
+    /// Integer.
+    Int(i64),
+    /// Float (timestamps as seconds since the epoch).
+    Float(f64),
+    /// Text.
+    Str(&'a str),
+}
+
+impl Scalar<'_> {
+    fn number(&self) -> Option<f64> {
+        match self {
+            #[allow(clippy::cast_precision_loss)]
+            Scalar::Int(i) => Some(*i as f64),
+            Scalar::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    fn matches(&self, v: &toml::Value) -> bool {
+        match (self, v) {
+            (Scalar::Str(s), toml::Value::String(t)) => s == t,
+            (Scalar::Bool(a), toml::Value::Boolean(b)) => a == b,
+            (Scalar::Int(a), toml::Value::Integer(b)) => a == b,
+            #[allow(clippy::cast_precision_loss)]
+            (Scalar::Float(a), toml::Value::Integer(b)) => (*a - *b as f64).abs() < f64::EPSILON,
+            (Scalar::Float(a), toml::Value::Float(b)) => (a - b).abs() < f64::EPSILON,
+            #[allow(clippy::cast_precision_loss)]
+            (Scalar::Int(a), toml::Value::Float(b)) => (*a as f64 - b).abs() < f64::EPSILON,
+            _ => false,
+        }
+    }
+
+    fn render(&self) -> String {
+        match self {
+            Scalar::Null => "null".into(),
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Str(s) => format!("{s:?}"),
+        }
+    }
+}
+
+/// A metadata field's rules: required, allowed values, range.
+pub struct FieldAudit<'s> {
+    spec: &'s InvariantSpec,
+    field: String,
+    total: u64,
+    f: Failures,
+}
+
+impl<'s> FieldAudit<'s> {
+    /// A new audit for `spec.field`.
+    pub fn new(spec: &'s InvariantSpec) -> Self {
+        FieldAudit {
+            field: spec.field.clone().unwrap_or_default(),
+            spec,
+            total: 0,
+            f: Failures::new(),
+        }
+    }
+
+    /// Feed one row's value.
+    pub fn feed(&mut self, id: &str, v: Scalar<'_>) {
+        self.total += 1;
+        let field = &self.field;
+        if v == Scalar::Null {
+            if self.spec.required {
+                self.f.fail(id, || {
+                    format!("record `{id}`: `{field}` is null but required")
+                });
+            }
+            return;
+        }
+        if let Some(allowed) = &self.spec.values
+            && !allowed.iter().any(|a| v.matches(a))
+        {
+            let shown: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+            self.f.fail(id, || {
+                format!(
+                    "record `{id}`: `{field}` = {} is not one of [{}]",
+                    v.render(),
+                    shown.join(", ")
+                )
+            });
+            return;
+        }
+        if let Some(x) = v.number() {
+            let (lo, hi) = (self.spec.min_value, self.spec.max_value);
+            if lo.is_some_and(|l| x < l) || hi.is_some_and(|h| x > h) {
+                self.f.fail(id, || {
+                    format!(
+                        "record `{id}`: `{field}` = {x} is outside [{}, {}]",
+                        lo.map_or("-inf".into(), |l| l.to_string()),
+                        hi.map_or("inf".into(), |h| h.to_string())
+                    )
+                });
+            }
+        }
+    }
+
+    /// The result.
+    pub fn finish(self) -> InvariantResult {
+        let ok = format!("{} values of `{}` follow the rules", self.total, self.field);
+        self.f.result(self.spec, CheckKind::Field, self.total, ok)
+    }
+}
+
+/// References between records: relationship targets and `supersedes` exist, and
+/// `supersedes` chains are acyclic.
+#[derive(Debug, Default)]
+pub struct ReferenceAudit {
+    ids: HashSet<Box<str>>,
+    supersedes: HashMap<Box<str>, Box<str>>,
+    targets: Vec<(Box<str>, Box<str>, &'static str)>,
+    total: u64,
+}
+
+impl ReferenceAudit {
+    /// Feed one record: its id, what it supersedes, its relationship targets.
+    pub fn feed<'a>(
+        &mut self,
+        id: &str,
+        supersedes: Option<&str>,
+        targets: impl IntoIterator<Item = &'a str>,
+    ) {
+        self.total += 1;
+        self.ids.insert(id.into());
+        if let Some(s) = supersedes {
+            self.supersedes.insert(id.into(), s.into());
+            self.targets.push((id.into(), s.into(), "supersedes"));
+        }
+        for t in targets {
+            self.targets.push((id.into(), t.into(), "relationship"));
+        }
+    }
+
+    /// The result.
+    pub fn finish(self, spec: &InvariantSpec) -> InvariantResult {
+        let mut f = Failures::new();
+        let mut bad: HashSet<&str> = HashSet::new();
+        for (from, to, kind) in &self.targets {
+            if !self.ids.contains(to) && bad.insert(from) {
+                f.fail(from, || {
+                    format!("record `{from}`: {kind} target `{to}` does not exist")
+                });
+            }
+        }
+        // each record supersedes at most one: follow the chain, marking what is done
+        let mut done: HashSet<&str> = HashSet::new();
+        for start in self.supersedes.keys() {
+            let mut path: Vec<&str> = Vec::new();
+            let mut on_path: HashSet<&str> = HashSet::new();
+            let mut cur: &str = start;
+            loop {
+                if done.contains(cur) {
+                    break;
+                }
+                if !on_path.insert(cur) {
+                    if bad.insert(cur) {
+                        let cycle = path.join(" -> ");
+                        f.fail(cur, || format!("`supersedes` cycle: {cycle} -> {cur}"));
+                    }
+                    break;
+                }
+                path.push(cur);
+                match self.supersedes.get(cur) {
+                    Some(next) => cur = next,
+                    None => break,
+                }
+            }
+            done.extend(path);
+        }
+        let ok = format!(
+            "{} references among {} records resolve; no `supersedes` cycle",
+            self.targets.len(),
+            self.total
+        );
+        f.result(spec, CheckKind::References, self.total, ok)
+    }
+}
+
+/// Exact duplicate vectors of one space (by their bytes).
+#[derive(Debug, Default)]
+pub struct DuplicateAudit {
+    seen: HashMap<[u8; 16], Box<str>>,
+    total: u64,
+    dupes: u64,
+    samples: Vec<String>,
+    first: Option<String>,
+}
+
+impl DuplicateAudit {
+    /// Feed one vector.
+    pub fn feed(&mut self, id: &str, v: &[f32]) {
+        self.total += 1;
+        let mut bytes = Vec::with_capacity(v.len() * 4);
+        for x in v {
+            // +0.0 and -0.0 are the same vector
+            let x = if *x == 0.0 { 0.0f32 } else { *x };
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        let key = digest16(&bytes);
+        match self.seen.get(&key) {
+            Some(first) => {
+                self.dupes += 1;
+                if self.samples.len() < SAMPLE_IDS {
+                    self.samples.push(id.to_owned());
+                }
+                if self.first.is_none() {
+                    self.first = Some(format!("`{id}` has the same vector as `{first}`"));
+                }
+            }
+            None => {
+                self.seen.insert(key, id.into());
+            }
+        }
+    }
+
+    /// Add near-duplicate pairs found among nearest neighbours (cosine ≥ `near`).
+    pub fn near_pairs(&mut self, pairs: &[(String, String, f64)]) {
+        for (a, b, c) in pairs {
+            self.dupes += 1;
+            if self.samples.len() < SAMPLE_IDS {
+                self.samples.push(a.clone());
+            }
+            if self.first.is_none() {
+                self.first = Some(format!(
+                    "`{a}` and `{b}` are near-duplicates (cosine {c:.4})"
+                ));
+            }
+        }
+    }
+
+    /// The result.
+    pub fn finish(self, spec: &InvariantSpec, space: &str) -> InvariantResult {
+        let msg = match &self.first {
+            None => format!("{} vectors of `{space}`, no duplicates", self.total),
+            Some(f) => format!(
+                "{} duplicate vectors among {} of `{space}`; first: {f}",
+                self.dupes, self.total
+            ),
+        };
+        InvariantResult::from_counts(
+            spec.label(),
+            CheckKind::Duplicates,
+            spec.severity,
+            spec.mostly,
+            self.total,
+            self.dupes,
+            self.samples,
+            msg,
+        )
+    }
+}
+
+/// Agent-memory lifecycle: a record superseded by another record is not `active`, and
+/// `updated_at` is not before `created_at`.
+#[derive(Debug, Default)]
+pub struct LifecycleAudit {
+    active: HashSet<Box<str>>,
+    superseded_by: Vec<(Box<str>, Box<str>)>,
+    total: u64,
+    f: Vec<(String, String)>,
+}
+
+impl LifecycleAudit {
+    /// Feed one record (timestamps in microseconds).
+    pub fn feed(
+        &mut self,
+        id: &str,
+        status: Option<&str>,
+        supersedes: Option<&str>,
+        created: Option<i64>,
+        updated: Option<i64>,
+    ) {
+        self.total += 1;
+        if status == Some("active") {
+            self.active.insert(id.into());
+        }
+        if let Some(s) = supersedes {
+            self.superseded_by.push((s.into(), id.into()));
+        }
+        if let (Some(c), Some(u)) = (created, updated)
+            && u < c
+        {
+            self.f.push((
+                id.to_owned(),
+                format!("record `{id}`: updated_at is before created_at"),
+            ));
+        }
+    }
+
+    /// The result.
+    pub fn finish(self, spec: &InvariantSpec) -> InvariantResult {
+        let mut f = Failures::new();
+        for (id, why) in self.f {
+            f.fail(&id, || why);
+        }
+        for (old, new) in &self.superseded_by {
+            if self.active.contains(old) && self.active.contains(new) {
+                f.fail(old, || {
+                    format!("record `{old}` is active but superseded by active record `{new}`")
+                });
+            }
+        }
+        let ok = format!("{} records follow the lifecycle rules", self.total);
+        f.result(spec, CheckKind::Lifecycle, self.total, ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: CheckKind) -> InvariantSpec {
+        InvariantSpec::builtin(kind)
+    }
+
+    #[test]
+    fn set_digest_ignores_order() {
+        let (mut a, mut b) = (SetDigest::default(), SetDigest::default());
+        for x in ["a", "b", "c"] {
+            a.add(x.as_bytes());
+        }
+        for x in ["c", "a", "b"] {
+            b.add(x.as_bytes());
+        }
+        assert_eq!(a, b);
+        b.add(b"d");
+        assert_ne!(a.hex(), b.hex());
+    }
+
+    #[test]
+    fn ids_preserved_counts_what_appears_and_disappears() {
+        let mut a = IdsPreservedAudit::default();
+        for x in ["a", "b", "c"] {
+            a.before(x);
+        }
+        a.after("a");
+        a.after("z");
+        let r = a.finish(&spec(CheckKind::IdsPreserved), 1);
+        // z appeared, and two ids went but the step deleted one
+        assert_eq!((r.passed, r.failed), (false, 2), "{r:?}");
+        assert!(r.sample_ids.contains(&"z".to_owned()));
+        let mut ok = IdsPreservedAudit::default();
+        ok.before("a");
+        ok.after("a");
+        assert!(ok.finish(&spec(CheckKind::IdsPreserved), 0).passed);
+    }
+
+    #[test]
+    fn content_changes_are_named() {
+        let mut c = ContentAudit::default();
+        c.before("a", Some("hello"));
+        c.before("b", Some("world"));
+        c.after("a", Some("hello"));
+        c.after("b", Some("World"));
+        let r = c.finish(&spec(CheckKind::ContentUnchanged));
+        assert_eq!(
+            (r.passed, r.sample_ids.clone()),
+            (false, vec!["b".to_owned()])
+        );
+    }
+
+    #[test]
+    fn field_rules() {
+        let mut s = spec(CheckKind::Field);
+        s.field = Some("kind".into());
+        s.required = true;
+        s.values = Some(vec![toml::Value::String("semantic".into())]);
+        let mut f = FieldAudit::new(&s);
+        f.feed("a", Scalar::Str("semantic"));
+        f.feed("b", Scalar::Str("bogus"));
+        f.feed("c", Scalar::Null);
+        let r = f.finish();
+        assert_eq!(r.failed, 2);
+        assert!(r.message.contains("bogus"), "{}", r.message);
+        let mut n = spec(CheckKind::Field);
+        n.field = Some("importance".into());
+        n.min_value = Some(0.0);
+        n.max_value = Some(1.0);
+        let mut f = FieldAudit::new(&n);
+        f.feed("a", Scalar::Float(0.5));
+        f.feed("b", Scalar::Float(1.5));
+        f.feed("c", Scalar::Int(-1));
+        assert_eq!(f.finish().failed, 2);
+    }
+
+    #[test]
+    fn references_and_cycles() {
+        let mut r = ReferenceAudit::default();
+        r.feed("a", Some("b"), []);
+        r.feed("b", Some("c"), ["a"]);
+        r.feed("c", Some("a"), ["ghost"]);
+        let res = r.finish(&spec(CheckKind::References));
+        assert!(!res.passed);
+        assert!(
+            res.message.contains("ghost") || res.message.contains("cycle"),
+            "{}",
+            res.message
+        );
+        assert_eq!(res.failed, 2, "{res:?}"); // the dangling target and the cycle
+    }
+
+    #[test]
+    fn duplicates_and_lifecycle() {
+        let mut d = DuplicateAudit::default();
+        d.feed("a", &[1.0, 0.0]);
+        d.feed("b", &[1.0, -0.0]);
+        d.feed("c", &[0.0, 1.0]);
+        let r = d.finish(&spec(CheckKind::Duplicates), "s");
+        assert_eq!((r.failed, r.sample_ids.clone()), (1, vec!["b".to_owned()]));
+        let mut l = LifecycleAudit::default();
+        l.feed("old", Some("active"), None, Some(1), Some(2));
+        l.feed("new", Some("active"), Some("old"), Some(5), Some(3));
+        let r = l.finish(&spec(CheckKind::Lifecycle));
+        assert_eq!(r.failed, 2, "{r:?}");
+    }
+}

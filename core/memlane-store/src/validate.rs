@@ -1,0 +1,594 @@
+//! The data invariants of issue 6 on a Lance version: ids preserved and content
+//! unchanged against an earlier version, metadata field rules, references, duplicate
+//! vectors, lifecycle; and `Store::validate`, which runs every built-in plus declared
+//! checks on the current version. The accumulators are in `memlane_core::audit`; this
+//! module reads the columns they need.
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, Int32Type, Int64Type, TimeUnit};
+use futures::TryStreamExt;
+use lance::Dataset;
+use memlane_core::audit::{
+    ContentAudit, DuplicateAudit, FieldAudit, IdsPreservedAudit, LifecycleAudit, ReferenceAudit,
+    Scalar,
+};
+use memlane_core::migration::{CheckKind, InvariantSpec};
+use memlane_core::report::InvariantResult;
+use memlane_core::schema::{CONTENT, FieldType, ID};
+use memlane_core::{Space, StoreState};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+use crate::store::Store;
+
+async fn stream(
+    ds: &Dataset,
+    cols: &[&str],
+    filter: Option<&str>,
+) -> Result<lance::dataset::scanner::DatasetRecordBatchStream> {
+    let mut s = ds.scan();
+    s.project(cols)?;
+    if let Some(f) = filter {
+        s.filter(f)?;
+    }
+    Ok(s.try_into_stream().await?)
+}
+
+fn has(ds: &Dataset, col: &str) -> bool {
+    ds.schema().field(col).is_some()
+}
+
+fn skipped(spec: &InvariantSpec, why: String) -> InvariantResult {
+    InvariantResult::from_counts(
+        spec.label(),
+        spec.check,
+        spec.severity,
+        1.0,
+        0,
+        0,
+        vec![],
+        why,
+    )
+}
+
+/// Rows of `after` that existed at `base` (others' appends during the step are left out).
+fn as_of(after: &Dataset, base: &Dataset) -> Option<String> {
+    after
+        .manifest()
+        .uses_stable_row_ids()
+        .then(|| format!("_row_created_at_version <= {}", base.version().version))
+}
+
+/// The ids of `base` against those of `after` (minus `deleted` rows the step removed).
+pub(crate) async fn ids_preserved(
+    spec: &InvariantSpec,
+    base: &Dataset,
+    after: &Dataset,
+    deleted: u64,
+) -> Result<InvariantResult> {
+    let mut a = IdsPreservedAudit::default();
+    let mut s = stream(base, &[ID], None).await?;
+    while let Some(b) = s.try_next().await? {
+        for id in b.column(0).as_string::<i32>().iter().flatten() {
+            a.before(id);
+        }
+    }
+    let mut s = stream(after, &[ID], as_of(after, base).as_deref()).await?;
+    while let Some(b) = s.try_next().await? {
+        for id in b.column(0).as_string::<i32>().iter().flatten() {
+            a.after(id);
+        }
+    }
+    Ok(a.finish(spec, deleted))
+}
+
+/// Per-row `content` of `base` against `after`.
+pub(crate) async fn content_unchanged(
+    spec: &InvariantSpec,
+    base: &Dataset,
+    after: &Dataset,
+) -> Result<InvariantResult> {
+    if !has(base, CONTENT) || !has(after, CONTENT) {
+        return Ok(skipped(spec, "no `content` field".into()));
+    }
+    let mut a = ContentAudit::default();
+    let mut s = stream(base, &[ID, CONTENT], None).await?;
+    while let Some(b) = s.try_next().await? {
+        let (ids, text) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            a.before(ids.value(i), text.is_valid(i).then(|| text.value(i)));
+        }
+    }
+    let mut s = stream(after, &[ID, CONTENT], as_of(after, base).as_deref()).await?;
+    while let Some(b) = s.try_next().await? {
+        let (ids, text) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            a.after(ids.value(i), text.is_valid(i).then(|| text.value(i)));
+        }
+    }
+    Ok(a.finish(spec))
+}
+
+fn scalar_at(col: &dyn Array, i: usize) -> Scalar<'_> {
+    if col.is_null(i) {
+        return Scalar::Null;
+    }
+    match col.data_type() {
+        DataType::Utf8 => Scalar::Str(col.as_string::<i32>().value(i)),
+        DataType::LargeUtf8 => Scalar::Str(col.as_string::<i64>().value(i)),
+        DataType::Boolean => Scalar::Bool(col.as_boolean().value(i)),
+        DataType::Int32 => Scalar::Int(i64::from(col.as_primitive::<Int32Type>().value(i))),
+        DataType::Int64 => Scalar::Int(col.as_primitive::<Int64Type>().value(i)),
+        DataType::Float32 => Scalar::Float(f64::from(col.as_primitive::<Float32Type>().value(i))),
+        DataType::Float64 => Scalar::Float(col.as_primitive::<Float64Type>().value(i)),
+        #[allow(clippy::cast_precision_loss)]
+        DataType::Timestamp(TimeUnit::Microsecond, _) => Scalar::Float(
+            col.as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .value(i) as f64
+                / 1e6,
+        ),
+        // other types: only the null rule applies
+        _ => Scalar::Bool(true),
+    }
+}
+
+/// A metadata field's type, required-ness, allowed values and range.
+pub(crate) async fn field(spec: &InvariantSpec, ds: &Dataset) -> Result<InvariantResult> {
+    let name = spec.field.clone().unwrap_or_default();
+    let Some(f) = ds.schema().field(&name) else {
+        let known: Vec<String> = ds.schema().fields.iter().map(|f| f.name.clone()).collect();
+        return Ok(InvariantResult::from_counts(
+            spec.label(),
+            CheckKind::Field,
+            spec.severity,
+            1.0,
+            0,
+            1,
+            vec![],
+            format!(
+                "field `{name}` does not exist (fields: {}); add it with `add_field` or fix the name",
+                known.join(", ")
+            ),
+        ));
+    };
+    if let Some(want) = &spec.ty {
+        let got = crate::convert::core_type(&f.data_type());
+        let ok = FieldType::parse(want).is_some_and(|w| w == got);
+        if !ok {
+            return Ok(InvariantResult::from_counts(
+                spec.label(),
+                CheckKind::Field,
+                spec.severity,
+                1.0,
+                0,
+                1,
+                vec![],
+                format!("field `{name}` is {got}, expected {want}; cast it with `cast_field`"),
+            ));
+        }
+    }
+    let mut a = FieldAudit::new(spec);
+    let mut s = stream(ds, &[ID, name.as_str()], None).await?;
+    while let Some(b) = s.try_next().await? {
+        let ids = b.column(0).as_string::<i32>();
+        let col = b.column(1);
+        for i in 0..b.num_rows() {
+            a.feed(ids.value(i), scalar_at(col.as_ref(), i));
+        }
+    }
+    Ok(a.finish())
+}
+
+fn targets(b: &RecordBatch, i: usize) -> Vec<String> {
+    let Some(col) = b.column_by_name("relationships") else {
+        return vec![];
+    };
+    let Some(list) = col.as_list_opt::<i32>() else {
+        return vec![];
+    };
+    if list.is_null(i) {
+        return vec![];
+    }
+    let v = list.value(i);
+    let Some(st) = v.as_struct_opt() else {
+        return vec![];
+    };
+    let Some(t) = st.column_by_name("target") else {
+        return vec![];
+    };
+    t.as_string::<i32>()
+        .iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Relationship targets and `supersedes` exist; `supersedes` chains are acyclic.
+pub(crate) async fn references(spec: &InvariantSpec, ds: &Dataset) -> Result<InvariantResult> {
+    let mut cols = vec![ID];
+    for c in ["supersedes", "relationships"] {
+        if has(ds, c) {
+            cols.push(c);
+        }
+    }
+    if cols.len() == 1 {
+        return Ok(skipped(
+            spec,
+            "no `supersedes` or `relationships` field".into(),
+        ));
+    }
+    let mut a = ReferenceAudit::default();
+    let mut s = stream(ds, &cols, None).await?;
+    while let Some(b) = s.try_next().await? {
+        let ids = b.column(0).as_string::<i32>();
+        let sup = b
+            .column_by_name("supersedes")
+            .map(|c| c.as_string::<i32>().clone());
+        for i in 0..b.num_rows() {
+            let sv = sup.as_ref().and_then(|s| s.is_valid(i).then(|| s.value(i)));
+            let t = targets(&b, i);
+            a.feed(ids.value(i), sv, t.iter().map(String::as_str));
+        }
+    }
+    Ok(a.finish(spec))
+}
+
+/// Exact duplicate vectors of a space; with `near`, near-duplicates among the nearest
+/// neighbours of up to 20 000 rows (exact kNN).
+pub(crate) async fn duplicates(
+    spec: &InvariantSpec,
+    ds: &Dataset,
+    space: &Space,
+) -> Result<InvariantResult> {
+    let mut a = DuplicateAudit::default();
+    let mut sample_ids: Vec<String> = Vec::new();
+    let mut sample: Vec<f32> = Vec::new();
+    let d = space.dimension;
+    let mut s = stream(ds, &[ID, space.column.as_str()], None).await?;
+    while let Some(b) = s.try_next().await? {
+        let ids = b.column(0).as_string::<i32>();
+        let v = b.column(1).as_fixed_size_list();
+        let vals = v.values().as_primitive::<Float32Type>().values();
+        for i in 0..b.num_rows() {
+            if v.is_null(i) {
+                continue;
+            }
+            #[allow(clippy::cast_sign_loss)]
+            let off = v.value_offset(i) as usize;
+            let x = &vals[off..off + d];
+            a.feed(ids.value(i), x);
+            if spec.near.is_some() && sample_ids.len() < 20_000 && x.iter().all(|f| f.is_finite()) {
+                sample_ids.push(ids.value(i).to_owned());
+                sample.extend_from_slice(x);
+            }
+        }
+    }
+    if let Some(near) = spec.near
+        && sample_ids.len() > 1
+    {
+        let m = memlane_core::compat::Matrix::new(&sample, d)?;
+        let nn = memlane_core::compat::knn(&m, 1, memlane_core::space::Metric::Cosine)?;
+        let mut pairs = Vec::new();
+        for (i, row) in nn.iter_rows().enumerate() {
+            let j = row[0] as usize;
+            if j <= i {
+                continue; // each pair once
+            }
+            let c = cosine(m.row(i), m.row(j));
+            if c >= near {
+                pairs.push((sample_ids[j].clone(), sample_ids[i].clone(), c));
+            }
+        }
+        a.near_pairs(&pairs);
+    }
+    Ok(a.finish(spec, &space.name))
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut d, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        d += f64::from(*x) * f64::from(*y);
+        na += f64::from(*x) * f64::from(*x);
+        nb += f64::from(*y) * f64::from(*y);
+    }
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        d / (na.sqrt() * nb.sqrt())
+    }
+}
+
+/// Agent-memory lifecycle rules.
+pub(crate) async fn lifecycle(spec: &InvariantSpec, ds: &Dataset) -> Result<InvariantResult> {
+    let want = ["status", "supersedes", "created_at", "updated_at"];
+    if want.iter().any(|c| !has(ds, c)) {
+        return Ok(skipped(
+            spec,
+            "not an agent-memory store (no status/supersedes/timestamps)".into(),
+        ));
+    }
+    let mut a = LifecycleAudit::default();
+    let mut s = stream(
+        ds,
+        &[ID, "status", "supersedes", "created_at", "updated_at"],
+        None,
+    )
+    .await?;
+    while let Some(b) = s.try_next().await? {
+        let ids = b.column(0).as_string::<i32>();
+        let st = b.column(1).as_string::<i32>();
+        let sup = b.column(2).as_string::<i32>();
+        let ts = |c: usize, i: usize| {
+            let col = b.column(c);
+            (col.is_valid(i))
+                .then(|| {
+                    col.as_primitive_opt::<arrow::datatypes::TimestampMicrosecondType>()
+                        .map(|a| a.value(i))
+                })
+                .flatten()
+        };
+        for i in 0..b.num_rows() {
+            a.feed(
+                ids.value(i),
+                st.is_valid(i).then(|| st.value(i)),
+                sup.is_valid(i).then(|| sup.value(i)),
+                ts(3, i),
+                ts(4, i),
+            );
+        }
+    }
+    Ok(a.finish(spec))
+}
+
+/// The space a `duplicates` spec names (or the active one).
+pub(crate) fn spec_space<'a>(spec: &InvariantSpec, state: &'a StoreState) -> Option<&'a Space> {
+    match &spec.space {
+        Some(s) => state.space(s),
+        None => state.active(),
+    }
+}
+
+/// What `memlane validate` found on one version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidateReport {
+    /// Version validated.
+    pub version: u64,
+    /// The version `ids_preserved` / `content_unchanged` compared against (if any).
+    pub against: Option<u64>,
+    /// Live rows.
+    pub rows: u64,
+    /// Every check, failures and warnings included (never stops at the first).
+    pub results: Vec<InvariantResult>,
+}
+
+impl ValidateReport {
+    /// Whether no `fail` check failed.
+    pub fn ok(&self) -> bool {
+        !self.results.iter().any(InvariantResult::blocks)
+    }
+}
+
+impl std::fmt::Display for ValidateReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "validate version {} ({} rows{}): {}",
+            self.version,
+            self.rows,
+            self.against
+                .map_or(String::new(), |a| format!(", against version {a}")),
+            if self.ok() { "OK" } else { "FAILED" }
+        )?;
+        for r in &self.results {
+            writeln!(f, "  {r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One check's outcome at one version, from a step report or a `memlane validate` run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckPoint {
+    /// Lance version the check describes.
+    pub version: u64,
+    /// `apply` (a step's invariants) or `validate`.
+    pub source: String,
+    /// Check name.
+    pub check: String,
+    /// Rows looked at.
+    pub total: u64,
+    /// Rows that failed.
+    pub failed: u64,
+    /// Whether it held.
+    pub passed: bool,
+    /// Its severity.
+    pub severity: memlane_core::Severity,
+}
+
+fn points(version: u64, source: &str, results: &[InvariantResult]) -> Vec<CheckPoint> {
+    results
+        .iter()
+        .map(|r| CheckPoint {
+            version,
+            source: source.to_owned(),
+            check: r.name.clone(),
+            total: r.total,
+            failed: r.failed,
+            passed: r.passed,
+            severity: r.severity,
+        })
+        .collect()
+}
+
+/// Built-in checks of `memlane validate` (on top of ids and vectors of every space).
+fn validate_builtins() -> Vec<InvariantSpec> {
+    [
+        CheckKind::IdsUnique,
+        CheckKind::References,
+        CheckKind::Lifecycle,
+        CheckKind::IdsPreserved,
+        CheckKind::ContentUnchanged,
+    ]
+    .into_iter()
+    .map(InvariantSpec::builtin)
+    .collect()
+}
+
+/// Evaluate one spec on `ds` (with `base` for the checks that compare versions).
+pub(crate) async fn evaluate(
+    spec: &InvariantSpec,
+    ds: &Dataset,
+    base: Option<&Dataset>,
+    state: &StoreState,
+    deleted: u64,
+) -> Result<Vec<InvariantResult>> {
+    let one = |r: InvariantResult| Ok(vec![r]);
+    match spec.check {
+        CheckKind::IdsPreserved => match base {
+            Some(b) => one(ids_preserved(spec, b, ds, deleted).await?),
+            None => one(skipped(spec, "no earlier version to compare with".into())),
+        },
+        CheckKind::ContentUnchanged => match base {
+            Some(b) => one(content_unchanged(spec, b, ds).await?),
+            None => one(skipped(spec, "no earlier version to compare with".into())),
+        },
+        CheckKind::Field => one(field(spec, ds).await?),
+        CheckKind::References => one(references(spec, ds).await?),
+        CheckKind::Lifecycle => one(lifecycle(spec, ds).await?),
+        CheckKind::Duplicates => match spec_space(spec, state) {
+            Some(sp) if has(ds, &sp.column) => one(duplicates(spec, ds, sp).await?),
+            _ => Err(StoreError::Input(format!(
+                "invariant `{}`: no space to check for duplicates; name one with `space = \"...\"`",
+                spec.label()
+            ))),
+        },
+        _ => Ok(vec![]),
+    }
+}
+
+impl Store {
+    fn validation_dir(&self) -> std::path::PathBuf {
+        crate::lock::lock_path(self.uri()).with_file_name("validate")
+    }
+
+    /// Keep a validation report with the version it describes (`_memlane/validate/`,
+    /// derived data: `validate` recomputes it), for [`Store::validate_history`].
+    pub fn record_validation(&self, r: &ValidateReport) -> Result<()> {
+        let dir = self.validation_dir();
+        let io = |e: std::io::Error| StoreError::Io {
+            path: dir.display().to_string(),
+            source: e,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let tmp = dir.join(format!(".v{}.json.tmp", r.version));
+        let text = serde_json::to_string_pretty(r).map_err(|e| StoreError::Input(e.to_string()))?;
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, dir.join(format!("v{:010}.json", r.version))).map_err(io)?;
+        Ok(())
+    }
+
+    /// Every check over versions: the invariants recorded in each step's commit and
+    /// every kept `memlane validate` report, oldest first (a metrics repository).
+    pub async fn validate_history(&self) -> Result<Vec<CheckPoint>> {
+        let mut out = Vec::new();
+        for h in self.history().await? {
+            if let Some(r) = h.entry.as_ref().and_then(|e| e.report.as_ref()) {
+                out.extend(points(h.version, "apply", &r.invariants));
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.validation_dir()) {
+            let mut files: Vec<_> = rd
+                .filter_map(std::result::Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            files.sort();
+            for f in files {
+                let Ok(text) = std::fs::read_to_string(&f) else {
+                    continue;
+                };
+                if let Ok(r) = serde_json::from_str::<ValidateReport>(&text) {
+                    out.extend(points(r.version, "validate", &r.results));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.version.cmp(&b.version).then(a.source.cmp(&b.source)));
+        Ok(out)
+    }
+
+    /// Run every built-in check (ids unique, vectors of every space valid, references,
+    /// lifecycle, ids preserved and content unchanged against `against` — default the
+    /// version before the current one) and the `declared` ones on the current version.
+    /// Lists every failure; nothing stops at the first.
+    pub async fn validate(
+        &self,
+        declared: &[InvariantSpec],
+        against: Option<u64>,
+    ) -> Result<ValidateReport> {
+        let ds = self.dataset().clone();
+        let state = self.state();
+        let version = self.version();
+        let against = against.or_else(|| version.checked_sub(1).filter(|v| *v >= 1));
+        let base = match against {
+            Some(v) => Some(ds.checkout_version(v).await?),
+            None => None,
+        };
+        let mut specs = validate_builtins();
+        specs.retain(|b| {
+            !declared.iter().any(|d| {
+                d.check == b.check && d.name.is_none() && d.space.is_none() && d.field.is_none()
+            })
+        });
+        specs.extend(declared.iter().cloned());
+        let mut results = Vec::new();
+        for spec in &specs {
+            match spec.check {
+                CheckKind::IdsUnique => {
+                    results.push(crate::migrate::audit_ids(&ds, spec).await?);
+                }
+                CheckKind::VectorsValid | CheckKind::RowsAccounted => {}
+                CheckKind::RowCount => {
+                    results.push(memlane_core::invariant::row_count(
+                        spec,
+                        ds.count_rows(None).await? as u64,
+                    ));
+                }
+                CheckKind::Expression => {
+                    results.push(crate::migrate::expression_check(&ds, spec).await?);
+                }
+                _ => results.extend(evaluate(spec, &ds, base.as_ref(), state, 0).await?),
+            }
+        }
+        // vectors of every space (declared specs for a space replace its built-in)
+        for sp in &state.spaces {
+            if !has(&ds, &sp.column) {
+                continue;
+            }
+            let spec = declared
+                .iter()
+                .find(|d| {
+                    d.check == CheckKind::VectorsValid && d.space.as_deref() == Some(&sp.name)
+                })
+                .cloned()
+                .unwrap_or_else(|| {
+                    let mut s = InvariantSpec::builtin(CheckKind::VectorsValid);
+                    s.space = Some(sp.name.clone());
+                    s
+                });
+            let required = state.active_space.as_deref() == Some(sp.name.as_str());
+            results.push(crate::migrate::audit_vectors(&ds, sp, required, &spec, None).await?);
+        }
+        Ok(ValidateReport {
+            version,
+            against,
+            rows: ds.count_rows(None).await? as u64,
+            results,
+        })
+    }
+}
