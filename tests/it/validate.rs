@@ -318,3 +318,34 @@ async fn store_invariants_block_a_migration_and_history_shows_checks() {
     assert!(parse_invariants("invariants.toml", "[[invariants]]\ncheck = \"nonsense\"\n").is_err());
     let _ = CheckKind::Field;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_flags_a_silently_changed_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut st, emb) = memory(&dir).await;
+    // a writer that re-supplies every vector from another model under the same space
+    // (explicit vectors bypass the embedder fingerprint): identity unchanged, data moved
+    let other = hash(32, 9);
+    let rows: Vec<serde_json::Value> = corpus()
+        .iter()
+        .map(|r| {
+            let text = r["content"].as_str().unwrap_or("");
+            json!({"id": r["id"], "content": text, "h": other.embed(&[text]).unwrap()})
+        })
+        .collect();
+    // a no-op version first: nothing moved between identical data
+    st.tag("before", None).await.unwrap();
+    let same = st.validate(&[], Some(st.version())).await.unwrap();
+    let d = same.drift.iter().find(|d| d.space == "h").unwrap();
+    assert!(!d.drift.moved, "{d:?}");
+    st.upsert_json(&rows, &HashMap::new()).await.unwrap();
+    st.refresh().await.unwrap();
+    let r = st.validate(&[], None).await.unwrap();
+    let d = r.drift.iter().find(|d| d.space == "h").expect("drift of h");
+    assert!(d.drift.moved && !d.identity_changed, "{d:?}");
+    let flag = result(&r, "drift[h]");
+    assert!(!flag.passed && !flag.blocks(), "a warning: {flag:?}");
+    assert!(flag.message.contains("silently"), "{}", flag.message);
+    assert!(r.ok(), "warnings do not fail validate");
+    let _ = emb;
+}

@@ -41,7 +41,7 @@ pub use memlane_core;
 pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};
 pub use store::{AddReport, CreateOptions, HistoryItem, Hit, Record, Store, UpsertReport};
-pub use validate::{CheckPoint, ValidateReport};
+pub use validate::{CheckPoint, SpaceDrift, ValidateReport};
 pub use verify::{Check, VerifyReport};
 
 /// Developer aid: with `MEMLANE_PROFILE` set, print how long a phase took to stderr.

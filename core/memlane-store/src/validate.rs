@@ -365,6 +365,88 @@ pub struct ValidateReport {
     pub rows: u64,
     /// Every check, failures and warnings included (never stops at the first).
     pub results: Vec<InvariantResult>,
+    /// Per space present in both versions: how its vectors' distribution moved.
+    #[serde(default)]
+    pub drift: Vec<SpaceDrift>,
+}
+
+/// The drift of one space between the compared versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpaceDrift {
+    /// Space name.
+    pub space: String,
+    /// Whether its recorded identity (model, revision, dimension...) changed too.
+    pub identity_changed: bool,
+    /// Statistics and the MMD² test.
+    pub drift: memlane_core::drift::Drift,
+}
+
+/// Rows sampled per version for the drift test.
+const DRIFT_SAMPLE: usize = 500;
+
+/// Up to `n` vectors of `space` spread evenly over `ds` (nulls skipped).
+async fn spread_vectors(ds: &Dataset, space: &Space, n: usize) -> Result<Vec<f32>> {
+    let total = ds.count_rows(None).await?;
+    if total == 0 {
+        return Ok(vec![]);
+    }
+    let want = n.min(total);
+    let idx: Vec<u64> = (0..want).map(|i| (i * total / want) as u64).collect();
+    let proj = ds.schema().project(&[space.column.as_str()])?;
+    let b = ds.take(&idx, std::sync::Arc::new(proj)).await?;
+    let v = b.column(0).as_fixed_size_list();
+    let vals = v.values().as_primitive::<Float32Type>().values();
+    let d = space.dimension;
+    let mut out = Vec::with_capacity(want * d);
+    for i in 0..b.num_rows() {
+        if v.is_valid(i) {
+            #[allow(clippy::cast_sign_loss)]
+            let off = v.value_offset(i) as usize;
+            let x = &vals[off..off + d];
+            if x.iter().all(|f| f.is_finite()) {
+                out.extend_from_slice(x);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Drift of every space present (with data) in both versions.
+async fn drifts(
+    base: &Dataset,
+    base_state: &StoreState,
+    ds: &Dataset,
+    state: &StoreState,
+) -> Result<Vec<SpaceDrift>> {
+    let mut out = Vec::new();
+    for sp in &state.spaces {
+        let Some(old) = base_state.space(&sp.name) else {
+            continue;
+        };
+        if old.dimension != sp.dimension || !has(base, &old.column) || !has(ds, &sp.column) {
+            continue;
+        }
+        let a = spread_vectors(base, old, DRIFT_SAMPLE).await?;
+        let b = spread_vectors(ds, sp, DRIFT_SAMPLE).await?;
+        let (Ok(ma), Ok(mb)) = (
+            memlane_core::compat::Matrix::new(&a, sp.dimension),
+            memlane_core::compat::Matrix::new(&b, sp.dimension),
+        ) else {
+            continue;
+        };
+        if let Some(d) = memlane_core::drift::drift(&ma, &mb, 199, 0x6d6d64) {
+            let mut o = old.clone();
+            let mut n = sp.clone();
+            o.fingerprint = None;
+            n.fingerprint = None;
+            out.push(SpaceDrift {
+                space: sp.name.clone(),
+                identity_changed: o != n,
+                drift: d,
+            });
+        }
+    }
+    Ok(out)
 }
 
 impl ValidateReport {
@@ -584,11 +666,44 @@ impl Store {
             let required = state.active_space.as_deref() == Some(sp.name.as_str());
             results.push(crate::migrate::audit_vectors(&ds, sp, required, &spec, None).await?);
         }
+        let mut drift = Vec::new();
+        if let (Some(b), Some(v)) = (&base, against) {
+            let base_state = crate::store::read_state(b).await?.unwrap_or_default();
+            drift = drifts(b, &base_state, &ds, state).await?;
+            for d in &drift {
+                let moved = d.drift.moved && !d.identity_changed;
+                let msg = format!(
+                    "vectors of `{}` vs version {v}: MMD² {:.4} (p = {:.3}), mean direction cosine {:.3}, norm mean {:.3} -> {:.3}{}",
+                    d.space,
+                    d.drift.mmd2,
+                    d.drift.p_value,
+                    d.drift.mean_cosine,
+                    d.drift.before.norm_mean,
+                    d.drift.after.norm_mean,
+                    if moved {
+                        "; the distribution moved while the space's identity did not: was its model changed silently? compare with `memlane compat`, or declare a new space"
+                    } else {
+                        ""
+                    }
+                );
+                results.push(InvariantResult::from_counts(
+                    format!("drift[{}]", d.space),
+                    CheckKind::VectorsValid,
+                    memlane_core::Severity::Warn,
+                    1.0,
+                    1,
+                    u64::from(moved),
+                    vec![],
+                    msg,
+                ));
+            }
+        }
         Ok(ValidateReport {
             version,
             against,
             rows: ds.count_rows(None).await? as u64,
             results,
+            drift,
         })
     }
 }
