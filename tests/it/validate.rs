@@ -349,3 +349,55 @@ async fn drift_flags_a_silently_changed_model() {
     assert!(r.ok(), "warnings do not fail validate");
     let _ = emb;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_apply_reports_the_context_it_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut st, _) = memory(&dir).await;
+    let folder = dir.path().join("m");
+    std::fs::create_dir_all(&folder).unwrap();
+    // a delete loses records; a re-embed with another model keeps some neighbourhoods
+    std::fs::write(
+        folder.join("0001_delete.toml"),
+        "[[steps]]\nop = \"delete_where\"\npredicate = \"source = 'json'\"\n",
+    )
+    .unwrap();
+    let files = memlane_store::read_folder(&folder).unwrap();
+    let rep = st.migrator(files).apply().await.unwrap();
+    let c = rep.context.as_ref().expect("context report");
+    let json_rows = corpus().iter().filter(|r| r["source"] == "json").count() as u64;
+    assert!(json_rows > 0);
+    assert_eq!(
+        (c.records_before, c.records_lost, c.content_changed),
+        (392, json_rows, 0)
+    );
+    let kept = c.neighbours_kept.unwrap();
+    assert!(kept < 1.0 && kept > 0.5, "{c}");
+    assert!(rep.to_string().contains("context kept"), "{rep}");
+    std::fs::write(
+        folder.join("0002_new.toml"),
+        "[[steps]]\nop = \"add_space\"\nspace = \"n\"\nmodel = \"hash\"\nrevision = \"3\"\ndimension = 48\nnormalized = true\n\n[[steps]]\nop = \"reembed\"\nspace = \"n\"\nembedder = \"n\"\nsample = 50\n",
+    )
+    .unwrap();
+    let files = memlane_store::read_folder(&folder).unwrap();
+    let rep = st
+        .migrator(files)
+        .embedder("n", hash(48, 3))
+        .apply()
+        .await
+        .unwrap();
+    let c = rep.context.as_ref().unwrap();
+    assert_eq!(
+        (
+            c.records_lost,
+            c.space_before.as_deref(),
+            c.space_after.as_deref()
+        ),
+        (0, Some("h"), Some("n"))
+    );
+    let kept = c.neighbours_kept.unwrap();
+    assert!(
+        kept > 0.0 && kept < 1.0,
+        "another model keeps some neighbourhoods: {c}"
+    );
+}

@@ -126,6 +126,11 @@ impl IdsPreservedAudit {
         }
     }
 
+    /// Ids of the version before that were not seen after.
+    pub fn lost(&self) -> u64 {
+        (self.before.len() as u64).saturating_sub(self.matched)
+    }
+
     /// The result, given how many rows the step deleted.
     pub fn finish(self, spec: &InvariantSpec, deleted: u64) -> InvariantResult {
         let before = self.before.len() as u64;

@@ -29,8 +29,8 @@ pub use migration::{
 };
 pub use plan::{Effect, Finding, Level, Plan, Snapshot, plan};
 pub use report::{
-    ApplyReport, Approval, CompatCheck, InvariantResult, MigrationOutcome, MigrationReport,
-    StepReport,
+    ApplyReport, Approval, CompatCheck, ContextLoss, InvariantResult, MigrationOutcome,
+    MigrationReport, StepReport,
 };
 pub use schema::{FieldDef, FieldType, Value};
 pub use space::{Fingerprint, Metric, Space};

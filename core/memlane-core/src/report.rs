@@ -309,6 +309,64 @@ pub struct ApplyReport {
     pub migrations: Vec<MigrationReport>,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
+    /// How much context the apply lost (absent in a dry run or when nothing changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextLoss>,
+}
+
+/// "How much context did this deployment lose?": records lost, records whose content
+/// changed, and for the retrieval space the share of each sampled record's nearest
+/// neighbours that are still its neighbours after the apply (lost records keep none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ContextLoss {
+    /// Version before the apply.
+    pub version_before: u64,
+    /// Version after it.
+    pub version_after: u64,
+    /// Live records before.
+    pub records_before: u64,
+    /// Records of before that are gone.
+    pub records_lost: u64,
+    /// Surviving records whose content changed.
+    pub content_changed: u64,
+    /// Active space before and after.
+    pub space_before: Option<String>,
+    /// Active space after.
+    pub space_after: Option<String>,
+    /// Records sampled for the neighbourhoods.
+    pub sample: usize,
+    /// Neighbours per record.
+    pub k: usize,
+    /// Mean share of a sampled record's k nearest neighbours (within the sample) kept.
+    pub neighbours_kept: Option<f64>,
+    /// The one number: share of context kept (neighbours kept, with lost records
+    /// counting as none; 1 when there is no space to compare).
+    pub context_kept: f64,
+}
+
+impl fmt::Display for ContextLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "context kept {:.1}%: {} of {} records lost, {} with changed content",
+            self.context_kept * 100.0,
+            self.records_lost,
+            self.records_before,
+            self.content_changed
+        )?;
+        if let Some(n) = self.neighbours_kept {
+            write!(
+                f,
+                "; {:.1}% of the {} nearest neighbours of {} sampled records kept ({} -> {})",
+                n * 100.0,
+                self.k,
+                self.sample,
+                self.space_before.as_deref().unwrap_or("-"),
+                self.space_after.as_deref().unwrap_or("-")
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl ApplyReport {
@@ -354,6 +412,10 @@ impl fmt::Display for ApplyReport {
             self.version_after,
             self.duration_ms,
             if self.dry_run { " (dry run)" } else { "" }
-        )
+        )?;
+        if let Some(c) = &self.context {
+            write!(f, "\n{c}")?;
+        }
+        Ok(())
     }
 }

@@ -588,6 +588,16 @@ impl<'a> Migrator<'a> {
             base = store.ds.clone();
         }
         report.version_after = base.version_id();
+        if !dry_run && report.version_after != report.version_before {
+            let before = store.ds.checkout_version(report.version_before).await?;
+            let before_state = crate::store::read_state(&before).await?.unwrap_or_default();
+            let tc = Instant::now();
+            report.context = Some(
+                crate::validate::context_loss(&before, &before_state, &store.ds, &store.state)
+                    .await?,
+            );
+            crate::prof("context-loss report", tc);
+        }
         report.duration_ms = elapsed_ms(started);
         Ok(report)
     }

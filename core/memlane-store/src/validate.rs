@@ -381,6 +381,178 @@ pub struct SpaceDrift {
     pub drift: memlane_core::drift::Drift,
 }
 
+/// Records sampled for the neighbourhoods of the context-loss report.
+const CONTEXT_SAMPLE: usize = 1000;
+
+/// The context-loss report of an apply from `before` to `after` (see
+/// [`memlane_core::ContextLoss`]): one scan of ids and content per version, and the
+/// neighbourhoods of up to 1000 records spread over the store in the active space
+/// before and after.
+pub(crate) async fn context_loss(
+    before: &Dataset,
+    before_state: &StoreState,
+    after: &Dataset,
+    after_state: &StoreState,
+) -> Result<memlane_core::ContextLoss> {
+    let k = 10usize;
+    let mut ids = IdsPreservedAudit::default();
+    let mut content = ContentAudit::default();
+    let with_content = has(before, CONTENT) && has(after, CONTENT);
+    let cols: Vec<&str> = if with_content {
+        vec![ID, CONTENT]
+    } else {
+        vec![ID]
+    };
+    let mut s = stream(before, &cols, None).await?;
+    while let Some(b) = s.try_next().await? {
+        let id = b.column(0).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            ids.before(id.value(i));
+            if with_content {
+                let t = b.column(1).as_string::<i32>();
+                content.before(id.value(i), t.is_valid(i).then(|| t.value(i)));
+            }
+        }
+    }
+    let records_before = before.count_rows(None).await? as u64;
+    let mut s = stream(after, &cols, as_of(after, before).as_deref()).await?;
+    while let Some(b) = s.try_next().await? {
+        let id = b.column(0).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            ids.after(id.value(i));
+            if with_content {
+                let t = b.column(1).as_string::<i32>();
+                content.after(id.value(i), t.is_valid(i).then(|| t.value(i)));
+            }
+        }
+    }
+    let records_lost = ids.lost();
+    let content_changed = if with_content {
+        content
+            .finish(&InvariantSpec::builtin(CheckKind::ContentUnchanged))
+            .failed
+    } else {
+        0
+    };
+    let mut out = memlane_core::ContextLoss {
+        version_before: before.version().version,
+        version_after: after.version().version,
+        records_before,
+        records_lost,
+        content_changed,
+        space_before: before_state.active_space.clone(),
+        space_after: after_state.active_space.clone(),
+        sample: 0,
+        k,
+        neighbours_kept: None,
+        context_kept: 1.0,
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let survive_share = if records_before == 0 {
+        1.0
+    } else {
+        1.0 - records_lost as f64 / records_before as f64
+    };
+    out.context_kept = survive_share;
+    let (Some(sb), Some(sa)) = (before_state.active(), after_state.active()) else {
+        return Ok(out);
+    };
+    if !has(before, &sb.column) || !has(after, &sa.column) {
+        return Ok(out);
+    }
+    // the sample: records spread over `before` with a vector there
+    let total = before.count_rows(None).await?;
+    let want = CONTEXT_SAMPLE.min(total);
+    if want <= k + 1 {
+        return Ok(out);
+    }
+    let idx: Vec<u64> = (0..want).map(|i| (i * total / want) as u64).collect();
+    let proj = before.schema().project(&[ID, sb.column.as_str()])?;
+    let b = before.take(&idx, std::sync::Arc::new(proj)).await?;
+    let (bids, bv) = (
+        b.column(0).as_string::<i32>(),
+        b.column(1).as_fixed_size_list(),
+    );
+    let mut sample_ids: Vec<String> = Vec::new();
+    let mut old = Vec::new();
+    for i in 0..b.num_rows() {
+        if bv.is_valid(i) {
+            let v = bv.value(i);
+            let x = v.as_primitive::<Float32Type>().values();
+            if x.iter().all(|f| f.is_finite()) && x.iter().any(|f| *f != 0.0) {
+                sample_ids.push(bids.value(i).to_owned());
+                old.extend_from_slice(x);
+            }
+        }
+    }
+    let n = sample_ids.len();
+    if n <= k + 1 {
+        return Ok(out);
+    }
+    // the same records after, by id
+    let list = sample_ids
+        .iter()
+        .map(|s| format!("'{}'", s.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut after_vec: std::collections::HashMap<String, Vec<f32>> =
+        std::collections::HashMap::new();
+    let mut s = stream(
+        after,
+        &[ID, sa.column.as_str()],
+        Some(&format!("{ID} IN ({list})")),
+    )
+    .await?;
+    while let Some(b) = s.try_next().await? {
+        let (ids, v) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_fixed_size_list(),
+        );
+        for i in 0..b.num_rows() {
+            if v.is_valid(i) {
+                let x = v.value(i).as_primitive::<Float32Type>().values().to_vec();
+                if x.iter().all(|f| f.is_finite()) && x.iter().any(|f| *f != 0.0) {
+                    after_vec.insert(ids.value(i).to_owned(), x);
+                }
+            }
+        }
+    }
+    let om = memlane_core::compat::Matrix::new(&old, sb.dimension)?;
+    let nn_old = memlane_core::compat::knn(&om, k, sb.metric)?;
+    // neighbours after, among the sampled records that survive with a vector
+    let alive: Vec<usize> = (0..n)
+        .filter(|i| after_vec.contains_key(&sample_ids[*i]))
+        .collect();
+    let mut kept = vec![0f64; n];
+    if alive.len() > k + 1 {
+        let mut flat = Vec::with_capacity(alive.len() * sa.dimension);
+        for i in &alive {
+            flat.extend_from_slice(&after_vec[&sample_ids[*i]]);
+        }
+        let am = memlane_core::compat::Matrix::new(&flat, sa.dimension)?;
+        let nn_new = memlane_core::compat::knn(&am, k, sa.metric)?;
+        for (pos, i) in alive.iter().enumerate() {
+            let new_set: std::collections::HashSet<usize> =
+                nn_new.row(pos).iter().map(|j| alive[*j as usize]).collect();
+            let hit = nn_old
+                .row(*i)
+                .iter()
+                .filter(|j| new_set.contains(&(**j as usize)))
+                .count();
+            #[allow(clippy::cast_precision_loss)]
+            {
+                kept[*i] = hit as f64 / k as f64;
+            }
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mean = kept.iter().sum::<f64>() / n as f64;
+    out.sample = n;
+    out.neighbours_kept = Some(mean);
+    out.context_kept = mean;
+    Ok(out)
+}
+
 /// Rows sampled per version for the drift test.
 const DRIFT_SAMPLE: usize = 500;
 

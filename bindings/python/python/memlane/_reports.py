@@ -165,6 +165,8 @@ class ApplyReport(Report):
                 )
                 for c in _checks(s):
                     lines.append(f"      compatibility {c['from']} -> {c['to']}: {c['verdict']}")
+        if self.context:
+            lines.append(f"  context kept {self.context['context_kept'] * 100:.1f}%")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -192,9 +194,25 @@ class ApplyReport(Report):
             f"{_badge('pass' if self.ok else 'block')}",
             _table(["migration", "op", "rows", "written", "time", "invariants"], rows),
         ]
+        ctx = self.context
+        if ctx:
+            kept = ctx["context_kept"]
+            verdict = "pass" if kept >= 0.9 else ("review" if kept >= 0.5 else "block")
+            nb = ctx.get("neighbours_kept")
+            out.append(
+                f"<b>context kept</b> {kept * 100:.1f}% {_badge(verdict)}: {_e(ctx['records_lost'])} of "
+                f"{_e(ctx['records_before'])} records lost, {_e(ctx['content_changed'])} with changed content"
+                + (f"; {nb * 100:.1f}% of {_e(ctx['k'])} nearest neighbours kept on {_e(ctx['sample'])} records "
+                   f"({_e(ctx['space_before'])} → {_e(ctx['space_after'])})" if nb is not None else "")
+            )
         for c in self.compat_checks:
             out.append(_compat_check_html(c))
         return "<div>" + "<br>".join(out) + "</div>"
+
+    @property
+    def context(self) -> Optional[Dict[str, Any]]:
+        """How much context the apply lost: records lost, content changed, neighbours kept."""
+        return self.data.get("context")
 
     def plot(self, ax: Any = None) -> Any:
         """The gated compatibility metrics of the re-embeds against their thresholds
