@@ -36,6 +36,13 @@ impl PyEmbedder {
                 "embedder returned an array of {ndim} dimensions; return shape (n_texts, dimension)"
             )));
         }
+        if ndim == 2 && rows != texts.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "embedder returned {rows} rows for {} texts (shape {}); return shape (n_texts, dimension), one row per text in order",
+                texts.len(),
+                arr.getattr("shape")?.str()?
+            )));
+        }
         let bytes: Vec<u8> = arr.call_method0("tobytes")?.extract()?;
         Ok(bytes
             .chunks_exact(4)

@@ -47,11 +47,15 @@ thread_local! {
 /// Run Python code that memlane calls back (embedders, progress), marked so that a
 /// re-entrant use of a busy store handle fails instead of deadlocking.
 pub(crate) fn callback<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            IN_CALLBACK.with(|c| c.set(self.0));
+        }
+    }
     let run = || {
-        IN_CALLBACK.with(|c| c.set(true));
-        let r = f();
-        IN_CALLBACK.with(|c| c.set(false));
-        r
+        let _restore = Restore(IN_CALLBACK.with(|c| c.replace(true)));
+        f()
     };
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {

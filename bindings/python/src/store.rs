@@ -137,6 +137,26 @@ impl Store {
         }
     }
 
+    /// Lock the store; inside a callback of a running call on this handle, fail instead
+    /// of deadlocking (that call holds the lock).
+    fn guard(&self) -> Result<std::sync::MutexGuard<'_, CoreStore>, String> {
+        if crate::in_callback() {
+            self.inner.try_lock().map_err(|_| {
+                "this store handle is busy with the call that runs this callback; use another handle (memlane.open(uri)) inside embedders and progress callbacks".to_owned()
+            })
+        } else {
+            self.inner
+                .lock()
+                .map_err(|_| "the store handle was poisoned by a panic; open it again".to_owned())
+        }
+    }
+
+    /// Read something off the store with the GIL released (another thread may hold the
+    /// store lock while it waits for the GIL).
+    fn peek<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&CoreStore) -> T + Send) -> PyResult<T> {
+        py.detach(|| self.guard().map(|g| f(&g))).map_err(input)
+    }
+
     /// Run `f` on the store with the GIL released, mapping the error.
     fn with<T: Send>(
         &self,
@@ -145,18 +165,7 @@ impl Store {
         f: impl AsyncFnOnce(&mut CoreStore) -> Result<T, StoreError> + Send,
     ) -> PyResult<T> {
         let r = py.detach(|| {
-            let busy = || {
-                StoreError::Input(
-                    "this store handle is busy with the call that runs this callback; use another handle (memlane.open(uri)) inside embedders and progress callbacks".into(),
-                )
-            };
-            let mut guard = if crate::in_callback() {
-                self.inner.try_lock().map_err(|_| busy())?
-            } else {
-                self.inner.lock().map_err(|_| {
-                    StoreError::Input("the store handle was poisoned by a panic; open it again".into())
-                })?
-            };
+            let mut guard = self.guard().map_err(StoreError::Input)?;
             crate::block_on(f(&mut guard))
         });
         r.map_err(|e| match emb {
@@ -187,12 +196,8 @@ impl Store {
 
     /// Current Lance version (after `refresh`).
     #[getter]
-    fn version(&self) -> PyResult<u64> {
-        let g = self
-            .inner
-            .lock()
-            .map_err(|_| input("the store handle was poisoned by a panic; open it again"))?;
-        Ok(g.version())
+    fn version(&self, py: Python<'_>) -> PyResult<u64> {
+        self.peek(py, CoreStore::version)
     }
 
     /// Re-read the latest version (other processes may have committed).
@@ -237,26 +242,20 @@ impl Store {
     }
 
     /// The store's spaces.
-    fn spaces(&self) -> PyResult<Vec<Space>> {
-        let g = self
-            .inner
-            .lock()
-            .map_err(|_| input("the store handle was poisoned by a panic; open it again"))?;
-        Ok(g.state()
-            .spaces
-            .iter()
-            .map(|s| Space { inner: s.clone() })
-            .collect())
+    fn spaces(&self, py: Python<'_>) -> PyResult<Vec<Space>> {
+        self.peek(py, |g| {
+            g.state()
+                .spaces
+                .iter()
+                .map(|s| Space { inner: s.clone() })
+                .collect()
+        })
     }
 
     /// Name of the active space (None before any).
     #[getter]
-    fn active_space(&self) -> PyResult<Option<String>> {
-        let g = self
-            .inner
-            .lock()
-            .map_err(|_| input("the store handle was poisoned by a panic; open it again"))?;
-        Ok(g.state().active_space.clone())
+    fn active_space(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.peek(py, |g| g.state().active_space.clone())
     }
 
     /// Add records (Arrow data). Rows without a vector for a space get one from

@@ -162,7 +162,7 @@ impl IdsPreservedAudit {
             CheckKind::IdsPreserved,
             spec.severity,
             1.0,
-            before.max(self.after_digest.count()),
+            before + self.unexpected_count,
             failed,
             samples,
             msg,
@@ -258,6 +258,9 @@ pub enum Scalar<'a> {
     Float(f64),
     /// Text.
     Str(&'a str),
+    /// A value of a type the `values` and range rules do not apply to (lists, ...):
+    /// only `required` is checked.
+    Other,
 }
 
 impl Scalar<'_> {
@@ -291,6 +294,7 @@ impl Scalar<'_> {
             Scalar::Int(i) => i.to_string(),
             Scalar::Float(f) => f.to_string(),
             Scalar::Str(s) => format!("{s:?}"),
+            Scalar::Other => "<value>".into(),
         }
     }
 }
@@ -324,6 +328,9 @@ impl<'s> FieldAudit<'s> {
                     format!("record `{id}`: `{field}` is null but required")
                 });
             }
+            return;
+        }
+        if v == Scalar::Other {
             return;
         }
         if let Some(allowed) = &self.spec.values
@@ -402,6 +409,7 @@ impl ReferenceAudit {
         }
         // each record supersedes at most one: follow the chain, marking what is done
         let mut done: HashSet<&str> = HashSet::new();
+        let mut cyclic: HashSet<&str> = HashSet::new();
         for start in self.supersedes.keys() {
             let mut path: Vec<&str> = Vec::new();
             let mut on_path: HashSet<&str> = HashSet::new();
@@ -411,7 +419,7 @@ impl ReferenceAudit {
                     break;
                 }
                 if !on_path.insert(cur) {
-                    if bad.insert(cur) {
+                    if cyclic.insert(cur) {
                         let cycle = path.join(" -> ");
                         f.fail(cur, || format!("`supersedes` cycle: {cycle} -> {cur}"));
                     }

@@ -46,10 +46,12 @@ impl InvariantResult {
         sample_ids: Vec<String>,
         message: impl Into<String>,
     ) -> Self {
+        // a failure count above the rows looked at (a check that counts several
+        // failures per row) means nothing passed
         let share = if total == 0 {
-            1.0
+            if failed == 0 { 1.0 } else { 0.0 }
         } else {
-            (total - failed) as f64 / total as f64
+            total.saturating_sub(failed) as f64 / total as f64
         };
         InvariantResult {
             name: name.into(),

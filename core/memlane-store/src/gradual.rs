@@ -728,6 +728,7 @@ impl Gradual<'_> {
         if let Some(id) = ids.first() {
             spawn_read(tasks, *id);
         }
+        let mut done: Vec<(DataReplacementGroup, u64)> = Vec::with_capacity(ids.len());
         for (i, _) in ids.iter().enumerate() {
             let next = tasks.reads.pop_front();
             if let Some(id) = ids.get(i + 1) {
@@ -737,11 +738,20 @@ impl Gradual<'_> {
                 continue;
             };
             let prep = self.embed_fragment(prep, cp, embedded_now, started).await?;
+            // at most two fragments' columns in memory while writing
+            if tasks.writes.len() >= 2 {
+                let w = tasks.writes.pop_front();
+                let (g, n, embedded) = joined(w).await?.ok_or_else(|| {
+                    StoreError::Input("a fragment write ended without a result".into())
+                })?;
+                cp.embedded += embedded;
+                done.push((g, n));
+            }
             tasks
                 .writes
                 .push_back(tokio::spawn(async move { prep.write().await }));
         }
-        let mut groups = Vec::with_capacity(tasks.writes.len());
+        let mut groups = done;
         while let Some(w) = tasks.writes.pop_front() {
             let (g, n, embedded) = joined(Some(w)).await?.ok_or_else(|| {
                 StoreError::Input("a fragment write ended without a result".into())

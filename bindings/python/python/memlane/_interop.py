@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import _memlane
 from ._store import Embedder, PathLike, Store, create
@@ -47,7 +48,7 @@ def import_lancedb(
             names.append(c)
     t = t.rename_columns(names)
     if t.schema.field("id").type != pa.string():
-        t = t.set_column(t.schema.get_field_index("id"), "id", pa.compute.cast(t.column("id"), pa.string()))
+        t = t.set_column(t.schema.get_field_index("id"), "id", pc.cast(t.column("id"), pa.string()))
     return create(uri, [space], data=t, plain=plain)
 
 
@@ -100,7 +101,7 @@ def to_chroma(store: Store, collection: Any, space: Optional[str] = None, *, bat
     into a Chroma collection; returns the records written."""
     sp = store._space(space)
     t = store.to_arrow()
-    t = t.filter(pa.compute.is_valid(t.column(sp.column)))
+    t = t.filter(pc.is_valid(t.column(sp.column)))
     scalar = [
         f.name
         for f in t.schema

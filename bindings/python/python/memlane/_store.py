@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import _memlane
 from ._reports import ApplyReport, CompatReport, History, Hit, Plan, Status, ValidateReport, VerifyReport
@@ -179,7 +180,7 @@ class Store:
         sp = self._space(space)
         t = self.to_arrow(["id", sp.column], filter)
         col = t.column(sp.column)
-        keep = pa.compute.is_valid(col)
+        keep = pc.is_valid(col)
         t = t.filter(keep)
         col = t.column(sp.column).combine_chunks()
         flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
