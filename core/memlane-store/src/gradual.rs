@@ -605,10 +605,11 @@ impl Gradual<'_> {
             };
             let mut frags: Vec<u64> = per_frag.keys().copied().collect();
             frags.sort_unstable();
-            // one commit per batch of fragments: at least a fragment's worth of rows, or
-            // a checkpoint interval, whichever comes first (many small fragments written
-            // by live writers then cost one commit, not one each)
-            let per_commit = self.state.fragment_rows() as u64;
+            // one commit per batch of fragments: a checkpoint interval of embedding at the
+            // rate seen so far, or four fragments' worth of rows, whichever comes first
+            // (many small fragments written by live writers then cost one commit, and a
+            // fast embedder's batch pipelines reads, embedding and writes across fragments)
+            let per_commit = 4 * self.state.fragment_rows() as u64;
             let mut batch: Vec<u64> = Vec::new();
             let mut rows = 0u64;
             for (k, frag_id) in frags.iter().enumerate() {
