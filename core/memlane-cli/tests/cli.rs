@@ -757,3 +757,48 @@ fn validate_exit_codes_report_and_history() {
         && r["passed"] == false));
     assert!(rows.iter().any(|r| r["source"] == "apply"));
 }
+
+#[test]
+fn verify_detects_a_flipped_byte_in_a_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("store");
+    let s = s.to_str().unwrap();
+    ok(&["init", s, "--from", &ex("data/corpus.jsonl")]);
+    ok(&["apply", s, &ex("01-agent-memory-bootstrap"), "--yes"]);
+    let v = json(&["verify", s]);
+    let digests = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "digests")
+        .unwrap()
+        .clone();
+    assert_eq!(digests["ok"], true, "{v}");
+    // flip one byte in the middle of the largest data file
+    let data = dir.path().join("store").join("data");
+    let mut files: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
+    let target = &files[0];
+    let mut bytes = std::fs::read(target).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(target, bytes).unwrap();
+    let o = run(&["verify", s, "--json"]);
+    assert_eq!(code(&o), 3, "verify fails on corruption");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let d = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "digests")
+        .unwrap();
+    let msg = d["message"].as_str().unwrap();
+    let name = target.file_name().unwrap().to_str().unwrap();
+    assert!(
+        d["ok"] == false && msg.contains("fragment") && msg.contains(name),
+        "{msg}"
+    );
+}

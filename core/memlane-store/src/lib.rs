@@ -20,6 +20,7 @@
 
 mod compat;
 mod convert;
+mod digests;
 mod embed;
 mod error;
 mod gradual;

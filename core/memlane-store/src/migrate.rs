@@ -588,6 +588,15 @@ impl<'a> Migrator<'a> {
             base = store.ds.clone();
         }
         report.version_after = base.version_id();
+        if !dry_run {
+            // data files are immutable: record the new ones for `verify`
+            if let Err(e) = store.record_digests() {
+                crate::prof(
+                    &format!("recording data file digests failed ({e})"),
+                    started,
+                );
+            }
+        }
         if !dry_run && report.version_after != report.version_before {
             let before = store.ds.checkout_version(report.version_before).await?;
             let before_state = crate::store::read_state(&before).await?.unwrap_or_default();

@@ -344,13 +344,16 @@ impl Store {
         .with_transaction_properties(props(&state, &entry));
         let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema.clone());
         let ds = Dataset::write(reader, uri, Some(params)).await?;
-        Ok(Store {
+        let store = Store {
             uri: uri.to_owned(),
             ds: Arc::new(ds),
             state,
             adapters: Arc::default(),
             checked: crate::compat::Checked::default(),
-        })
+        };
+        // best-effort: `verify` notes files that were never recorded
+        let _ = store.record_digests();
+        Ok(store)
     }
 
     /// Create a store from JSON records (one object each), inferring extra metadata
@@ -547,6 +550,7 @@ impl Store {
         let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
         let ds = Dataset::write(reader, self.ds.clone(), Some(params)).await?;
         self.ds = Arc::new(ds);
+        let _ = self.record_digests();
         Ok(AddReport {
             added,
             rows_before: before,
@@ -602,6 +606,7 @@ impl Store {
         }
         let ds = cb.execute(tx).await?;
         self.ds = Arc::new(ds);
+        let _ = self.record_digests();
         Ok(UpsertReport {
             inserted: un.stats.num_inserted_rows,
             updated: un.stats.num_updated_rows,

@@ -164,6 +164,7 @@ impl Store {
                 .map(|()| "manifest and fragments consistent".into())
                 .map_err(|e| e.to_string()),
         );
+        r.push("digests", self.check_digests());
         let schema = self.schema();
         let mut bad = Vec::new();
         for s in &st.spaces {
