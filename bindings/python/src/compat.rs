@@ -5,11 +5,7 @@ use pyo3::prelude::*;
 
 use crate::error::{input, to_py};
 
-fn floats(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
+use crate::floats;
 
 /// Compatibility report (JSON) of paired vectors: `old` (n × d_old) and `new`
 /// (n × d_new) as float32 bytes of the same n records. `queries` is optional:

@@ -44,10 +44,7 @@ impl PyEmbedder {
             )));
         }
         let bytes: Vec<u8> = arr.call_method0("tobytes")?.extract()?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(crate::floats(&bytes))
     }
 }
 

@@ -30,6 +30,13 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Native-endian `float32` bytes (numpy's `tobytes()`) as floats.
+pub(crate) fn floats(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
 /// Run a store future to completion. Called back from inside memlane (an embedder or a
 /// progress callback that uses another store handle), the thread is a runtime worker
 /// inside `block_in_place` (see [`callback`]), which may block on the runtime's handle.

@@ -179,13 +179,6 @@ fn folder(py: Python<'_>, dir: &str) -> PyResult<Vec<memlane_core::Migration>> {
     memlane_store::read_folder(dir).map_err(|e| to_py(py, e, None))
 }
 
-fn vector(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
 #[pymethods]
 impl Store {
     /// Store URI.
@@ -332,7 +325,7 @@ impl Store {
         filter: Option<String>,
         query_space: Option<String>,
     ) -> PyResult<String> {
-        let q = crate::store::vector(vector);
+        let q = crate::floats(vector);
         let hits = self.with(py, None, async move |s| match &query_space {
             Some(qs) => {
                 s.search_adapted(space.as_deref(), qs, &q, k, filter.as_deref())

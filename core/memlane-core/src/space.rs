@@ -164,11 +164,12 @@ impl Space {
         for r in rest {
             match *r {
                 "normalized" | "normalised" => sp.normalized = true,
-                m if Metric::parse(m).is_ok() => sp.metric = Metric::parse(m)?,
                 other => {
-                    return Err(bad(format!(
-                        "unknown option `{other}` (cosine, dot, l2, normalized)"
-                    )));
+                    sp.metric = Metric::parse(other).map_err(|_| {
+                        bad(format!(
+                            "unknown option `{other}` (cosine, dot, l2, normalized)"
+                        ))
+                    })?;
                 }
             }
         }

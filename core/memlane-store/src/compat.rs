@@ -189,10 +189,13 @@ pub struct PairedSample {
     pub new: Vec<f32>,
 }
 
-/// Up to `n` rows spread evenly over the store (deterministic), with their id, source
-/// text and the vectors of `spaces` (null where missing).
-async fn spread_rows(store: &Store, cols: &[&str], n: usize) -> Result<Vec<RecordBatch>> {
-    let ds = store.dataset();
+/// Up to `n` rows spread evenly over a version (deterministic), with the columns `cols`
+/// (vectors null where missing).
+pub(crate) async fn spread_rows(
+    ds: &lance::Dataset,
+    cols: &[&str],
+    n: usize,
+) -> Result<Vec<RecordBatch>> {
     let total = ds.count_rows(None).await?;
     if total == 0 || n == 0 {
         return Ok(vec![]);
@@ -334,7 +337,12 @@ pub(crate) struct CheckSpec<'a> {
 /// adapter), verify the declared mode and evaluate the gates. A block, or a review
 /// without approval, is an error and nothing is written.
 pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<CompatCheck> {
-    let batches = spread_rows(store, &[ID, c.source, c.old.column.as_str()], c.sample).await?;
+    let batches = spread_rows(
+        store.dataset(),
+        &[ID, c.source, c.old.column.as_str()],
+        c.sample,
+    )
+    .await?;
     let (mut ids, mut texts, mut old) = (Vec::new(), Vec::new(), Vec::new());
     for b in &batches {
         let id = b.column(0).as_string::<i32>();

@@ -1002,11 +1002,10 @@ async fn check(
 
 /// A declared SQL expression over the live rows of `ds`.
 pub(crate) async fn expression_check(
-    ds: &Dataset,
+    staged: &Dataset,
     spec: &InvariantSpec,
 ) -> Result<InvariantResult> {
-    let rows_after = ds.count_rows(None).await? as u64;
-    let staged = ds;
+    let rows_after = staged.count_rows(None).await? as u64;
     let expr = spec.expr.clone().unwrap_or_default();
     let negated = format!("NOT COALESCE(({expr}), false)");
     let failed = staged
@@ -1104,7 +1103,7 @@ async fn scan(
 }
 
 /// A streaming scan: batches one at a time (memory stays flat as the store grows).
-async fn scan_stream(
+pub(crate) async fn scan_stream(
     ds: &Dataset,
     cols: &[&str],
     filter: Option<&str>,

@@ -21,19 +21,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StoreError};
 use crate::store::Store;
 
-async fn stream(
-    ds: &Dataset,
-    cols: &[&str],
-    filter: Option<&str>,
-) -> Result<lance::dataset::scanner::DatasetRecordBatchStream> {
-    let mut s = ds.scan();
-    s.project(cols)?;
-    if let Some(f) = filter {
-        s.filter(f)?;
-    }
-    Ok(s.try_into_stream().await?)
-}
-
 fn has(ds: &Dataset, col: &str) -> bool {
     ds.schema().field(col).is_some()
 }
@@ -59,6 +46,40 @@ fn as_of(after: &Dataset, base: &Dataset) -> Option<String> {
         .then(|| format!("_row_created_at_version <= {}", base.version().version))
 }
 
+/// The ids (and, with `content`, the per-row content) of `base` fed to the audits, then
+/// those of the rows of `after` that existed at `base`: one scan per version.
+async fn compare_versions(
+    base: &Dataset,
+    after: &Dataset,
+    content: bool,
+) -> Result<(IdsPreservedAudit, ContentAudit)> {
+    let mut ids = IdsPreservedAudit::default();
+    let mut text = ContentAudit::default();
+    let cols: &[&str] = if content { &[ID, CONTENT] } else { &[ID] };
+    for (ds, filter, is_base) in [(base, None, true), (after, as_of(after, base), false)] {
+        let mut s = crate::migrate::scan_stream(ds, cols, filter.as_deref()).await?;
+        while let Some(b) = s.try_next().await? {
+            let id = b.column(0).as_string::<i32>();
+            let t = content.then(|| b.column(1).as_string::<i32>());
+            for i in 0..b.num_rows() {
+                let c = t.and_then(|t| t.is_valid(i).then(|| t.value(i)));
+                if is_base {
+                    ids.before(id.value(i));
+                    if content {
+                        text.before(id.value(i), c);
+                    }
+                } else {
+                    ids.after(id.value(i));
+                    if content {
+                        text.after(id.value(i), c);
+                    }
+                }
+            }
+        }
+    }
+    Ok((ids, text))
+}
+
 /// The ids of `base` against those of `after` (minus `deleted` rows the step removed).
 pub(crate) async fn ids_preserved(
     spec: &InvariantSpec,
@@ -66,20 +87,8 @@ pub(crate) async fn ids_preserved(
     after: &Dataset,
     deleted: u64,
 ) -> Result<InvariantResult> {
-    let mut a = IdsPreservedAudit::default();
-    let mut s = stream(base, &[ID], None).await?;
-    while let Some(b) = s.try_next().await? {
-        for id in b.column(0).as_string::<i32>().iter().flatten() {
-            a.before(id);
-        }
-    }
-    let mut s = stream(after, &[ID], as_of(after, base).as_deref()).await?;
-    while let Some(b) = s.try_next().await? {
-        for id in b.column(0).as_string::<i32>().iter().flatten() {
-            a.after(id);
-        }
-    }
-    Ok(a.finish(spec, deleted))
+    let (ids, _) = compare_versions(base, after, false).await?;
+    Ok(ids.finish(spec, deleted))
 }
 
 /// Per-row `content` of `base` against `after`.
@@ -91,28 +100,8 @@ pub(crate) async fn content_unchanged(
     if !has(base, CONTENT) || !has(after, CONTENT) {
         return Ok(skipped(spec, "no `content` field".into()));
     }
-    let mut a = ContentAudit::default();
-    let mut s = stream(base, &[ID, CONTENT], None).await?;
-    while let Some(b) = s.try_next().await? {
-        let (ids, text) = (
-            b.column(0).as_string::<i32>(),
-            b.column(1).as_string::<i32>(),
-        );
-        for i in 0..b.num_rows() {
-            a.before(ids.value(i), text.is_valid(i).then(|| text.value(i)));
-        }
-    }
-    let mut s = stream(after, &[ID, CONTENT], as_of(after, base).as_deref()).await?;
-    while let Some(b) = s.try_next().await? {
-        let (ids, text) = (
-            b.column(0).as_string::<i32>(),
-            b.column(1).as_string::<i32>(),
-        );
-        for i in 0..b.num_rows() {
-            a.after(ids.value(i), text.is_valid(i).then(|| text.value(i)));
-        }
-    }
-    Ok(a.finish(spec))
+    let (_, text) = compare_versions(base, after, true).await?;
+    Ok(text.finish(spec))
 }
 
 fn scalar_at(col: &dyn Array, i: usize) -> Scalar<'_> {
@@ -174,7 +163,7 @@ pub(crate) async fn field(spec: &InvariantSpec, ds: &Dataset) -> Result<Invarian
         }
     }
     let mut a = FieldAudit::new(spec);
-    let mut s = stream(ds, &[ID, name.as_str()], None).await?;
+    let mut s = crate::migrate::scan_stream(ds, &[ID, name.as_str()], None).await?;
     while let Some(b) = s.try_next().await? {
         let ids = b.column(0).as_string::<i32>();
         let col = b.column(1);
@@ -224,7 +213,7 @@ pub(crate) async fn references(spec: &InvariantSpec, ds: &Dataset) -> Result<Inv
         ));
     }
     let mut a = ReferenceAudit::default();
-    let mut s = stream(ds, &cols, None).await?;
+    let mut s = crate::migrate::scan_stream(ds, &cols, None).await?;
     while let Some(b) = s.try_next().await? {
         let ids = b.column(0).as_string::<i32>();
         let sup = b
@@ -250,7 +239,7 @@ pub(crate) async fn duplicates(
     let mut sample_ids: Vec<String> = Vec::new();
     let mut sample: Vec<f32> = Vec::new();
     let d = space.dimension;
-    let mut s = stream(ds, &[ID, space.column.as_str()], None).await?;
+    let mut s = crate::migrate::scan_stream(ds, &[ID, space.column.as_str()], None).await?;
     while let Some(b) = s.try_next().await? {
         let ids = b.column(0).as_string::<i32>();
         let v = b.column(1).as_fixed_size_list();
@@ -315,7 +304,7 @@ pub(crate) async fn lifecycle(spec: &InvariantSpec, ds: &Dataset) -> Result<Inva
         ));
     }
     let mut a = LifecycleAudit::default();
-    let mut s = stream(
+    let mut s = crate::migrate::scan_stream(
         ds,
         &[ID, "status", "supersedes", "created_at", "updated_at"],
         None,
@@ -396,37 +385,9 @@ pub(crate) async fn context_loss(
     after_state: &StoreState,
 ) -> Result<memlane_core::ContextLoss> {
     let k = 10usize;
-    let mut ids = IdsPreservedAudit::default();
-    let mut content = ContentAudit::default();
     let with_content = has(before, CONTENT) && has(after, CONTENT);
-    let cols: Vec<&str> = if with_content {
-        vec![ID, CONTENT]
-    } else {
-        vec![ID]
-    };
-    let mut s = stream(before, &cols, None).await?;
-    while let Some(b) = s.try_next().await? {
-        let id = b.column(0).as_string::<i32>();
-        for i in 0..b.num_rows() {
-            ids.before(id.value(i));
-            if with_content {
-                let t = b.column(1).as_string::<i32>();
-                content.before(id.value(i), t.is_valid(i).then(|| t.value(i)));
-            }
-        }
-    }
+    let (ids, content) = compare_versions(before, after, with_content).await?;
     let records_before = before.count_rows(None).await? as u64;
-    let mut s = stream(after, &cols, as_of(after, before).as_deref()).await?;
-    while let Some(b) = s.try_next().await? {
-        let id = b.column(0).as_string::<i32>();
-        for i in 0..b.num_rows() {
-            ids.after(id.value(i));
-            if with_content {
-                let t = b.column(1).as_string::<i32>();
-                content.after(id.value(i), t.is_valid(i).then(|| t.value(i)));
-            }
-        }
-    }
     let records_lost = ids.lost();
     let content_changed = if with_content {
         content
@@ -498,7 +459,7 @@ pub(crate) async fn context_loss(
         .join(", ");
     let mut after_vec: std::collections::HashMap<String, Vec<f32>> =
         std::collections::HashMap::new();
-    let mut s = stream(
+    let mut s = crate::migrate::scan_stream(
         after,
         &[ID, sa.column.as_str()],
         Some(&format!("{ID} IN ({list})")),
@@ -557,27 +518,21 @@ pub(crate) async fn context_loss(
 /// Rows sampled per version for the drift test.
 const DRIFT_SAMPLE: usize = 500;
 
-/// Up to `n` vectors of `space` spread evenly over `ds` (nulls skipped).
+/// Up to `n` finite vectors of `space` spread evenly over `ds` (nulls skipped).
 async fn spread_vectors(ds: &Dataset, space: &Space, n: usize) -> Result<Vec<f32>> {
-    let total = ds.count_rows(None).await?;
-    if total == 0 {
-        return Ok(vec![]);
-    }
-    let want = n.min(total);
-    let idx: Vec<u64> = (0..want).map(|i| (i * total / want) as u64).collect();
-    let proj = ds.schema().project(&[space.column.as_str()])?;
-    let b = ds.take(&idx, std::sync::Arc::new(proj)).await?;
-    let v = b.column(0).as_fixed_size_list();
-    let vals = v.values().as_primitive::<Float32Type>().values();
     let d = space.dimension;
-    let mut out = Vec::with_capacity(want * d);
-    for i in 0..b.num_rows() {
-        if v.is_valid(i) {
-            #[allow(clippy::cast_sign_loss)]
-            let off = v.value_offset(i) as usize;
-            let x = &vals[off..off + d];
-            if x.iter().all(|f| f.is_finite()) {
-                out.extend_from_slice(x);
+    let mut out = Vec::with_capacity(n * d);
+    for b in crate::compat::spread_rows(ds, &[space.column.as_str()], n).await? {
+        let v = b.column(0).as_fixed_size_list();
+        let vals = v.values().as_primitive::<Float32Type>().values();
+        for i in 0..b.num_rows() {
+            if v.is_valid(i) {
+                #[allow(clippy::cast_sign_loss)]
+                let off = v.value_offset(i) as usize;
+                let x = &vals[off..off + d];
+                if x.iter().all(|f| f.is_finite()) {
+                    out.extend_from_slice(x);
+                }
             }
         }
     }
