@@ -88,7 +88,7 @@ check-wasm: ## Build memlane-core for wasm32 with Debian's toolchain and guard i
 
 bench: deps-system deps-python ## Benchmarks in release against peers in the same run: cargo bench, then the Python package (slow cold build, not in CI)
 	# --workspace: the same features as maturin's release build below, so lance compiles once
-	$(CARGO) bench --workspace --benches
+	MEMLANE_BENCH_PYTHON="$(VENV)/bin/python" $(CARGO) bench --workspace --benches
 	rm -rf "$(CARGO_TARGET_DIR)/wheels-release" "$(CARGO_TARGET_DIR)/pybench"
 	"$(VENV)/bin/maturin" build --release --quiet -m bindings/python/Cargo.toml -o "$(CARGO_TARGET_DIR)/wheels-release"
 	"$(VENV)/bin/python" -m zipfile -e "$(CARGO_TARGET_DIR)"/wheels-release/memlane-*.whl "$(CARGO_TARGET_DIR)/pybench"
