@@ -21,7 +21,7 @@ PY_REQS  = bindings/python/requirements-test.txt
 # root runs apt-get directly; anyone else through sudo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps deps-system deps-python build python wheel demo test test-rust test-python check-wasm bench fmt lint
+.PHONY: help deps deps-system deps-python deps-browser build python wheel demo test test-rust test-python check-wasm test-wasm preview bench fmt lint
 
 help: ## List the targets
 	@echo "memlane make targets (CARGO_TARGET_DIR=$(CARGO_TARGET_DIR), VENV=$(VENV)):"
@@ -66,7 +66,7 @@ build: deps-system ## cargo build --workspace --all-targets (dev profile; same f
 demo: deps-system build ## Build, then run scripts/demo.sh (stores under .memlane-demo/)
 	MEMLANE="$(MEMLANE)" bash scripts/demo.sh
 
-test: deps build test-rust check-wasm test-python ## Everything CI runs: cargo tests, wasm check, Python interop tests
+test: deps build test-rust check-wasm test-python test-wasm ## Everything CI runs: cargo tests, wasm build and guard, Python tests, wasm and browser tests
 
 test-rust: deps-system ## cargo test --workspace (dev profile)
 	$(CARGO) test --workspace
@@ -83,8 +83,35 @@ wheel: deps-python ## Release abi3 wheel into dist/ (release profile: compiles l
 test-python: python ## pytest: CLI interop (tests/python) and the Python package (bindings/python/tests), pylance/lancedb/chromadb as peers
 	MEMLANE_BIN="$(MEMLANE)" "$(VENV)/bin/python" -m pytest -p no:cacheprovider tests/python bindings/python/tests
 
-check-wasm: ## Build memlane-core for wasm32 with Debian's toolchain and guard its dependency tree
+check-wasm: deps-browser ## Build memlane-wasm for wasm32 (Debian's toolchain), guard its dependency tree, generate the JS glue, hold the size budget
 	bash scripts/check-wasm.sh
+
+deps-browser: ## Install Node.js/npm and Chromium with apt-get if they are missing
+	@missing=""
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"
+	if [ -n "$$missing" ]; then
+	  echo "deps: installing$$missing"
+	  $(SUDO) apt-get update
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing
+	else
+	  echo "deps: node $$(node --version), npm $$(npm --version), $$(/usr/bin/chromium --version 2>/dev/null | head -1)"
+	fi
+
+PREVIEW_EXAMPLE = $(CARGO_TARGET_DIR)/preview-example
+PREVIEW_PORT ?= 8765
+
+test-wasm: deps-browser build check-wasm ## Node tests of the wasm API, native-vs-wasm review equality, the page in headless Chromium (screenshot kept)
+	MEMLANE="$(MEMLANE)" bash scripts/preview-example.sh "$(PREVIEW_EXAMPLE)"
+	MEMLANE_BIN="$(MEMLANE)" MEMLANE_PREVIEW_EXAMPLE="$(PREVIEW_EXAMPLE)" \
+	  MEMLANE_SCREENSHOT="$(CARGO_TARGET_DIR)/preview-screenshot.png" \
+	  node --test bindings/wasm/tests/
+
+preview: deps-system build check-wasm ## Serve the migration preview page on localhost with a real model upgrade to review (example 05)
+	MEMLANE="$(MEMLANE)" bash scripts/preview-example.sh bindings/wasm/www/example
+	echo "preview: open http://127.0.0.1:$(PREVIEW_PORT)/ and press \"Load the example migration\", or drop your own files (Ctrl-C stops)"
+	$(PYTHON) -m http.server $(PREVIEW_PORT) --bind 127.0.0.1 --directory bindings/wasm/www
 
 bench: deps-system deps-python ## Benchmarks in release against peers in the same run: cargo bench, then the Python package (slow cold build, not in CI)
 	# --workspace: the same features as maturin's release build below, so lance compiles once

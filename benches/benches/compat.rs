@@ -178,6 +178,38 @@ fn f(v: &serde_json::Value, path: &[&str]) -> f64 {
 }
 
 #[allow(clippy::too_many_lines)]
+/// The wasm build's compat report on the files in `dir`, timed under Node.js by
+/// `bindings/wasm/bench/compat_wasm.mjs` (`None` without node or a wasm build).
+fn wasm_compat(dir: &Path, reps: usize) -> Option<serde_json::Value> {
+    let pkg = std::env::var_os("MEMLANE_WASM_NODE_PKG").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/memlane/wasm-node-pkg")
+        },
+        PathBuf::from,
+    );
+    if !pkg.join("memlane_wasm.js").exists() {
+        return None;
+    }
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../bindings/wasm/bench/compat_wasm.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(dir)
+        .arg(reps.to_string())
+        .env("MEMLANE_WASM_NODE_PKG", &pkg)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        println!(
+            "wasm bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).ok()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -260,6 +292,13 @@ fn main() {
 
     let np1 = numpy(&dir, n, reps, Some(1));
     let npd = numpy(&dir, n, reps, None);
+    // (d) the whole report (what `memlane compat`, `apply` and the browser preview compute),
+    // native here and in the wasm build under Node.js on the same files
+    let (report_secs, report) = timed(reps, || {
+        memlane_core::compat::compat(&om, &nm, &memlane_core::compat::CompatOptions::default())
+            .expect("compat report")
+    });
+    let wasm = wasm_compat(&dir, reps);
     let _ = std::fs::remove_dir_all(&dir);
 
     let threads = if cfg!(feature = "parallel") {
@@ -302,6 +341,24 @@ fn main() {
         proc_secs,
         "procrustes_secs",
     );
+    println!();
+    match &wasm {
+        Some(w) => {
+            let ws = w["secs"].as_f64().unwrap_or(f64::NAN);
+            let agree = report
+                .metrics
+                .iter()
+                .map(|(k, v)| (w["metrics"][k].as_f64().unwrap_or(f64::NAN) - v).abs())
+                .fold(0.0f64, f64::max);
+            println!(
+                "(d) whole compat report (kNN, scores, CKA, Procrustes, adapter fits): native {report_secs:.3} s, wasm under node {ws:.3} s: {:.2}x (goal <= 2x); largest metric difference {agree:.1e}",
+                ws / report_secs
+            );
+        }
+        None => println!(
+            "(d) whole compat report: native {report_secs:.3} s; wasm skipped (no Node.js or no wasm build: run `make check-wasm`)"
+        ),
+    }
     println!();
     println!(
         "(c) adapter apply, one query per call (apply_into, {queries} calls), goal < 10 us (10000 ns):"

@@ -508,9 +508,55 @@ impl Store {
         })
     }
 
+    /// Write a review sample (Arrow IPC) as `memlane export-sample` does: up to `rows`
+    /// records spread over the store, every space's vectors, and, for each pending
+    /// re-embed of `migrations` whose embedder is given, its new space's vectors for the
+    /// sampled rows. Returns the sample description as JSON.
+    #[pyo3(signature = (path, rows=2000, migrations=None, embedders=None))]
+    fn export_sample_json(
+        &self,
+        py: Python<'_>,
+        path: String,
+        rows: usize,
+        migrations: Option<&str>,
+        embedders: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<String> {
+        let files = migrations.map(|m| folder(py, m)).transpose()?;
+        let emb = Embedders::from_py(embedders)?;
+        let map = emb.map.clone();
+        let r = self.with(py, Some(&emb), async move |s| {
+            s.export_sample(&path, rows, files.as_deref(), &map).await
+        })?;
+        json(&r)
+    }
+
     fn __repr__(&self) -> String {
         format!("Store({:?})", self.uri)
     }
+}
+
+/// Review a folder's pending migrations on a sample written by `export_sample` (plan,
+/// lint, compatibility checks with their gates, invariants), as the browser preview and
+/// `memlane review` do. Returns the review as JSON.
+#[pyfunction]
+#[pyo3(signature = (sample, migrations, *, k=10))]
+pub(crate) fn review_json(
+    py: Python<'_>,
+    sample: &str,
+    migrations: &str,
+    k: usize,
+) -> PyResult<String> {
+    let (s, _) = memlane_store::read_sample(sample).map_err(|e| to_py(py, e, None))?;
+    let files = folder(py, migrations)?;
+    let opts = memlane_core::ReviewOptions {
+        k,
+        invariants: memlane_store::read_invariants(migrations).map_err(|e| to_py(py, e, None))?,
+        ..memlane_core::ReviewOptions::default()
+    };
+    let r = py
+        .detach(|| memlane_core::review(&files, &s, &opts))
+        .map_err(|e| to_py(py, StoreError::Core(e), None))?;
+    json(&r)
 }
 
 /// Create a store from a JSONL file of records (as `memlane init --from`): extra keys

@@ -21,10 +21,12 @@ const OK: u8 = 0;
 const FAILED: u8 = 1;
 const USAGE: u8 = 2;
 const BLOCKED: u8 = 3;
+const NEEDS_REVIEW: u8 = 4;
 
 /// memlane — versioned, verified migrations for vector stores and agent memory.
 ///
-/// Exit codes: 0 ok, 1 failed, 2 usage error, 3 blocked by lint, chain, gate or invariant.
+/// Exit codes: 0 ok, 1 failed, 2 usage error, 3 blocked by lint, chain, gate or invariant,
+/// 4 a gate asks for review (`review`).
 #[derive(Parser)]
 #[command(name = "memlane", version, about, long_about = None)]
 struct Cli {
@@ -257,6 +259,37 @@ enum Cmd {
         /// Output file (.jsonl or .arrow).
         #[arg(short, long)]
         output: PathBuf,
+    },
+    /// Write a sample for review outside the store (the browser preview, `memlane
+    /// review`): up to N records spread over the store with metadata and vectors, the new
+    /// spaces of the folder's pending re-embeds embedded by --embedder, and the store's
+    /// snapshot, as an Arrow IPC file.
+    ExportSample {
+        /// Store path.
+        store: String,
+        /// Migrations folder whose pending re-embeds to embed into the sample.
+        migrations: Option<PathBuf>,
+        /// Records to sample.
+        #[arg(long, default_value_t = 2000)]
+        rows: usize,
+        /// Output file (.arrow).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Embedder of a pending re-embed: NAME=hash:DIM[:SEED] | NAME=cmd:COMMAND (repeatable).
+        #[arg(long = "embedder")]
+        embedders: Vec<String>,
+    },
+    /// Review a folder's pending migrations on an exported sample, as the browser preview
+    /// does: plan and lint, each re-embed's compatibility check with its mode and gates,
+    /// invariants on the sample. Exit 3 when it would block, 4 when a gate asks for review.
+    Review {
+        /// Sample file written by `memlane export-sample`.
+        sample: PathBuf,
+        /// Migrations folder.
+        migrations: PathBuf,
+        /// Neighbours per row when a step does not say.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
     },
     /// k nearest records to a text (embedded with --embedder) in a space.
     Search {
@@ -1008,6 +1041,52 @@ async fn run(cli: Cli) -> Result<u8> {
             } else {
                 println!("exported {n} records to {}", output.display());
             }
+        }
+        Cmd::ExportSample {
+            store,
+            migrations,
+            rows,
+            output,
+            embedders,
+        } => {
+            let st = Store::open(&store).await?;
+            let files = match &migrations {
+                Some(d) => Some(memlane_store::read_folder(d)?),
+                None => None,
+            };
+            let emb = embedders::parse_all(&embedders)?;
+            let info = st
+                .export_sample(&output, rows, files.as_deref(), &emb)
+                .await?;
+            if json {
+                print_json(&json!({"output": output, "sample": info}))?;
+            } else {
+                println!("{info}\nwrote {}", output.display());
+            }
+        }
+        Cmd::Review {
+            sample,
+            migrations,
+            k,
+        } => {
+            let (s, _) = memlane_store::read_sample(&sample)?;
+            let files = memlane_store::read_folder(&migrations)?;
+            let opts = memlane_core::ReviewOptions {
+                k,
+                invariants: memlane_store::read_invariants(&migrations)?,
+                ..memlane_core::ReviewOptions::default()
+            };
+            let r = memlane_core::review(&files, &s, &opts)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                print!("{r}");
+            }
+            return Ok(match r.verdict {
+                memlane_core::Verdict::Block => BLOCKED,
+                memlane_core::Verdict::Review => NEEDS_REVIEW,
+                memlane_core::Verdict::Pass => OK,
+            });
         }
         Cmd::Search {
             store,

@@ -15,6 +15,7 @@ pub mod invariant;
 pub mod migration;
 pub mod plan;
 pub mod report;
+pub mod review;
 pub mod schema;
 pub mod space;
 pub mod state;
@@ -32,6 +33,7 @@ pub use report::{
     ApplyReport, Approval, CompatCheck, ContextLoss, InvariantResult, MigrationOutcome,
     MigrationReport, StepReport,
 };
+pub use review::{Review, ReviewOptions, Sample, VectorColumn, check_pair, review};
 pub use schema::{FieldDef, FieldType, Value};
 pub use space::{Fingerprint, Metric, Space};
 pub use state::{

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float32Type;
 use memlane_core::compat::{
-    self, Adapter, CompatMode, CompatOptions, Gate, Matrix, ModeThresholds, QuerySet, Verdict,
+    self, Adapter, CompatMode, CompatOptions, Gate, Matrix, QuerySet, Verdict,
 };
 use memlane_core::schema::ID;
 use memlane_core::space::Fingerprint;
@@ -372,59 +372,9 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
             k,
         )?);
     }
-    let n = ids.len();
-    let k = c.k.min(n.saturating_sub(2)).max(1);
-    let mut check = CompatCheck {
-        from: c.old.name.clone(),
-        to: c.new.name.clone(),
-        sample: n,
-        k,
-        metrics: Default::default(),
-        mode: c.mode,
-        mode_failure: None,
-        suggested_mode: CompatMode::None,
-        gates: vec![],
-        verdict: Verdict::Pass,
-        adapter_summary: String::new(),
-        adapter: None,
-        approval: None,
-    };
-    let needed = compat::min_sample_rows(k);
-    if n < needed {
-        check.adapter_summary = format!(
-            "{n} rows with text and an old vector: too few to compare the spaces (need {needed})"
-        );
-        if c.mode.is_some() || !c.gates.is_empty() {
-            check.verdict = Verdict::Block;
-            check.mode_failure = Some(check.adapter_summary.clone());
-        }
-    } else {
-        let (om, nm) = (
-            Matrix::new(&old, c.old.dimension)?,
-            Matrix::new(&new, c.new.dimension)?,
-        );
-        let opts = CompatOptions {
-            k,
-            metric: c.old.metric,
-            ..CompatOptions::default()
-        };
-        let report = compat::compat(&om, &nm, &opts)?;
-        check.metrics = report.metrics.clone();
-        check.suggested_mode = report.suggested_mode;
-        check.adapter_summary = report
-            .adapter
-            .as_ref()
-            .map_or_else(|| "not fitted".to_owned(), |a| a.summary.clone());
-        if let Some(mode) = c.mode
-            && let Err(e) = compat::verify_mode(mode, &report, &ModeThresholds::default())
-        {
-            check.mode_failure = Some(e.to_string());
-        }
-        check.gates = compat::evaluate(c.gates, &check.metrics)?;
-        check.verdict = compat::overall(&check.gates);
-        if check.mode_failure.is_some() {
-            check.verdict = Verdict::Block;
-        }
+    let (mut check, report) =
+        memlane_core::check_pair(c.old, c.new, &old, &new, c.k, c.mode, c.gates, None)?;
+    if let Some(report) = report {
         if let (true, Some(fit)) = (c.keep_adapter, report.adapter.as_ref())
             && let (Some(a), Some(kind)) = (fit.adapter.as_ref(), fit.chosen)
             && check.verdict != Verdict::Block

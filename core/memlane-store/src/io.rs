@@ -82,7 +82,7 @@ pub fn read_ipc(path: impl AsRef<Path>) -> Result<RecordBatch> {
 }
 
 /// Columns of an export: all but the derived digest columns of the spaces.
-fn user_columns(store: &Store) -> Vec<String> {
+pub(crate) fn user_columns(store: &Store) -> Vec<String> {
     let digests: Vec<String> = store
         .state()
         .spaces

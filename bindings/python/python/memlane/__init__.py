@@ -38,11 +38,12 @@ from ._reports import (
     Hit,
     Plan,
     Report,
+    Review,
     Status,
     ValidateReport,
     VerifyReport,
 )
-from ._store import Store, compat, create, open
+from ._store import Store, compat, create, open, review
 from ._interop import export_jsonl, import_chroma, import_jsonl, import_lancedb, to_chroma
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "NotFoundError",
     "Plan",
     "Report",
+    "Review",
     "ReviewRequired",
     "Space",
     "Status",
@@ -78,5 +80,6 @@ __all__ = [
     "import_jsonl",
     "import_lancedb",
     "open",
+    "review",
     "to_chroma",
 ]

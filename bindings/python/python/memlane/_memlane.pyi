@@ -1,6 +1,6 @@
 """Type stubs of memlane's native module (checked by ``python -m mypy.stubtest``)."""
 
-from typing import Any, Callable, Dict, List, Optional, Tuple, final
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, final
 
 __version__: str
 
@@ -110,7 +110,15 @@ class Store:
     def contract(self, space: str, reason: str) -> int: ...
     def compat_json(self, old: str, new: str, *, sample: int = 2000, k: int = 10) -> str: ...
     def export(self, path: str) -> int: ...
+    def export_sample_json(
+        self,
+        path: str,
+        rows: int = 2000,
+        migrations: Optional[str] = None,
+        embedders: Optional[Mapping[str, Callable[[List[str]], Any]]] = None,
+    ) -> str: ...
 
+def review_json(sample: str, migrations: str, *, k: int = 10) -> str: ...
 def create(
     uri: str,
     spaces: Optional[List[Space]] = None,

@@ -437,6 +437,75 @@ class ValidateReport(Report):
         )
 
 
+class Review(Report):
+    """The review of a folder's pending migrations on an exported sample (what the browser
+    preview shows and ``memlane review`` prints): ``review.verdict`` is ``pass``,
+    ``review`` or ``block``; ``review.steps`` holds each re-embed's compatibility check."""
+
+    @property
+    def verdict(self) -> str:
+        return str(self.data["verdict"])
+
+    @property
+    def reasons(self) -> List[str]:
+        return list(self.data.get("reasons", []))
+
+    @property
+    def steps(self) -> List[Dict[str, Any]]:
+        return self.data["steps"]
+
+    @property
+    def invariants(self) -> List[Dict[str, Any]]:
+        return self.data["invariants"]
+
+    @property
+    def plan(self) -> Plan:
+        return Plan(self.data["plan"])
+
+    def __str__(self) -> str:
+        lines = [
+            f"review on a sample of {self.data['sample_rows']} of {self.data['store_rows']} rows: "
+            f"{self.verdict.upper()}"
+        ]
+        lines += [f"  - {r}" for r in self.reasons]
+        for s in self.steps:
+            c = s.get("check")
+            head = f"  {s['file']} step {s['step'] + 1} ({s['op']}) {s['from']} -> {s['to']}"
+            if c:
+                k = c["k"]
+                m = c["metrics"]
+                head += (
+                    f": {c['verdict'].upper()} overlap@{k} {m.get(f'overlap@{k}', float('nan')):.3f}"
+                    f" (baseline {m.get(f'overlap@{k}.baseline', float('nan')):.3f})"
+                )
+            lines.append(head)
+            if s.get("note"):
+                lines.append(f"    note: {s['note']}")
+        for r in self.invariants:
+            mark = "ok  " if r["passed"] else r["severity"].upper()
+            lines.append(f"  {mark} {r['name']}: {r['message']}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        parts = [f"<b>memlane review</b> {_badge(self.verdict)}"]
+        if self.reasons:
+            parts.append("<ul>" + "".join(f"<li>{_e(r)}</li>" for r in self.reasons) + "</ul>")
+        for s in self.steps:
+            c = s.get("check")
+            title = f"{_e(s['file'])} step {s['step'] + 1}: {_e(s['op'])} <code>{_e(s['from'])}</code> &rarr; <code>{_e(s['to'])}</code>"
+            if not c:
+                parts.append(f"<p>{title}: {_e(s.get('note'))}</p>")
+                continue
+            rows = [[_badge(g["verdict"]), _e(g["metric"]), _num(g["value"]), _e(g["message"])] for g in c["gates"]]
+            parts.append(f"<p>{title} {_badge(c['verdict'])}</p>" + _table(["", "gate", "value", ""], rows))
+        rows = [
+            [_badge("pass" if r["passed"] else r["severity"]), _e(r["name"]), f"{_e(r['failed'])} / {_e(r['total'])}", _e(r["message"])]
+            for r in self.invariants
+        ]
+        parts.append(_table(["", "invariant (sample)", "failed", ""], rows))
+        return "".join(parts)
+
+
 class Hit(NamedTuple):
     """One search result: record id, its content, distance in the space's metric."""
 

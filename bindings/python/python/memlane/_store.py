@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _memlane
-from ._reports import ApplyReport, CompatReport, History, Hit, Plan, Status, ValidateReport, VerifyReport
+from ._reports import ApplyReport, CompatReport, History, Hit, Plan, Review, Status, ValidateReport, VerifyReport
 
 Embedder = Callable[[List[str]], Any]
 """A callable ``f(list[str]) -> array (n, dimension)``; ``f.batch_size`` sets its batch."""
@@ -212,6 +212,27 @@ class Store:
         """Write the live rows to ``.jsonl`` or Arrow IPC (``.arrow``); returns the rows written."""
         return self._s.export(os.fspath(path))
 
+    def export_sample(
+        self,
+        path: PathLike,
+        rows: int = 2000,
+        migrations: Optional[PathLike] = None,
+        embedders: Optional[Mapping[str, Embedder]] = None,
+    ) -> Dict[str, Any]:
+        """Write a review sample (Arrow IPC) for the browser preview or :func:`review`: up to
+        ``rows`` records spread over the store with every space's vectors and the store's
+        snapshot; for each pending re-embed of ``migrations`` whose embedder is in
+        ``embedders`` (by the step's embedder name), the new space's vectors of the sampled
+        rows. The store is only read. Returns what the sample holds."""
+        return json.loads(
+            self._s.export_sample_json(
+                os.fspath(path),
+                rows,
+                None if migrations is None else os.fspath(migrations),
+                None if embedders is None else dict(embedders),
+            )
+        )
+
     # -- migrations ----------------------------------------------------------------
     def plan(self, migrations: PathLike) -> Plan:
         """What applying a migrations folder would do: steps, lint findings, embedders
@@ -363,3 +384,11 @@ def compat(
         qo, qn, rel = queries
         q = (_matrix(qo, "queries[0]")[0], _matrix(qn, "queries[1]")[0], [list(map(int, r)) for r in rel])
     return CompatReport(json.loads(_memlane.compat_json(ob, od, nb, nd, k=k, metric=metric, queries=q)))
+
+
+def review(sample: PathLike, migrations: PathLike, *, k: int = 10) -> Review:
+    """Review a folder's pending migrations on a sample written by
+    :meth:`Store.export_sample` (or ``memlane export-sample``): plan and lint, each
+    re-embed's compatibility check with its mode and gates, invariants on the sample, and
+    an overall verdict — the browser preview's answer, computed by the same code."""
+    return Review(json.loads(_memlane.review_json(os.fspath(sample), os.fspath(migrations), k=k)))

@@ -382,6 +382,79 @@ pub fn norm_stats(m: &Matrix<'_>) -> NormStats {
     }
 }
 
+/// Rows used to find the principal axes of [`project_2d`] (every row is projected).
+pub const PROJECTION_FIT_ROWS: usize = 2000;
+
+/// A 2-D view of a sample: each row (unit-normalised under cosine) projected on the two
+/// principal axes of the centred rows, found on up to [`PROJECTION_FIT_ROWS`] rows spread
+/// evenly over the sample. Returns `[x0, y0, x1, y1, ...]`; the axes' signs are fixed so
+/// the largest loading of each is positive (the same sample gives the same picture).
+pub fn project_2d(m: &Matrix<'_>, metric: Metric) -> Result<Vec<f32>> {
+    let n = m.rows();
+    if n < 3 {
+        return Err(CompatError::TooFewRows {
+            what: "2-D projection".into(),
+            rows: n,
+            needed: 3,
+            hint: "a sample of at least 3 rows".into(),
+        });
+    }
+    let normalize = metric == Metric::Cosine;
+    let fit_rows: Vec<usize> = if n > PROJECTION_FIT_ROWS {
+        (0..PROJECTION_FIT_ROWS)
+            .map(|i| i * n / PROJECTION_FIT_ROWS)
+            .collect()
+    } else {
+        (0..n).collect()
+    };
+    let x = linalg::to_f64(m, Some(&fit_rows), normalize);
+    let (mean, c) = linalg::center(&x, None);
+    let cov = linalg::at_b(c.as_ref(), c.as_ref());
+    let (vals, vecs) = linalg::sym_eigen(cov.as_ref(), "2-D projection")?;
+    // eigenvalues ascending: the last two columns are the principal axes
+    let d = m.dim();
+    let mut axes = Vec::with_capacity(2);
+    for j in (0..vals.len()).rev().take(2) {
+        let mut a: Vec<f64> = (0..d).map(|r| vecs[(r, j)]).collect();
+        let big = a
+            .iter()
+            .copied()
+            .max_by(|p, q| p.abs().total_cmp(&q.abs()))
+            .unwrap_or(0.0);
+        if big < 0.0 {
+            a.iter_mut().for_each(|v| *v = -*v);
+        }
+        axes.push(a);
+    }
+    while axes.len() < 2 {
+        axes.push(vec![0.0; d]);
+    }
+    let mut out = Vec::with_capacity(2 * n);
+    for row in m.iter_rows() {
+        let s = if normalize {
+            let norm = row
+                .iter()
+                .map(|v| f64::from(*v).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            if norm > 0.0 { 1.0 / norm } else { 0.0 }
+        } else {
+            1.0
+        };
+        for a in &axes {
+            let p: f64 = row
+                .iter()
+                .zip(a)
+                .zip(&mean)
+                .map(|((v, w), mu)| (f64::from(*v) * s - mu) * w)
+                .sum();
+            #[allow(clippy::cast_possible_truncation)]
+            out.push(p as f32);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

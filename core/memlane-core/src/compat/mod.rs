@@ -33,7 +33,7 @@ pub use gate::{Gate, GateResult, Verdict, evaluate, overall, parse_gates};
 pub use knn::{Neighbors, knn, knn_queries};
 pub use metrics::{
     Distribution, Histogram, NormStats, PairedScore, Procrustes, cka, neighborhood_scores,
-    norm_stats, paired_cosine, procrustes, retrieval_recall,
+    norm_stats, paired_cosine, procrustes, project_2d, retrieval_recall,
 };
 pub use report::{
     CompatMode, CompatOptions, CompatReport, ModeThresholds, QuerySet, RetrievalSummary,
