@@ -319,3 +319,37 @@ def test_validate_reports_every_failure(store: memlane.Store, tmp_path: Path) ->
     assert "memlane validate" in r._repr_html_() and "FAIL" in r._repr_html_()
     hist = store.validate_history()
     assert any(p["source"] == "validate" and p["check"] == "field[source]" for p in hist)
+
+
+def test_export_sample_and_review_like_the_browser_preview(store: memlane.Store, tmp_path: Path) -> None:
+    gates = '\n[gates]\n"overlap@10" = { block_below = 0.05, review_below = 0.99 }\n'
+    d = reembed_folder(tmp_path, extra=gates)
+    sample = tmp_path / "sample.arrow"
+    # without the new model the sample says how to add it
+    v0 = store.version
+    info = store.export_sample(sample, rows=80, migrations=d)
+    assert info["rows"] == 80 and info["store_rows"] == 120
+    assert "new" not in info["spaces"] and "--embedder new=" in info["notes"][0]
+    info = store.export_sample(sample, rows=80, migrations=d, embedders={"new": HashingModel(96, seed=5)})
+    assert info["embedded"] == {"new": "new"}
+    t = pa.ipc.open_file(str(sample)).read_all()
+    assert {"id", "content", "vec_old", "vec_new"} <= set(t.column_names)
+    assert b"memlane.snapshot" in t.schema.metadata
+    assert len(store) == 120 and store.version == v0  # only read
+    r = memlane.review(sample, d)
+    assert isinstance(r, memlane.Review)
+    assert r.verdict == "review", str(r)
+    (step,) = r.steps
+    assert (step["from"], step["to"], step["check"]["verdict"]) == ("old", "new", "review")
+    assert any(i["name"] == "vectors_valid[new]" and i["passed"] for i in r.invariants)
+    assert "REVIEW" in str(r) and "REVIEW" in r._repr_html_()
+    assert r.plan.embedders == ["new"]
+
+    class Broken:
+        def __call__(self, texts: list) -> np.ndarray:
+            raise RuntimeError("model server down")
+
+    with pytest.raises(memlane.EmbedderError) as e:
+        store.export_sample(tmp_path / "other.arrow", rows=10, migrations=d, embedders={"new": Broken()})
+    assert isinstance(e.value.__cause__, RuntimeError)
+    assert not (tmp_path / "other.arrow").exists()

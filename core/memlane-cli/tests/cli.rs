@@ -802,3 +802,110 @@ fn verify_detects_a_flipped_byte_in_a_data_file() {
         "{msg}"
     );
 }
+
+#[test]
+fn export_sample_and_review_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("store");
+    let s = s.to_str().unwrap();
+    ok(&["init", s, "--from", &ex("data/corpus.jsonl")]);
+    ok(&[
+        "apply",
+        s,
+        &ex("04-reembed-new-model"),
+        "--to",
+        "1",
+        "--yes",
+        "--embedder",
+        "hash256=hash:256",
+    ]);
+    let v_before = json(&["status", s])["version"].clone();
+    let sample = dir.path().join("sample.arrow");
+    let sample = sample.to_str().unwrap();
+    // without the new model: a sample of the old space, and a note on how to add the new one
+    let info = json(&[
+        "export-sample",
+        s,
+        &ex("04-reembed-new-model"),
+        "--rows",
+        "100",
+        "-o",
+        sample,
+    ]);
+    assert_eq!(info["sample"]["rows"], 100, "{info}");
+    assert!(
+        info["sample"]["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("--embedder hash384v2="),
+        "{info}"
+    );
+    let r = run(&["review", sample, &ex("04-reembed-new-model")]);
+    assert_eq!(code(&r), 0, "nothing to judge yet: pass");
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        text.contains("no vectors of the new space `new384`"),
+        "{text}"
+    );
+    // with the new model embedded into the sample
+    ok(&[
+        "export-sample",
+        s,
+        &ex("04-reembed-new-model"),
+        "--rows",
+        "100",
+        "-o",
+        sample,
+        "--embedder",
+        "hash384v2=hash:384:2",
+    ]);
+    assert_eq!(
+        json(&["status", s])["version"],
+        v_before,
+        "export-sample only reads"
+    );
+    let v = json(&["review", sample, &ex("04-reembed-new-model")]);
+    assert_eq!(v["steps"][0]["from"], "old256", "{v}");
+    assert_eq!(v["steps"][0]["to"], "new384");
+    assert!(
+        v["steps"][0]["check"]["metrics"]["overlap@10"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // gates in a copy of the folder: review (exit 4), then block (exit 3)
+    let migs = dir.path().join("migs");
+    std::fs::create_dir_all(&migs).unwrap();
+    for f in ["0001_old.toml", "0002_new_model.toml"] {
+        std::fs::copy(Path::new(&ex("04-reembed-new-model")).join(f), migs.join(f)).unwrap();
+    }
+    let gated = |gate: &str| {
+        let text = std::fs::read_to_string(
+            Path::new(&ex("04-reembed-new-model")).join("0002_new_model.toml"),
+        )
+        .unwrap();
+        std::fs::write(
+            migs.join("0002_new_model.toml"),
+            format!("{text}\n[gates]\n{gate}\n"),
+        )
+        .unwrap();
+    };
+    // the applied 0001 is unchanged; 0002 is pending, so editing it is allowed
+    gated("\"cka\" = { review_below = 1.01 }");
+    let r = run(&["review", sample, migs.to_str().unwrap()]);
+    assert_eq!(code(&r), 4, "{}", String::from_utf8_lossy(&r.stdout));
+    gated("\"overlap@10\" = { block_below = 1.01 }");
+    let r = run(&["review", sample, migs.to_str().unwrap()]);
+    assert_eq!(code(&r), 3, "{}", String::from_utf8_lossy(&r.stdout));
+    assert!(String::from_utf8_lossy(&r.stdout).contains("BLOCK"));
+    // a file that is not a sample: a clear error
+    let bad = dir.path().join("bad.arrow");
+    std::fs::write(&bad, b"not arrow").unwrap();
+    let r = run(&["review", bad.to_str().unwrap(), &ex("04-reembed-new-model")]);
+    assert_eq!(code(&r), 1);
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("memlane export-sample"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+}

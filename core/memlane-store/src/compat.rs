@@ -374,27 +374,26 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
     }
     let (mut check, report) =
         memlane_core::check_pair(c.old, c.new, &old, &new, c.k, c.mode, c.gates, None)?;
-    if let Some(report) = report {
-        if let (true, Some(fit)) = (c.keep_adapter, report.adapter.as_ref())
-            && let (Some(a), Some(kind)) = (fit.adapter.as_ref(), fit.chosen)
-            && check.verdict != Verdict::Block
-        {
-            let (file, digest) = save_adapter(store.uri(), a)?;
-            let retention = fit
-                .candidates
-                .iter()
-                .find(|x| x.kind == kind)
-                .map_or(0.0, |x| x.retention);
-            check.adapter = Some(AdapterRef {
-                from: c.new.name.clone(),
-                to: c.old.name.clone(),
-                kind: kind.as_str().to_owned(),
-                file,
-                digest,
-                retention,
-                migration: c.migration,
-            });
-        }
+    if let Some(report) = report
+        && let (true, Some(fit)) = (c.keep_adapter, report.adapter.as_ref())
+        && let (Some(a), Some(kind)) = (fit.adapter.as_ref(), fit.chosen)
+        && check.verdict != Verdict::Block
+    {
+        let (file, digest) = save_adapter(store.uri(), a)?;
+        let retention = fit
+            .candidates
+            .iter()
+            .find(|x| x.kind == kind)
+            .map_or(0.0, |x| x.retention);
+        check.adapter = Some(AdapterRef {
+            from: c.new.name.clone(),
+            to: c.old.name.clone(),
+            kind: kind.as_str().to_owned(),
+            file,
+            digest,
+            retention,
+            migration: c.migration,
+        });
     }
     match check.verdict {
         Verdict::Block => Err(StoreError::GateBlocked {

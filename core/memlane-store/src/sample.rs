@@ -166,7 +166,7 @@ impl Store {
             .map_err(|e| StoreError::Input(format!("snapshot: {e}")))?;
         let info_json = serde_json::to_string(&info)
             .map_err(|e| StoreError::Input(format!("sample info: {e}")))?;
-        let mut meta = HashMap::new();
+        let mut meta = batch.schema().metadata().clone();
         meta.insert(SNAPSHOT_META.to_owned(), snap_json);
         meta.insert(SAMPLE_META.to_owned(), info_json);
         let schema = Arc::new(Schema::new_with_metadata(
