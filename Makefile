@@ -113,13 +113,17 @@ preview: deps-system build check-wasm ## Serve the migration preview page on loc
 	echo "preview: open http://127.0.0.1:$(PREVIEW_PORT)/ and press \"Load the example migration\", or drop your own files (Ctrl-C stops)"
 	$(PYTHON) -m http.server $(PREVIEW_PORT) --bind 127.0.0.1 --directory bindings/wasm/www
 
-bench: deps-system deps-python ## Benchmarks in release against peers in the same run: cargo bench, then the Python package (slow cold build, not in CI)
+bench: deps-system deps-python deps-browser check-wasm ## Benchmarks in release against peers in the same run: cargo bench (wasm vs native too), the Python package, the preview page (slow cold build, not in CI)
 	# --workspace: the same features as maturin's release build below, so lance compiles once
 	MEMLANE_BENCH_PYTHON="$(VENV)/bin/python" $(CARGO) bench --workspace --benches
 	rm -rf "$(CARGO_TARGET_DIR)/wheels-release" "$(CARGO_TARGET_DIR)/pybench"
 	"$(VENV)/bin/maturin" build --release --quiet -m bindings/python/Cargo.toml -o "$(CARGO_TARGET_DIR)/wheels-release"
 	"$(VENV)/bin/python" -m zipfile -e "$(CARGO_TARGET_DIR)"/wheels-release/memlane-*.whl "$(CARGO_TARGET_DIR)/pybench"
 	PYTHONPATH="$(CARGO_TARGET_DIR)/pybench" "$(VENV)/bin/python" benches/python/bench_python.py
+	# the preview page in headless Chromium (wasm build of check-wasm; dev CLI for the samples)
+	$(MAKE) --no-print-directory build
+	MEMLANE="$(MEMLANE)" bash scripts/preview-example.sh "$(PREVIEW_EXAMPLE)"
+	node bindings/wasm/bench/page_bench.mjs "$(PREVIEW_EXAMPLE)" "$(MEMLANE)"
 
 fmt: ## cargo fmt --all
 	$(CARGO) fmt --all

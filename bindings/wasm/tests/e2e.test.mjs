@@ -6,39 +6,22 @@
 // Saves a screenshot (path printed; MEMLANE_SCREENSHOT overrides it).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { readFile, mkdir } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join, dirname, extname, normalize } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, dirname } from "node:path";
 import { chromium } from "playwright-core";
+import { serve, WWW, CHROMIUM_FLAGS } from "./serve.mjs";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
-const WWW = join(ROOT, "bindings/wasm/www");
 const EXAMPLE = process.env.MEMLANE_PREVIEW_EXAMPLE ?? join(WWW, "example");
 const SHOT = process.env.MEMLANE_SCREENSHOT ?? join(homedir(), ".cache/memlane/preview-screenshot.png");
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".wasm": "application/wasm", ".json": "application/json", ".arrow": "application/octet-stream", ".toml": "text/plain" };
-const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 let server, browser, base;
 const offsite = [];
 
 before(async () => {
-  server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^(\.\.[/\\])+/, "");
-    const file = path.startsWith("/example/") ? join(EXAMPLE, path.slice("/example/".length)) : join(WWW, path === "/" ? "index.html" : path);
-    try {
-      const body = await readFile(file);
-      res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
-      res.end(body);
-    } catch {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  base = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: FLAGS });
+  server = await serve(EXAMPLE);
+  base = server.base;
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_FLAGS });
 });
 
 after(async () => {
