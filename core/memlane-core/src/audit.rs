@@ -15,6 +15,35 @@ pub fn digest16(bytes: &[u8]) -> [u8; 16] {
     out
 }
 
+/// blake3-128 of a record id, the key the id and content audits keep (no allocation per
+/// row; two ids collide with probability about 2^-128 per pair).
+pub fn id_key(id: &str) -> u128 {
+    u128::from_le_bytes(digest16(id.as_bytes()))
+}
+
+/// Hashes a `u128` key that is already a uniform digest: its low 64 bits.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // not reached for u128 keys; FNV-1a keeps it correct for anything else
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+/// Build hasher of maps keyed by [`id_key`].
+pub type DigestState = std::hash::BuildHasherDefault<DigestHasher>;
+
 /// An order-independent digest of a multiset of byte strings (sum and xor of their
 /// blake3-128, and the count): equal sets give equal digests whatever the row order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,7 +56,11 @@ pub struct SetDigest {
 impl SetDigest {
     /// Add one element.
     pub fn add(&mut self, bytes: &[u8]) {
-        let h = u128::from_le_bytes(digest16(bytes));
+        self.add_digest(u128::from_le_bytes(digest16(bytes)));
+    }
+
+    /// Add one element by its blake3-128 (as [`id_key`] gives it).
+    pub fn add_digest(&mut self, h: u128) {
         self.sum = self.sum.wrapping_add(h);
         self.xor ^= h;
         self.count += 1;
@@ -97,7 +130,7 @@ impl Failures {
 /// exactly the rows the step deleted may disappear.
 #[derive(Debug, Default)]
 pub struct IdsPreservedAudit {
-    before: HashSet<Box<str>>,
+    before: HashSet<u128, DigestState>,
     before_digest: SetDigest,
     after_digest: SetDigest,
     matched: u64,
@@ -108,15 +141,25 @@ pub struct IdsPreservedAudit {
 impl IdsPreservedAudit {
     /// Feed an id of the version before the step.
     pub fn before(&mut self, id: &str) {
-        self.before_digest.add(id.as_bytes());
-        self.before.insert(id.into());
+        self.before_key(id_key(id));
+    }
+
+    /// [`Self::before`] with the id's [`id_key`] already computed.
+    pub fn before_key(&mut self, key: u128) {
+        self.before_digest.add_digest(key);
+        self.before.insert(key);
     }
 
     /// Feed an id of the version after the step (rows other writers added meanwhile are
     /// left out by the caller).
     pub fn after(&mut self, id: &str) {
-        self.after_digest.add(id.as_bytes());
-        if self.before.contains(id) {
+        self.after_key(id, id_key(id));
+    }
+
+    /// [`Self::after`] with the id's [`id_key`] already computed.
+    pub fn after_key(&mut self, id: &str, key: u128) {
+        self.after_digest.add_digest(key);
+        if self.before.contains(&key) {
             self.matched += 1;
         } else {
             self.unexpected_count += 1;
@@ -173,7 +216,7 @@ impl IdsPreservedAudit {
 /// Per-row content digests before a step against after it.
 #[derive(Debug, Default)]
 pub struct ContentAudit {
-    before: HashMap<Box<str>, Option<[u8; 16]>>,
+    before: HashMap<u128, Option<[u8; 16]>, DigestState>,
     root_before: SetDigest,
     root_after: SetDigest,
     total: u64,
@@ -181,33 +224,45 @@ pub struct ContentAudit {
     changed_count: u64,
 }
 
-fn row_bytes(id: &str, content: Option<&str>) -> Vec<u8> {
-    let mut b = Vec::with_capacity(id.len() + 1 + content.map_or(0, str::len));
-    b.extend_from_slice(id.as_bytes());
-    b.push(0);
+/// The root digest's element of one row: blake3-128 of the id's key and the content's
+/// digest (absent content is its own value).
+fn row_key(key: u128, content: Option<[u8; 16]>) -> u128 {
+    let mut b = [0u8; 33];
+    b[..16].copy_from_slice(&key.to_le_bytes());
     if let Some(c) = content {
-        b.push(1);
-        b.extend_from_slice(c.as_bytes());
+        b[16] = 1;
+        b[17..].copy_from_slice(&c);
     }
-    b
+    u128::from_le_bytes(digest16(&b))
 }
 
 impl ContentAudit {
     /// Feed a row of the version before the step.
     pub fn before(&mut self, id: &str, content: Option<&str>) {
-        self.root_before.add(&row_bytes(id, content));
-        self.before
-            .insert(id.into(), content.map(|c| digest16(c.as_bytes())));
+        self.before_key(id_key(id), content);
+    }
+
+    /// [`Self::before`] with the id's [`id_key`] already computed.
+    pub fn before_key(&mut self, key: u128, content: Option<&str>) {
+        let c = content.map(|c| digest16(c.as_bytes()));
+        self.root_before.add_digest(row_key(key, c));
+        self.before.insert(key, c);
     }
 
     /// Feed a row of the version after the step.
     pub fn after(&mut self, id: &str, content: Option<&str>) {
-        self.root_after.add(&row_bytes(id, content));
-        let Some(was) = self.before.get(id) else {
+        self.after_key(id, id_key(id), content);
+    }
+
+    /// [`Self::after`] with the id's [`id_key`] already computed.
+    pub fn after_key(&mut self, id: &str, key: u128, content: Option<&str>) {
+        let c = content.map(|c| digest16(c.as_bytes()));
+        self.root_after.add_digest(row_key(key, c));
+        let Some(was) = self.before.get(&key) else {
             return; // a new row: not this check's business (see ids_preserved)
         };
         self.total += 1;
-        if *was != content.map(|c| digest16(c.as_bytes())) {
+        if *was != c {
             self.changed_count += 1;
             if self.changed.len() < SAMPLE_IDS {
                 self.changed.push(id.to_owned());

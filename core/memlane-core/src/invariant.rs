@@ -9,7 +9,8 @@ use crate::space::Space;
 /// Ids unique and non-null, fed id by id.
 #[derive(Debug, Default)]
 pub struct IdAudit {
-    seen: HashSet<Box<str>>,
+    /// blake3-128 of every id seen (no allocation per row).
+    seen: HashSet<u128, crate::audit::DigestState>,
     total: u64,
     nulls: u64,
     dupes: u64,
@@ -28,7 +29,7 @@ impl IdAudit {
                 }
             }
             Some(id) => {
-                if !self.seen.insert(id.into()) {
+                if !self.seen.insert(crate::audit::id_key(id)) {
                     self.dupes += 1;
                     if self.samples.len() < SAMPLE_IDS {
                         self.samples.push(id.to_owned());

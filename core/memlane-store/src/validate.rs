@@ -63,15 +63,17 @@ async fn compare_versions(
             let t = content.then(|| b.column(1).as_string::<i32>());
             for i in 0..b.num_rows() {
                 let c = t.and_then(|t| t.is_valid(i).then(|| t.value(i)));
+                // one blake3 of the id per row, shared by both audits
+                let key = memlane_core::audit::id_key(id.value(i));
                 if is_base {
-                    ids.before(id.value(i));
+                    ids.before_key(key);
                     if content {
-                        text.before(id.value(i), c);
+                        text.before_key(key, c);
                     }
                 } else {
-                    ids.after(id.value(i));
+                    ids.after_key(id.value(i), key);
                     if content {
-                        text.after(id.value(i), c);
+                        text.after_key(id.value(i), key, c);
                     }
                 }
             }
@@ -764,24 +766,60 @@ impl Store {
             })
         });
         specs.extend(declared.iter().cloned());
-        let mut results = Vec::new();
-        for spec in &specs {
-            match spec.check {
-                CheckKind::IdsUnique => {
-                    results.push(crate::migrate::audit_ids(&ds, spec).await?);
-                }
-                CheckKind::VectorsValid | CheckKind::RowsAccounted => {}
-                CheckKind::RowCount => {
-                    results.push(memlane_core::invariant::row_count(
-                        spec,
-                        ds.count_rows(None).await? as u64,
-                    ));
-                }
-                CheckKind::Expression => {
-                    results.push(crate::migrate::expression_check(&ds, spec).await?);
-                }
-                _ => results.extend(evaluate(spec, &ds, base.as_ref(), state, 0).await?),
+        // ids preserved and content unchanged share one scan of each version, run on its
+        // own task while the checks of the current version scan it
+        let first = |k: CheckKind| specs.iter().position(|s| s.check == k);
+        let (first_ids, first_text) = (
+            first(CheckKind::IdsPreserved),
+            first(CheckKind::ContentUnchanged),
+        );
+        let with_content = first_text.is_some()
+            && has(&ds, CONTENT)
+            && base.as_ref().is_some_and(|b| has(b, CONTENT));
+        let compare = match (&base, first_ids.or(first_text)) {
+            (Some(b), Some(_)) => {
+                let (b, a) = (b.clone(), ds.clone());
+                Some(tokio::spawn(async move {
+                    compare_versions(&b, &a, with_content).await
+                }))
             }
+            _ => None,
+        };
+        // every check scans on a task of its own (they run in parallel with the
+        // comparison above); results come back in the order of the specs
+        type Task = tokio::task::JoinHandle<Result<Vec<InvariantResult>>>;
+        enum Slot {
+            Task(Task),
+            Ids(usize),
+            Text(usize),
+        }
+        let mut slots = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            if compare.is_some() && Some(i) == first_ids {
+                slots.push(Slot::Ids(i));
+                continue;
+            }
+            if compare.is_some() && with_content && Some(i) == first_text {
+                slots.push(Slot::Text(i));
+                continue;
+            }
+            if matches!(spec.check, CheckKind::VectorsValid | CheckKind::RowsAccounted) {
+                continue;
+            }
+            let (spec, ds, base, state) = (spec.clone(), ds.clone(), base.clone(), state.clone());
+            slots.push(Slot::Task(tokio::spawn(async move {
+                Ok(match spec.check {
+                    CheckKind::IdsUnique => vec![crate::migrate::audit_ids(&ds, &spec).await?],
+                    CheckKind::RowCount => vec![memlane_core::invariant::row_count(
+                        &spec,
+                        ds.count_rows(None).await? as u64,
+                    )],
+                    CheckKind::Expression => {
+                        vec![crate::migrate::expression_check(&ds, &spec).await?]
+                    }
+                    _ => evaluate(&spec, &ds, base.as_ref(), &state, 0).await?,
+                })
+            })));
         }
         // vectors of every space (declared specs for a space replace its built-in)
         for sp in &state.spaces {
@@ -800,7 +838,36 @@ impl Store {
                     s
                 });
             let required = state.active_space.as_deref() == Some(sp.name.as_str());
-            results.push(crate::migrate::audit_vectors(&ds, sp, required, &spec, None).await?);
+            let (sp, ds) = (sp.clone(), ds.clone());
+            slots.push(Slot::Task(tokio::spawn(async move {
+                Ok(vec![
+                    crate::migrate::audit_vectors(&ds, &sp, required, &spec, None).await?,
+                ])
+            })));
+        }
+        let joined = |e: tokio::task::JoinError| {
+            StoreError::Input(format!("a validation task failed: {e}"))
+        };
+        let (mut ids, mut text) = (None, None);
+        if let Some(task) = compare {
+            let (i, t) = task.await.map_err(joined)??;
+            (ids, text) = (Some(i), Some(t));
+        }
+        let mut results = Vec::new();
+        for slot in slots {
+            match slot {
+                Slot::Task(t) => results.extend(t.await.map_err(joined)??),
+                Slot::Ids(i) => {
+                    if let Some(a) = ids.take() {
+                        results.push(a.finish(&specs[i], 0));
+                    }
+                }
+                Slot::Text(i) => {
+                    if let Some(a) = text.take() {
+                        results.push(a.finish(&specs[i]));
+                    }
+                }
+            }
         }
         let mut drift = Vec::new();
         if let (Some(b), Some(v)) = (&base, against) {

@@ -5,7 +5,9 @@
 //! whole chunks whose maximum cannot enter the current top `k`. Buffers are allocated once
 //! per call, never per row.
 
+#[cfg(not(target_arch = "wasm32"))]
 use faer::linalg::matmul::matmul;
+#[cfg(not(target_arch = "wasm32"))]
 use faer::{Accum, MatMut, MatRef};
 
 use super::{CompatError, Matrix, Result};
@@ -172,20 +174,21 @@ fn search(
     let mut scores = vec![0f32; block * nb];
     let mut ids = vec![0u32; nq * k];
     let mut top = TopK::new(k);
-    let rhs = MatRef::from_row_major_slice(base, nb, dim).transpose();
-    let par = faer::get_global_parallelism();
     let mut start = 0;
     while start < nq {
         let rows = block.min(nq - start);
         let buf = &mut scores[..rows * nb];
-        let lhs =
-            MatRef::from_row_major_slice(&queries[start * dim..(start + rows) * dim], rows, dim);
-        let dst = MatMut::from_row_major_slice_mut(buf, rows, nb);
         let (alpha, sq) = match (metric, base_sq) {
             (Metric::L2, Some(sq)) => (2.0f32, Some(sq)),
             _ => (1.0f32, None),
         };
-        matmul(dst, Accum::Replace, lhs, rhs, alpha, par);
+        block_dot(
+            buf,
+            &queries[start * dim..(start + rows) * dim],
+            base,
+            dim,
+            alpha,
+        );
         for (r, row) in buf.chunks_exact_mut(nb).enumerate() {
             if let Some(sq) = sq {
                 for (s, q) in row.iter_mut().zip(sq) {
@@ -202,6 +205,107 @@ fn search(
 
 /// Rows per block of the symmetric self-search.
 const SELF_BLOCK: usize = 1024;
+
+/// `dst[r * nb + c] = alpha * <lhs_r, rhs_c>` for the rows of `lhs` (`nl x dim`) against
+/// the rows of `rhs` (`nb x dim`), both row-major: faer's matrix product natively.
+#[cfg(not(target_arch = "wasm32"))]
+fn block_dot(dst: &mut [f32], lhs: &[f32], rhs: &[f32], dim: usize, alpha: f32) {
+    let (nl, nb) = (lhs.len() / dim, rhs.len() / dim);
+    let l = MatRef::from_row_major_slice(lhs, nl, dim);
+    let r = MatRef::from_row_major_slice(rhs, nb, dim);
+    let d = MatMut::from_row_major_slice_mut(dst, nl, nb);
+    matmul(
+        d,
+        Accum::Replace,
+        l,
+        r.transpose(),
+        alpha,
+        faer::get_global_parallelism(),
+    );
+}
+
+/// The same product in wasm32, where faer's `gemm` has only a scalar micro-kernel: 4 x 4
+/// dot products at a time over 4-lane chunks (LLVM turns the lane loops into simd128
+/// `f32x4` multiplies and adds), tiled so a tile of `rhs` stays in cache.
+#[cfg(target_arch = "wasm32")]
+fn block_dot(dst: &mut [f32], lhs: &[f32], rhs: &[f32], dim: usize, alpha: f32) {
+    /// Rows of `rhs` per tile (64 x 384 x 4 B = 96 KiB).
+    const TILE: usize = 64;
+    let (nl, nb) = (lhs.len() / dim, rhs.len() / dim);
+    fn row(m: &[f32], i: usize, dim: usize) -> &[f32] {
+        &m[i * dim..(i + 1) * dim]
+    }
+    let mut t0 = 0;
+    while t0 < nb {
+        let t1 = (t0 + TILE).min(nb);
+        let mut r = 0;
+        while r < nl {
+            let rn = (nl - r).min(4);
+            let mut c = t0;
+            while c < t1 {
+                let cn = (t1 - c).min(4);
+                if rn == 4 && cn == 4 {
+                    let q = [row(lhs, r, dim), row(lhs, r + 1, dim), row(lhs, r + 2, dim), row(lhs, r + 3, dim)];
+                    let b = [row(rhs, c, dim), row(rhs, c + 1, dim), row(rhs, c + 2, dim), row(rhs, c + 3, dim)];
+                    let out = dot4x4(q, b, dim);
+                    for (i, o) in out.iter().enumerate() {
+                        for (j, v) in o.iter().enumerate() {
+                            dst[(r + i) * nb + c + j] = alpha * v;
+                        }
+                    }
+                } else {
+                    for i in r..r + rn {
+                        for j in c..c + cn {
+                            dst[i * nb + j] = alpha * dot(row(lhs, i, dim), row(rhs, j, dim));
+                        }
+                    }
+                }
+                c += cn;
+            }
+            r += rn;
+        }
+        t0 = t1;
+    }
+}
+
+/// Sixteen dot products of four rows with four rows, four lanes at a time.
+#[cfg(target_arch = "wasm32")]
+fn dot4x4(q: [&[f32]; 4], b: [&[f32]; 4], dim: usize) -> [[f32; 4]; 4] {
+    let mut acc = [[[0f32; 4]; 4]; 4];
+    let whole = dim - dim % 4;
+    let mut o = 0;
+    while o < whole {
+        let lanes = |x: &[f32]| -> [f32; 4] { [x[o], x[o + 1], x[o + 2], x[o + 3]] };
+        let qa = [lanes(q[0]), lanes(q[1]), lanes(q[2]), lanes(q[3])];
+        let ba = [lanes(b[0]), lanes(b[1]), lanes(b[2]), lanes(b[3])];
+        for (acc_i, qi) in acc.iter_mut().zip(&qa) {
+            for (acc_ij, bj) in acc_i.iter_mut().zip(&ba) {
+                for l in 0..4 {
+                    acc_ij[l] += qi[l] * bj[l];
+                }
+            }
+        }
+        o += 4;
+    }
+    let mut out = [[0f32; 4]; 4];
+    for i in 0..4 {
+        for j in 0..4 {
+            let a = acc[i][j];
+            let mut s = (a[0] + a[1]) + (a[2] + a[3]);
+            for t in whole..dim {
+                s += q[i][t] * b[j][t];
+            }
+            out[i][j] = s;
+        }
+    }
+    out
+}
+
+/// One dot product (the edges of [`block_dot`] in wasm32).
+#[cfg(target_arch = "wasm32")]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
 
 /// Self-search exploiting symmetry: the score of `(i, j)` is computed once, for `i` in a
 /// block at or before `j`'s, and offered both to row `i` (candidate `j`) and row `j`
@@ -224,18 +328,15 @@ fn search_self(
     };
     let mut table = TopKTable::new(n, k);
     let mut scores = vec![0f32; b * b];
-    let par = faer::get_global_parallelism();
     let mut bi = 0;
     while bi < n {
         let ni = b.min(n - bi);
-        let lhs = MatRef::from_row_major_slice(&base[bi * dim..(bi + ni) * dim], ni, dim);
+        let lhs = &base[bi * dim..(bi + ni) * dim];
         let mut bj = bi;
         while bj < n {
             let nj = b.min(n - bj);
-            let rhs = MatRef::from_row_major_slice(&base[bj * dim..(bj + nj) * dim], nj, dim);
             let buf = &mut scores[..ni * nj];
-            let dst = MatMut::from_row_major_slice_mut(buf, ni, nj);
-            matmul(dst, Accum::Replace, lhs, rhs.transpose(), alpha, par);
+            block_dot(buf, lhs, &base[bj * dim..(bj + nj) * dim], dim, alpha);
             let off_j = &off[bj..bj + nj];
             for (r, row) in buf.chunks_exact(nj).enumerate() {
                 let i = bi + r;

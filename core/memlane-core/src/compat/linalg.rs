@@ -60,6 +60,7 @@ pub(crate) fn weight_rows(x: &mut Mat<f64>, w: &[f64]) {
 }
 
 /// `a^T b` (a: n x p, b: n x q) -> p x q.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn at_b(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(a.ncols(), b.ncols());
     matmul(
@@ -70,6 +71,58 @@ pub(crate) fn at_b(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
         1.0,
         faer::get_global_parallelism(),
     );
+    out
+}
+
+/// `a^T b` in wasm32, where faer's `gemm` has only a scalar micro-kernel: the columns
+/// copied contiguous, then 4 x 4 column dot products at a time over 2-lane chunks (LLVM
+/// turns the lane loops into simd128 `f64x2` multiplies and adds).
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn at_b(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
+    let (n, p, q) = (a.nrows(), a.ncols(), b.ncols());
+    let cols = |m: MatRef<'_, f64>| -> Vec<f64> {
+        let mut v = Vec::with_capacity(m.nrows() * m.ncols());
+        for j in 0..m.ncols() {
+            v.extend(m.col(j).iter().copied());
+        }
+        v
+    };
+    let (ac, bc) = (cols(a), cols(b));
+    let mut out = Mat::<f64>::zeros(p, q);
+    let whole = n - n % 2;
+    let mut i = 0;
+    while i < p {
+        let ni = (p - i).min(4);
+        let mut j = 0;
+        while j < q {
+            let nj = (q - j).min(4);
+            let mut acc = [[[0f64; 2]; 4]; 4];
+            let mut r = 0;
+            while r < whole {
+                for (x, acc_x) in acc.iter_mut().enumerate().take(ni) {
+                    let av = [ac[(i + x) * n + r], ac[(i + x) * n + r + 1]];
+                    for (y, acc_xy) in acc_x.iter_mut().enumerate().take(nj) {
+                        let bv = [bc[(j + y) * n + r], bc[(j + y) * n + r + 1]];
+                        for l in 0..2 {
+                            acc_xy[l] += av[l] * bv[l];
+                        }
+                    }
+                }
+                r += 2;
+            }
+            for x in 0..ni {
+                for y in 0..nj {
+                    let mut s = acc[x][y][0] + acc[x][y][1];
+                    for t in whole..n {
+                        s += ac[(i + x) * n + t] * bc[(j + y) * n + t];
+                    }
+                    out[(i + x, j + y)] = s;
+                }
+            }
+            j += nj;
+        }
+        i += ni;
+    }
     out
 }
 
