@@ -803,7 +803,10 @@ impl Store {
                 slots.push(Slot::Text(i));
                 continue;
             }
-            if matches!(spec.check, CheckKind::VectorsValid | CheckKind::RowsAccounted) {
+            if matches!(
+                spec.check,
+                CheckKind::VectorsValid | CheckKind::RowsAccounted
+            ) {
                 continue;
             }
             let (spec, ds, base, state) = (spec.clone(), ds.clone(), base.clone(), state.clone());
@@ -845,9 +848,8 @@ impl Store {
                 ])
             })));
         }
-        let joined = |e: tokio::task::JoinError| {
-            StoreError::Input(format!("a validation task failed: {e}"))
-        };
+        let joined =
+            |e: tokio::task::JoinError| StoreError::Input(format!("a validation task failed: {e}"));
         let (mut ids, mut text) = (None, None);
         if let Some(task) = compare {
             let (i, t) = task.await.map_err(joined)??;

@@ -245,8 +245,18 @@ fn block_dot(dst: &mut [f32], lhs: &[f32], rhs: &[f32], dim: usize, alpha: f32) 
             while c < t1 {
                 let cn = (t1 - c).min(4);
                 if rn == 4 && cn == 4 {
-                    let q = [row(lhs, r, dim), row(lhs, r + 1, dim), row(lhs, r + 2, dim), row(lhs, r + 3, dim)];
-                    let b = [row(rhs, c, dim), row(rhs, c + 1, dim), row(rhs, c + 2, dim), row(rhs, c + 3, dim)];
+                    let q = [
+                        row(lhs, r, dim),
+                        row(lhs, r + 1, dim),
+                        row(lhs, r + 2, dim),
+                        row(lhs, r + 3, dim),
+                    ];
+                    let b = [
+                        row(rhs, c, dim),
+                        row(rhs, c + 1, dim),
+                        row(rhs, c + 2, dim),
+                        row(rhs, c + 3, dim),
+                    ];
                     let out = dot4x4(q, b, dim);
                     for (i, o) in out.iter().enumerate() {
                         for (j, v) in o.iter().enumerate() {

@@ -76,9 +76,12 @@ pub(crate) fn at_b(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
 
 /// `a^T b` in wasm32, where faer's `gemm` has only a scalar micro-kernel: the columns
 /// copied contiguous, then 4 x 4 column dot products at a time over 2-lane chunks (LLVM
-/// turns the lane loops into simd128 `f64x2` multiplies and adds).
+/// turns the lane loops into simd128 `f64x2` multiplies and adds), in row tiles that
+/// keep the eight columns of a block in cache.
 #[cfg(target_arch = "wasm32")]
 pub(crate) fn at_b(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
+    /// Rows per tile (8 columns x 512 x 8 B = 32 KiB).
+    const TILE: usize = 512;
     let (n, p, q) = (a.nrows(), a.ncols(), b.ncols());
     let cols = |m: MatRef<'_, f64>| -> Vec<f64> {
         let mut v = Vec::with_capacity(m.nrows() * m.ncols());
@@ -89,39 +92,100 @@ pub(crate) fn at_b(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
     };
     let (ac, bc) = (cols(a), cols(b));
     let mut out = Mat::<f64>::zeros(p, q);
-    let whole = n - n % 2;
-    let mut i = 0;
-    while i < p {
-        let ni = (p - i).min(4);
-        let mut j = 0;
-        while j < q {
-            let nj = (q - j).min(4);
-            let mut acc = [[[0f64; 2]; 4]; 4];
-            let mut r = 0;
-            while r < whole {
-                for (x, acc_x) in acc.iter_mut().enumerate().take(ni) {
-                    let av = [ac[(i + x) * n + r], ac[(i + x) * n + r + 1]];
-                    for (y, acc_xy) in acc_x.iter_mut().enumerate().take(nj) {
-                        let bv = [bc[(j + y) * n + r], bc[(j + y) * n + r + 1]];
-                        for l in 0..2 {
-                            acc_xy[l] += av[l] * bv[l];
+    let mut r0 = 0;
+    while r0 < n {
+        let r1 = (r0 + TILE).min(n);
+        let span = (r0, r1, n);
+        let mut i = 0;
+        while i < p {
+            let ni = (p - i).min(4);
+            let mut j = 0;
+            while j < q {
+                let nj = (q - j).min(4);
+                if ni == 4 && nj == 4 {
+                    let x = [
+                        tile(&ac, i, span),
+                        tile(&ac, i + 1, span),
+                        tile(&ac, i + 2, span),
+                        tile(&ac, i + 3, span),
+                    ];
+                    let y = [
+                        tile(&bc, j, span),
+                        tile(&bc, j + 1, span),
+                        tile(&bc, j + 2, span),
+                        tile(&bc, j + 3, span),
+                    ];
+                    let d = dot4x4_f64(x, y);
+                    for (u, row) in d.iter().enumerate() {
+                        for (v, val) in row.iter().enumerate() {
+                            out[(i + u, j + v)] += val;
+                        }
+                    }
+                } else {
+                    for u in i..i + ni {
+                        for v in j..j + nj {
+                            let d: f64 = tile(&ac, u, span)
+                                .iter()
+                                .zip(tile(&bc, v, span))
+                                .map(|(s, t)| s * t)
+                                .sum();
+                            out[(u, v)] += d;
                         }
                     }
                 }
-                r += 2;
+                j += nj;
             }
-            for x in 0..ni {
-                for y in 0..nj {
-                    let mut s = acc[x][y][0] + acc[x][y][1];
-                    for t in whole..n {
-                        s += ac[(i + x) * n + t] * bc[(j + y) * n + t];
-                    }
-                    out[(i + x, j + y)] = s;
+            i += ni;
+        }
+        r0 = r1;
+    }
+    out
+}
+
+/// Rows `r0..r1` of column `c` of a contiguous column-major matrix with `n` rows.
+#[cfg(target_arch = "wasm32")]
+fn tile(m: &[f64], c: usize, (r0, r1, n): (usize, usize, usize)) -> &[f64] {
+    &m[c * n + r0..c * n + r1]
+}
+
+/// Sixteen dot products of four equal-length columns with four, two lanes at a time.
+#[cfg(target_arch = "wasm32")]
+fn dot4x4_f64(x: [&[f64]; 4], y: [&[f64]; 4]) -> [[f64; 4]; 4] {
+    let len = x[0].len();
+    let whole = len - len % 2;
+    let mut acc = [[[0f64; 2]; 4]; 4];
+    let mut o = 0;
+    while o < whole {
+        let xa = [
+            [x[0][o], x[0][o + 1]],
+            [x[1][o], x[1][o + 1]],
+            [x[2][o], x[2][o + 1]],
+            [x[3][o], x[3][o + 1]],
+        ];
+        let ya = [
+            [y[0][o], y[0][o + 1]],
+            [y[1][o], y[1][o + 1]],
+            [y[2][o], y[2][o + 1]],
+            [y[3][o], y[3][o + 1]],
+        ];
+        for (acc_u, xu) in acc.iter_mut().zip(&xa) {
+            for (acc_uv, yv) in acc_u.iter_mut().zip(&ya) {
+                for l in 0..2 {
+                    acc_uv[l] += xu[l] * yv[l];
                 }
             }
-            j += nj;
         }
-        i += ni;
+        o += 2;
+    }
+    let mut out = [[0f64; 4]; 4];
+    for u in 0..4 {
+        for v in 0..4 {
+            let mut s = acc[u][v][0] + acc[u][v][1];
+            for t in whole..len {
+                s += x[u][t] * y[v][t];
+            }
+            out[u][v] = s;
+        }
     }
     out
 }
