@@ -114,11 +114,16 @@ preview: deps-system build check-wasm ## Serve the migration preview page on loc
 	$(PYTHON) -m http.server $(PREVIEW_PORT) --bind 127.0.0.1 --directory bindings/wasm/www
 
 bench: deps-system deps-python deps-browser check-wasm ## Benchmarks in release against peers in the same run: cargo bench (wasm vs native too), the Python package, the preview page (slow cold build, not in CI)
-	# --workspace: the same features as maturin's release build below, so lance compiles once
+	# --workspace: one feature set for every crate, so lance compiles once in release
 	MEMLANE_BENCH_PYTHON="$(VENV)/bin/python" $(CARGO) bench --workspace --benches
-	rm -rf "$(CARGO_TARGET_DIR)/wheels-release" "$(CARGO_TARGET_DIR)/pybench"
-	"$(VENV)/bin/maturin" build --release --quiet -m bindings/python/Cargo.toml -o "$(CARGO_TARGET_DIR)/wheels-release"
-	"$(VENV)/bin/python" -m zipfile -e "$(CARGO_TARGET_DIR)"/wheels-release/memlane-*.whl "$(CARGO_TARGET_DIR)/pybench"
+	# the Python package from the same release build: `maturin build --release` resolves
+	# features for memlane-py alone and would compile lance a second time, so the module
+	# is taken from the workspace build and laid out as the wheel lays it out
+	$(CARGO) build --release --workspace --all-targets
+	rm -rf "$(CARGO_TARGET_DIR)/pybench"
+	mkdir -p "$(CARGO_TARGET_DIR)/pybench"
+	cp -r bindings/python/python/memlane "$(CARGO_TARGET_DIR)/pybench/"
+	cp "$(CARGO_TARGET_DIR)/release/lib_memlane.so" "$(CARGO_TARGET_DIR)/pybench/memlane/_memlane.abi3.so"
 	PYTHONPATH="$(CARGO_TARGET_DIR)/pybench" "$(VENV)/bin/python" benches/python/bench_python.py
 	# the preview page in headless Chromium (wasm build of check-wasm; dev CLI for the samples)
 	$(MAKE) --no-print-directory build
