@@ -45,7 +45,8 @@ function vectorColumn(col, dim, rows) {
   let at = 0;
   for (const chunk of col.data) {
     const child = chunk.children[0];
-    const start = (chunk.offset + child.offset) * dim;
+    // row i of this chunk is child element (chunk.offset + i) * dim, past the child's own offset
+    const start = child.offset + chunk.offset * dim;
     data.set(child.values.subarray(start, start + chunk.length * dim), at * dim);
     at += chunk.length;
   }

@@ -776,8 +776,8 @@ impl Store {
         let with_content = first_text.is_some()
             && has(&ds, CONTENT)
             && base.as_ref().is_some_and(|b| has(b, CONTENT));
-        let compare = match (&base, first_ids.or(first_text)) {
-            (Some(b), Some(_)) => {
+        let compare = match (&base, first_ids.is_some() || with_content) {
+            (Some(b), true) => {
                 let (b, a) = (b.clone(), ds.clone());
                 Some(tokio::spawn(async move {
                     compare_versions(&b, &a, with_content).await
