@@ -546,16 +546,9 @@ pub(crate) fn review_json(
     migrations: &str,
     k: usize,
 ) -> PyResult<String> {
-    let (s, _) = memlane_store::read_sample(sample).map_err(|e| to_py(py, e, None))?;
-    let files = folder(py, migrations)?;
-    let opts = memlane_core::ReviewOptions {
-        k,
-        invariants: memlane_store::read_invariants(migrations).map_err(|e| to_py(py, e, None))?,
-        ..memlane_core::ReviewOptions::default()
-    };
     let r = py
-        .detach(|| memlane_core::review(&files, &s, &opts))
-        .map_err(|e| to_py(py, StoreError::Core(e), None))?;
+        .detach(|| memlane_store::review_sample(sample, migrations, k))
+        .map_err(|e| to_py(py, e, None))?;
     json(&r)
 }
 

@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 
 use memlane_core::compat::{self, CompatOptions, Gate, Matrix, QuerySet};
-use memlane_core::migration::{InvariantSpec, Migration, parse_folder, parse_invariants};
+use memlane_core::migration::{
+    InvariantSpec, Migration, STORE_INVARIANTS, parse_folder, parse_invariants,
+};
 use memlane_core::review::{ReviewOptions, Sample, VectorColumn};
 use memlane_core::{CompatError, CoreError, Metric, Snapshot, Space};
 use serde::Deserialize;
@@ -104,11 +106,11 @@ fn parse_files(files_json: &str) -> Result<(Vec<Migration>, Vec<InvariantSpec>),
     let mut inv = Vec::new();
     for f in files {
         let base = f.name.rsplit('/').next().unwrap_or(&f.name).to_owned();
-        if base == "invariants.toml" {
+        if base == STORE_INVARIANTS {
             inv.extend(parse_invariants(&base, &f.text).map_err(core_error)?);
-        } else if base.ends_with(".toml") {
-            migs.push((base, f.text));
         }
+        // parse_folder itself skips invariants.toml and files that are not .toml
+        migs.push((base, f.text));
     }
     Ok((parse_folder(&migs).map_err(core_error)?, inv))
 }
@@ -390,7 +392,7 @@ impl SampleBuilder {
         }
         if let Some(text) = o.invariants {
             opts.invariants
-                .extend(parse_invariants("invariants.toml", &text).map_err(core_error)?);
+                .extend(parse_invariants(STORE_INVARIANTS, &text).map_err(core_error)?);
         }
         let r = memlane_core::review(&migs, &self.inner, &opts).map_err(core_error)?;
         output(&r)

@@ -1069,14 +1069,7 @@ async fn run(cli: Cli) -> Result<u8> {
             migrations,
             k,
         } => {
-            let (s, _) = memlane_store::read_sample(&sample)?;
-            let files = memlane_store::read_folder(&migrations)?;
-            let opts = memlane_core::ReviewOptions {
-                k,
-                invariants: memlane_store::read_invariants(&migrations)?,
-                ..memlane_core::ReviewOptions::default()
-            };
-            let r = memlane_core::review(&files, &s, &opts)?;
+            let r = memlane_store::review_sample(&sample, &migrations, k)?;
             if json {
                 print_json(&r)?;
             } else {

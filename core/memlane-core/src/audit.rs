@@ -318,7 +318,33 @@ pub enum Scalar<'a> {
     Other,
 }
 
-impl Scalar<'_> {
+impl<'a> Scalar<'a> {
+    /// A JSON value as the field rules read it (arrays and objects are [`Scalar::Other`]).
+    pub fn from_json(v: &'a serde_json::Value) -> Self {
+        match v {
+            serde_json::Value::Null => Scalar::Null,
+            serde_json::Value::Bool(b) => Scalar::Bool(*b),
+            serde_json::Value::Number(n) => n.as_i64().map_or_else(
+                || Scalar::Float(n.as_f64().unwrap_or(f64::NAN)),
+                Scalar::Int,
+            ),
+            serde_json::Value::String(s) => Scalar::Str(s),
+            _ => Scalar::Other,
+        }
+    }
+
+    /// The value as JSON, the inverse of [`Scalar::from_json`] (`Other` is an empty array).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Scalar::Null => serde_json::Value::Null,
+            Scalar::Bool(b) => serde_json::Value::from(*b),
+            Scalar::Int(i) => serde_json::Value::from(*i),
+            Scalar::Float(f) => serde_json::Value::from(*f),
+            Scalar::Str(s) => serde_json::Value::from(*s),
+            Scalar::Other => serde_json::Value::Array(vec![]),
+        }
+    }
+
     fn number(&self) -> Option<f64> {
         match self {
             #[allow(clippy::cast_precision_loss)]

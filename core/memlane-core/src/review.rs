@@ -239,19 +239,6 @@ fn project(m: &[f32], sp: &Space) -> Option<Vec<f32>> {
         .and_then(|x| compat::project_2d(&x, sp.metric).ok())
 }
 
-fn scalar(v: &serde_json::Value) -> Scalar<'_> {
-    match v {
-        serde_json::Value::Null => Scalar::Null,
-        serde_json::Value::Bool(b) => Scalar::Bool(*b),
-        serde_json::Value::Number(n) => n.as_i64().map_or_else(
-            || Scalar::Float(n.as_f64().unwrap_or(f64::NAN)),
-            Scalar::Int,
-        ),
-        serde_json::Value::String(s) => Scalar::Str(s),
-        _ => Scalar::Other,
-    }
-}
-
 /// Review `files` (every migration of the folder, applied ones included, as `apply`
 /// reads them) against `sample`.
 pub fn review(files: &[Migration], sample: &Sample, opts: &ReviewOptions) -> Result<Review> {
@@ -570,7 +557,7 @@ fn sample_invariants(
         };
         let mut a = FieldAudit::new(d);
         for (id, v) in sample.ids.iter().zip(values) {
-            a.feed(id, scalar(v));
+            a.feed(id, Scalar::from_json(v));
         }
         out.push(a.finish());
     }

@@ -42,7 +42,7 @@ pub use io::{export_ipc, export_jsonl, read_folder, read_invariants, read_ipc, r
 pub use memlane_core;
 pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};
-pub use sample::{SAMPLE_META, SNAPSHOT_META, SampleInfo, read_sample};
+pub use sample::{SAMPLE_META, SNAPSHOT_META, SampleInfo, read_sample, review_sample};
 pub use store::{AddReport, CreateOptions, HistoryItem, Hit, Record, Store, UpsertReport};
 pub use validate::{CheckPoint, SpaceDrift, ValidateReport};
 pub use verify::{Check, VerifyReport};

@@ -244,7 +244,8 @@ fn flat_values(col: &ArrayRef) -> Result<(Vec<f32>, usize), lance::Error> {
     Ok((vals.values()[start..start + fsl.len() * d].to_vec(), d))
 }
 
-fn vectors(
+/// A vector column of `dim`-d rows from flat values (`nulls`: rows without a vector).
+pub(crate) fn vectors(
     flat: Vec<f32>,
     dim: usize,
     nulls: Option<arrow::buffer::NullBuffer>,

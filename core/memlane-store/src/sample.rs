@@ -10,14 +10,8 @@ use std::io::BufWriter;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch, StringArray,
-};
-use arrow::datatypes::{
-    DataType, Field, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
-    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
-};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Float32Type, Schema};
 use memlane_core::migration::{Migration, Step};
 use memlane_core::review::{Sample, VectorColumn};
 use memlane_core::schema::ID;
@@ -227,13 +221,7 @@ fn embed_column(
         }
     }
     let valid: Vec<bool> = (0..batch.num_rows()).map(|i| text.is_valid(i)).collect();
-    let dim = i32::try_from(d).map_err(|_| StoreError::Input("dimension too large".into()))?;
-    let col = FixedSizeListArray::try_new(
-        Arc::new(Field::new("item", DataType::Float32, true)),
-        dim,
-        Arc::new(Float32Array::from(flat)),
-        Some(valid.into()),
-    )?;
+    let col = crate::ops::vectors(flat, d, Some(valid.into()))?;
     let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new(
         &sp.column,
@@ -241,55 +229,11 @@ fn embed_column(
         true,
     )));
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    columns.push(Arc::new(col));
+    columns.push(col);
     Ok(RecordBatch::try_new(
         Arc::new(Schema::new(fields)),
         columns,
     )?)
-}
-
-/// One metadata value as the review reads it (timestamps as seconds since the epoch, as
-/// the field checks take them; lists and structs as JSON).
-fn json_value(c: &dyn Array, i: usize) -> serde_json::Value {
-    use serde_json::Value as J;
-    if c.is_null(i) {
-        return J::Null;
-    }
-    macro_rules! num {
-        ($t:ty) => {
-            J::from(c.as_primitive::<$t>().value(i))
-        };
-    }
-    #[allow(clippy::cast_precision_loss)]
-    match c.data_type() {
-        DataType::Utf8 => J::from(c.as_string::<i32>().value(i)),
-        DataType::LargeUtf8 => J::from(c.as_string::<i64>().value(i)),
-        DataType::Boolean => J::from(c.as_boolean().value(i)),
-        DataType::Int8 => num!(Int8Type),
-        DataType::Int16 => num!(Int16Type),
-        DataType::Int32 => num!(Int32Type),
-        DataType::Int64 => num!(Int64Type),
-        DataType::UInt8 => num!(UInt8Type),
-        DataType::UInt16 => num!(UInt16Type),
-        DataType::UInt32 => num!(UInt32Type),
-        DataType::UInt64 => num!(UInt64Type),
-        DataType::Float32 => J::from(f64::from(c.as_primitive::<Float32Type>().value(i))),
-        DataType::Float64 => J::from(c.as_primitive::<Float64Type>().value(i)),
-        DataType::Timestamp(unit, _) => {
-            let (v, per) = match unit {
-                TimeUnit::Second => (c.as_primitive::<TimestampSecondType>().value(i), 1.0),
-                TimeUnit::Millisecond => {
-                    (c.as_primitive::<TimestampMillisecondType>().value(i), 1e3)
-                }
-                TimeUnit::Microsecond => {
-                    (c.as_primitive::<TimestampMicrosecondType>().value(i), 1e6)
-                }
-                TimeUnit::Nanosecond => (c.as_primitive::<TimestampNanosecondType>().value(i), 1e9),
-            };
-            J::from(v as f64 / per)
-        }
-        _ => J::Array(vec![]),
-    }
 }
 
 /// Read a sample written by [`Store::export_sample`] (or any Arrow IPC file with an `id`
@@ -349,10 +293,29 @@ pub fn read_sample(path: impl AsRef<Path>) -> Result<(Sample, Option<SampleInfo>
                 .insert(field.name().clone(), VectorColumn { dim, data, valid });
         } else {
             let values = (0..b.num_rows())
-                .map(|i| json_value(col.as_ref(), i))
+                .map(|i| crate::validate::scalar_at(col.as_ref(), i).to_json())
                 .collect();
             sample.fields.insert(field.name().clone(), values);
         }
     }
     Ok((sample, info))
+}
+
+/// Review the pending migrations of `folder` (with its `invariants.toml`) on the sample
+/// file `sample`, `k` neighbours where a step does not say: what `memlane review` and
+/// Python's `memlane.review` run.
+pub fn review_sample(
+    sample: impl AsRef<Path>,
+    folder: impl AsRef<Path>,
+    k: usize,
+) -> Result<memlane_core::Review> {
+    let (s, _) = read_sample(sample)?;
+    let folder = folder.as_ref();
+    let files = crate::io::read_folder(folder)?;
+    let opts = memlane_core::ReviewOptions {
+        k,
+        invariants: crate::io::read_invariants(folder)?,
+        ..memlane_core::ReviewOptions::default()
+    };
+    Ok(memlane_core::review(&files, &s, &opts)?)
 }

@@ -5,7 +5,11 @@
 //! module reads the columns they need.
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float32Type, Float64Type, Int32Type, Int64Type, TimeUnit};
+use arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
 use futures::TryStreamExt;
 use lance::Dataset;
 use memlane_core::audit::{
@@ -106,24 +110,49 @@ pub(crate) async fn content_unchanged(
     Ok(text.finish(spec))
 }
 
-fn scalar_at(col: &dyn Array, i: usize) -> Scalar<'_> {
+/// One metadata value as the field rules read it (timestamps as seconds since the
+/// epoch); also what a review sample holds for it (`Scalar::to_json`).
+pub(crate) fn scalar_at(col: &dyn Array, i: usize) -> Scalar<'_> {
     if col.is_null(i) {
         return Scalar::Null;
     }
+    macro_rules! int {
+        ($t:ty) => {
+            Scalar::Int(i64::from(col.as_primitive::<$t>().value(i)))
+        };
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = |v: i64, per: f64| Scalar::Float(v as f64 / per);
     match col.data_type() {
         DataType::Utf8 => Scalar::Str(col.as_string::<i32>().value(i)),
         DataType::LargeUtf8 => Scalar::Str(col.as_string::<i64>().value(i)),
         DataType::Boolean => Scalar::Bool(col.as_boolean().value(i)),
-        DataType::Int32 => Scalar::Int(i64::from(col.as_primitive::<Int32Type>().value(i))),
+        DataType::Int8 => int!(Int8Type),
+        DataType::Int16 => int!(Int16Type),
+        DataType::Int32 => int!(Int32Type),
         DataType::Int64 => Scalar::Int(col.as_primitive::<Int64Type>().value(i)),
+        DataType::UInt8 => int!(UInt8Type),
+        DataType::UInt16 => int!(UInt16Type),
+        DataType::UInt32 => int!(UInt32Type),
+        #[allow(clippy::cast_precision_loss)]
+        DataType::UInt64 => {
+            let v = col.as_primitive::<UInt64Type>().value(i);
+            i64::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int)
+        }
         DataType::Float32 => Scalar::Float(f64::from(col.as_primitive::<Float32Type>().value(i))),
         DataType::Float64 => Scalar::Float(col.as_primitive::<Float64Type>().value(i)),
-        #[allow(clippy::cast_precision_loss)]
-        DataType::Timestamp(TimeUnit::Microsecond, _) => Scalar::Float(
-            col.as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
-                .value(i) as f64
-                / 1e6,
-        ),
+        DataType::Timestamp(unit, _) => match unit {
+            TimeUnit::Second => seconds(col.as_primitive::<TimestampSecondType>().value(i), 1.0),
+            TimeUnit::Millisecond => {
+                seconds(col.as_primitive::<TimestampMillisecondType>().value(i), 1e3)
+            }
+            TimeUnit::Microsecond => {
+                seconds(col.as_primitive::<TimestampMicrosecondType>().value(i), 1e6)
+            }
+            TimeUnit::Nanosecond => {
+                seconds(col.as_primitive::<TimestampNanosecondType>().value(i), 1e9)
+            }
+        },
         // other types: only the null rule applies
         _ => Scalar::Other,
     }
