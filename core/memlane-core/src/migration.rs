@@ -945,6 +945,23 @@ const CHECKS_HINT: &str = "`check` is one of rows_accounted, ids_unique, vectors
 /// every migration and by `memlane validate`.
 pub const STORE_INVARIANTS: &str = "invariants.toml";
 
+/// The `vectors_valid` check of space `space`: the one `declared` names it in, else the
+/// built-in for that space.
+pub fn vectors_spec<'a>(
+    declared: impl IntoIterator<Item = &'a InvariantSpec>,
+    space: &str,
+) -> InvariantSpec {
+    declared
+        .into_iter()
+        .find(|d| d.check == CheckKind::VectorsValid && d.space.as_deref() == Some(space))
+        .cloned()
+        .unwrap_or_else(|| {
+            let mut s = InvariantSpec::builtin(CheckKind::VectorsValid);
+            s.space = Some(space.to_owned());
+            s
+        })
+}
+
 /// Parse a store-level invariants file (`[[invariants]]` tables only).
 pub fn parse_invariants(file: &str, text: &str) -> Result<Vec<InvariantSpec>> {
     #[derive(Deserialize)]

@@ -530,12 +530,7 @@ fn sample_invariants(
             .copied()
             .filter(|d| d.space.as_deref() == Some(sp.name.as_str()))
             .collect();
-        let mut spec = InvariantSpec::builtin(CheckKind::VectorsValid);
-        spec.space = Some(sp.name.clone());
-        let spec = mine
-            .iter()
-            .find(|d| d.check == CheckKind::VectorsValid)
-            .map_or(spec, |d| (*d).clone());
+        let spec = crate::migration::vectors_spec(mine.iter().copied(), &sp.name);
         let mut a = VectorAudit::new(sp.clone()).with_norm_range(spec.min_norm, spec.max_norm);
         for (i, id) in sample.ids.iter().enumerate() {
             a.feed(id, col.row(i), false);

@@ -858,17 +858,7 @@ impl Store {
             if !has(&ds, &sp.column) {
                 continue;
             }
-            let spec = declared
-                .iter()
-                .find(|d| {
-                    d.check == CheckKind::VectorsValid && d.space.as_deref() == Some(&sp.name)
-                })
-                .cloned()
-                .unwrap_or_else(|| {
-                    let mut s = InvariantSpec::builtin(CheckKind::VectorsValid);
-                    s.space = Some(sp.name.clone());
-                    s
-                });
+            let spec = memlane_core::migration::vectors_spec(declared, &sp.name);
             let required = state.active_space.as_deref() == Some(sp.name.as_str());
             let (sp, ds) = (sp.clone(), ds.clone());
             slots.push(Slot::Task(tokio::spawn(async move {
