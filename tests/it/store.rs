@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use memlane_store::memlane_core::{Action, Space};
 use memlane_store::{CreateOptions, Store, StoreError};
 use serde_json::json;
@@ -144,6 +144,150 @@ async fn bad_vectors_are_refused_and_nothing_lands() {
         "{err}"
     );
     assert_eq!(store.count().await.unwrap(), 1);
+}
+
+/// A `vec_NAME` column of fixed-size lists; `None` rows are null with null components.
+fn fsl(rows: &[Option<[f32; 4]>]) -> arrow::array::ArrayRef {
+    let vals: Vec<Option<f32>> = rows
+        .iter()
+        .flat_map(|r| match r {
+            Some(v) => v.map(Some).to_vec(),
+            None => vec![None; 4],
+        })
+        .collect();
+    let nulls =
+        arrow::buffer::NullBuffer::from(rows.iter().map(Option::is_some).collect::<Vec<_>>());
+    std::sync::Arc::new(
+        arrow::array::FixedSizeListArray::try_new(
+            std::sync::Arc::new(arrow::datatypes::Field::new(
+                "item",
+                arrow::datatypes::DataType::Float32,
+                true,
+            )),
+            4,
+            std::sync::Arc::new(arrow::array::Float32Array::from(vals)),
+            Some(nulls),
+        )
+        .unwrap(),
+    )
+}
+
+fn batch(
+    ids: &[&str],
+    s4: &[Option<[f32; 4]>],
+    t4: &[Option<[f32; 4]>],
+) -> arrow::array::RecordBatch {
+    arrow::array::RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            std::sync::Arc::new(arrow::array::StringArray::from(ids.to_vec()))
+                as arrow::array::ArrayRef,
+        ),
+        ("vec_s4", fsl(s4)),
+        ("vec_t4", fsl(t4)),
+    ])
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_of_batches_is_one_checked_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = CreateOptions {
+        spaces: vec![space4(), Space::new("t4", 4).with_model("test", "t", "1")],
+        ..Default::default()
+    };
+    let mut store = Store::create(&uri(&dir, "b"), opts, None, &none())
+        .await
+        .unwrap();
+    let v0 = store.version();
+    let (xv, yv) = ([1.0, 0.0, 0.0, 0.0], [0.0, 0.6, 0.8, 0.0]);
+    let (x, y) = (Some(xv), Some(yv));
+    // an id repeated in a later batch: refused, nothing lands
+    let err = store
+        .add_batches(
+            vec![
+                batch(&["a", "b"], &[x, y], &[x, y]),
+                batch(&["c", "b"], &[x, y], &[x, y]),
+            ],
+            &none(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`b` appears twice"), "{err}");
+    // a bad vector in the second batch: nothing of the first lands either
+    let err = store
+        .add_batches(
+            vec![
+                batch(&["a"], &[x], &[x]),
+                batch(&["z"], &[Some([0.0; 4])], &[x]),
+            ],
+            &none(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`z`") && err.contains("zero vector"), "{err}");
+    store.refresh().await.unwrap();
+    assert_eq!((store.version(), store.count().await.unwrap()), (v0, 0));
+    // two batches, one commit; a null vector of the optional space (its components
+    // null too, as pyarrow writes them) is accepted and stays null
+    let r = store
+        .add_batches(
+            vec![
+                batch(&["a", "b"], &[x, y], &[x, None]),
+                batch(&["c"], &[y], &[None]),
+            ],
+            &none(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.added, r.rows_after, r.version), (3, 3, v0 + 1));
+    let rows = store
+        .scan(Some(&["id", "vec_s4", "vec_t4"]), None)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for b in &rows {
+        let (ids, s4, t4) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_fixed_size_list(),
+            b.column(2).as_fixed_size_list(),
+        );
+        for i in 0..b.num_rows() {
+            let v = s4.value(i);
+            let v = v
+                .as_primitive::<arrow::datatypes::Float32Type>()
+                .values()
+                .to_vec();
+            got.push((ids.value(i).to_owned(), v, t4.is_null(i)));
+        }
+    }
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        vec![
+            ("a".to_owned(), xv.to_vec(), false),
+            ("b".to_owned(), yv.to_vec(), true),
+            ("c".to_owned(), yv.to_vec(), true),
+        ]
+    );
+    // nothing to add: no new version
+    let r = store.add_batches(vec![], &none()).await.unwrap();
+    assert_eq!((r.added, r.version), (0, v0 + 1));
+    // the batches' ids meet the store's: refused
+    let err = store
+        .add_batches(
+            vec![batch(&["n"], &[x], &[x]), batch(&["c"], &[x], &[x])],
+            &none(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("already exist") && err.contains("`c`"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -147,6 +147,19 @@ async fn references_and_lifecycle_fail() {
     assert!(!refs.passed, "{r}");
     assert!(refs.sample_ids.contains(&"c".to_owned()), "{refs:?}");
     assert!(refs.failed >= 2, "dangling target and the cycle: {refs:?}");
+    assert!(
+        refs.message.contains("target `ghost` does not exist"),
+        "{refs:?}"
+    );
+    // the cycle is named too, by the same audit fed the sample of a review
+    let mut audit = memlane_store::memlane_core::audit::ReferenceAudit::default();
+    audit.feed("a", Some("b"), []);
+    audit.feed("b", Some("a"), []);
+    let cyc = audit.finish(&InvariantSpec::builtin(CheckKind::References));
+    assert!(
+        cyc.message.contains("`supersedes` cycle: a -> b -> a"),
+        "{cyc:?}"
+    );
     let life = result(&r, "lifecycle");
     assert!(
         !life.passed && life.sample_ids.contains(&"d".to_owned()),
@@ -208,6 +221,13 @@ async fn ids_and_content_against_an_earlier_version() {
     let first = corpus()[0]["id"].as_str().unwrap().to_owned();
     st.upsert_json(
         &[json!({"id": first, "content": "rewritten behind memlane's back"})],
+        &emb,
+    )
+    .await
+    .unwrap();
+    // a record added since: not "appeared from nowhere" (it was written after v0)
+    st.add_json(
+        &[json!({"id": "added-later", "content": "a new memory"})],
         &emb,
     )
     .await

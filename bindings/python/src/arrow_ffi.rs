@@ -42,16 +42,6 @@ pub(crate) fn batches_from(obj: &Bound<'_, PyAny>) -> PyResult<Vec<RecordBatch>>
         .map_err(|e| input(format!("cannot read the Arrow stream: {e}")))
 }
 
-/// One batch of an Arrow-compatible object (its batches concatenated).
-pub(crate) fn batch_from(obj: &Bound<'_, PyAny>) -> PyResult<RecordBatch> {
-    let batches = batches_from(obj)?;
-    let Some(first) = batches.first() else {
-        return Err(input("the Arrow data has no batches (and so no schema)"));
-    };
-    arrow::compute::concat_batches(&first.schema(), &batches)
-        .map_err(|e| input(format!("cannot combine the Arrow batches: {e}")))
-}
-
 /// A capsule holding an Arrow C stream of `batches`, for `pyarrow.RecordBatchReader.from_stream`.
 pub(crate) fn to_capsule<'py>(
     py: Python<'py>,

@@ -78,7 +78,7 @@ pub(crate) fn create(
     embedders: Option<&Bound<'_, PyDict>>,
     rows_per_fragment: Option<usize>,
 ) -> PyResult<Store> {
-    let batch = data.map(arrow_ffi::batch_from).transpose()?;
+    let batches = data.map(arrow_ffi::batches_from).transpose()?;
     let emb = Embedders::from_py(embedders)?;
     let opts = CreateOptions {
         plain,
@@ -88,7 +88,8 @@ pub(crate) fn create(
     };
     let r = py.detach(|| {
         crate::block_on(async {
-            let mut s = CoreStore::create(uri, opts, batch, &emb.map).await?;
+            let mut s =
+                CoreStore::create(uri, opts, batches.into_iter().flatten(), &emb.map).await?;
             s.refresh().await?;
             Ok::<_, StoreError>(s)
         })
@@ -260,10 +261,12 @@ impl Store {
         data: &Bound<'_, PyAny>,
         embedders: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<String> {
-        let batch = arrow_ffi::batch_from(data)?;
+        let batches = arrow_ffi::batches_from(data)?;
         let emb = Embedders::from_py(embedders)?;
         let map = emb.map.clone();
-        let r = self.with(py, Some(&emb), async move |s| s.add(batch, &map).await)?;
+        let r = self.with(py, Some(&emb), async move |s| {
+            s.add_batches(batches, &map).await
+        })?;
         json(&r)
     }
 
@@ -275,10 +278,12 @@ impl Store {
         data: &Bound<'_, PyAny>,
         embedders: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<String> {
-        let batch = arrow_ffi::batch_from(data)?;
+        let batches = arrow_ffi::batches_from(data)?;
         let emb = Embedders::from_py(embedders)?;
         let map = emb.map.clone();
-        let r = self.with(py, Some(&emb), async move |s| s.upsert(batch, &map).await)?;
+        let r = self.with(py, Some(&emb), async move |s| {
+            s.upsert_batches(batches, &map).await
+        })?;
         json(&r)
     }
 

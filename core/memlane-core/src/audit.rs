@@ -244,7 +244,11 @@ impl ContentAudit {
 
     /// [`Self::before`] with the id's [`id_key`] already computed.
     pub fn before_key(&mut self, key: u128, content: Option<&str>) {
-        let c = content.map(|c| digest16(c.as_bytes()));
+        self.before_digest(key, content.map(|c| digest16(c.as_bytes())));
+    }
+
+    /// [`Self::before_key`] with the content's [`digest16`] already computed.
+    pub fn before_digest(&mut self, key: u128, c: Option<[u8; 16]>) {
         self.root_before.add_digest(row_key(key, c));
         self.before.insert(key, c);
     }
@@ -256,7 +260,11 @@ impl ContentAudit {
 
     /// [`Self::after`] with the id's [`id_key`] already computed.
     pub fn after_key(&mut self, id: &str, key: u128, content: Option<&str>) {
-        let c = content.map(|c| digest16(c.as_bytes()));
+        self.after_digest(id, key, content.map(|c| digest16(c.as_bytes())));
+    }
+
+    /// [`Self::after_key`] with the content's [`digest16`] already computed.
+    pub fn after_digest(&mut self, id: &str, key: u128, c: Option<[u8; 16]>) {
         self.root_after.add_digest(row_key(key, c));
         let Some(was) = self.before.get(&key) else {
             return; // a new row: not this check's business (see ids_preserved)
@@ -449,13 +457,24 @@ impl<'s> FieldAudit<'s> {
 }
 
 /// References between records: relationship targets and `supersedes` exist, and
-/// `supersedes` chains are acyclic.
+/// `supersedes` chains are acyclic. Records are kept by [`id_key`]; only the rows that
+/// point somewhere keep their ids as text (for the report).
 #[derive(Debug, Default)]
 pub struct ReferenceAudit {
-    ids: HashSet<Box<str>>,
-    supersedes: HashMap<Box<str>, Box<str>>,
-    targets: Vec<(Box<str>, Box<str>, &'static str)>,
+    ids: HashSet<u128, DigestState>,
+    /// from each record that supersedes another: the index of that edge in `edges`
+    supersedes: HashMap<u128, usize, DigestState>,
+    edges: Vec<Edge>,
     total: u64,
+}
+
+/// One reference: `from` points at `to` (whose key is `to_key`).
+#[derive(Debug)]
+struct Edge {
+    from: Box<str>,
+    to: Box<str>,
+    to_key: u128,
+    kind: &'static str,
 }
 
 impl ReferenceAudit {
@@ -466,14 +485,31 @@ impl ReferenceAudit {
         supersedes: Option<&str>,
         targets: impl IntoIterator<Item = &'a str>,
     ) {
+        self.feed_key(id, id_key(id), supersedes, targets);
+    }
+
+    /// [`Self::feed`] with the id's [`id_key`] already computed.
+    pub fn feed_key<'a>(
+        &mut self,
+        id: &str,
+        key: u128,
+        supersedes: Option<&str>,
+        targets: impl IntoIterator<Item = &'a str>,
+    ) {
         self.total += 1;
-        self.ids.insert(id.into());
+        self.ids.insert(key);
+        let edge = |to: &str, kind: &'static str| Edge {
+            from: id.into(),
+            to: to.into(),
+            to_key: id_key(to),
+            kind,
+        };
         if let Some(s) = supersedes {
-            self.supersedes.insert(id.into(), s.into());
-            self.targets.push((id.into(), s.into(), "supersedes"));
+            self.supersedes.insert(key, self.edges.len());
+            self.edges.push(edge(s, "supersedes"));
         }
         for t in targets {
-            self.targets.push((id.into(), t.into(), "relationship"));
+            self.edges.push(edge(t, "relationship"));
         }
     }
 
@@ -481,34 +517,41 @@ impl ReferenceAudit {
     pub fn finish(self, spec: &InvariantSpec) -> InvariantResult {
         let mut f = Failures::new();
         let mut bad: HashSet<&str> = HashSet::new();
-        for (from, to, kind) in &self.targets {
-            if !self.ids.contains(to) && bad.insert(from) {
-                f.fail(from, || {
-                    format!("record `{from}`: {kind} target `{to}` does not exist")
+        for e in &self.edges {
+            if !self.ids.contains(&e.to_key) && bad.insert(&e.from) {
+                f.fail(&e.from, || {
+                    format!(
+                        "record `{}`: {} target `{}` does not exist",
+                        e.from, e.kind, e.to
+                    )
                 });
             }
         }
         // each record supersedes at most one: follow the chain, marking what is done
-        let mut done: HashSet<&str> = HashSet::new();
-        let mut cyclic: HashSet<&str> = HashSet::new();
-        for start in self.supersedes.keys() {
-            let mut path: Vec<&str> = Vec::new();
-            let mut on_path: HashSet<&str> = HashSet::new();
-            let mut cur: &str = start;
+        let name = |k: &u128| -> &str { &self.edges[self.supersedes[k]].from };
+        let mut done: HashSet<u128, DigestState> = HashSet::default();
+        let mut cyclic: HashSet<u128, DigestState> = HashSet::default();
+        let mut starts: Vec<(&u128, &usize)> = self.supersedes.iter().collect();
+        starts.sort_unstable_by_key(|(_, e)| **e); // in the order of the records
+        for (start, _) in starts {
+            let mut path: Vec<u128> = Vec::new();
+            let mut on_path: HashSet<u128, DigestState> = HashSet::default();
+            let mut cur = *start;
             loop {
-                if done.contains(cur) {
+                if done.contains(&cur) {
                     break;
                 }
                 if !on_path.insert(cur) {
                     if cyclic.insert(cur) {
-                        let cycle = path.join(" -> ");
-                        f.fail(cur, || format!("`supersedes` cycle: {cycle} -> {cur}"));
+                        let cycle = path.iter().map(name).collect::<Vec<_>>().join(" -> ");
+                        let at = name(&cur);
+                        f.fail(at, || format!("`supersedes` cycle: {cycle} -> {at}"));
                     }
                     break;
                 }
                 path.push(cur);
-                match self.supersedes.get(cur) {
-                    Some(next) => cur = next,
+                match self.supersedes.get(&cur) {
+                    Some(e) => cur = self.edges[*e].to_key,
                     None => break,
                 }
             }
@@ -516,7 +559,7 @@ impl ReferenceAudit {
         }
         let ok = format!(
             "{} references among {} records resolve; no `supersedes` cycle",
-            self.targets.len(),
+            self.edges.len(),
             self.total
         );
         f.result(spec, CheckKind::References, self.total, ok)
@@ -598,11 +641,12 @@ impl DuplicateAudit {
 }
 
 /// Agent-memory lifecycle: a record superseded by another record is not `active`, and
-/// `updated_at` is not before `created_at`.
+/// `updated_at` is not before `created_at`. Records are kept by [`id_key`].
 #[derive(Debug, Default)]
 pub struct LifecycleAudit {
-    active: HashSet<Box<str>>,
-    superseded_by: Vec<(Box<str>, Box<str>)>,
+    active: HashSet<u128, DigestState>,
+    /// (superseded id, its key, superseding id, its key)
+    superseded_by: Vec<(Box<str>, u128, Box<str>, u128)>,
     total: u64,
     f: Vec<(String, String)>,
 }
@@ -617,12 +661,26 @@ impl LifecycleAudit {
         created: Option<i64>,
         updated: Option<i64>,
     ) {
+        self.feed_key(id, id_key(id), status, supersedes, created, updated);
+    }
+
+    /// [`Self::feed`] with the id's [`id_key`] already computed.
+    pub fn feed_key(
+        &mut self,
+        id: &str,
+        key: u128,
+        status: Option<&str>,
+        supersedes: Option<&str>,
+        created: Option<i64>,
+        updated: Option<i64>,
+    ) {
         self.total += 1;
         if status == Some("active") {
-            self.active.insert(id.into());
+            self.active.insert(key);
         }
         if let Some(s) = supersedes {
-            self.superseded_by.push((s.into(), id.into()));
+            self.superseded_by
+                .push((s.into(), id_key(s), id.into(), key));
         }
         if let (Some(c), Some(u)) = (created, updated)
             && u < c
@@ -640,8 +698,8 @@ impl LifecycleAudit {
         for (id, why) in self.f {
             f.fail(&id, || why);
         }
-        for (old, new) in &self.superseded_by {
-            if self.active.contains(old) && self.active.contains(new) {
+        for (old, old_key, new, new_key) in &self.superseded_by {
+            if self.active.contains(old_key) && self.active.contains(new_key) {
                 f.fail(old, || {
                     format!("record `{old}` is active but superseded by active record `{new}`")
                 });

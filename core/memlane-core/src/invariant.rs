@@ -20,6 +20,11 @@ pub struct IdAudit {
 impl IdAudit {
     /// Feed one id (`None` = null).
     pub fn feed(&mut self, id: Option<&str>) {
+        self.feed_key(id.map(|id| (id, crate::audit::id_key(id))));
+    }
+
+    /// [`Self::feed`] with the id's [`crate::audit::id_key`] already computed.
+    pub fn feed_key(&mut self, id: Option<(&str, u128)>) {
         self.total += 1;
         match id {
             None => {
@@ -28,8 +33,8 @@ impl IdAudit {
                     self.samples.push("<null>".into());
                 }
             }
-            Some(id) => {
-                if !self.seen.insert(crate::audit::id_key(id)) {
+            Some((id, key)) => {
+                if !self.seen.insert(key) {
                     self.dupes += 1;
                     if self.samples.len() < SAMPLE_IDS {
                         self.samples.push(id.to_owned());

@@ -269,9 +269,10 @@ impl Space {
                 got: v.len(),
             });
         }
-        let mut sq = 0.0f64;
-        for (index, x) in v.iter().enumerate() {
-            if !x.is_finite() {
+        let sq = sum_sq(v);
+        if !sq.is_finite() {
+            // squares of finite f32 cannot overflow an f64 sum: some component is not finite
+            if let Some((index, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
                 return Err(VectorError::NonFinite {
                     id: id.to_owned(),
                     space: self.name.clone(),
@@ -279,7 +280,6 @@ impl Space {
                     value: x.to_string(),
                 });
             }
-            sq += f64::from(*x) * f64::from(*x);
         }
         if sq == 0.0 && self.metric == Metric::Cosine {
             return Err(VectorError::Zero {
@@ -320,6 +320,30 @@ impl Space {
         }
         Ok(())
     }
+}
+
+/// Sum of squares of a vector: in f32 over sixteen independent lanes (so that the loop
+/// vectorises; one running sum is bound by the latency of an add per element), redone
+/// exactly in f64 when the f32 sum is not a normal positive number (an underflow to zero,
+/// an overflow, or a component that is not finite). Not finite exactly when some
+/// component is not finite.
+fn sum_sq(v: &[f32]) -> f64 {
+    let mut acc = [0.0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x * x;
+        }
+    }
+    let mut sq: f32 = acc.iter().sum();
+    for x in tail {
+        sq += x * x;
+    }
+    if sq.is_normal() {
+        return f64::from(sq);
+    }
+    v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum()
 }
 
 /// Default column of a space.

@@ -186,22 +186,43 @@ pub(crate) fn constant_array(value: &Value, ty: &FieldType, n: usize) -> Result<
     })
 }
 
-/// Ids of a batch, as strings (null → `<null>`).
-pub(crate) fn ids_of(batch: &RecordBatch) -> Vec<String> {
-    match batch
-        .column_by_name(ID)
-        .and_then(|c| c.as_string_opt::<i32>())
-    {
-        Some(a) => a.iter().map(|s| s.unwrap_or("<null>").to_owned()).collect(),
-        None => (0..batch.num_rows())
-            .map(|i| format!("<row {i}>"))
-            .collect(),
+/// A batch's id column, read only where an error message needs a record's id (so
+/// checking a batch allocates nothing per row).
+#[derive(Clone, Copy)]
+pub(crate) struct Ids<'a>(Option<&'a StringArray>);
+
+impl<'a> Ids<'a> {
+    /// The `id` column of `batch` (any row without one reads as `<row i>`).
+    pub(crate) fn of(batch: &'a RecordBatch) -> Self {
+        Self(
+            batch
+                .column_by_name(ID)
+                .and_then(|c| c.as_string_opt::<i32>()),
+        )
+    }
+
+    /// Row `i`'s id, borrowed (`<null>` or `<row>` where there is none).
+    pub(crate) fn str(&self, i: usize) -> &'a str {
+        match self.0 {
+            Some(a) if a.is_null(i) => "<null>",
+            Some(a) => a.value(i),
+            None => "<row>",
+        }
+    }
+
+    /// Row `i`'s id (null → `<null>`).
+    pub(crate) fn get(&self, i: usize) -> String {
+        match self.0 {
+            Some(a) if a.is_null(i) => "<null>".to_owned(),
+            Some(a) => a.value(i).to_owned(),
+            None => format!("<row {i}>"),
+        }
     }
 }
 
 /// Turn any list-of-numbers column into a `FixedSizeList<f32, dim>`, checking every
 /// row's length (the error names the record and the space).
-fn to_vectors(col: &ArrayRef, space: &Space, ids: &[String]) -> Result<ArrayRef> {
+fn to_vectors(col: &ArrayRef, space: &Space, ids: Ids<'_>) -> Result<ArrayRef> {
     let dim = space.dimension;
     let (values, lengths, nulls): (ArrayRef, Vec<usize>, Option<arrow::buffer::NullBuffer>) =
         match col.data_type() {
@@ -246,7 +267,7 @@ fn to_vectors(col: &ArrayRef, space: &Space, ids: &[String]) -> Result<ArrayRef>
         if !is_null && *len != dim {
             return Err(
                 memlane_core::CoreError::Vector(memlane_core::VectorError::Dimension {
-                    id: ids[i].clone(),
+                    id: ids.get(i),
                     space: space.name.clone(),
                     expected: dim,
                     got: *len,
@@ -258,21 +279,25 @@ fn to_vectors(col: &ArrayRef, space: &Space, ids: &[String]) -> Result<ArrayRef>
     if values.null_count() > 0 {
         let mut off = 0;
         for (i, len) in lengths.iter().enumerate() {
-            if (off..off + len).any(|j| values.is_null(j)) {
+            let is_null = nulls.as_ref().is_some_and(|n| n.is_null(i));
+            if !is_null && (off..off + len).any(|j| values.is_null(j)) {
                 return Err(StoreError::Input(format!(
                     "record `{}`: vector for space `{}` has a null component; every component must be a number",
-                    ids[i], space.name
+                    ids.get(i),
+                    space.name
                 )));
             }
             off += len;
         }
     }
-    // Null rows of a List may hold no values: rebuild the flat buffer with zeros there.
     let floats = cast_with_options(&values, &DataType::Float32, &CastOptions::default())?;
     let floats = floats.as_primitive::<arrow::datatypes::Float32Type>();
-    let flat: Vec<f32> = if lengths.iter().all(|l| *l == dim) {
-        floats.values().to_vec()
+    let flat: arrow::buffer::ScalarBuffer<f32> = if lengths.iter().all(|l| *l == dim) {
+        // the common case (a fixed-size list of f32 already): the same buffer, no copy;
+        // components under null rows are never read
+        floats.values().clone()
     } else {
+        // null rows of a List may hold no values: rebuild the flat buffer with zeros there
         let mut out = Vec::with_capacity(lengths.len() * dim);
         let mut off = 0;
         for len in &lengths {
@@ -283,13 +308,13 @@ fn to_vectors(col: &ArrayRef, space: &Space, ids: &[String]) -> Result<ArrayRef>
             }
             off += len;
         }
-        out
+        out.into()
     };
     #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
     let fsl = FixedSizeListArray::try_new(
         Arc::new(Field::new("item", DataType::Float32, true)),
         dim as i32,
-        Arc::new(Float32Array::from(flat)),
+        Arc::new(Float32Array::new(flat, None)),
         nulls,
     )?;
     Ok(Arc::new(fsl))
@@ -299,7 +324,7 @@ fn to_vectors(col: &ArrayRef, space: &Space, ids: &[String]) -> Result<ArrayRef>
 /// become nulls, vector lists become fixed-size lists of the space's dimension, and
 /// unknown columns are refused with a hint.
 pub fn conform(batch: &RecordBatch, target: &SchemaRef, spaces: &[Space]) -> Result<RecordBatch> {
-    let ids = ids_of(batch);
+    let ids = Ids::of(batch);
     // a space's vectors may come under its column name or the space name
     let known: HashSet<&str> = target
         .fields()
@@ -342,7 +367,7 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef, spaces: &[Space]) -> Res
             }
             Some(c) => {
                 if let Some(space) = spaces.iter().find(|s| &s.column == f.name()) {
-                    to_vectors(c, space, &ids)?
+                    to_vectors(c, space, ids)?
                 } else if c.data_type() == f.data_type() {
                     c.clone()
                 } else if let DataType::Timestamp(_, _) = f.data_type()
@@ -356,7 +381,7 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef, spaces: &[Space]) -> Res
                             Some(s) => Some(parse_timestamp_micros(s).ok_or_else(|| {
                                 StoreError::Input(format!(
                                     "record `{}`: `{}` = {s:?} is not an RFC 3339 timestamp (e.g. 2024-05-01T12:00:00Z)",
-                                    ids[i],
+                                    ids.get(i),
                                     f.name()
                                 ))
                             })?),
@@ -396,7 +421,68 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef, spaces: &[Space]) -> Res
 /// every vector valid for its space, memory enums valid; rows lacking a vector of
 /// one of `required` spaces are refused.
 pub fn validate(batch: &RecordBatch, spaces: &[Space], required: &[&str]) -> Result<()> {
-    let ids = ids_of(batch);
+    validate_rows(batch, spaces, required)?;
+    unique_ids(std::slice::from_ref(batch)).map(|_| ())
+}
+
+/// A fast non-cryptographic hasher for short keys such as record ids (the multiply-
+/// rotate of rustc's FxHash, eight bytes at a time): sets of a million ids are built on
+/// every add, where SipHash costs more than the rest of the check.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+const ID_HASH_K: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(26) ^ w).wrapping_mul(ID_HASH_K);
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.0 = (self.0.rotate_left(26) ^ u64::from_le_bytes(tail) ^ (rest.len() as u64) << 59)
+            .wrapping_mul(ID_HASH_K);
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(26) ^ u64::from(i)).wrapping_mul(ID_HASH_K);
+    }
+    fn finish(&self) -> u64 {
+        // fold the high bits down: the table's probe uses both ends of the hash
+        (self.0 ^ (self.0 >> 29))
+            .wrapping_mul(ID_HASH_K)
+            .rotate_left(26)
+    }
+}
+
+/// A set of borrowed ids hashed with [`IdHasher`].
+pub(crate) type IdSet<'a> = HashSet<&'a str, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// The ids of `batches` (already conformed), checked unique across all of them.
+pub(crate) fn unique_ids(batches: &[RecordBatch]) -> Result<IdSet<'_>> {
+    let n = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut seen = IdSet::with_capacity_and_hasher(n, Default::default());
+    for b in batches {
+        let Some(ids) = b.column_by_name(ID).and_then(|c| c.as_string_opt::<i32>()) else {
+            return Err(StoreError::Input("records need an `id` field".into()));
+        };
+        if let Some(dup) = ids.iter().flatten().find(|id| !seen.insert(*id)) {
+            return Err(StoreError::Input(format!(
+                "id `{dup}` appears twice in the records; ids must be unique"
+            )));
+        }
+    }
+    Ok(seen)
+}
+
+/// [`validate`] but for the ids' uniqueness, which [`unique_ids`] checks across batches.
+pub(crate) fn validate_rows(
+    batch: &RecordBatch,
+    spaces: &[Space],
+    required: &[&str],
+) -> Result<()> {
     let id_col = batch
         .column_by_name(ID)
         .ok_or_else(|| StoreError::Input("records need an `id` field".into()))?;
@@ -405,12 +491,7 @@ pub fn validate(batch: &RecordBatch, spaces: &[Space], required: &[&str]) -> Res
             "record {i} has no `id`; every record needs a unique id"
         )));
     }
-    let mut seen = HashSet::with_capacity(ids.len());
-    if let Some(dup) = ids.iter().find(|id| !seen.insert(id.as_str())) {
-        return Err(StoreError::Input(format!(
-            "id `{dup}` appears twice in the records; ids must be unique"
-        )));
-    }
+    let ids = Ids::of(batch);
     for space in spaces {
         let Some(col) = batch.column_by_name(&space.column) else {
             continue;
@@ -422,12 +503,12 @@ pub fn validate(batch: &RecordBatch, spaces: &[Space], required: &[&str]) -> Res
             .values();
         let d = space.dimension;
         let must = required.contains(&space.name.as_str());
-        for (i, id) in ids.iter().enumerate() {
+        for i in 0..batch.num_rows() {
             if fsl.is_null(i) {
                 if must {
                     return Err(memlane_core::CoreError::Vector(
                         memlane_core::VectorError::Missing {
-                            id: id.clone(),
+                            id: ids.get(i),
                             space: space.name.clone(),
                         },
                     )
@@ -439,7 +520,7 @@ pub fn validate(batch: &RecordBatch, spaces: &[Space], required: &[&str]) -> Res
             #[allow(clippy::cast_sign_loss)]
             let off = off as usize;
             space
-                .check_vector(id, &values[off..off + d])
+                .check_vector(ids.str(i), &values[off..off + d])
                 .map_err(|e| StoreError::Core(e.into()))?;
         }
     }
@@ -457,7 +538,7 @@ pub fn validate(batch: &RecordBatch, spaces: &[Space], required: &[&str]) -> Res
                 {
                     return Err(StoreError::Input(format!(
                         "record `{}`: `{field}` = {v:?} is not one of {}",
-                        ids[i],
+                        ids.get(i),
                         allowed.join(", ")
                     )));
                 }

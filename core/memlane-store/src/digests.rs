@@ -42,6 +42,43 @@ fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((h.finalize().to_hex().to_string(), n))
 }
 
+/// A file's blake3 (hex) and length, or why it could not be read.
+type Hashed = std::io::Result<(String, u64)>;
+
+/// [`hash_file`] of each of `files` (under `dir`), on as many threads as there are
+/// cores: an add of a million vectors writes a dozen files at once.
+fn hash_files(dir: &Path, files: &[(u64, String)]) -> Vec<Hashed> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(files.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out: Vec<std::sync::Mutex<Option<Hashed>>> =
+        files.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((_, file)) = files.get(i) else { break };
+                    let r = hash_file(&dir.join(file));
+                    if let Ok(mut slot) = out[i].lock() {
+                        *slot = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    out.into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(std::io::Error::other("the hashing thread stopped")))
+        })
+        .collect()
+}
+
 impl Store {
     fn digests_path(&self) -> Option<PathBuf> {
         local_root(self.uri()).map(|r| r.join("_memlane").join("digests.json"))
@@ -77,14 +114,18 @@ impl Store {
             return Ok(0);
         };
         let mut map = self.load_digests();
+        let todo: Vec<(u64, String)> = self
+            .data_files()
+            .into_iter()
+            .filter(|(_, file, _)| !map.contains_key(file))
+            .map(|(frag, file, _)| (frag, file))
+            .collect();
+        let data = root.join("data");
+        let hashed = hash_files(&data, &todo);
         let mut added = 0;
-        for (frag, file, _) in self.data_files() {
-            if map.contains_key(&file) {
-                continue;
-            }
-            let full = root.join("data").join(&file);
-            let (blake3, bytes) = hash_file(&full).map_err(|e| StoreError::Io {
-                path: full.display().to_string(),
+        for ((frag, file), h) in todo.into_iter().zip(hashed) {
+            let (blake3, bytes) = h.map_err(|e| StoreError::Io {
+                path: data.join(&file).display().to_string(),
                 source: e,
             })?;
             map.insert(
@@ -123,13 +164,17 @@ impl Store {
         };
         let map = self.load_digests();
         let (mut ok, mut unrecorded, mut bad) = (0usize, 0usize, Vec::new());
+        let mut todo = Vec::new();
         for (frag, file, rows) in self.data_files() {
-            let Some(want) = map.get(&file) else {
-                unrecorded += 1;
-                continue;
-            };
-            let full = root.join("data").join(&file);
-            match hash_file(&full) {
+            match map.get(&file) {
+                Some(want) => todo.push((frag, file, rows, want)),
+                None => unrecorded += 1,
+            }
+        }
+        let names: Vec<(u64, String)> = todo.iter().map(|(f, p, _, _)| (*f, p.clone())).collect();
+        let hashed = hash_files(&root.join("data"), &names);
+        for ((frag, file, rows, want), h) in todo.into_iter().zip(hashed) {
+            match h {
                 Ok((h, n)) if h == want.blake3 && n == want.bytes => ok += 1,
                 Ok((_, n)) => bad.push(format!(
                     "fragment {frag} (rows 0..{rows}): data file data/{file} changed outside memlane ({n} bytes, {} recorded; digest differs)",

@@ -16,7 +16,7 @@ use memlane_core::schema::ID;
 use memlane_core::space::{normalize_flat, truncate_flat};
 use memlane_core::{FieldType, Space, Step, StoreState, Value};
 
-use crate::convert::{arrow_type, constant_array, core_type, ids_of, space_field};
+use crate::convert::{Ids, arrow_type, constant_array, core_type, space_field};
 use crate::embed::Embedder;
 use crate::error::{Result, StoreError};
 
@@ -261,7 +261,8 @@ pub(crate) fn vectors(
     Ok(Arc::new(a))
 }
 
-/// Fill rows lacking a vector of `space` (with non-null content) by embedding their content.
+/// Fill rows lacking a vector of `space` (with non-null content) by embedding their
+/// content (the caller sets the digests, see [`with_digests`]).
 pub(crate) fn fill_missing_vectors(
     batch: &RecordBatch,
     space: &Space,
@@ -278,9 +279,9 @@ pub(crate) fn fill_missing_vectors(
         .filter(|i| col.is_null(*i) && content.is_valid(*i))
         .collect();
     if todo.is_empty() {
-        return Ok((with_digests(batch, space)?, 0));
+        return Ok((batch.clone(), 0));
     }
-    let ids = ids_of(batch);
+    let ids = Ids::of(batch);
     let texts: Vec<String> = todo
         .iter()
         .map(|i| format!("{}{}", space.passage_prefix, content.value(*i)))
@@ -291,7 +292,7 @@ pub(crate) fn fill_missing_vectors(
         e,
         &refs,
         space,
-        &todo.iter().map(|i| ids[*i].clone()).collect::<Vec<_>>(),
+        &todo.iter().map(|i| ids.get(*i)).collect::<Vec<_>>(),
         0,
     )?;
     let (mut flat, d) = flat_values(col)?;
@@ -305,7 +306,7 @@ pub(crate) fn fill_missing_vectors(
     let idx = batch.schema().index_of(&space.column)?;
     cols[idx] = new_col;
     let b = RecordBatch::try_new(batch.schema(), cols)?;
-    Ok((with_digests(&b, space)?, todo.len() as u64))
+    Ok((b, todo.len() as u64))
 }
 
 /// Set a space's digest column for rows that have both a vector and content: the
@@ -319,14 +320,21 @@ pub(crate) fn with_digests(batch: &RecordBatch, space: &Space) -> Result<RecordB
         return Ok(batch.clone());
     };
     let content = content.as_string::<i32>();
-    let digests: Vec<Option<[u8; 16]>> = (0..batch.num_rows())
-        .map(|i| {
-            (col.is_valid(i) && content.is_valid(i)).then(|| space.passage_digest(content.value(i)))
-        })
-        .collect();
-    let arr = arrow::array::FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-        digests.iter().map(|d| d.as_ref().map(|x| x.as_slice())),
+    let n = batch.num_rows();
+    let mut bytes = vec![0u8; n * 16];
+    let mut valid = Vec::with_capacity(n);
+    for (i, out) in bytes.chunks_exact_mut(16).enumerate() {
+        let ok = col.is_valid(i) && content.is_valid(i);
+        if ok {
+            out.copy_from_slice(&space.passage_digest(content.value(i)));
+        }
+        valid.push(ok);
+    }
+    let nulls = arrow::buffer::NullBuffer::from(valid);
+    let arr = arrow::array::FixedSizeBinaryArray::try_new(
         16,
+        arrow::buffer::Buffer::from_vec(bytes),
+        (nulls.null_count() > 0).then_some(nulls),
     )?;
     let mut cols = batch.columns().to_vec();
     cols[di] = Arc::new(arr);

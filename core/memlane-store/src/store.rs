@@ -1,6 +1,6 @@
 //! The store: a Lance dataset plus the memlane state carried in its commits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Float32Array, RecordBatch, RecordBatchIterator};
@@ -15,7 +15,7 @@ use memlane_core::state::{ENTRY_KEY, STATE_KEY};
 use memlane_core::{Action, FieldDef, HistoryEntry, Metric, Snapshot, Space, StoreState};
 use serde::{Deserialize, Serialize};
 
-use crate::convert::{self, base_schema, conform, validate};
+use crate::convert::{self, base_schema, conform};
 use crate::embed::Embedder;
 use crate::error::{Result, StoreError};
 
@@ -163,16 +163,18 @@ fn now_micros() -> i64 {
 
 /// Records as they will be written: conformed to the store schema, timestamped,
 /// missing vectors embedded (`embedders` keyed by space name), digests set for every
-/// supplied vector, all validated. Returns the rows embedded per space.
-fn prepare_batch(
-    batch: &RecordBatch,
+/// supplied vector, all validated but for the ids' uniqueness across batches (see
+/// [`convert::unique_ids`]). Each batch is prepared on its own, so a stream of batches
+/// is never concatenated (and, when it already has the store's types, never copied).
+/// Returns the rows embedded per space.
+fn prepare_batches(
+    batches: &[RecordBatch],
     schema: &SchemaRef,
     state: &StoreState,
     embedders: &HashMap<String, Arc<dyn Embedder>>,
     checked: &crate::compat::Checked,
-) -> Result<(RecordBatch, HashMap<String, u64>)> {
-    let mut batch = convert::fill_timestamps(conform(batch, schema, &state.spaces)?, now_micros())?;
-    let mut embedded = HashMap::new();
+) -> Result<(Vec<RecordBatch>, HashMap<String, u64>)> {
+    let mut spaces = Vec::with_capacity(embedders.len());
     for (name, e) in embedders {
         let space = state.space(name).ok_or_else(|| StoreError::UnknownSpace {
             name: name.clone(),
@@ -184,17 +186,27 @@ fn prepare_batch(
                 .join(", "),
         })?;
         crate::compat::check_fingerprint(space, name, e, checked)?;
-        let (b, n) = crate::ops::fill_missing_vectors(&batch, space, e.as_ref())?;
-        batch = b;
-        embedded.insert(name.clone(), n);
-    }
-    // a supplied vector is the embedding of the supplied content
-    for space in &state.spaces {
-        batch = crate::ops::with_digests(&batch, space)?;
+        spaces.push((name, space, e));
     }
     let required: Vec<&str> = state.active_space.iter().map(String::as_str).collect();
-    validate(&batch, &state.spaces, &required)?;
-    Ok((batch, embedded))
+    let mut embedded: HashMap<String, u64> = embedders.keys().map(|k| (k.clone(), 0)).collect();
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+        let mut batch =
+            convert::fill_timestamps(conform(batch, schema, &state.spaces)?, now_micros())?;
+        for (name, space, e) in &spaces {
+            let (b, n) = crate::ops::fill_missing_vectors(&batch, space, e.as_ref())?;
+            batch = b;
+            *embedded.entry((*name).clone()).or_default() += n;
+        }
+        // a supplied vector is the embedding of the supplied content
+        for space in &state.spaces {
+            batch = crate::ops::with_digests(&batch, space)?;
+        }
+        convert::validate_rows(&batch, &state.spaces, &required)?;
+        out.push(batch);
+    }
+    Ok((out, embedded))
 }
 
 /// Transaction properties of a data write that does not change the state (add,
@@ -281,14 +293,15 @@ async fn open_dataset(uri: &str) -> Result<Dataset> {
 }
 
 impl Store {
-    /// Create a store, optionally with initial records, in one commit.
-    /// Rows lacking a vector of a space get one from `embedders` (keyed by space name).
+    /// Create a store, optionally with initial records (`None`, one batch or a
+    /// stream of batches), in one commit. Rows lacking a vector of a space get one from `embedders` (keyed by space name).
     pub async fn create(
         uri: &str,
         opts: CreateOptions,
-        records: Option<RecordBatch>,
+        records: impl IntoIterator<Item = RecordBatch>,
         embedders: &HashMap<String, Arc<dyn Embedder>>,
     ) -> Result<Store> {
+        let records: Vec<RecordBatch> = records.into_iter().collect();
         if Dataset::open(uri).await.is_ok() {
             return Err(StoreError::Exists {
                 uri: uri.to_owned(),
@@ -301,7 +314,7 @@ impl Store {
             .collect::<memlane_core::Result<Vec<_>>>()?;
         let mut fields = opts.fields;
         // extra columns of the initial records become metadata fields
-        if let Some(b) = &records {
+        if let Some(b) = records.first() {
             let base = base_schema(opts.plain, &fields, &spaces);
             fields.extend(convert::extra_fields(b.schema_ref(), &base, &spaces));
         }
@@ -327,10 +340,9 @@ impl Store {
             }
         }
         let checked = crate::compat::Checked::default();
-        let batches = match records {
-            Some(b) => vec![prepare_batch(&b, &schema, &state, embedders, &checked)?.0],
-            None => vec![],
-        };
+        let (batches, _) = prepare_batches(&records, &schema, &state, embedders, &checked)?;
+        drop(records);
+        convert::unique_ids(&batches)?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let mut entry = HistoryEntry::new(Action::Create, now());
         entry.rows = Some((0, rows));
@@ -504,9 +516,12 @@ impl Store {
         Ok(s.try_into_stream().await?)
     }
 
-    async fn existing_ids(&self, ids: &[String]) -> Result<Vec<String>> {
-        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    /// Which of `wanted` the store already holds (one scan of the id column).
+    async fn existing_ids(&self, wanted: &convert::IdSet<'_>) -> Result<Vec<String>> {
         let mut found = Vec::new();
+        if self.count().await? == 0 {
+            return Ok(found);
+        }
         let mut stream = self.scan_stream(Some(&[ID]), None).await?;
         while let Some(b) = stream.try_next().await? {
             for id in b.column(0).as_string::<i32>().iter().flatten() {
@@ -526,18 +541,41 @@ impl Store {
         batch: RecordBatch,
         embedders: &HashMap<String, Arc<dyn Embedder>>,
     ) -> Result<AddReport> {
-        let (batch, embedded) = self.prepare(batch, embedders).await?;
-        let schema = batch.schema();
-        let ids = convert::ids_of(&batch);
-        let clash = self.existing_ids(&ids).await?;
-        if let Some(first) = clash.first() {
-            return Err(StoreError::Input(format!(
-                "{} record id(s) already exist in the store (e.g. `{first}`); ids must be unique, pick new ids",
-                clash.len()
-            )));
+        self.add_batches(vec![batch], embedders).await
+    }
+
+    /// [`Store::add`] of a stream of batches (all of one schema), in one commit. The
+    /// batches are checked and written one by one, never concatenated: records that
+    /// already have the store's types are written without a copy.
+    pub async fn add_batches(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        embedders: &HashMap<String, Arc<dyn Embedder>>,
+    ) -> Result<AddReport> {
+        let (batches, embedded) = self.prepare(batches, embedders).await?;
+        let schema = self.schema();
+        {
+            let ids = convert::unique_ids(&batches)?;
+            let clash = self.existing_ids(&ids).await?;
+            if let Some(first) = clash.first() {
+                return Err(StoreError::Input(format!(
+                    "{} record id(s) already exist in the store (e.g. `{first}`); ids must be unique, pick new ids",
+                    clash.len()
+                )));
+            }
         }
         let before = self.count().await?;
-        let added = batch.num_rows() as u64;
+        let added = batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        if added == 0 {
+            // nothing to write: no new version
+            return Ok(AddReport {
+                added,
+                rows_before: before,
+                rows_after: before,
+                embedded,
+                version: self.version(),
+            });
+        }
         let mut entry = HistoryEntry::new(Action::Add, now());
         entry.rows = Some((before, before + added));
         entry.active_space.clone_from(&self.state.active_space);
@@ -547,7 +585,7 @@ impl Store {
             ..Default::default()
         }
         .with_transaction_properties(entry_props(&entry));
-        let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
+        let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
         let ds = Dataset::write(reader, self.ds.clone(), Some(params)).await?;
         self.ds = Arc::new(ds);
         let _ = self.record_digests();
@@ -564,12 +602,12 @@ impl Store {
     /// against the latest state (a migration may have changed spaces meanwhile).
     async fn prepare(
         &mut self,
-        batch: RecordBatch,
+        batches: Vec<RecordBatch>,
         embedders: &HashMap<String, Arc<dyn Embedder>>,
-    ) -> Result<(RecordBatch, HashMap<String, u64>)> {
+    ) -> Result<(Vec<RecordBatch>, HashMap<String, u64>)> {
         self.refresh().await?;
-        prepare_batch(
-            &batch,
+        prepare_batches(
+            &batches,
             &self.schema(),
             &self.state,
             embedders,
@@ -586,8 +624,26 @@ impl Store {
         batch: RecordBatch,
         embedders: &HashMap<String, Arc<dyn Embedder>>,
     ) -> Result<UpsertReport> {
-        let (batch, embedded) = self.prepare(batch, embedders).await?;
-        let schema = batch.schema();
+        self.upsert_batches(vec![batch], embedders).await
+    }
+
+    /// [`Store::upsert`] of a stream of batches (all of one schema), in one commit.
+    pub async fn upsert_batches(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        embedders: &HashMap<String, Arc<dyn Embedder>>,
+    ) -> Result<UpsertReport> {
+        let (batches, embedded) = self.prepare(batches, embedders).await?;
+        convert::unique_ids(&batches)?;
+        if batches.is_empty() {
+            return Ok(UpsertReport {
+                inserted: 0,
+                updated: 0,
+                embedded,
+                version: self.version(),
+            });
+        }
+        let schema = self.schema();
         let mut entry = HistoryEntry::new(Action::Upsert, now());
         entry.active_space.clone_from(&self.state.active_space);
         let mut b =
@@ -595,8 +651,9 @@ impl Store {
         b.when_matched(lance::dataset::WhenMatched::UpdateAll)
             .when_not_matched(lance::dataset::WhenNotMatched::InsertAll);
         let job = b.try_build()?;
-        let reader: Box<dyn arrow::array::RecordBatchReader + Send> =
-            Box::new(RecordBatchIterator::new(vec![Ok(batch)], schema));
+        let reader: Box<dyn arrow::array::RecordBatchReader + Send> = Box::new(
+            RecordBatchIterator::new(batches.into_iter().map(Ok), schema),
+        );
         let un = job.execute_uncommitted(reader).await?;
         let mut tx = un.transaction;
         tx.transaction_properties = Some(Arc::new(entry_props(&entry)));

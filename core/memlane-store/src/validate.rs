@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StoreError};
 use crate::store::Store;
 
+/// Lance's system column: the version a row was first written at.
+const ROW_CREATED_AT_VERSION: &str = "_row_created_at_version";
+
 fn has(ds: &Dataset, col: &str) -> bool {
     ds.schema().field(col).is_some()
 }
@@ -57,33 +60,228 @@ async fn compare_versions(
     after: &Dataset,
     content: bool,
 ) -> Result<(IdsPreservedAudit, ContentAudit)> {
-    let mut ids = IdsPreservedAudit::default();
-    let mut text = ContentAudit::default();
+    let (mut ids, mut text) = scan_before(base, content).await?;
     let cols: &[&str] = if content { &[ID, CONTENT] } else { &[ID] };
-    for (ds, filter, is_base) in [(base, None, true), (after, as_of(after, base), false)] {
-        let mut s = crate::migrate::scan_stream(ds, cols, filter.as_deref()).await?;
-        while let Some(b) = s.try_next().await? {
-            let id = b.column(0).as_string::<i32>();
-            let t = content.then(|| b.column(1).as_string::<i32>());
-            for i in 0..b.num_rows() {
-                let c = t.and_then(|t| t.is_valid(i).then(|| t.value(i)));
-                // one blake3 of the id per row, shared by both audits
-                let key = memlane_core::audit::id_key(id.value(i));
-                if is_base {
-                    ids.before_key(key);
-                    if content {
-                        text.before_key(key, c);
-                    }
-                } else {
-                    ids.after_key(id.value(i), key);
-                    if content {
-                        text.after_key(id.value(i), key, c);
-                    }
-                }
+    let mut s = crate::migrate::scan_stream(after, cols, as_of(after, base).as_deref()).await?;
+    while let Some(b) = s.try_next().await? {
+        let id = b.column(0).as_string::<i32>();
+        let t = content.then(|| b.column(1).as_string::<i32>());
+        for i in 0..b.num_rows() {
+            let key = memlane_core::audit::id_key(id.value(i));
+            ids.after_key(id.value(i), key);
+            if let Some(t) = t {
+                text.after_key(id.value(i), key, t.is_valid(i).then(|| t.value(i)));
             }
         }
     }
     Ok((ids, text))
+}
+
+/// The "before" side of the version comparison: one scan of `base`'s ids (and content).
+async fn scan_before(base: &Dataset, content: bool) -> Result<(IdsPreservedAudit, ContentAudit)> {
+    let mut ids = IdsPreservedAudit::default();
+    let mut text = ContentAudit::default();
+    let cols: &[&str] = if content { &[ID, CONTENT] } else { &[ID] };
+    let mut s = crate::migrate::scan_stream(base, cols, None).await?;
+    while let Some(b) = s.try_next().await? {
+        let id = b.column(0).as_string::<i32>();
+        let t = content.then(|| b.column(1).as_string::<i32>());
+        for i in 0..b.num_rows() {
+            // one blake3 of the id per row, shared by both audits
+            let key = memlane_core::audit::id_key(id.value(i));
+            ids.before_key(key);
+            if let Some(t) = t {
+                text.before_key(key, t.is_valid(i).then(|| t.value(i)));
+            }
+        }
+    }
+    Ok((ids, text))
+}
+
+/// What `validate` checks in its one scan of the current version: the first
+/// `ids_unique`, `references` and `lifecycle` specs (when their fields exist), every
+/// space's vectors, and the rows the comparison with the base version needs.
+#[derive(Debug, Clone, Default)]
+struct CurrentPlan {
+    ids: Option<InvariantSpec>,
+    refs: Option<InvariantSpec>,
+    life: Option<InvariantSpec>,
+    /// (space, vectors required, its `vectors_valid` spec)
+    vectors: Vec<(Space, bool, InvariantSpec)>,
+    /// Keep the rows that existed at this version (all rows when the store has no
+    /// stable row ids), with their content digests when the flag is set.
+    after: Option<(u64, bool)>,
+}
+
+/// The rows of the current version the comparison reads: id key and content digest,
+/// and the ids as text in one buffer (for the report's sample ids).
+#[derive(Debug, Default)]
+struct AfterRows {
+    rows: Vec<(u128, Option<[u8; 16]>)>,
+    names: String,
+    ends: Vec<usize>,
+}
+
+impl AfterRows {
+    fn push(&mut self, id: &str, key: u128, content: Option<[u8; 16]>) {
+        self.rows.push((key, content));
+        self.names.push_str(id);
+        self.ends.push(self.names.len());
+    }
+
+    /// Feed them to the "after" side of the audits.
+    fn feed(&self, ids: &mut IdsPreservedAudit, text: Option<&mut ContentAudit>) {
+        let name = |i: usize| &self.names[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]];
+        for (i, (key, _)) in self.rows.iter().enumerate() {
+            ids.after_key(name(i), *key);
+        }
+        if let Some(text) = text {
+            for (i, (key, c)) in self.rows.iter().enumerate() {
+                text.after_digest(name(i), *key, *c);
+            }
+        }
+    }
+}
+
+/// The outcome of [`scan_current`].
+#[derive(Debug, Default)]
+struct CurrentResults {
+    ids: Option<InvariantResult>,
+    refs: Option<InvariantResult>,
+    life: Option<InvariantResult>,
+    vectors: Vec<InvariantResult>,
+    after: Option<AfterRows>,
+}
+
+/// One scan of `ds` feeding every check of `plan`: each id hashed once for all of them.
+async fn scan_current(ds: &Dataset, plan: &CurrentPlan) -> Result<CurrentResults> {
+    use memlane_core::invariant::{IdAudit, VectorAudit};
+    let mut cols: Vec<&str> = vec![ID];
+    let mut want = |c: &'static str| {
+        if has(ds, c) && !cols.contains(&c) {
+            cols.push(c);
+        }
+    };
+    if plan.refs.is_some() {
+        want("supersedes");
+        want("relationships");
+    }
+    if plan.life.is_some() {
+        for c in ["status", "supersedes", "created_at", "updated_at"] {
+            want(c);
+        }
+    }
+    if plan.after.is_some_and(|(_, content)| content) {
+        want(CONTENT);
+    }
+    let stable = ds.manifest().uses_stable_row_ids();
+    if plan.after.is_some() && stable {
+        cols.push(ROW_CREATED_AT_VERSION);
+    }
+    for (sp, _, _) in &plan.vectors {
+        cols.push(sp.column.as_str());
+    }
+    let mut ids = plan.ids.as_ref().map(|_| IdAudit::default());
+    let mut refs = plan.refs.as_ref().map(|_| ReferenceAudit::default());
+    let mut life = plan.life.as_ref().map(|_| LifecycleAudit::default());
+    let mut vectors: Vec<VectorAudit> = plan
+        .vectors
+        .iter()
+        .map(|(sp, _, spec)| {
+            VectorAudit::new(sp.clone()).with_norm_range(spec.min_norm, spec.max_norm)
+        })
+        .collect();
+    let mut after = plan.after.map(|_| AfterRows::default());
+    let need_keys = ids.is_some() || refs.is_some() || life.is_some() || after.is_some();
+    let mut keys: Vec<u128> = Vec::new();
+    let mut s = crate::migrate::scan_stream(ds, &cols, None).await?;
+    while let Some(b) = s.try_next().await? {
+        let n = b.num_rows();
+        let id = b.column(0).as_string::<i32>();
+        keys.clear();
+        if need_keys {
+            keys.extend((0..n).map(|i| memlane_core::audit::id_key(id.value(i))));
+        }
+        let text = |c: &str| b.column_by_name(c).map(|c| c.as_string::<i32>());
+        fn opt(a: Option<&arrow::array::StringArray>, i: usize) -> Option<&str> {
+            a.and_then(|a| a.is_valid(i).then(|| a.value(i)))
+        }
+        if let Some(a) = &mut ids {
+            for (i, key) in keys.iter().enumerate() {
+                a.feed_key(id.is_valid(i).then(|| (id.value(i), *key)));
+            }
+        }
+        let sup = text("supersedes");
+        if let Some(a) = &mut refs {
+            for (i, key) in keys.iter().enumerate() {
+                let t = targets(&b, i);
+                a.feed_key(id.value(i), *key, opt(sup, i), t.iter().map(String::as_str));
+            }
+        }
+        if let Some(a) = &mut life {
+            let st = text("status");
+            let ts = |c: &str, i: usize| {
+                b.column_by_name(c)
+                    .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+                    .and_then(|c| c.is_valid(i).then(|| c.value(i)))
+            };
+            for (i, key) in keys.iter().enumerate() {
+                a.feed_key(
+                    id.value(i),
+                    *key,
+                    opt(st, i),
+                    opt(sup, i),
+                    ts("created_at", i),
+                    ts("updated_at", i),
+                );
+            }
+        }
+        for ((sp, required, _), audit) in plan.vectors.iter().zip(&mut vectors) {
+            let Some(v) = b
+                .column_by_name(&sp.column)
+                .and_then(|c| c.as_fixed_size_list_opt())
+            else {
+                continue;
+            };
+            let vals = v.values().as_primitive::<Float32Type>().values();
+            #[allow(clippy::cast_sign_loss)]
+            let d = v.value_length() as usize;
+            for i in 0..n {
+                #[allow(clippy::cast_sign_loss)]
+                let off = v.value_offset(i) as usize;
+                audit.feed(
+                    id.value(i),
+                    v.is_valid(i).then(|| &vals[off..off + d]),
+                    *required,
+                );
+            }
+        }
+        if let (Some(rows), Some((base, content))) = (&mut after, plan.after) {
+            let created = b
+                .column_by_name(ROW_CREATED_AT_VERSION)
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>());
+            let t = content.then(|| text(CONTENT)).flatten();
+            for (i, key) in keys.iter().enumerate() {
+                // rows others appended after the base version are not compared
+                if created.is_some_and(|c| c.is_valid(i) && c.value(i) > base) {
+                    continue;
+                }
+                let c = opt(t, i).map(|c| memlane_core::audit::digest16(c.as_bytes()));
+                rows.push(id.value(i), *key, c);
+            }
+        }
+    }
+    Ok(CurrentResults {
+        ids: ids.zip(plan.ids.as_ref()).map(|(a, spec)| a.finish(spec)),
+        refs: refs.zip(plan.refs.as_ref()).map(|(a, spec)| a.finish(spec)),
+        life: life.zip(plan.life.as_ref()).map(|(a, spec)| a.finish(spec)),
+        vectors: vectors
+            .into_iter()
+            .zip(&plan.vectors)
+            .map(|(a, (_, _, spec))| a.finish(spec))
+            .collect(),
+        after,
+    })
 }
 
 /// The ids of `base` against those of `after` (minus `deleted` rows the step removed).
@@ -795,8 +993,8 @@ impl Store {
             })
         });
         specs.extend(declared.iter().cloned());
-        // ids preserved and content unchanged share one scan of each version, run on its
-        // own task while the checks of the current version scan it
+        // Two scans, on two tasks: the base version's ids and content, and one scan of the
+        // current version for every built-in check of it and the comparison's other side.
         let first = |k: CheckKind| specs.iter().position(|s| s.check == k);
         let (first_ids, first_text) = (
             first(CheckKind::IdsPreserved),
@@ -805,31 +1003,71 @@ impl Store {
         let with_content = first_text.is_some()
             && has(&ds, CONTENT)
             && base.as_ref().is_some_and(|b| has(b, CONTENT));
-        let compare = match (&base, first_ids.is_some() || with_content) {
+        let compare = base.is_some() && (first_ids.is_some() || with_content);
+        let before = match (&base, compare) {
             (Some(b), true) => {
-                let (b, a) = (b.clone(), ds.clone());
-                Some(tokio::spawn(async move {
-                    compare_versions(&b, &a, with_content).await
-                }))
+                let b = b.clone();
+                Some(tokio::spawn(
+                    async move { scan_before(&b, with_content).await },
+                ))
             }
             _ => None,
         };
-        // every check scans on a task of its own (they run in parallel with the
-        // comparison above); results come back in the order of the specs
+        let mut plan = CurrentPlan {
+            after: base
+                .as_ref()
+                .filter(|_| compare)
+                .map(|b| (b.version().version, with_content)),
+            ..CurrentPlan::default()
+        };
+        let (fused_ids, fused_refs, fused_life) = (
+            first(CheckKind::IdsUnique),
+            first(CheckKind::References)
+                .filter(|_| has(&ds, "supersedes") || has(&ds, "relationships")),
+            first(CheckKind::Lifecycle).filter(|_| {
+                ["status", "supersedes", "created_at", "updated_at"]
+                    .iter()
+                    .all(|c| has(&ds, c))
+            }),
+        );
+        plan.ids = fused_ids.map(|i| specs[i].clone());
+        plan.refs = fused_refs.map(|i| specs[i].clone());
+        plan.life = fused_life.map(|i| specs[i].clone());
+        // vectors of every space (declared specs for a space replace its built-in)
+        for sp in &state.spaces {
+            if has(&ds, &sp.column) {
+                let spec = memlane_core::migration::vectors_spec(declared, &sp.name);
+                let required = state.active_space.as_deref() == Some(sp.name.as_str());
+                plan.vectors.push((sp.clone(), required, spec));
+            }
+        }
+        let current = {
+            let (ds, plan) = (ds.clone(), plan.clone());
+            tokio::spawn(async move { scan_current(&ds, &plan).await })
+        };
+        // the other checks (declared ones, and repeats of a kind) each on a task of its
+        // own; results come back in the order of the specs
         type Task = tokio::task::JoinHandle<Result<Vec<InvariantResult>>>;
         enum Slot {
             Task(Task),
             Ids(usize),
             Text(usize),
+            Unique,
+            References,
+            Lifecycle,
         }
         let mut slots = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
-            if compare.is_some() && Some(i) == first_ids {
-                slots.push(Slot::Ids(i));
-                continue;
-            }
-            if compare.is_some() && with_content && Some(i) == first_text {
-                slots.push(Slot::Text(i));
+            let fused = match i {
+                _ if compare && Some(i) == first_ids => Some(Slot::Ids(i)),
+                _ if compare && with_content && Some(i) == first_text => Some(Slot::Text(i)),
+                _ if Some(i) == fused_ids => Some(Slot::Unique),
+                _ if Some(i) == fused_refs => Some(Slot::References),
+                _ if Some(i) == fused_life => Some(Slot::Lifecycle),
+                _ => None,
+            };
+            if let Some(slot) = fused {
+                slots.push(slot);
                 continue;
             }
             if matches!(
@@ -853,25 +1091,15 @@ impl Store {
                 })
             })));
         }
-        // vectors of every space (declared specs for a space replace its built-in)
-        for sp in &state.spaces {
-            if !has(&ds, &sp.column) {
-                continue;
-            }
-            let spec = memlane_core::migration::vectors_spec(declared, &sp.name);
-            let required = state.active_space.as_deref() == Some(sp.name.as_str());
-            let (sp, ds) = (sp.clone(), ds.clone());
-            slots.push(Slot::Task(tokio::spawn(async move {
-                Ok(vec![
-                    crate::migrate::audit_vectors(&ds, &sp, required, &spec, None).await?,
-                ])
-            })));
-        }
         let joined =
             |e: tokio::task::JoinError| StoreError::Input(format!("a validation task failed: {e}"));
+        let mut cur = current.await.map_err(joined)??;
         let (mut ids, mut text) = (None, None);
-        if let Some(task) = compare {
-            let (i, t) = task.await.map_err(joined)??;
+        if let Some(task) = before {
+            let (mut i, mut t) = task.await.map_err(joined)??;
+            if let Some(rows) = &cur.after {
+                rows.feed(&mut i, with_content.then_some(&mut t));
+            }
             (ids, text) = (Some(i), Some(t));
         }
         let mut results = Vec::new();
@@ -888,8 +1116,12 @@ impl Store {
                         results.push(a.finish(&specs[i]));
                     }
                 }
+                Slot::Unique => results.extend(cur.ids.take()),
+                Slot::References => results.extend(cur.refs.take()),
+                Slot::Lifecycle => results.extend(cur.life.take()),
             }
         }
+        results.append(&mut cur.vectors);
         let mut drift = Vec::new();
         if let (Some(b), Some(v)) = (&base, against) {
             let base_state = crate::store::read_state(b).await?.unwrap_or_default();
