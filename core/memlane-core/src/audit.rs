@@ -126,45 +126,134 @@ impl Failures {
     }
 }
 
-/// The ids before a step against the ids after it: none may appear from nowhere, and
-/// exactly the rows the step deleted may disappear.
+/// A row's content digest, bound to its id: blake3-128 of the id's [`id_key`], a flag
+/// for absent content, and the content. One hash per row serves both the per-row
+/// comparison and the version's root digest (the set of these).
+pub fn content_digest(key: u128, content: Option<&str>) -> u128 {
+    let c = content.map_or(&[][..], str::as_bytes);
+    let n = 17 + c.len();
+    let mut out = [0u8; 16];
+    if n <= 256 {
+        // short content (most memories): one contiguous buffer, one call
+        let mut buf = [0u8; 256];
+        buf[..16].copy_from_slice(&key.to_le_bytes());
+        buf[16] = u8::from(content.is_some());
+        buf[17..n].copy_from_slice(c);
+        out.copy_from_slice(&blake3::hash(&buf[..n]).as_bytes()[..16]);
+    } else {
+        let mut h = blake3::Hasher::new();
+        h.update(&key.to_le_bytes());
+        h.update(&[u8::from(content.is_some())]);
+        h.update(c);
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    }
+    u128::from_le_bytes(out)
+}
+
+/// The version before a step against the version after it, in one table keyed by
+/// [`id_key`]: ids preserved (none may appear from nowhere, and exactly the rows the
+/// step deleted may disappear) and, when content is compared, every row's content
+/// unchanged (per-row [`content_digest`]s, and a root digest per version).
 #[derive(Debug, Default)]
-pub struct IdsPreservedAudit {
-    before: HashSet<u128, DigestState>,
-    before_digest: SetDigest,
-    after_digest: SetDigest,
+pub struct VersionAudit {
+    content: bool,
+    /// id key -> content digest (0 when content is not compared)
+    before: HashMap<u128, u128, DigestState>,
+    ids_before: SetDigest,
+    ids_after: SetDigest,
+    root_before: SetDigest,
+    root_after: SetDigest,
     matched: u64,
     unexpected: Vec<String>,
     unexpected_count: u64,
+    changed: Vec<String>,
+    changed_count: u64,
 }
 
-impl IdsPreservedAudit {
-    /// Feed an id of the version before the step.
-    pub fn before(&mut self, id: &str) {
-        self.before_key(id_key(id));
+impl VersionAudit {
+    /// An audit of the ids, and of the content too when `content`.
+    pub fn new(content: bool) -> Self {
+        VersionAudit {
+            content,
+            ..Self::default()
+        }
+    }
+
+    /// [`Self::new`] expecting about `rows` rows before (so its table never regrows).
+    pub fn with_capacity(content: bool, rows: usize) -> Self {
+        VersionAudit {
+            content,
+            before: HashMap::with_capacity_and_hasher(rows, DigestState::default()),
+            ..Self::default()
+        }
+    }
+
+    /// Whether content is compared.
+    pub fn compares_content(&self) -> bool {
+        self.content
+    }
+
+    /// Feed a row of the version before the step.
+    pub fn before(&mut self, id: &str, content: Option<&str>) {
+        self.before_key(id_key(id), content);
     }
 
     /// [`Self::before`] with the id's [`id_key`] already computed.
-    pub fn before_key(&mut self, key: u128) {
-        self.before_digest.add_digest(key);
-        self.before.insert(key);
+    pub fn before_key(&mut self, key: u128, content: Option<&str>) {
+        let d = if self.content {
+            content_digest(key, content)
+        } else {
+            0
+        };
+        self.before_digest(key, d);
     }
 
-    /// Feed an id of the version after the step (rows other writers added meanwhile are
-    /// left out by the caller).
-    pub fn after(&mut self, id: &str) {
-        self.after_key(id, id_key(id));
+    /// [`Self::before_key`] with the row's [`content_digest`] already computed.
+    pub fn before_digest(&mut self, key: u128, digest: u128) {
+        self.ids_before.add_digest(key);
+        if self.content {
+            self.root_before.add_digest(digest);
+        }
+        self.before.insert(key, digest);
+    }
+
+    /// Feed a row of the version after the step (rows other writers added meanwhile
+    /// are left out by the caller).
+    pub fn after(&mut self, id: &str, content: Option<&str>) {
+        self.after_key(id, id_key(id), content);
     }
 
     /// [`Self::after`] with the id's [`id_key`] already computed.
-    pub fn after_key(&mut self, id: &str, key: u128) {
-        self.after_digest.add_digest(key);
-        if self.before.contains(&key) {
-            self.matched += 1;
+    pub fn after_key(&mut self, id: &str, key: u128, content: Option<&str>) {
+        let d = if self.content {
+            content_digest(key, content)
         } else {
-            self.unexpected_count += 1;
-            if self.unexpected.len() < SAMPLE_IDS {
-                self.unexpected.push(id.to_owned());
+            0
+        };
+        self.after_digest(id, key, d);
+    }
+
+    /// [`Self::after_key`] with the row's [`content_digest`] already computed.
+    pub fn after_digest(&mut self, id: &str, key: u128, digest: u128) {
+        self.ids_after.add_digest(key);
+        if self.content {
+            self.root_after.add_digest(digest);
+        }
+        match self.before.get(&key) {
+            Some(was) => {
+                self.matched += 1;
+                if self.content && *was != digest {
+                    self.changed_count += 1;
+                    if self.changed.len() < SAMPLE_IDS {
+                        self.changed.push(id.to_owned());
+                    }
+                }
+            }
+            None => {
+                self.unexpected_count += 1;
+                if self.unexpected.len() < SAMPLE_IDS {
+                    self.unexpected.push(id.to_owned());
+                }
             }
         }
     }
@@ -174,13 +263,18 @@ impl IdsPreservedAudit {
         (self.before.len() as u64).saturating_sub(self.matched)
     }
 
-    /// The result, given how many rows the step deleted.
-    pub fn finish(self, spec: &InvariantSpec, deleted: u64) -> InvariantResult {
+    /// Rows whose content changed (0 when content is not compared).
+    pub fn changed(&self) -> u64 {
+        self.changed_count
+    }
+
+    /// The `ids_preserved` result, given how many rows the step deleted.
+    pub fn ids_result(&self, spec: &InvariantSpec, deleted: u64) -> InvariantResult {
         let before = self.before.len() as u64;
         let lost = before.saturating_sub(self.matched);
         let extra_lost = lost.saturating_sub(deleted);
         let failed = self.unexpected_count + extra_lost;
-        let mut samples = self.unexpected;
+        let mut samples = self.unexpected.clone();
         if extra_lost > 0 && samples.len() < SAMPLE_IDS {
             // which ids went missing: the before set minus what was seen after is not
             // kept (memory); name the count instead
@@ -190,14 +284,14 @@ impl IdsPreservedAudit {
             format!(
                 "{before} ids before, {} after ({deleted} deleted by the step); set digest {} -> {}",
                 self.matched,
-                self.before_digest.hex(),
-                self.after_digest.hex()
+                self.ids_before.hex(),
+                self.ids_after.hex()
             )
         } else {
             format!(
                 "{} ids appeared and {extra_lost} disappeared beyond the {deleted} the step deleted ({before} before, {} after)",
                 self.unexpected_count,
-                self.after_digest.count()
+                self.ids_after.count()
             )
         };
         InvariantResult::from_counts(
@@ -211,86 +305,20 @@ impl IdsPreservedAudit {
             msg,
         )
     }
-}
 
-/// Per-row content digests before a step against after it.
-#[derive(Debug, Default)]
-pub struct ContentAudit {
-    before: HashMap<u128, Option<[u8; 16]>, DigestState>,
-    root_before: SetDigest,
-    root_after: SetDigest,
-    total: u64,
-    changed: Vec<String>,
-    changed_count: u64,
-}
-
-/// The root digest's element of one row: blake3-128 of the id's key and the content's
-/// digest (absent content is its own value).
-fn row_key(key: u128, content: Option<[u8; 16]>) -> u128 {
-    let mut b = [0u8; 33];
-    b[..16].copy_from_slice(&key.to_le_bytes());
-    if let Some(c) = content {
-        b[16] = 1;
-        b[17..].copy_from_slice(&c);
-    }
-    u128::from_le_bytes(digest16(&b))
-}
-
-impl ContentAudit {
-    /// Feed a row of the version before the step.
-    pub fn before(&mut self, id: &str, content: Option<&str>) {
-        self.before_key(id_key(id), content);
-    }
-
-    /// [`Self::before`] with the id's [`id_key`] already computed.
-    pub fn before_key(&mut self, key: u128, content: Option<&str>) {
-        self.before_digest(key, content.map(|c| digest16(c.as_bytes())));
-    }
-
-    /// [`Self::before_key`] with the content's [`digest16`] already computed.
-    pub fn before_digest(&mut self, key: u128, c: Option<[u8; 16]>) {
-        self.root_before.add_digest(row_key(key, c));
-        self.before.insert(key, c);
-    }
-
-    /// Feed a row of the version after the step.
-    pub fn after(&mut self, id: &str, content: Option<&str>) {
-        self.after_key(id, id_key(id), content);
-    }
-
-    /// [`Self::after`] with the id's [`id_key`] already computed.
-    pub fn after_key(&mut self, id: &str, key: u128, content: Option<&str>) {
-        self.after_digest(id, key, content.map(|c| digest16(c.as_bytes())));
-    }
-
-    /// [`Self::after_key`] with the content's [`digest16`] already computed.
-    pub fn after_digest(&mut self, id: &str, key: u128, c: Option<[u8; 16]>) {
-        self.root_after.add_digest(row_key(key, c));
-        let Some(was) = self.before.get(&key) else {
-            return; // a new row: not this check's business (see ids_preserved)
-        };
-        self.total += 1;
-        if *was != c {
-            self.changed_count += 1;
-            if self.changed.len() < SAMPLE_IDS {
-                self.changed.push(id.to_owned());
-            }
-        }
-    }
-
-    /// The result.
-    pub fn finish(self, spec: &InvariantSpec) -> InvariantResult {
+    /// The `content_unchanged` result.
+    pub fn content_result(&self, spec: &InvariantSpec) -> InvariantResult {
         let msg = if self.changed_count == 0 {
             format!(
                 "content of {} records unchanged; root digest {}",
-                self.total,
+                self.matched,
                 self.root_after.hex()
             )
         } else {
             format!(
                 "content of {} of {} records changed (root digest {} -> {})",
                 self.changed_count,
-                self.total,
+                self.matched,
                 self.root_before.hex(),
                 self.root_after.hex()
             )
@@ -300,9 +328,9 @@ impl ContentAudit {
             CheckKind::ContentUnchanged,
             spec.severity,
             spec.mostly,
-            self.total,
+            self.matched,
             self.changed_count,
-            self.changed,
+            self.changed.clone(),
             msg,
         )
     }
@@ -462,6 +490,8 @@ impl<'s> FieldAudit<'s> {
 #[derive(Debug, Default)]
 pub struct ReferenceAudit {
     ids: HashSet<u128, DigestState>,
+    /// the ids come from an [`crate::invariant::IdAudit`] fed the same rows
+    shared: bool,
     /// from each record that supersedes another: the index of that edge in `edges`
     supersedes: HashMap<u128, usize, DigestState>,
     edges: Vec<Edge>,
@@ -478,6 +508,24 @@ struct Edge {
 }
 
 impl ReferenceAudit {
+    /// An audit expecting about `rows` records (so its table never regrows).
+    pub fn with_capacity(rows: usize) -> Self {
+        ReferenceAudit {
+            ids: HashSet::with_capacity_and_hasher(rows, DigestState::default()),
+            ..Self::default()
+        }
+    }
+
+    /// An audit that keeps no id set of its own: finish it with
+    /// [`Self::finish_with_ids`] and the set of an [`crate::invariant::IdAudit`] fed the
+    /// same rows (one table of a million ids instead of two).
+    pub fn sharing_ids() -> Self {
+        ReferenceAudit {
+            shared: true,
+            ..Self::default()
+        }
+    }
+
     /// Feed one record: its id, what it supersedes, its relationship targets.
     pub fn feed<'a>(
         &mut self,
@@ -497,7 +545,9 @@ impl ReferenceAudit {
         targets: impl IntoIterator<Item = &'a str>,
     ) {
         self.total += 1;
-        self.ids.insert(key);
+        if !self.shared {
+            self.ids.insert(key);
+        }
         let edge = |to: &str, kind: &'static str| Edge {
             from: id.into(),
             to: to.into(),
@@ -514,11 +564,21 @@ impl ReferenceAudit {
     }
 
     /// The result.
-    pub fn finish(self, spec: &InvariantSpec) -> InvariantResult {
+    pub fn finish(mut self, spec: &InvariantSpec) -> InvariantResult {
+        let ids = std::mem::take(&mut self.ids);
+        self.finish_with_ids(spec, &ids)
+    }
+
+    /// The result, with the ids of the records (see [`Self::sharing_ids`]).
+    pub fn finish_with_ids(
+        self,
+        spec: &InvariantSpec,
+        ids: &HashSet<u128, DigestState>,
+    ) -> InvariantResult {
         let mut f = Failures::new();
         let mut bad: HashSet<&str> = HashSet::new();
         for e in &self.edges {
-            if !self.ids.contains(&e.to_key) && bad.insert(&e.from) {
+            if !ids.contains(&e.to_key) && bad.insert(&e.from) {
                 f.fail(&e.from, || {
                     format!(
                         "record `{}`: {} target `{}` does not exist",
@@ -644,7 +704,11 @@ impl DuplicateAudit {
 /// `updated_at` is not before `created_at`. Records are kept by [`id_key`].
 #[derive(Debug, Default)]
 pub struct LifecycleAudit {
-    active: HashSet<u128, DigestState>,
+    /// every record's key (unless shared, see [`Self::sharing_ids`])
+    ids: HashSet<u128, DigestState>,
+    shared: bool,
+    /// records whose status is not `active` (few, in a live store)
+    inactive: HashSet<u128, DigestState>,
     /// (superseded id, its key, superseding id, its key)
     superseded_by: Vec<(Box<str>, u128, Box<str>, u128)>,
     total: u64,
@@ -652,6 +716,24 @@ pub struct LifecycleAudit {
 }
 
 impl LifecycleAudit {
+    /// An audit expecting about `rows` records (so its table never regrows).
+    pub fn with_capacity(rows: usize) -> Self {
+        LifecycleAudit {
+            ids: HashSet::with_capacity_and_hasher(rows, DigestState::default()),
+            ..Self::default()
+        }
+    }
+
+    /// An audit that keeps no id set of its own: finish it with
+    /// [`Self::finish_with_ids`] and the set of an [`crate::invariant::IdAudit`] fed the
+    /// same rows.
+    pub fn sharing_ids() -> Self {
+        LifecycleAudit {
+            shared: true,
+            ..Self::default()
+        }
+    }
+
     /// Feed one record (timestamps in microseconds).
     pub fn feed(
         &mut self,
@@ -675,8 +757,11 @@ impl LifecycleAudit {
         updated: Option<i64>,
     ) {
         self.total += 1;
-        if status == Some("active") {
-            self.active.insert(key);
+        if !self.shared {
+            self.ids.insert(key);
+        }
+        if status != Some("active") {
+            self.inactive.insert(key);
         }
         if let Some(s) = supersedes {
             self.superseded_by
@@ -693,13 +778,24 @@ impl LifecycleAudit {
     }
 
     /// The result.
-    pub fn finish(self, spec: &InvariantSpec) -> InvariantResult {
+    pub fn finish(mut self, spec: &InvariantSpec) -> InvariantResult {
+        let ids = std::mem::take(&mut self.ids);
+        self.finish_with_ids(spec, &ids)
+    }
+
+    /// The result, with the ids of the records (see [`Self::sharing_ids`]).
+    pub fn finish_with_ids(
+        self,
+        spec: &InvariantSpec,
+        ids: &HashSet<u128, DigestState>,
+    ) -> InvariantResult {
         let mut f = Failures::new();
         for (id, why) in self.f {
             f.fail(&id, || why);
         }
+        let active = |k: &u128| ids.contains(k) && !self.inactive.contains(k);
         for (old, old_key, new, new_key) in &self.superseded_by {
-            if self.active.contains(old_key) && self.active.contains(new_key) {
+            if active(old_key) && active(new_key) {
                 f.fail(old, || {
                     format!("record `{old}` is active but superseded by active record `{new}`")
                 });
@@ -734,34 +830,47 @@ mod tests {
 
     #[test]
     fn ids_preserved_counts_what_appears_and_disappears() {
-        let mut a = IdsPreservedAudit::default();
+        let mut a = VersionAudit::new(false);
         for x in ["a", "b", "c"] {
-            a.before(x);
+            a.before(x, None);
         }
-        a.after("a");
-        a.after("z");
-        let r = a.finish(&spec(CheckKind::IdsPreserved), 1);
+        a.after("a", None);
+        a.after("z", None);
+        let r = a.ids_result(&spec(CheckKind::IdsPreserved), 1);
         // z appeared, and two ids went but the step deleted one
         assert_eq!((r.passed, r.failed), (false, 2), "{r:?}");
         assert!(r.sample_ids.contains(&"z".to_owned()));
-        let mut ok = IdsPreservedAudit::default();
-        ok.before("a");
-        ok.after("a");
-        assert!(ok.finish(&spec(CheckKind::IdsPreserved), 0).passed);
+        let mut ok = VersionAudit::new(false);
+        ok.before("a", None);
+        ok.after("a", None);
+        assert!(ok.ids_result(&spec(CheckKind::IdsPreserved), 0).passed);
     }
 
     #[test]
     fn content_changes_are_named() {
-        let mut c = ContentAudit::default();
+        let mut c = VersionAudit::new(true);
         c.before("a", Some("hello"));
         c.before("b", Some("world"));
+        c.before("n", None);
         c.after("a", Some("hello"));
         c.after("b", Some("World"));
-        let r = c.finish(&spec(CheckKind::ContentUnchanged));
+        c.after("n", Some(""));
+        let r = c.content_result(&spec(CheckKind::ContentUnchanged));
         assert_eq!(
             (r.passed, r.sample_ids.clone()),
-            (false, vec!["b".to_owned()])
+            (false, vec!["b".to_owned(), "n".to_owned()])
         );
+        // long content takes the other branch of the digest, and agrees with itself
+        let long = "x".repeat(1000);
+        assert_eq!(
+            content_digest(1, Some(&long)),
+            content_digest(1, Some(&long))
+        );
+        assert_ne!(
+            content_digest(1, Some(&long)),
+            content_digest(2, Some(&long))
+        );
+        assert_ne!(content_digest(1, Some("")), content_digest(1, None));
     }
 
     #[test]

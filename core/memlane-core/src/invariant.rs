@@ -18,6 +18,19 @@ pub struct IdAudit {
 }
 
 impl IdAudit {
+    /// An audit expecting about `rows` ids (so its table never regrows).
+    pub fn with_capacity(rows: usize) -> Self {
+        IdAudit {
+            seen: std::collections::HashSet::with_capacity_and_hasher(rows, Default::default()),
+            ..Self::default()
+        }
+    }
+
+    /// The keys of the ids seen ([`crate::audit::id_key`]), for audits that share them.
+    pub fn keys(&self) -> &std::collections::HashSet<u128, crate::audit::DigestState> {
+        &self.seen
+    }
+
     /// Feed one id (`None` = null).
     pub fn feed(&mut self, id: Option<&str>) {
         self.feed_key(id.map(|id| (id, crate::audit::id_key(id))));

@@ -13,8 +13,7 @@ use arrow::datatypes::{
 use futures::TryStreamExt;
 use lance::Dataset;
 use memlane_core::audit::{
-    ContentAudit, DuplicateAudit, FieldAudit, IdsPreservedAudit, LifecycleAudit, ReferenceAudit,
-    Scalar,
+    DuplicateAudit, FieldAudit, LifecycleAudit, ReferenceAudit, Scalar, VersionAudit,
 };
 use memlane_core::migration::{CheckKind, InvariantSpec};
 use memlane_core::report::InvariantResult;
@@ -53,49 +52,39 @@ fn as_of(after: &Dataset, base: &Dataset) -> Option<String> {
         .then(|| format!("_row_created_at_version <= {}", base.version().version))
 }
 
-/// The ids (and, with `content`, the per-row content) of `base` fed to the audits, then
+/// The ids (and, with `content`, the per-row content) of `base` fed to the audit, then
 /// those of the rows of `after` that existed at `base`: one scan per version.
-async fn compare_versions(
-    base: &Dataset,
-    after: &Dataset,
-    content: bool,
-) -> Result<(IdsPreservedAudit, ContentAudit)> {
-    let (mut ids, mut text) = scan_before(base, content).await?;
+async fn compare_versions(base: &Dataset, after: &Dataset, content: bool) -> Result<VersionAudit> {
+    let mut audit = scan_before(base, content).await?;
     let cols: &[&str] = if content { &[ID, CONTENT] } else { &[ID] };
     let mut s = crate::migrate::scan_stream(after, cols, as_of(after, base).as_deref()).await?;
     while let Some(b) = s.try_next().await? {
         let id = b.column(0).as_string::<i32>();
         let t = content.then(|| b.column(1).as_string::<i32>());
         for i in 0..b.num_rows() {
-            let key = memlane_core::audit::id_key(id.value(i));
-            ids.after_key(id.value(i), key);
-            if let Some(t) = t {
-                text.after_key(id.value(i), key, t.is_valid(i).then(|| t.value(i)));
-            }
+            let c = t.and_then(|t| t.is_valid(i).then(|| t.value(i)));
+            audit.after(id.value(i), c);
         }
     }
-    Ok((ids, text))
+    Ok(audit)
 }
 
 /// The "before" side of the version comparison: one scan of `base`'s ids (and content).
-async fn scan_before(base: &Dataset, content: bool) -> Result<(IdsPreservedAudit, ContentAudit)> {
-    let mut ids = IdsPreservedAudit::default();
-    let mut text = ContentAudit::default();
+async fn scan_before(base: &Dataset, content: bool) -> Result<VersionAudit> {
+    let mut audit = VersionAudit::with_capacity(content, base.count_rows(None).await?);
     let cols: &[&str] = if content { &[ID, CONTENT] } else { &[ID] };
     let mut s = crate::migrate::scan_stream(base, cols, None).await?;
     while let Some(b) = s.try_next().await? {
         let id = b.column(0).as_string::<i32>();
         let t = content.then(|| b.column(1).as_string::<i32>());
         for i in 0..b.num_rows() {
-            // one blake3 of the id per row, shared by both audits
-            let key = memlane_core::audit::id_key(id.value(i));
-            ids.before_key(key);
-            if let Some(t) = t {
-                text.before_key(key, t.is_valid(i).then(|| t.value(i)));
-            }
+            audit.before(
+                id.value(i),
+                t.and_then(|t| t.is_valid(i).then(|| t.value(i))),
+            );
         }
     }
-    Ok((ids, text))
+    Ok(audit)
 }
 
 /// What `validate` checks in its one scan of the current version: the first
@@ -117,28 +106,31 @@ struct CurrentPlan {
 /// and the ids as text in one buffer (for the report's sample ids).
 #[derive(Debug, Default)]
 struct AfterRows {
-    rows: Vec<(u128, Option<[u8; 16]>)>,
+    rows: Vec<(u128, u128)>,
     names: String,
     ends: Vec<usize>,
 }
 
 impl AfterRows {
-    fn push(&mut self, id: &str, key: u128, content: Option<[u8; 16]>) {
+    fn with_capacity(rows: usize) -> Self {
+        AfterRows {
+            rows: Vec::with_capacity(rows),
+            names: String::with_capacity(rows * 8),
+            ends: Vec::with_capacity(rows),
+        }
+    }
+
+    fn push(&mut self, id: &str, key: u128, content: u128) {
         self.rows.push((key, content));
         self.names.push_str(id);
         self.ends.push(self.names.len());
     }
 
-    /// Feed them to the "after" side of the audits.
-    fn feed(&self, ids: &mut IdsPreservedAudit, text: Option<&mut ContentAudit>) {
+    /// Feed them to the "after" side of the audit.
+    fn feed(&self, audit: &mut VersionAudit) {
         let name = |i: usize| &self.names[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]];
-        for (i, (key, _)) in self.rows.iter().enumerate() {
-            ids.after_key(name(i), *key);
-        }
-        if let Some(text) = text {
-            for (i, (key, c)) in self.rows.iter().enumerate() {
-                text.after_digest(name(i), *key, *c);
-            }
+        for (i, (key, c)) in self.rows.iter().enumerate() {
+            audit.after_digest(name(i), *key, *c);
         }
     }
 }
@@ -181,9 +173,12 @@ async fn scan_current(ds: &Dataset, plan: &CurrentPlan) -> Result<CurrentResults
     for (sp, _, _) in &plan.vectors {
         cols.push(sp.column.as_str());
     }
-    let mut ids = plan.ids.as_ref().map(|_| IdAudit::default());
-    let mut refs = plan.refs.as_ref().map(|_| ReferenceAudit::default());
-    let mut life = plan.life.as_ref().map(|_| LifecycleAudit::default());
+    let rows = ds.count_rows(None).await?;
+    // one id table for all: references and lifecycle read the keys `ids_unique` keeps
+    let share = plan.refs.is_some() || plan.life.is_some();
+    let mut ids = (plan.ids.is_some() || share).then(|| IdAudit::with_capacity(rows));
+    let mut refs = plan.refs.as_ref().map(|_| ReferenceAudit::sharing_ids());
+    let mut life = plan.life.as_ref().map(|_| LifecycleAudit::sharing_ids());
     let mut vectors: Vec<VectorAudit> = plan
         .vectors
         .iter()
@@ -191,7 +186,7 @@ async fn scan_current(ds: &Dataset, plan: &CurrentPlan) -> Result<CurrentResults
             VectorAudit::new(sp.clone()).with_norm_range(spec.min_norm, spec.max_norm)
         })
         .collect();
-    let mut after = plan.after.map(|_| AfterRows::default());
+    let mut after = plan.after.map(|_| AfterRows::with_capacity(rows));
     let need_keys = ids.is_some() || refs.is_some() || life.is_some() || after.is_some();
     let mut keys: Vec<u128> = Vec::new();
     let mut s = crate::migrate::scan_stream(ds, &cols, None).await?;
@@ -213,17 +208,21 @@ async fn scan_current(ds: &Dataset, plan: &CurrentPlan) -> Result<CurrentResults
         }
         let sup = text("supersedes");
         if let Some(a) = &mut refs {
+            let rel = relationships(&b);
             for (i, key) in keys.iter().enumerate() {
-                let t = targets(&b, i);
-                a.feed_key(id.value(i), *key, opt(sup, i), t.iter().map(String::as_str));
+                let t = targets(rel, i);
+                a.feed_key(id.value(i), *key, opt(sup, i), t.iter().flatten().flatten());
             }
         }
         if let Some(a) = &mut life {
             let st = text("status");
-            let ts = |c: &str, i: usize| {
+            let micros = |c: &str| {
                 b.column_by_name(c)
                     .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-                    .and_then(|c| c.is_valid(i).then(|| c.value(i)))
+            };
+            let (created, updated) = (micros("created_at"), micros("updated_at"));
+            let ts = |c: Option<&arrow::array::TimestampMicrosecondArray>, i: usize| {
+                c.and_then(|c| c.is_valid(i).then(|| c.value(i)))
             };
             for (i, key) in keys.iter().enumerate() {
                 a.feed_key(
@@ -231,8 +230,8 @@ async fn scan_current(ds: &Dataset, plan: &CurrentPlan) -> Result<CurrentResults
                     *key,
                     opt(st, i),
                     opt(sup, i),
-                    ts("created_at", i),
-                    ts("updated_at", i),
+                    ts(created, i),
+                    ts(updated, i),
                 );
             }
         }
@@ -266,15 +265,28 @@ async fn scan_current(ds: &Dataset, plan: &CurrentPlan) -> Result<CurrentResults
                 if created.is_some_and(|c| c.is_valid(i) && c.value(i) > base) {
                     continue;
                 }
-                let c = opt(t, i).map(|c| memlane_core::audit::digest16(c.as_bytes()));
+                let c = if content {
+                    memlane_core::audit::content_digest(*key, opt(t, i))
+                } else {
+                    0
+                };
                 rows.push(id.value(i), *key, c);
             }
         }
     }
+    let keys = ids.as_ref().map(IdAudit::keys);
+    let refs = refs
+        .zip(plan.refs.as_ref())
+        .zip(keys)
+        .map(|((a, spec), k)| a.finish_with_ids(spec, k));
+    let life = life
+        .zip(plan.life.as_ref())
+        .zip(keys)
+        .map(|((a, spec), k)| a.finish_with_ids(spec, k));
     Ok(CurrentResults {
         ids: ids.zip(plan.ids.as_ref()).map(|(a, spec)| a.finish(spec)),
-        refs: refs.zip(plan.refs.as_ref()).map(|(a, spec)| a.finish(spec)),
-        life: life.zip(plan.life.as_ref()).map(|(a, spec)| a.finish(spec)),
+        refs,
+        life,
         vectors: vectors
             .into_iter()
             .zip(&plan.vectors)
@@ -291,8 +303,8 @@ pub(crate) async fn ids_preserved(
     after: &Dataset,
     deleted: u64,
 ) -> Result<InvariantResult> {
-    let (ids, _) = compare_versions(base, after, false).await?;
-    Ok(ids.finish(spec, deleted))
+    let audit = compare_versions(base, after, false).await?;
+    Ok(audit.ids_result(spec, deleted))
 }
 
 /// Per-row `content` of `base` against `after`.
@@ -304,8 +316,8 @@ pub(crate) async fn content_unchanged(
     if !has(base, CONTENT) || !has(after, CONTENT) {
         return Ok(skipped(spec, "no `content` field".into()));
     }
-    let (_, text) = compare_versions(base, after, true).await?;
-    Ok(text.finish(spec))
+    let audit = compare_versions(base, after, true).await?;
+    Ok(audit.content_result(spec))
 }
 
 /// One metadata value as the field rules read it (timestamps as seconds since the
@@ -403,28 +415,18 @@ pub(crate) async fn field(spec: &InvariantSpec, ds: &Dataset) -> Result<Invarian
     Ok(a.finish())
 }
 
-fn targets(b: &RecordBatch, i: usize) -> Vec<String> {
-    let Some(col) = b.column_by_name("relationships") else {
-        return vec![];
-    };
-    let Some(list) = col.as_list_opt::<i32>() else {
-        return vec![];
-    };
-    if list.is_null(i) {
-        return vec![];
-    }
+/// The `relationships` list of a batch, if it has one.
+fn relationships(b: &RecordBatch) -> Option<&arrow::array::ListArray> {
+    b.column_by_name("relationships")
+        .and_then(|c| c.as_list_opt::<i32>())
+}
+
+/// Row `i`'s relationship targets (empty when it has none).
+fn targets(list: Option<&arrow::array::ListArray>, i: usize) -> Option<arrow::array::StringArray> {
+    let list = list.filter(|l| l.is_valid(i))?;
     let v = list.value(i);
-    let Some(st) = v.as_struct_opt() else {
-        return vec![];
-    };
-    let Some(t) = st.column_by_name("target") else {
-        return vec![];
-    };
-    t.as_string::<i32>()
-        .iter()
-        .flatten()
-        .map(str::to_owned)
-        .collect()
+    let t = v.as_struct_opt()?.column_by_name("target")?;
+    t.as_string_opt::<i32>().cloned()
 }
 
 /// Relationship targets and `supersedes` exist; `supersedes` chains are acyclic.
@@ -448,10 +450,11 @@ pub(crate) async fn references(spec: &InvariantSpec, ds: &Dataset) -> Result<Inv
         let sup = b
             .column_by_name("supersedes")
             .map(|c| c.as_string::<i32>().clone());
+        let rel = relationships(&b);
         for i in 0..b.num_rows() {
             let sv = sup.as_ref().and_then(|s| s.is_valid(i).then(|| s.value(i)));
-            let t = targets(&b, i);
-            a.feed(ids.value(i), sv, t.iter().map(String::as_str));
+            let t = targets(rel, i);
+            a.feed(ids.value(i), sv, t.iter().flatten().flatten());
         }
     }
     Ok(a.finish(spec))
@@ -615,16 +618,10 @@ pub(crate) async fn context_loss(
 ) -> Result<memlane_core::ContextLoss> {
     let k = 10usize;
     let with_content = has(before, CONTENT) && has(after, CONTENT);
-    let (ids, content) = compare_versions(before, after, with_content).await?;
+    let audit = compare_versions(before, after, with_content).await?;
     let records_before = before.count_rows(None).await? as u64;
-    let records_lost = ids.lost();
-    let content_changed = if with_content {
-        content
-            .finish(&InvariantSpec::builtin(CheckKind::ContentUnchanged))
-            .failed
-    } else {
-        0
-    };
+    let records_lost = audit.lost();
+    let content_changed = audit.changed();
     let mut out = memlane_core::ContextLoss {
         version_before: before.version().version,
         version_after: after.version().version,
@@ -1094,27 +1091,23 @@ impl Store {
         let joined =
             |e: tokio::task::JoinError| StoreError::Input(format!("a validation task failed: {e}"));
         let mut cur = current.await.map_err(joined)??;
-        let (mut ids, mut text) = (None, None);
+        let mut versions = None;
         if let Some(task) = before {
-            let (mut i, mut t) = task.await.map_err(joined)??;
+            let mut audit = task.await.map_err(joined)??;
             if let Some(rows) = &cur.after {
-                rows.feed(&mut i, with_content.then_some(&mut t));
+                rows.feed(&mut audit);
             }
-            (ids, text) = (Some(i), Some(t));
+            versions = Some(audit);
         }
         let mut results = Vec::new();
         for slot in slots {
             match slot {
                 Slot::Task(t) => results.extend(t.await.map_err(joined)??),
                 Slot::Ids(i) => {
-                    if let Some(a) = ids.take() {
-                        results.push(a.finish(&specs[i], 0));
-                    }
+                    results.extend(versions.as_ref().map(|a| a.ids_result(&specs[i], 0)))
                 }
                 Slot::Text(i) => {
-                    if let Some(a) = text.take() {
-                        results.push(a.finish(&specs[i]));
-                    }
+                    results.extend(versions.as_ref().map(|a| a.content_result(&specs[i])));
                 }
                 Slot::Unique => results.extend(cur.ids.take()),
                 Slot::References => results.extend(cur.refs.take()),
