@@ -142,11 +142,16 @@ struct CurrentResults {
     refs: Option<InvariantResult>,
     life: Option<InvariantResult>,
     vectors: Vec<InvariantResult>,
-    after: Option<AfterRows>,
 }
 
 /// One scan of `ds` feeding every check of `plan`: each id hashed once for all of them.
-async fn scan_current(ds: &Dataset, plan: &CurrentPlan) -> Result<CurrentResults> {
+/// The rows the version comparison needs go to `after`, a batch at a time, so the
+/// comparison runs beside the scan once the base version is read.
+async fn scan_current(
+    ds: &Dataset,
+    plan: &CurrentPlan,
+    after: Option<tokio::sync::mpsc::UnboundedSender<AfterRows>>,
+) -> Result<CurrentResults> {
     use memlane_core::invariant::{IdAudit, VectorAudit};
     let mut cols: Vec<&str> = vec![ID];
     let mut want = |c: &'static str| {
@@ -186,8 +191,8 @@ async fn scan_current(ds: &Dataset, plan: &CurrentPlan) -> Result<CurrentResults
             VectorAudit::new(sp.clone()).with_norm_range(spec.min_norm, spec.max_norm)
         })
         .collect();
-    let mut after = plan.after.map(|_| AfterRows::with_capacity(rows));
     let need_keys = ids.is_some() || refs.is_some() || life.is_some() || after.is_some();
+    let after = after.zip(plan.after);
     let mut keys: Vec<u128> = Vec::new();
     let mut s = crate::migrate::scan_stream(ds, &cols, None).await?;
     while let Some(b) = s.try_next().await? {
@@ -255,7 +260,9 @@ async fn scan_current(ds: &Dataset, plan: &CurrentPlan) -> Result<CurrentResults
                 );
             }
         }
-        if let (Some(rows), Some((base, content))) = (&mut after, plan.after) {
+        if let Some((tx, (base, content))) = &after {
+            let (base, content) = (*base, *content);
+            let mut rows = AfterRows::with_capacity(n);
             let created = b
                 .column_by_name(ROW_CREATED_AT_VERSION)
                 .and_then(|c| c.as_primitive_opt::<UInt64Type>());
@@ -272,6 +279,8 @@ async fn scan_current(ds: &Dataset, plan: &CurrentPlan) -> Result<CurrentResults
                 };
                 rows.push(id.value(i), *key, c);
             }
+            // the comparison task is gone only if it failed; its error is reported
+            let _ = tx.send(rows);
         }
     }
     let keys = ids.as_ref().map(IdAudit::keys);
@@ -292,7 +301,6 @@ async fn scan_current(ds: &Dataset, plan: &CurrentPlan) -> Result<CurrentResults
             .zip(&plan.vectors)
             .map(|(a, (_, _, spec))| a.finish(spec))
             .collect(),
-        after,
     })
 }
 
@@ -1001,14 +1009,29 @@ impl Store {
             && has(&ds, CONTENT)
             && base.as_ref().is_some_and(|b| has(b, CONTENT));
         let compare = base.is_some() && (first_ids.is_some() || with_content);
-        let before = match (&base, compare) {
+        // drift samples a few hundred rows of each version: beside the scans
+        let drift_task = base.clone().map(|b| {
+            let (ds, state) = (ds.clone(), state.clone());
+            tokio::spawn(async move {
+                let base_state = crate::store::read_state(&b).await?.unwrap_or_default();
+                drifts(&b, &base_state, &ds, &state).await
+            })
+        });
+        // the comparison: the base version's scan, then the current rows as they come
+        let (tx, before) = match (&base, compare) {
             (Some(b), true) => {
                 let b = b.clone();
-                Some(tokio::spawn(
-                    async move { scan_before(&b, with_content).await },
-                ))
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<AfterRows>();
+                let task = tokio::spawn(async move {
+                    let mut audit = scan_before(&b, with_content).await?;
+                    while let Some(rows) = rx.recv().await {
+                        rows.feed(&mut audit);
+                    }
+                    Ok::<_, StoreError>(audit)
+                });
+                (Some(tx), Some(task))
             }
-            _ => None,
+            _ => (None, None),
         };
         let mut plan = CurrentPlan {
             after: base
@@ -1040,7 +1063,7 @@ impl Store {
         }
         let current = {
             let (ds, plan) = (ds.clone(), plan.clone());
-            tokio::spawn(async move { scan_current(&ds, &plan).await })
+            tokio::spawn(async move { scan_current(&ds, &plan, tx).await })
         };
         // the other checks (declared ones, and repeats of a kind) each on a task of its
         // own; results come back in the order of the specs
@@ -1091,14 +1114,10 @@ impl Store {
         let joined =
             |e: tokio::task::JoinError| StoreError::Input(format!("a validation task failed: {e}"));
         let mut cur = current.await.map_err(joined)??;
-        let mut versions = None;
-        if let Some(task) = before {
-            let mut audit = task.await.map_err(joined)??;
-            if let Some(rows) = &cur.after {
-                rows.feed(&mut audit);
-            }
-            versions = Some(audit);
-        }
+        let versions = match before {
+            Some(task) => Some(task.await.map_err(joined)??),
+            None => None,
+        };
         let mut results = Vec::new();
         for slot in slots {
             match slot {
@@ -1116,9 +1135,8 @@ impl Store {
         }
         results.append(&mut cur.vectors);
         let mut drift = Vec::new();
-        if let (Some(b), Some(v)) = (&base, against) {
-            let base_state = crate::store::read_state(b).await?.unwrap_or_default();
-            drift = drifts(b, &base_state, &ds, state).await?;
+        if let (Some(task), Some(v)) = (drift_task, against) {
+            drift = task.await.map_err(joined)??;
             for d in &drift {
                 let moved = d.drift.moved && !d.identity_changed;
                 let msg = format!(
