@@ -429,7 +429,7 @@ fn relationships(b: &RecordBatch) -> Option<&arrow::array::ListArray> {
         .and_then(|c| c.as_list_opt::<i32>())
 }
 
-/// Row `i`'s relationship targets (empty when it has none).
+/// Row `i`'s relationship targets (`None` when it has none).
 fn targets(list: Option<&arrow::array::ListArray>, i: usize) -> Option<arrow::array::StringArray> {
     let list = list.filter(|l| l.is_valid(i))?;
     let v = list.value(i);
