@@ -188,11 +188,6 @@ impl VersionAudit {
         }
     }
 
-    /// Whether content is compared.
-    pub fn compares_content(&self) -> bool {
-        self.content
-    }
-
     /// Feed a row of the version before the step.
     pub fn before(&mut self, id: &str, content: Option<&str>) {
         self.before_key(id_key(id), content);

@@ -45,38 +45,34 @@ fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
 /// A file's blake3 (hex) and length, or why it could not be read.
 type Hashed = std::io::Result<(String, u64)>;
 
-/// [`hash_file`] of each of `files` (under `dir`), on as many threads as there are
-/// cores: an add of a million vectors writes a dozen files at once.
+/// [`hash_file`] of each of `files` (under `dir`), in order, on as many threads as
+/// there are cores: an add of a million vectors writes a dozen files at once.
 fn hash_files(dir: &Path, files: &[(u64, String)]) -> Vec<Hashed> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .min(files.len())
-        .max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let out: Vec<std::sync::Mutex<Option<Hashed>>> =
-        files.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let per = files.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((_, file)) = files.get(i) else { break };
-                    let r = hash_file(&dir.join(file));
-                    if let Ok(mut slot) = out[i].lock() {
-                        *slot = Some(r);
-                    }
-                }
-            });
-        }
-    });
-    out.into_iter()
-        .map(|m| {
-            m.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| Err(std::io::Error::other("the hashing thread stopped")))
-        })
-        .collect()
+        let parts: Vec<_> = files
+            .chunks(per)
+            .map(|part| {
+                let hashed = s.spawn(move || {
+                    part.iter()
+                        .map(|(_, f)| hash_file(&dir.join(f)))
+                        .collect::<Vec<_>>()
+                });
+                (part.len(), hashed)
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|(n, h)| {
+                h.join().unwrap_or_else(|_| {
+                    (0..n)
+                        .map(|_| Err(std::io::Error::other("the hashing thread panicked")))
+                        .collect()
+                })
+            })
+            .collect()
+    })
 }
 
 impl Store {

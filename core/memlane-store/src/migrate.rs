@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use lance::Dataset;
 use lance::dataset::CommitBuilder;
 use memlane_core::invariant::{
-    IdAudit, VectorAudit, builtin_invariants, expression, row_count, rows_accounted,
+    VectorAudit, builtin_invariants, expression, row_count, rows_accounted,
 };
 use memlane_core::schema::ID;
 use memlane_core::state::InFlight;
@@ -1042,15 +1042,7 @@ pub(crate) async fn expression_check(
 
 /// Ids unique and non-null over all live rows of `ds`.
 pub(crate) async fn audit_ids(ds: &Dataset, spec: &InvariantSpec) -> Result<InvariantResult> {
-    let mut audit = IdAudit::default();
-    let mut stream = scan_stream(ds, &[ID], None).await?;
-    while let Some(b) = stream.try_next().await? {
-        let ids = b.column(0).as_string::<i32>();
-        for i in 0..b.num_rows() {
-            audit.feed(ids.is_valid(i).then(|| ids.value(i)));
-        }
-    }
-    Ok(audit.finish(spec))
+    crate::validate::ids_unique(ds, spec).await
 }
 
 /// Every live row's vector of `space` valid (and present when `required`).
@@ -1064,25 +1056,38 @@ pub(crate) async fn audit_vectors(
     let mut audit = VectorAudit::new(space.clone()).with_norm_range(spec.min_norm, spec.max_norm);
     let mut stream = scan_stream(ds, &[ID, space.column.as_str()], filter).await?;
     while let Some(b) = stream.try_next().await? {
-        let ids = b.column(0).as_string::<i32>();
-        let v = b.column(1).as_fixed_size_list();
-        let vals = v
-            .values()
-            .as_primitive::<arrow::datatypes::Float32Type>()
-            .values();
-        #[allow(clippy::cast_sign_loss)]
-        let d = v.value_length() as usize;
-        for i in 0..b.num_rows() {
-            #[allow(clippy::cast_sign_loss)]
-            let off = v.value_offset(i) as usize;
-            audit.feed(
-                ids.value(i),
-                v.is_valid(i).then(|| &vals[off..off + d]),
-                required,
-            );
-        }
+        feed_vectors(
+            &mut audit,
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_fixed_size_list(),
+            required,
+        );
     }
     Ok(audit.finish(spec))
+}
+
+/// Feed one batch's vectors (with their ids) to `audit`.
+pub(crate) fn feed_vectors(
+    audit: &mut VectorAudit,
+    ids: &arrow::array::StringArray,
+    v: &arrow::array::FixedSizeListArray,
+    required: bool,
+) {
+    let vals = v
+        .values()
+        .as_primitive::<arrow::datatypes::Float32Type>()
+        .values();
+    #[allow(clippy::cast_sign_loss)]
+    let d = v.value_length() as usize;
+    for i in 0..v.len() {
+        #[allow(clippy::cast_sign_loss)]
+        let off = v.value_offset(i) as usize;
+        audit.feed(
+            ids.value(i),
+            v.is_valid(i).then(|| &vals[off..off + d]),
+            required,
+        );
+    }
 }
 
 async fn scan(

@@ -294,7 +294,8 @@ async fn open_dataset(uri: &str) -> Result<Dataset> {
 
 impl Store {
     /// Create a store, optionally with initial records (`None`, one batch or a
-    /// stream of batches), in one commit. Rows lacking a vector of a space get one from `embedders` (keyed by space name).
+    /// stream of batches), in one commit. Rows lacking a vector of a space get one
+    /// from `embedders` (keyed by space name).
     pub async fn create(
         uri: &str,
         opts: CreateOptions,

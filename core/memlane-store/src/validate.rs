@@ -24,6 +24,19 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StoreError};
 use crate::store::Store;
 
+/// The fields the lifecycle rules read (all needed).
+const LIFECYCLE_FIELDS: [&str; 4] = ["status", "supersedes", "created_at", "updated_at"];
+
+/// Whether `ds` has a field the reference check reads.
+fn has_reference_fields(ds: &Dataset) -> bool {
+    has(ds, "supersedes") || has(ds, "relationships")
+}
+
+/// Whether `ds` has every field the lifecycle rules read.
+fn has_lifecycle_fields(ds: &Dataset) -> bool {
+    LIFECYCLE_FIELDS.iter().all(|c| has(ds, c))
+}
+
 /// Lance's system column: the version a row was first written at.
 const ROW_CREATED_AT_VERSION: &str = "_row_created_at_version";
 
@@ -164,7 +177,7 @@ async fn scan_current(
         want("relationships");
     }
     if plan.life.is_some() {
-        for c in ["status", "supersedes", "created_at", "updated_at"] {
+        for c in LIFECYCLE_FIELDS {
             want(c);
         }
     }
@@ -241,23 +254,11 @@ async fn scan_current(
             }
         }
         for ((sp, required, _), audit) in plan.vectors.iter().zip(&mut vectors) {
-            let Some(v) = b
+            if let Some(v) = b
                 .column_by_name(&sp.column)
                 .and_then(|c| c.as_fixed_size_list_opt())
-            else {
-                continue;
-            };
-            let vals = v.values().as_primitive::<Float32Type>().values();
-            #[allow(clippy::cast_sign_loss)]
-            let d = v.value_length() as usize;
-            for i in 0..n {
-                #[allow(clippy::cast_sign_loss)]
-                let off = v.value_offset(i) as usize;
-                audit.feed(
-                    id.value(i),
-                    v.is_valid(i).then(|| &vals[off..off + d]),
-                    *required,
-                );
+            {
+                crate::migrate::feed_vectors(audit, id, v, *required);
             }
         }
         if let Some((tx, (base, content))) = &after {
@@ -437,35 +438,31 @@ fn targets(list: Option<&arrow::array::ListArray>, i: usize) -> Option<arrow::ar
     t.as_string_opt::<i32>().cloned()
 }
 
+/// Ids unique and non-null over all live rows of `ds`.
+pub(crate) async fn ids_unique(ds: &Dataset, spec: &InvariantSpec) -> Result<InvariantResult> {
+    let plan = CurrentPlan {
+        ids: Some(spec.clone()),
+        ..CurrentPlan::default()
+    };
+    let r = scan_current(ds, &plan, None).await?;
+    Ok(r.ids.unwrap_or_else(|| skipped(spec, "not checked".into())))
+}
+
 /// Relationship targets and `supersedes` exist; `supersedes` chains are acyclic.
 pub(crate) async fn references(spec: &InvariantSpec, ds: &Dataset) -> Result<InvariantResult> {
-    let mut cols = vec![ID];
-    for c in ["supersedes", "relationships"] {
-        if has(ds, c) {
-            cols.push(c);
-        }
-    }
-    if cols.len() == 1 {
+    if !has_reference_fields(ds) {
         return Ok(skipped(
             spec,
             "no `supersedes` or `relationships` field".into(),
         ));
     }
-    let mut a = ReferenceAudit::default();
-    let mut s = crate::migrate::scan_stream(ds, &cols, None).await?;
-    while let Some(b) = s.try_next().await? {
-        let ids = b.column(0).as_string::<i32>();
-        let sup = b
-            .column_by_name("supersedes")
-            .map(|c| c.as_string::<i32>().clone());
-        let rel = relationships(&b);
-        for i in 0..b.num_rows() {
-            let sv = sup.as_ref().and_then(|s| s.is_valid(i).then(|| s.value(i)));
-            let t = targets(rel, i);
-            a.feed(ids.value(i), sv, t.iter().flatten().flatten());
-        }
-    }
-    Ok(a.finish(spec))
+    let plan = CurrentPlan {
+        refs: Some(spec.clone()),
+        ..CurrentPlan::default()
+    };
+    let r = scan_current(ds, &plan, None).await?;
+    Ok(r.refs
+        .unwrap_or_else(|| skipped(spec, "not checked".into())))
 }
 
 /// Exact duplicate vectors of a space; with `near`, near-duplicates among the nearest
@@ -536,44 +533,19 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 /// Agent-memory lifecycle rules.
 pub(crate) async fn lifecycle(spec: &InvariantSpec, ds: &Dataset) -> Result<InvariantResult> {
-    let want = ["status", "supersedes", "created_at", "updated_at"];
-    if want.iter().any(|c| !has(ds, c)) {
+    if !has_lifecycle_fields(ds) {
         return Ok(skipped(
             spec,
             "not an agent-memory store (no status/supersedes/timestamps)".into(),
         ));
     }
-    let mut a = LifecycleAudit::default();
-    let mut s = crate::migrate::scan_stream(
-        ds,
-        &[ID, "status", "supersedes", "created_at", "updated_at"],
-        None,
-    )
-    .await?;
-    while let Some(b) = s.try_next().await? {
-        let ids = b.column(0).as_string::<i32>();
-        let st = b.column(1).as_string::<i32>();
-        let sup = b.column(2).as_string::<i32>();
-        let ts = |c: usize, i: usize| {
-            let col = b.column(c);
-            (col.is_valid(i))
-                .then(|| {
-                    col.as_primitive_opt::<arrow::datatypes::TimestampMicrosecondType>()
-                        .map(|a| a.value(i))
-                })
-                .flatten()
-        };
-        for i in 0..b.num_rows() {
-            a.feed(
-                ids.value(i),
-                st.is_valid(i).then(|| st.value(i)),
-                sup.is_valid(i).then(|| sup.value(i)),
-                ts(3, i),
-                ts(4, i),
-            );
-        }
-    }
-    Ok(a.finish(spec))
+    let plan = CurrentPlan {
+        life: Some(spec.clone()),
+        ..CurrentPlan::default()
+    };
+    let r = scan_current(ds, &plan, None).await?;
+    Ok(r.life
+        .unwrap_or_else(|| skipped(spec, "not checked".into())))
 }
 
 /// The space a `duplicates` spec names (or the active one).
@@ -1042,13 +1014,8 @@ impl Store {
         };
         let (fused_ids, fused_refs, fused_life) = (
             first(CheckKind::IdsUnique),
-            first(CheckKind::References)
-                .filter(|_| has(&ds, "supersedes") || has(&ds, "relationships")),
-            first(CheckKind::Lifecycle).filter(|_| {
-                ["status", "supersedes", "created_at", "updated_at"]
-                    .iter()
-                    .all(|c| has(&ds, c))
-            }),
+            first(CheckKind::References).filter(|_| has_reference_fields(&ds)),
+            first(CheckKind::Lifecycle).filter(|_| has_lifecycle_fields(&ds)),
         );
         plan.ids = fused_ids.map(|i| specs[i].clone());
         plan.refs = fused_refs.map(|i| specs[i].clone());
