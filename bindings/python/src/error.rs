@@ -212,6 +212,19 @@ fn classify(e: &StoreError) -> (PyErrType, Attrs) {
         ),
         StoreError::Exists { uri } => (PyErrType::Exists, vec![("uri", json!(uri))]),
         StoreError::Verify(_) => (PyErrType::Migration, vec![]),
+        StoreError::Integrity { version, .. } => {
+            (PyErrType::Migration, vec![("version", json!(version))])
+        }
+        StoreError::LockAlive { uri, holder, pid } => (
+            PyErrType::Lock,
+            vec![
+                ("uri", json!(uri)),
+                ("holder", json!(holder)),
+                ("pid", json!(pid)),
+            ],
+        ),
+        StoreError::NotAStore { uri, .. } => (PyErrType::NotFound, vec![("uri", json!(uri))]),
+        StoreError::Conflict { .. } | StoreError::Internal(_) => (PyErrType::Base, vec![]),
         StoreError::Input(_) | StoreError::Arrow(_) => (PyErrType::Input, vec![]),
         StoreError::Lance(_) | StoreError::Io { .. } => (PyErrType::Base, vec![]),
     }

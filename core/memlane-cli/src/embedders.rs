@@ -1,17 +1,21 @@
 //! Embedders the CLI can supply: the built-in hashing embedder and external commands.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use memlane_store::{EmbedError, Embedder, HashEmbedder};
 
 /// An embedder run as an external command: it reads a JSON array of texts on stdin
-/// and writes a JSON array of vectors (arrays of numbers) on stdout.
+/// and writes a JSON array of vectors (arrays of numbers) on stdout. A call that takes
+/// longer than `timeout` is killed (with every process the command started) and fails.
 struct CommandEmbedder {
     cmd: String,
+    timeout: Duration,
 }
 
 impl Embedder for CommandEmbedder {
@@ -21,16 +25,77 @@ impl Embedder for CommandEmbedder {
             .arg(&self.cmd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            // its own process group, so a timeout kills the model the shell started too
+            .process_group(0)
             .spawn()?;
         let input = serde_json::to_vec(texts)?;
-        child.stdin.take().ok_or("no stdin")?.write_all(&input)?;
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            return Err(format!("`{}` exited with {}", self.cmd, out.status).into());
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let mut stdout = child.stdout.take().ok_or("no stdout")?;
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            stdout.read_to_end(&mut out).map(|_| out)
+        });
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            if let Some(st) = child.try_wait()? {
+                break st;
+            }
+            if Instant::now() >= deadline {
+                kill_group(child.id());
+                let _ = child.wait();
+                return Err(format!(
+                    "`{}` did not answer within {} s (killed); raise --embedder-timeout or MEMLANE_EMBEDDER_TIMEOUT if the model is just slow",
+                    self.cmd,
+                    self.timeout.as_secs_f64()
+                )
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // the shell exited: stop whatever it left behind holding the pipe
+        kill_group(child.id());
+        let _ = writer.join();
+        let out = reader
+            .join()
+            .map_err(|_| "reading the command's output failed")??;
+        if !status.success() {
+            return Err(format!("`{}` exited with {}", self.cmd, status).into());
         }
-        let vecs: Vec<Vec<f32>> = serde_json::from_slice(&out.stdout)?;
+        let vecs: Vec<Vec<f32>> = serde_json::from_slice(&out)?;
         Ok(vecs.into_iter().flatten().collect())
     }
+}
+
+/// SIGKILL a process group (the command and everything it started).
+fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The per-batch timeout of `cmd:` embedders, set once from `--embedder-timeout` (or
+/// `MEMLANE_EMBEDDER_TIMEOUT`, which clap reads into the same flag).
+static TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Default seconds a `cmd:` embedder may take per batch.
+const DEFAULT_TIMEOUT_SECS: u64 = 300;
+
+/// Set the per-batch timeout of `cmd:` embedders (seconds; non-positive: the default).
+pub(crate) fn set_timeout(secs: Option<f64>) -> Result<()> {
+    let d = match secs {
+        None => Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+        Some(s) if s > 0.0 && s.is_finite() => Duration::from_secs_f64(s),
+        Some(s) => bail!("--embedder-timeout {s} must be a positive number of seconds"),
+    };
+    let _ = TIMEOUT.set(d);
+    Ok(())
+}
+
+fn timeout() -> Duration {
+    *TIMEOUT.get_or_init(|| Duration::from_secs(DEFAULT_TIMEOUT_SECS))
 }
 
 /// Parse `hash:DIM[:SEED]` or `cmd:COMMAND`.
@@ -41,6 +106,7 @@ pub(crate) fn parse_spec(spec: &str) -> Result<Arc<dyn Embedder>> {
     if let Some(cmd) = spec.strip_prefix("cmd:") {
         return Ok(Arc::new(CommandEmbedder {
             cmd: cmd.to_owned(),
+            timeout: timeout(),
         }));
     }
     bail!("embedder spec `{spec}` is not `hash:DIM[:SEED]` or `cmd:COMMAND`")

@@ -33,6 +33,10 @@ struct Cli {
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Seconds a `cmd:` embedder may take per batch before it is killed and the
+    /// command fails (the store stays resumable). Default 300.
+    #[arg(long, global = true, env = "MEMLANE_EMBEDDER_TIMEOUT")]
+    embedder_timeout: Option<f64>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -91,6 +95,14 @@ enum Cmd {
         /// Embedder for vectors missing from the records: SPACE=hash:DIM | SPACE=cmd:COMMAND.
         #[arg(long = "embedder")]
         embedders: Vec<String>,
+    },
+    /// Delete the records matching a SQL predicate over the store's fields.
+    Delete {
+        /// Store path.
+        store: String,
+        /// SQL predicate, e.g. `agent_id = 'a1' AND kind = 'message'`.
+        #[arg(long = "where")]
+        predicate: String,
     },
     /// Declare an existing vector column (a dataset written by pylance/lancedb) as a space.
     Adopt {
@@ -228,6 +240,10 @@ enum Cmd {
         /// Required: confirms the holder is dead.
         #[arg(long)]
         force: bool,
+        /// Remove the lock even though its holder is alive on this host (it keeps
+        /// running: a second migrator could then run beside it).
+        #[arg(long, requires = "force")]
+        even_if_alive: bool,
     },
     /// Record a deliberate edit of an applied migration.
     Repair {
@@ -461,6 +477,7 @@ fn resolve_embedders(
 
 async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
+    embedders::set_timeout(cli.embedder_timeout)?;
     match cli.cmd {
         Cmd::Init {
             store,
@@ -894,11 +911,6 @@ async fn run(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::Restore { store, to, reason } => {
-            let _lock = memlane_store::lock::acquire(
-                &store,
-                "memlane restore",
-                std::time::Duration::from_secs(60),
-            )?;
             let mut st = Store::open(&store).await?;
             let v = st.restore(&to, &reason).await?;
             if json {
@@ -910,16 +922,27 @@ async fn run(cli: Cli) -> Result<u8> {
                 );
             }
         }
-        Cmd::Unlock { store, force } => {
+        Cmd::Unlock {
+            store,
+            force,
+            even_if_alive,
+        } => {
             if !force {
                 eprintln!(
                     "unlock removes another process's lock; make sure it is dead, then pass --force"
                 );
                 return Ok(USAGE);
             }
-            match memlane_store::lock::force_unlock(&store)? {
-                Some(l) => println!("removed lock of {} (pid {} on {})", l.holder, l.pid, l.host),
-                None => println!("no lock held"),
+            let removed = memlane_store::lock::force_unlock(&store, even_if_alive)?;
+            if json {
+                print_json(&json!({ "removed": removed }))?;
+            } else {
+                match removed {
+                    Some(l) => {
+                        println!("removed lock of {} (pid {} on {})", l.holder, l.pid, l.host);
+                    }
+                    None => println!("no lock held"),
+                }
             }
         }
         Cmd::Repair {
@@ -928,11 +951,6 @@ async fn run(cli: Cli) -> Result<u8> {
             accept,
             reason,
         } => {
-            let _lock = memlane_store::lock::acquire(
-                &store,
-                "memlane repair",
-                std::time::Duration::from_secs(60),
-            )?;
             let mut st = Store::open(&store).await?;
             let v = st
                 .repair(&memlane_store::read_folder(&migrations)?, accept, &reason)
@@ -940,11 +958,6 @@ async fn run(cli: Cli) -> Result<u8> {
             println!("accepted the current file of migration {accept:04} at version {v}");
         }
         Cmd::Abort { store, reason } => {
-            let _lock = memlane_store::lock::acquire(
-                &store,
-                "memlane abort",
-                std::time::Duration::from_secs(60),
-            )?;
             let mut st = Store::open(&store).await?;
             let v = st.abort(&reason).await?;
             if json {
@@ -964,11 +977,6 @@ async fn run(cli: Cli) -> Result<u8> {
             let mut st = Store::open(&store).await?;
             let dropped: Vec<(String, u64)> = match space {
                 Some(space) if !due => {
-                    let _lock = memlane_store::lock::acquire(
-                        &store,
-                        "memlane contract",
-                        std::time::Duration::from_secs(60),
-                    )?;
                     let v = st.contract(&space, &reason).await?;
                     vec![(space, v)]
                 }
@@ -1009,6 +1017,15 @@ async fn run(cli: Cli) -> Result<u8> {
                     "{} inserted, {} updated at version {}",
                     r.inserted, r.updated, r.version
                 );
+            }
+        }
+        Cmd::Delete { store, predicate } => {
+            let mut st = Store::open(&store).await?;
+            let (n, v) = st.delete(&predicate).await?;
+            if json {
+                print_json(&json!({"deleted": n, "version": v}))?;
+            } else {
+                println!("deleted {n} records at version {v}");
             }
         }
         Cmd::Add {

@@ -909,3 +909,218 @@ fn export_sample_and_review_exit_codes() {
         String::from_utf8_lossy(&r.stderr)
     );
 }
+
+/// A `cmd:` embedder (Python, deterministic: a hashed bag of character trigrams, unit
+/// length) that appends every text it embeds to `log`, one JSON string per line.
+fn counting_embedder(dir: &Path, log: &Path, dim: usize) -> String {
+    let script = dir.join("embed.py");
+    std::fs::write(
+        &script,
+        format!(
+            r#"import json, sys, hashlib, math
+texts = json.load(sys.stdin)
+with open({log:?}, "a") as f:
+    for t in texts:
+        f.write(json.dumps(t) + "\n")
+out = []
+for t in texts:
+    v = [0.0] * {dim}
+    for i in range(max(1, len(t) - 2)):
+        h = int.from_bytes(hashlib.blake2b(t[i:i + 3].encode(), digest_size=8).digest(), "little")
+        v[h % {dim}] += 1.0 if (h >> 40) & 1 else -1.0
+    n = math.sqrt(sum(x * x for x in v)) or 1.0
+    out.append([x / n for x in v] if any(v) else [1.0] + [0.0] * ({dim} - 1))
+json.dump(out, sys.stdout)
+"#
+        ),
+    )
+    .unwrap();
+    format!("cmd:python3 {}", script.display())
+}
+
+/// Issue 14: a re-embed SIGKILLed every few seconds while a second process keeps
+/// adding, upserting and deleting through the CLI. No write may fail, the re-embed must
+/// complete, no text may be embedded again beyond the batch in flight at each kill (and
+/// the compatibility sample, repeated while its commit has not landed), and `verify`
+/// must pass on the store memlane produced.
+#[test]
+fn writers_never_fail_and_the_reembed_converges_under_kills() {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("corpus.jsonl");
+    write_big_corpus(&data, 3000);
+    let s = dir.path().join("store");
+    let s = s.to_str().unwrap().to_owned();
+    ok(&[
+        "init",
+        &s,
+        "--from",
+        data.to_str().unwrap(),
+        "--space",
+        "old:32:cosine:normalized",
+        "--embedder",
+        "old=hash:32",
+        "--rows-per-fragment",
+        "256",
+    ]);
+    let log = dir.path().join("embedded.log");
+    let embedder = counting_embedder(dir.path(), &log, 48);
+    let (batch, sample) = (32usize, 40usize);
+    let migs = dir.path().join("migs");
+    std::fs::create_dir(&migs).unwrap();
+    std::fs::write(
+        migs.join("0001_new_model.toml"),
+        format!(
+            "[[steps]]\nop = \"add_space\"\nspace = \"new\"\nmodel = \"trigram\"\nrevision = \"1\"\ndimension = 48\nnormalized = true\n\n\
+             [[steps]]\nop = \"reembed\"\nspace = \"new\"\nembedder = \"tri\"\nbatch_size = {batch}\nsample = {sample}\ncheckpoint_seconds = 5\n"
+        ),
+    )
+    .unwrap();
+    let m = migs.to_str().unwrap().to_owned();
+    let emb = format!("tri={embedder}");
+    // the writer embeds into both spaces (the new one becomes active on completion),
+    // with the same model logging elsewhere
+    let wdir = dir.path().join("writer");
+    std::fs::create_dir(&wdir).unwrap();
+    let wemb = format!(
+        "new={}",
+        counting_embedder(&wdir, &wdir.join("embedded.log"), 48)
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let writes = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (stop, failed, writes, s, dir, wemb) = (
+            stop.clone(),
+            failed.clone(),
+            writes.clone(),
+            s.clone(),
+            dir.path().to_owned(),
+            wemb.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut k = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                k += 1;
+                let f = dir.join(format!("w{k}.jsonl"));
+                let cmd: Vec<String> = match k % 3 {
+                    0 => {
+                        std::fs::write(
+                            &f,
+                            format!(
+                                "{}\n",
+                                serde_json::json!({"id": format!("new-{k}"), "content": format!("note {k} from the agent"), "kind": "episodic"})
+                            ),
+                        )
+                        .unwrap();
+                        vec!["add".into(), s.clone(), f.to_str().unwrap().into()]
+                    }
+                    1 => {
+                        std::fs::write(
+                            &f,
+                            format!(
+                                "{}\n",
+                                serde_json::json!({"id": format!("new-{}", k.saturating_sub(1).max(3) / 3 * 3), "content": format!("note rewritten in round {k}"), "kind": "semantic"})
+                            ),
+                        )
+                        .unwrap();
+                        vec!["upsert".into(), s.clone(), f.to_str().unwrap().into()]
+                    }
+                    _ => vec![
+                        "delete".into(),
+                        s.clone(),
+                        "--where".into(),
+                        format!("id = 'new-{}'", k.saturating_sub(5) / 3 * 3),
+                    ],
+                };
+                let mut args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+                if args[0] != "delete" {
+                    args.extend(["--embedder", "old=hash:32", "--embedder", &wemb]);
+                }
+                let o = run(&args);
+                if o.status.success() {
+                    writes.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failed
+                        .lock()
+                        .unwrap()
+                        .push(format!("{args:?}: {}", String::from_utf8_lossy(&o.stderr)));
+                }
+            }
+        })
+    };
+
+    let mut rng = Lcg(0x5eed);
+    let mut kills = 0;
+    let mut remaining = Vec::new();
+    for _ in 0..60 {
+        let mut child = bin()
+            .args(["apply", &s, &m, "--yes", "--embedder", &emb])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2000 + rng.next() % 3000));
+        let done = child.try_wait().unwrap().is_some();
+        if !done {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        let st = json(&["status", &s]);
+        if st["in_flight"].is_null() && st["active_space"] == "new" {
+            break;
+        }
+        let cp = &st["in_flight"]["checkpoint"];
+        if let Some(r) = cp["remaining"].as_u64() {
+            remaining.push(r);
+        }
+    }
+    let st = json(&["status", &s]);
+    assert!(
+        st["in_flight"].is_null() && st["active_space"] == "new",
+        "the re-embed did not complete after {kills} kills (remaining per run: {remaining:?})"
+    );
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let failed = failed.lock().unwrap().clone();
+    assert!(failed.is_empty(), "writes failed: {failed:#?}");
+    assert!(writes.load(Ordering::SeqCst) > 5, "the writer hardly wrote");
+    // rows the writer changed after completion: caught up by a last apply
+    ok(&["apply", &s, &m, "--yes", "--embedder", &emb]);
+
+    // every text embedded at most once beyond what the kills interrupted
+    let canaries: std::collections::HashSet<&str> =
+        memlane_store::CANARIES.iter().copied().collect();
+    let mut per_text: HashMap<String, usize> = HashMap::new();
+    for l in std::fs::read_to_string(&log).unwrap().lines() {
+        let t: String = serde_json::from_str(l).unwrap();
+        if !canaries.contains(t.as_str()) {
+            *per_text.entry(t).or_default() += 1;
+        }
+    }
+    let total: usize = per_text.values().sum();
+    let distinct = per_text.len();
+    let allowance = (kills + 1) * (batch + sample);
+    eprintln!(
+        "kills {kills}, writes {} (0 failed), embedded {total} texts for {distinct} distinct (allowance {allowance})",
+        writes.load(Ordering::SeqCst)
+    );
+    assert!(
+        total <= distinct + allowance,
+        "{total} texts embedded for {distinct} distinct ones after {kills} kills"
+    );
+    let v = json(&["verify", &s, &m]);
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{v}"
+    );
+}

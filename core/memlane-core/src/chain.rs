@@ -54,8 +54,8 @@ pub fn reconcile<'a>(
             return Err(ChainError::Edited {
                 id,
                 file: file.to_owned(),
-                recorded: short(hash).to_owned(),
-                found: short(&m.content_hash).to_owned(),
+                recorded: hash.to_owned(),
+                found: m.content_hash.clone(),
             });
         }
         Ok(m)
@@ -124,9 +124,7 @@ pub fn verify_recorded(state: &StoreState) -> Result<(), String> {
         let want = chain_checksum(&prev, file, hash);
         if want != sum {
             return Err(format!(
-                "recorded checksum of {file} is {} but the chain gives {}",
-                short(sum),
-                short(&want)
+                "recorded checksum of {file} is {sum} but the chain gives {want}"
             ));
         }
         prev = want;

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod report;
 pub mod review;
 pub mod schema;
+pub mod seal;
 pub mod space;
 pub mod state;
 
@@ -35,6 +36,7 @@ pub use report::{
 };
 pub use review::{Review, ReviewOptions, Sample, VectorColumn, check_pair, review};
 pub use schema::{FieldDef, FieldType, Value};
+pub use seal::{FileDigest, Link, Seal, SealError};
 pub use space::{Fingerprint, Metric, Space};
 pub use state::{
     Action, AdapterRef, AppliedMigration, HistoryEntry, InFlight, PendingContract, StoreState,

@@ -214,6 +214,8 @@ pub enum Action {
     Add,
     /// Records were inserted or updated by id.
     Upsert,
+    /// Records matching a predicate were deleted.
+    Delete,
     /// One step of a migration (the migration is still in flight).
     Step,
     /// The last step of a migration: it is now applied.
@@ -327,6 +329,7 @@ impl std::fmt::Display for HistoryEntry {
                 self.restored_from.unwrap_or(0)
             ),
             Action::Upsert => f.write_str("upsert"),
+            Action::Delete => write!(f, "{reason}"),
             Action::Abort => write!(f, "abort of {file} — {reason}"),
             Action::Contract => write!(f, "contract — {reason}"),
             Action::Adopt => write!(

@@ -136,7 +136,7 @@ pub(crate) fn check_fingerprint(
 
 /// Where a store keeps its adapters.
 pub(crate) fn adapters_dir(uri: &str) -> PathBuf {
-    crate::lock::lock_path(uri).with_file_name("adapters")
+    crate::sidecar::path(uri, crate::sidecar::ADAPTERS)
 }
 
 /// Write an adapter as `<digest>.json` (content-addressed, so a file never changes

@@ -9,9 +9,36 @@ pub enum StoreError {
     /// A pure-core error (migration files, chain, lint, vectors).
     #[error(transparent)]
     Core(#[from] CoreError),
-    /// Lance failed.
-    #[error("lance: {0}")]
+    /// Lance failed (shown without Lance's source locations).
+    #[error("lance: {}", lance_message(.0))]
     Lance(#[from] lance::Error),
+    /// memlane's record of the store (state, history, seals, manifests) was edited or is
+    /// missing a part: mutations are refused until it is repaired.
+    #[error("the store's record is broken at version {version}: {problem}; {fix}")]
+    Integrity {
+        /// The newest version whose record is broken.
+        version: u64,
+        /// What is wrong.
+        problem: String,
+        /// How to repair it.
+        fix: String,
+    },
+    /// A write kept being preempted by concurrent commits, or a concurrent commit made
+    /// it impossible.
+    #[error(
+        "{what} could not be committed: {message} (after {retries} retries); the store is unchanged, run it again"
+    )]
+    Conflict {
+        /// The write (`add`, `upsert`, `delete`).
+        what: String,
+        /// Retries made.
+        retries: u32,
+        /// The last conflict.
+        message: String,
+    },
+    /// A bug in memlane (an internal state that should not happen).
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
     /// Arrow failed.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
@@ -53,6 +80,28 @@ pub enum StoreError {
         since: String,
         /// When the lease expires.
         expires: String,
+    },
+    /// `unlock --force` on a lock whose holder is alive on this host.
+    #[error(
+        "the lock of {uri} is held by {holder} (pid {pid}), which is alive on this host; stop that process first (removing its lock would let a second migrator run beside it), or pass --even-if-alive"
+    )]
+    LockAlive {
+        /// Store URI.
+        uri: String,
+        /// Holder description.
+        holder: String,
+        /// Holder's pid.
+        pid: u32,
+    },
+    /// The path exists but is not a store.
+    #[error(
+        "`{uri}` is not a memlane store ({reason}); pass the directory of a store, or create one with `memlane init`"
+    )]
+    NotAStore {
+        /// The path given.
+        uri: String,
+        /// What it is.
+        reason: String,
     },
     /// Records given to `add` (or an import) are not acceptable.
     #[error("{0}")]
@@ -171,6 +220,41 @@ impl From<memlane_core::CompatError> for StoreError {
     }
 }
 
+/// A Lance error's message without the source location of Lance's own code (`, /root/.cargo/registry/.../file.rs:12:34`),
+/// which names a dependency's file, not anything the user can act on.
+pub fn lance_message(e: &lance::Error) -> String {
+    strip_locations(&e.to_string())
+}
+
+fn strip_locations(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(".rs:") {
+        // the location starts after the last ", " or space before `.rs:`
+        let head = &rest[..i];
+        let start = head
+            .rfind(", ")
+            .map(|p| (p, 2))
+            .or_else(|| head.rfind(' ').map(|p| (p, 1)));
+        let tail = &rest[i + 4..];
+        let digits = tail
+            .find(|c: char| !(c.is_ascii_digit() || c == ':'))
+            .unwrap_or(tail.len());
+        if digits == 0 {
+            out.push_str(&rest[..i + 4]);
+            rest = tail;
+            continue;
+        }
+        match start {
+            Some((p, _)) => out.push_str(&head[..p]),
+            None => {}
+        }
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Result alias of the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -182,7 +266,28 @@ impl StoreError {
             StoreError::InvariantViolation { .. }
                 | StoreError::GateBlocked { .. }
                 | StoreError::ReviewRequired { .. }
+                | StoreError::Integrity { .. }
                 | StoreError::Core(CoreError::Lint { .. } | CoreError::Chain(_))
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_locations;
+
+    #[test]
+    fn lance_locations_are_dropped() {
+        assert_eq!(
+            strip_locations(
+                "Retryable commit conflict for version 30: preempted by DataReplacement, /root/.cargo/registry/src/index.crates.io-1/lance-14.0.2/src/io/commit/conflict_resolver.rs:468:13"
+            ),
+            "Retryable commit conflict for version 30: preempted by DataReplacement"
+        );
+        assert_eq!(
+            strip_locations("Not found: /tmp/x/data/a.lance, /src/io.rs:1:2, more"),
+            "Not found: /tmp/x/data/a.lance, more"
+        );
+        assert_eq!(strip_locations("file a.rs: fine"), "file a.rs: fine");
     }
 }

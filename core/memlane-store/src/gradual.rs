@@ -23,17 +23,18 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Float32Type, Schema as ArrowSchema, SchemaRef};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
+use lance::dataset::NewColumnTransform;
 use lance::dataset::transaction::{DataReplacementGroup, Operation};
-use lance::dataset::{CommitBuilder, NewColumnTransform};
 use memlane_core::schema::ID;
 use memlane_core::{Action, HistoryEntry, Space, StoreState};
 use serde::{Deserialize, Serialize};
 
 use crate::convert::digest_field;
 use crate::embed::Embedder;
+use crate::engine::commit::{Backoff, Conflict, Options, conflict};
 use crate::error::{Result, StoreError};
 use crate::ops::{Progress, ProgressFn, embed_checked};
-use crate::store::{Store, now, transaction};
+use crate::store::{Store, now};
 
 /// Where a gradual re-embed stands (kept in `in_flight.checkpoint`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -345,15 +346,24 @@ impl Prepared {
     }
 }
 
-/// Whether a commit failed because a concurrent commit preempted it (retry on the new head).
-pub(crate) fn is_conflict(e: &lance::Error) -> bool {
-    let s = e.to_string().to_lowercase();
-    s.contains("conflict") || s.contains("retry")
+/// At most this many fragments go into one backfill commit.
+const MAX_GROUP_FRAGMENTS: usize = 8;
+/// Retries of one backfill commit that writers keep preempting.
+const COMMIT_RETRIES: u32 = 30;
+/// Embedded vectors not yet committed are saved to a side file at least this often.
+const SAVE_EVERY_SECS: f64 = 1.0;
+
+/// Data file paths of each fragment of `ds`.
+fn fragment_files(ds: &Dataset) -> HashMap<u64, Vec<String>> {
+    ds.fragments()
+        .iter()
+        .map(|f| (f.id, f.files.iter().map(|d| d.path.clone()).collect()))
+        .collect()
 }
 
 impl Gradual<'_> {
     fn side_dir(&self) -> PathBuf {
-        crate::lock::lock_path(self.store.uri()).with_file_name("backfill")
+        crate::sidecar::path(self.store.uri(), crate::sidecar::BACKFILL)
     }
 
     /// Side files of a fragment are `<prefix>.<run>.arrows`, one per run.
@@ -439,12 +449,10 @@ impl Gradual<'_> {
 
     async fn commit(&mut self, op: Operation, cp: &Checkpoint) -> Result<()> {
         let state = self.state_with(cp);
-        let tx = transaction(&self.store.ds, op, &state, &self.entry(cp));
-        let ds = CommitBuilder::new(self.store.ds.clone())
-            .execute(tx)
+        let entry = self.entry(cp);
+        self.store
+            .commit(op, Some(state.clone()), &entry, Options::default())
             .await?;
-        self.store.ds = Arc::new(ds);
-        self.store.state = state.clone();
         self.state = state;
         Ok(())
     }
@@ -555,7 +563,7 @@ impl Gradual<'_> {
             {
                 Ok(()) => out.commits += 1,
                 // preempted by a writer's append: expand again on the new head
-                Err(StoreError::Lance(e)) if is_conflict(&e) => {
+                Err(e) if conflict(&e) == Some(Conflict::Retryable) => {
                     self.store.refresh_data().await?;
                     return Box::pin(self.run()).await;
                 }
@@ -610,6 +618,8 @@ impl Gradual<'_> {
             // (many small fragments written by live writers then cost one commit, and a
             // fast embedder's batch pipelines reads, embedding and writes across fragments)
             let per_commit = 4 * self.state.fragment_rows() as u64;
+            // and never more than a few fragments: a conflict with a writer then costs a
+            // small group, not one spanning dozens of writers' small fragments
             let mut batch: Vec<u64> = Vec::new();
             let mut rows = 0u64;
             for (k, frag_id) in frags.iter().enumerate() {
@@ -621,33 +631,18 @@ impl Gradual<'_> {
                 #[allow(clippy::cast_precision_loss)]
                 let slow =
                     cp.rows_per_sec <= 0.0 || rows as f64 / cp.rows_per_sec >= self.checkpoint_secs;
-                if !(last || rows >= per_commit || slow) {
+                if !(last || rows >= per_commit || slow || batch.len() >= MAX_GROUP_FRAGMENTS) {
                     continue;
                 }
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    let tf = Instant::now();
-                    let r = self
-                        .fragments(&batch, &mut cp, &mut embedded_now, started)
-                        .await;
-                    crate::prof(&format!("fragments {batch:?}"), tf);
-                    match r {
-                        Ok(n) => {
-                            if n > 0 {
-                                out.commits += 1;
-                            }
-                            out.embedded += n;
-                            break;
-                        }
-                        Err(StoreError::Lance(e)) if attempt < 20 && is_conflict(&e) => {
-                            // a writer committed in between: re-read and redo (the side
-                            // files keep what was embedded)
-                            self.store.refresh_data().await?;
-                        }
-                        Err(e) => return Err(e),
-                    }
+                let tf = Instant::now();
+                let n = self
+                    .fragments(&batch, &mut cp, &mut embedded_now, started)
+                    .await?;
+                crate::prof(&format!("fragments {batch:?}"), tf);
+                if n > 0 {
+                    out.commits += 1;
                 }
+                out.embedded += n;
                 batch.clear();
                 rows = 0;
             }
@@ -674,6 +669,7 @@ impl Gradual<'_> {
         started: Instant,
     ) -> Result<u64> {
         let saved = cp.clone();
+        let files_before = fragment_files(&self.store.ds);
         let mut tasks = Tasks::default();
         let r = self
             .fragments_inner(ids, cp, embedded_now, started, &mut tasks)
@@ -686,19 +682,37 @@ impl Gradual<'_> {
                 return Err(e);
             }
         };
+        let mut groups = groups;
+        let mut backoff = Backoff::new(COMMIT_RETRIES);
+        loop {
+            if groups.is_empty() {
+                // every fragment changed meanwhile: the next pass finds their rows again
+                *cp = saved;
+                return Ok(0);
+            }
+            cp.at = now();
+            let replacements = groups.iter().map(|(g, _)| g.clone()).collect();
+            match self
+                .commit(Operation::DataReplacement { replacements }, cp)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if backoff.retry(&e).await => {
+                    // a writer's commit touched one of these fragments: the column files
+                    // already written stay valid for every fragment whose data files are
+                    // unchanged (a new deletion file does not move rows); commit those on
+                    // the new head, the next pass finds the rows of the others
+                    self.store.refresh_data().await?;
+                    let now: HashMap<u64, Vec<String>> = fragment_files(&self.store.ds);
+                    groups.retain(|(g, _)| now.get(&g.0) == files_before.get(&g.0));
+                }
+                Err(e) => {
+                    *cp = saved;
+                    return Err(e);
+                }
+            }
+        }
         let rows: u64 = groups.iter().map(|(_, n)| *n).sum();
-        if groups.is_empty() {
-            return Ok(0);
-        }
-        cp.at = now();
-        let replacements = groups.into_iter().map(|(g, _)| g).collect();
-        if let Err(e) = self
-            .commit(Operation::DataReplacement { replacements }, cp)
-            .await
-        {
-            *cp = saved;
-            return Err(e);
-        }
         for id in ids {
             for f in self.side_files(*id) {
                 let _ = std::fs::remove_file(f);
@@ -853,7 +867,7 @@ impl Gradual<'_> {
             *embedded_now += chunk.len() as u64;
             cp.remaining = cp.remaining.saturating_sub(chunk.len() as u64);
             // side file: what a killed run would otherwise embed again
-            if last_save.elapsed().as_secs_f64() >= self.checkpoint_secs {
+            if last_save.elapsed().as_secs_f64() >= self.checkpoint_secs.min(SAVE_EVERY_SECS) {
                 self.save_side(&mut side, &side_path, &unsaved, &p, &by_offset)?;
                 unsaved.clear();
                 last_save = Instant::now();

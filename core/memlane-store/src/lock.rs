@@ -49,9 +49,7 @@ pub struct LockGuard {
 
 /// Path of the lock file of a local store.
 pub fn lock_path(uri: &str) -> PathBuf {
-    Path::new(uri.strip_prefix("file://").unwrap_or(uri))
-        .join("_memlane")
-        .join("lock.json")
+    crate::sidecar::path(uri, crate::sidecar::LOCK)
 }
 
 /// Read the current lock, if any.
@@ -186,17 +184,43 @@ fn holder_alive(pid: u32, start_time: Option<u64>) -> bool {
     }
 }
 
-/// Start time of a process (field 22 of `/proc/<pid>/stat`, clock ticks since boot).
+/// Start time of a live process (field 22 of `/proc/<pid>/stat`, clock ticks since
+/// boot); `None` when there is no such process or it has exited and waits to be reaped
+/// (a zombie, state `Z`, or dead, `X`): such a holder does no more work.
 fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // the command name (field 2) may hold spaces; fields after its closing paren are plain
     let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
-/// Remove the lock whoever holds it (`memlane unlock --force`). Returns the removed lock.
-pub fn force_unlock(uri: &str) -> Result<Option<LockInfo>> {
+/// Whether the lock's holder runs on this host and is alive.
+pub fn holder_is_alive(info: &LockInfo) -> bool {
+    let here = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    info.host == here && holder_alive(info.pid, info.start_time)
+}
+
+/// Remove the lock (`memlane unlock --force`). Returns the removed lock. A holder alive
+/// on this host is refused unless `even_if_alive`: removing its lock would let a second
+/// migrator run beside it.
+pub fn force_unlock(uri: &str, even_if_alive: bool) -> Result<Option<LockInfo>> {
     let info = read_lock(uri);
+    if let Some(h) = info
+        .as_ref()
+        .filter(|h| !even_if_alive && holder_is_alive(h))
+    {
+        return Err(StoreError::LockAlive {
+            uri: uri.to_owned(),
+            holder: h.holder.clone(),
+            pid: h.pid,
+        });
+    }
     let path = lock_path(uri);
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(info),
@@ -237,7 +261,10 @@ mod tests {
         );
         drop(g);
         let g2 = acquire(uri, "second", Duration::from_secs(60)).unwrap();
-        assert_eq!(force_unlock(uri).unwrap().unwrap().holder, "second");
+        // a live holder (this process) is refused unless asked for explicitly
+        let e = force_unlock(uri, false).unwrap_err();
+        assert!(e.to_string().contains("alive"), "{e}");
+        assert_eq!(force_unlock(uri, true).unwrap().unwrap().holder, "second");
         drop(g2);
         assert!(read_lock(uri).is_none());
     }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, AsArray, RecordBatch};
 use futures::TryStreamExt;
 use lance::Dataset;
-use lance::dataset::CommitBuilder;
 use memlane_core::invariant::{
     VectorAudit, builtin_invariants, expression, row_count, rows_accounted,
 };
@@ -21,10 +20,12 @@ use memlane_core::{
 };
 
 use crate::embed::Embedder;
+use crate::engine::commit::{self as engine, Conflict, Options, Record, conflict};
+use crate::engine::files;
 use crate::error::{Result, StoreError};
 use crate::lock;
 use crate::ops::{Ctx, Progress, ProgressFn, stage};
-use crate::store::{Store, now, transaction};
+use crate::store::{Store, now};
 
 /// Builder of an apply: `store.migrator(migrations).embedder(..).apply().await`.
 pub struct Migrator<'a> {
@@ -59,6 +60,7 @@ impl Store {
 
     /// The plan of applying `migrations` (chain checked, steps linted).
     pub async fn plan(&self, migrations: &[Migration]) -> Result<Plan> {
+        self.ensure_intact()?;
         Ok(memlane_core::plan(&self.snapshot().await?, migrations)?)
     }
 }
@@ -142,6 +144,7 @@ impl<'a> Migrator<'a> {
             Some(lock::acquire(store.uri(), &holder, lease)?)
         };
         store.refresh().await?;
+        store.ensure_intact()?;
         if !dry_run {
             ensure_tags(store).await?;
             // replaced spaces whose retention has passed are dropped first
@@ -377,12 +380,22 @@ impl<'a> Migrator<'a> {
                     entry.checksum = Some(pm.checksum.clone());
                     entry.active_space.clone_from(&new_state.active_space);
                     // stage the commit detached, check invariants on exactly what would land
-                    let tx = transaction(&base, staged.op.clone(), &new_state, &entry);
+                    let digests = files::added_digests(&base, &staged.op).await?;
                     let detached = Arc::new(
-                        CommitBuilder::new(base.clone())
-                            .with_detached(true)
-                            .execute(tx)
-                            .await?,
+                        engine::commit_with_files(
+                            &base,
+                            staged.op.clone(),
+                            Record {
+                                state: Some(&new_state),
+                                entry: &entry,
+                            },
+                            digests.clone(),
+                            Options {
+                                detached: true,
+                                affected_rows: None,
+                            },
+                        )
+                        .await?,
                     );
                     // a metadata-only step preempted by a writer's append is staged again
                     // on the new head and committed at once: its checks already passed and
@@ -484,22 +497,36 @@ impl<'a> Migrator<'a> {
                         ));
                     }
                     entry.report = Some(sreport.clone());
-                    let tx = transaction(&base, staged.op, &new_state, &entry);
-                    match CommitBuilder::new(base.clone()).execute(tx).await {
+                    let r = engine::commit_with_files(
+                        &base,
+                        staged.op,
+                        Record {
+                            state: Some(&new_state),
+                            entry: &entry,
+                        },
+                        digests,
+                        Options::default(),
+                    )
+                    .await;
+                    match r {
                         Ok(c) => break (c, sreport, new_state),
-                        Err(e) if attempt < 50 && crate::gradual::is_conflict(&e) => {
+                        Err(e) if attempt < 50 && conflict(&e) == Some(Conflict::Retryable) => {
                             prev_invariants = Some(sreport.invariants.clone());
                             store.refresh_data().await?;
                             base = store.ds.clone();
                         }
-                        Err(e) => return Err(e.into()),
+                        Err(e) => return Err(e),
                     }
                 };
                 sreport.version = Some(committed.version_id());
                 base = Arc::new(committed);
-                store.ds = base.clone();
-                store.state = new_state.clone();
+                store.set_head(base.clone(), Some(new_state.clone()));
                 state = new_state;
+                if i + 1 == m.steps.len() {
+                    // the tag marks the commit that completed the migration (not where a
+                    // catch-up after it ended); after a restore and a re-apply it moves
+                    tag_migration(store, m, base.version_id()).await?;
+                }
                 // rows a writer added while the step completed: catch them up now
                 if let memlane_core::Step::Reembed {
                     space, embedder, ..
@@ -530,17 +557,6 @@ impl<'a> Migrator<'a> {
                     sreport.rows_written += n.embedded;
                 }
                 mreport.steps.push(sreport);
-            }
-            if !dry_run {
-                let tag = migration_tag(m);
-                // the tag marks where the migration was (last) applied: after a restore
-                // and a re-apply it moves forward
-                match base.tags().create(&tag, base.version_id()).await {
-                    Err(lance::Error::RefConflict { .. }) => {
-                        base.tags().update(&tag, base.version_id()).await?
-                    }
-                    other => other?,
-                }
             }
             report.migrations.push(mreport);
         }
@@ -588,15 +604,6 @@ impl<'a> Migrator<'a> {
             base = store.ds.clone();
         }
         report.version_after = base.version_id();
-        if !dry_run {
-            // data files are immutable: record the new ones for `verify`
-            if let Err(e) = store.record_digests() {
-                crate::prof(
-                    &format!("recording data file digests failed ({e})"),
-                    started,
-                );
-            }
-        }
         if !dry_run && report.version_after != report.version_before {
             let before = store.ds.checkout_version(report.version_before).await?;
             let before_state = crate::store::read_state(&before).await?.unwrap_or_default();
@@ -787,27 +794,30 @@ pub fn migration_tag(m: &Migration) -> String {
     format!("migration-{:04}-{}", m.id, m.slug.replace('_', "-"))
 }
 
-/// Re-create tags of applied migrations that a crash between commit and tag left out.
+/// Point the tag of migration `m` at `version` (created, or moved forward).
+async fn tag_migration(store: &Store, m: &Migration, version: u64) -> Result<()> {
+    set_tag(store, &migration_tag(m), version).await
+}
+
+async fn set_tag(store: &Store, tag: &str, version: u64) -> Result<()> {
+    let tags = store.dataset().tags();
+    match tags.create(tag, version).await {
+        Err(lance::Error::RefConflict { .. }) => tags.update(tag, version).await?,
+        other => other?,
+    }
+    Ok(())
+}
+
+/// Put the tags of applied migrations where they belong: at the commit that last
+/// completed each (a crash between commit and tag leaves one missing; stores written by
+/// earlier versions placed it after a catch-up).
 async fn ensure_tags(store: &Store) -> Result<()> {
     if store.state.applied.is_empty() {
         return Ok(());
     }
     let tags = store.tags().await?;
-    let missing: Vec<&AppliedMigration> = store
-        .state
-        .applied
-        .iter()
-        .filter(|a| {
-            !tags
-                .iter()
-                .any(|(n, _)| n.starts_with(&format!("migration-{:04}-", a.id)))
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
     let history = store.history().await?;
-    for a in missing {
+    for a in &store.state.applied {
         let Some(item) = history.iter().rev().find(|h| {
             h.entry
                 .as_ref()
@@ -815,17 +825,21 @@ async fn ensure_tags(store: &Store) -> Result<()> {
         }) else {
             continue;
         };
-        let slug = a
-            .file
-            .trim_end_matches(".toml")
-            .split_once('_')
-            .map_or("", |(_, s)| s)
-            .replace('_', "-");
-        let _ = store
-            .ds
-            .tags()
-            .create(&format!("migration-{:04}-{slug}", a.id), item.version)
-            .await;
+        let prefix = format!("migration-{:04}-", a.id);
+        let tag = match tags.iter().find(|(n, _)| n.starts_with(&prefix)) {
+            Some((_, v)) if *v == item.version => continue,
+            Some((n, _)) => n.clone(),
+            None => {
+                let slug = a
+                    .file
+                    .trim_end_matches(".toml")
+                    .split_once('_')
+                    .map_or("", |(_, s)| s)
+                    .replace('_', "-");
+                format!("{prefix}{slug}")
+            }
+        };
+        set_tag(store, &tag, item.version).await?;
     }
     Ok(())
 }

@@ -7,17 +7,21 @@ use arrow::array::{Array, AsArray, Float32Array, RecordBatch, RecordBatchIterato
 use arrow::datatypes::{Schema, SchemaRef};
 use futures::TryStreamExt;
 use lance::Dataset;
-use lance::dataset::transaction::{Operation, Transaction, TransactionBuilder};
-use lance::dataset::{CommitBuilder, WriteMode, WriteParams};
+use lance::dataset::transaction::{Operation, TransactionBuilder};
+use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode, WriteParams};
 use lance_linalg::distance::DistanceType;
 use memlane_core::schema::{CONTENT, ID};
-use memlane_core::state::{ENTRY_KEY, STATE_KEY};
 use memlane_core::{Action, FieldDef, HistoryEntry, Metric, Snapshot, Space, StoreState};
 use serde::{Deserialize, Serialize};
 
 use crate::convert::{self, base_schema, conform};
 use crate::embed::Embedder;
+use crate::engine::commit::{self as engine, Backoff, Options, Record as Sealed};
+use crate::engine::record;
 use crate::error::{Result, StoreError};
+
+/// Retries of a write (add, upsert, delete) that concurrent commits keep preempting.
+const WRITE_RETRIES: u32 = 30;
 
 /// Options of a new store.
 #[derive(Debug, Clone, Default)]
@@ -141,6 +145,10 @@ pub struct Store {
     pub(crate) adapters: Arc<std::sync::Mutex<HashMap<String, Arc<memlane_core::compat::Adapter>>>>,
     /// Embedders whose fingerprint this handle checked.
     pub(crate) checked: crate::compat::Checked,
+    /// The newest broken record (version, what), when the store's record was edited.
+    broken: Option<(u64, String)>,
+    /// The version the state was read from.
+    state_version: Option<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -209,67 +217,10 @@ fn prepare_batches(
     Ok((out, embedded))
 }
 
-/// Transaction properties of a data write that does not change the state (add,
-/// upsert): only the entry, so concurrent writers never overwrite a migration's state.
-pub(crate) fn entry_props(entry: &HistoryEntry) -> HashMap<String, String> {
-    HashMap::from([(
-        ENTRY_KEY.to_owned(),
-        serde_json::to_string(entry).unwrap_or_default(),
-    )])
-}
-
-/// Transaction properties carrying the state and the history entry.
-pub(crate) fn props(state: &StoreState, entry: &HistoryEntry) -> HashMap<String, String> {
-    HashMap::from([
-        (STATE_KEY.to_owned(), state.to_json()),
-        (
-            ENTRY_KEY.to_owned(),
-            serde_json::to_string(entry).unwrap_or_default(),
-        ),
-    ])
-}
-
-/// Build a transaction on `ds` carrying memlane's state and entry.
-pub(crate) fn transaction(
-    ds: &Dataset,
-    op: Operation,
-    state: &StoreState,
-    entry: &HistoryEntry,
-) -> Transaction {
-    TransactionBuilder::new(ds.version_id(), op)
-        .transaction_properties(Some(Arc::new(props(state, entry))))
-        .build()
-}
-
-fn entry_of(tx: Option<&Transaction>) -> Option<(Option<StoreState>, Option<HistoryEntry>)> {
-    let p = tx?.transaction_properties.as_ref()?;
-    let state = p.get(STATE_KEY).and_then(|s| StoreState::from_json(s).ok());
-    let entry = p.get(ENTRY_KEY).and_then(|s| serde_json::from_str(s).ok());
-    Some((state, entry))
-}
-
-/// The memlane state at `ds`'s version: from the newest commit at or before it that
-/// memlane wrote (commits by other writers carry none).
+/// The memlane state at `ds`'s version, from the newest commit at or before it that
+/// carries one (see [`crate::engine::record::head`]).
 pub(crate) async fn read_state(ds: &Dataset) -> Result<Option<StoreState>> {
-    let mut v = ds.version_id();
-    while v >= 1 {
-        let tx = ds.read_transaction_by_version(v).await?;
-        if let Some((Some(st), _)) = entry_of(tx.as_ref()) {
-            return Ok(Some(st));
-        }
-        if let Some(Transaction {
-            operation: Operation::Restore { version },
-            ..
-        }) = tx
-            && version < v
-        {
-            // an external restore: the state is the restored version's
-            v = version;
-            continue;
-        }
-        v -= 1;
-    }
-    Ok(None)
+    Ok(crate::engine::record::head(ds).await?.state)
 }
 
 fn metric(m: Metric) -> DistanceType {
@@ -288,7 +239,17 @@ async fn open_dataset(uri: &str) -> Result<Dataset> {
                 uri: uri.to_owned(),
             })
         }
-        Err(e) => Err(e.into()),
+        Err(e) => match crate::sidecar::local_root(uri) {
+            Some(p) if p.is_file() => Err(StoreError::NotAStore {
+                uri: uri.to_owned(),
+                reason: "it is a file, not a directory".into(),
+            }),
+            Some(p) if p.is_dir() && !p.join("_versions").is_dir() => Err(StoreError::NotAStore {
+                uri: uri.to_owned(),
+                reason: "the directory has no Lance `_versions/`".into(),
+            }),
+            _ => Err(e.into()),
+        },
     }
 }
 
@@ -353,20 +314,38 @@ impl Store {
             enable_stable_row_ids: true,
             max_rows_per_file: state.fragment_rows(),
             ..Default::default()
-        }
-        .with_transaction_properties(props(&state, &entry));
+        };
         let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema.clone());
-        let ds = Dataset::write(reader, uri, Some(params)).await?;
-        let store = Store {
+        let mut tx = InsertBuilder::new(uri)
+            .with_params(&params)
+            .execute_uncommitted_stream(reader)
+            .await?;
+        // the data files' digests, from the bytes just written, go into the seal
+        let (os, base) = lance::io::ObjectStore::from_uri(uri).await?;
+        let files = crate::engine::files::new_files(None, &tx.operation);
+        let digests =
+            crate::engine::files::digests(&os, &base.clone().join("data"), &files).await?;
+        let rec = Sealed {
+            state: Some(&state),
+            entry: &entry,
+        };
+        let props = engine::properties(None, &tx.operation, rec, None, Some(digests)).await?;
+        tx.transaction_properties = Some(Arc::new(props));
+        let ds = CommitBuilder::new(uri)
+            .use_stable_row_ids(true)
+            .execute(tx)
+            .await?;
+        record::note_head(&ds).await;
+        let version = ds.version_id();
+        Ok(Store {
             uri: uri.to_owned(),
             ds: Arc::new(ds),
             state,
             adapters: Arc::default(),
             checked: crate::compat::Checked::default(),
-        };
-        // best-effort: `verify` notes files that were never recorded
-        let _ = store.record_digests();
-        Ok(store)
+            broken: None,
+            state_version: Some(version),
+        })
     }
 
     /// Create a store from JSON records (one object each), inferring extra metadata
@@ -404,20 +383,78 @@ impl Store {
     /// with an empty state).
     pub async fn open(uri: &str) -> Result<Store> {
         let ds = open_dataset(uri).await?;
-        let state = read_state(&ds).await?.unwrap_or_default();
+        let head = record::head(&ds).await?;
+        let broken = match record::missing_head(&ds).await {
+            Some(m) => Some(m),
+            None => head.broken,
+        };
         Ok(Store {
             uri: uri.to_owned(),
             ds: Arc::new(ds),
-            state,
+            state: head.state.unwrap_or_default(),
             adapters: Arc::default(),
             checked: crate::compat::Checked::default(),
+            broken,
+            state_version: head.state_version,
         })
+    }
+
+    /// Refuse to change a store whose record is broken (edited or missing state,
+    /// history or manifest), naming the version and the repair.
+    pub fn ensure_intact(&self) -> Result<()> {
+        match &self.broken {
+            None => Ok(()),
+            Some((version, problem)) => Err(StoreError::Integrity {
+                version: *version,
+                problem: problem.clone(),
+                fix: match self.state_version {
+                    Some(good) => format!(
+                        "the last intact state is version {good}: make it current with `memlane restore {} --to {good} --reason \"...\"` (a forward commit), then run `memlane verify`",
+                        self.uri
+                    ),
+                    None => "no intact state is left; restore the store from a backup".into(),
+                },
+            }),
+        }
+    }
+
+    /// Commit `op` with the history `entry` and, when it changes, the new `state`: the
+    /// one place a [`Store`] moves its dataset and state forward.
+    pub(crate) async fn commit(
+        &mut self,
+        op: Operation,
+        state: Option<StoreState>,
+        entry: &HistoryEntry,
+        opts: Options,
+    ) -> Result<u64> {
+        let rec = Sealed {
+            state: state.as_ref(),
+            entry,
+        };
+        let ds = engine::commit(&self.ds, op, rec, opts).await?;
+        self.set_head(Arc::new(ds), state);
+        Ok(self.version())
+    }
+
+    /// Move to a committed dataset (and state, when the commit changed it).
+    pub(crate) fn set_head(&mut self, ds: Arc<Dataset>, state: Option<StoreState>) {
+        if let Some(s) = state {
+            self.state = s;
+            self.state_version = Some(ds.version_id());
+        }
+        self.ds = ds;
     }
 
     /// Re-read the latest version.
     pub async fn refresh(&mut self) -> Result<()> {
         let ds = open_dataset(&self.uri).await?;
-        self.state = read_state(&ds).await?.unwrap_or_default();
+        let head = record::head(&ds).await?;
+        self.state = head.state.unwrap_or_default();
+        self.state_version = head.state_version;
+        self.broken = match record::missing_head(&ds).await {
+            Some(m) => Some(m),
+            None => head.broken,
+        };
         self.ds = Arc::new(ds);
         Ok(())
     }
@@ -584,12 +621,36 @@ impl Store {
             mode: WriteMode::Append,
             max_rows_per_file: self.state.fragment_rows(),
             ..Default::default()
-        }
-        .with_transaction_properties(entry_props(&entry));
+        };
         let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
-        let ds = Dataset::write(reader, self.ds.clone(), Some(params)).await?;
-        self.ds = Arc::new(ds);
-        let _ = self.record_digests();
+        // the files are written once; only the commit is redone when another commit
+        // preempts it (a migration's checkpoint, another writer)
+        let op = InsertBuilder::new(self.ds.clone())
+            .with_params(&params)
+            .execute_uncommitted_stream(reader)
+            .await?
+            .operation;
+        let mut backoff = Backoff::new(WRITE_RETRIES);
+        loop {
+            let r = engine::commit(
+                &self.ds,
+                op.clone(),
+                Sealed {
+                    state: None,
+                    entry: &entry,
+                },
+                Options::default(),
+            )
+            .await;
+            match r {
+                Ok(ds) => {
+                    self.ds = Arc::new(ds);
+                    break;
+                }
+                Err(e) if backoff.retry(&e).await => self.refresh_data().await?,
+                Err(e) => return Err(self.write_conflict(e, "add", backoff.retries())),
+            }
+        }
         Ok(AddReport {
             added,
             rows_before: before,
@@ -607,6 +668,7 @@ impl Store {
         embedders: &HashMap<String, Arc<dyn Embedder>>,
     ) -> Result<(Vec<RecordBatch>, HashMap<String, u64>)> {
         self.refresh().await?;
+        self.ensure_intact()?;
         prepare_batches(
             &batches,
             &self.schema(),
@@ -647,30 +709,107 @@ impl Store {
         let schema = self.schema();
         let mut entry = HistoryEntry::new(Action::Upsert, now());
         entry.active_space.clone_from(&self.state.active_space);
-        let mut b =
-            lance::dataset::MergeInsertBuilder::try_new(self.ds.clone(), vec![ID.to_owned()])?;
-        b.when_matched(lance::dataset::WhenMatched::UpdateAll)
-            .when_not_matched(lance::dataset::WhenNotMatched::InsertAll);
-        let job = b.try_build()?;
-        let reader: Box<dyn arrow::array::RecordBatchReader + Send> = Box::new(
-            RecordBatchIterator::new(batches.into_iter().map(Ok), schema),
-        );
-        let un = job.execute_uncommitted(reader).await?;
-        let mut tx = un.transaction;
-        tx.transaction_properties = Some(Arc::new(entry_props(&entry)));
-        let mut cb = CommitBuilder::new(self.ds.clone());
-        if let Some(rows) = un.affected_rows {
-            cb = cb.with_affected_rows(rows);
+        let mut backoff = Backoff::new(WRITE_RETRIES);
+        loop {
+            // the merge is redone on the new head after a conflict: the rows it matches
+            // may have moved (a migration's checkpoint, another writer's upsert)
+            let mut b =
+                lance::dataset::MergeInsertBuilder::try_new(self.ds.clone(), vec![ID.to_owned()])?;
+            b.when_matched(lance::dataset::WhenMatched::UpdateAll)
+                .when_not_matched(lance::dataset::WhenNotMatched::InsertAll);
+            let job = b.try_build()?;
+            let reader: Box<dyn arrow::array::RecordBatchReader + Send> = Box::new(
+                RecordBatchIterator::new(batches.clone().into_iter().map(Ok), schema.clone()),
+            );
+            let un = job.execute_uncommitted(reader).await?;
+            let mut tx = un.transaction;
+            let rec = Sealed {
+                state: None,
+                entry: &entry,
+            };
+            let opts = Options {
+                detached: false,
+                affected_rows: un.affected_rows,
+            };
+            let r = match engine::seal(&self.ds, &mut tx, rec).await {
+                Ok(()) => engine::commit_sealed(&self.ds, tx, opts).await,
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(ds) => {
+                    self.ds = Arc::new(ds);
+                    return Ok(UpsertReport {
+                        inserted: un.stats.num_inserted_rows,
+                        updated: un.stats.num_updated_rows,
+                        embedded,
+                        version: self.version(),
+                    });
+                }
+                Err(e) if backoff.retry(&e).await => self.refresh_data().await?,
+                Err(e) => return Err(self.write_conflict(e, "upsert", backoff.retries())),
+            }
         }
-        let ds = cb.execute(tx).await?;
-        self.ds = Arc::new(ds);
-        let _ = self.record_digests();
-        Ok(UpsertReport {
-            inserted: un.stats.num_inserted_rows,
-            updated: un.stats.num_updated_rows,
-            embedded,
-            version: self.version(),
-        })
+    }
+
+    /// Delete the live rows matching a SQL predicate (e.g. `agent_id = 'a1' AND kind =
+    /// 'message'`), in one commit; retried like [`Store::add`] when a concurrent commit
+    /// preempts it. Returns the rows deleted and the version (unchanged when none matched).
+    pub async fn delete(&mut self, predicate: &str) -> Result<(u64, u64)> {
+        self.refresh().await?;
+        self.ensure_intact()?;
+        let mut entry = HistoryEntry::new(Action::Delete, now());
+        entry.reason = Some(format!("delete where {predicate}"));
+        entry.active_space.clone_from(&self.state.active_space);
+        let mut backoff = Backoff::new(WRITE_RETRIES);
+        loop {
+            let d = lance::dataset::DeleteBuilder::new(self.ds.clone(), predicate)
+                .execute_uncommitted()
+                .await
+                .map_err(|e| {
+                    StoreError::Input(format!(
+                        "delete predicate `{predicate}` is not valid SQL over the store's fields: {}",
+                        crate::error::lance_message(&e)
+                    ))
+                })?;
+            if d.num_deleted_rows == 0 {
+                return Ok((0, self.version()));
+            }
+            let before = self.count().await?;
+            entry.rows = Some((before, before.saturating_sub(d.num_deleted_rows)));
+            let mut tx = d.transaction;
+            let rec = Sealed {
+                state: None,
+                entry: &entry,
+            };
+            let opts = Options {
+                detached: false,
+                affected_rows: d.affected_rows,
+            };
+            let r = match engine::seal(&self.ds, &mut tx, rec).await {
+                Ok(()) => engine::commit_sealed(&self.ds, tx, opts).await,
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(ds) => {
+                    self.ds = Arc::new(ds);
+                    return Ok((d.num_deleted_rows, self.version()));
+                }
+                Err(e) if backoff.retry(&e).await => self.refresh_data().await?,
+                Err(e) => return Err(self.write_conflict(e, "delete", backoff.retries())),
+            }
+        }
+    }
+
+    /// A write that still conflicts after its retries: name it and what to do.
+    fn write_conflict(&self, e: StoreError, what: &str, retries: u32) -> StoreError {
+        match crate::engine::commit::conflict(&e) {
+            Some(_) => StoreError::Conflict {
+                what: what.to_owned(),
+                retries,
+                message: e.to_string(),
+            },
+            None => e,
+        }
     }
 
     /// Upsert JSON records (one object each).
@@ -824,11 +963,13 @@ impl Store {
             .into_iter()
             .filter(|v| v.version <= head)
         {
-            let tx = self.ds.read_transaction_by_version(v.version).await?;
-            let operation = tx
+            let r = record::read(&self.ds, v.version).await?;
+            let operation = r
+                .operation
                 .as_ref()
-                .map_or_else(|| "?".to_owned(), |t| t.operation.name().to_owned());
-            let mut entry = entry_of(tx.as_ref()).and_then(|(_, e)| e);
+                .map_or_else(|| "?".to_owned(), |o| o.name().to_owned());
+            let read_version = r.read_version;
+            let mut entry = r.entry;
             // a step's report is written before its commit; the version is this one
             if let Some(r) = entry.as_mut().and_then(|e| e.report.as_mut()) {
                 r.version.get_or_insert(v.version);
@@ -840,7 +981,7 @@ impl Store {
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 operation,
                 entry,
-                read_version: tx.as_ref().map_or(0, |t| t.read_version),
+                read_version,
                 tags: tags
                     .iter()
                     .filter(|(_, tv)| *tv == v.version)
@@ -894,28 +1035,56 @@ impl Store {
 
     /// Forward-only restore: commit a new version whose data and state equal those of
     /// `target` (a version or tag), recording why.
+    /// Takes the migration lock. Allowed on a store whose record is broken: restoring
+    /// the last intact version is the repair.
     pub async fn restore(&mut self, target: &str, reason: &str) -> Result<u64> {
         if reason.trim().is_empty() {
             return Err(StoreError::Input(
                 "a restore needs a reason: --reason \"why\"".into(),
             ));
         }
+        let _lock = self.lock("memlane restore")?;
+        self.refresh_data().await?;
         let v = self.resolve(target).await?;
         let old = self.ds.checkout_version(v).await?;
-        let state = read_state(&old).await?.unwrap_or_default();
+        let head = record::head(&old).await?;
+        if let Some((bad, problem)) = head.broken.filter(|(b, _)| *b == v) {
+            return Err(StoreError::Integrity {
+                version: bad,
+                problem,
+                fix: format!(
+                    "restore an older version whose record is intact{}",
+                    head.state_version
+                        .map(|g| format!(" (the newest is {g})"))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        let state = head.state.unwrap_or_default();
         let mut entry = HistoryEntry::new(Action::Restore, now());
         entry.reason = Some(reason.to_owned());
         entry.restored_from = Some(v);
         entry.rows = Some((self.count().await?, old.count_rows(None).await? as u64));
         entry.active_space.clone_from(&state.active_space);
-        let latest = self.ds.latest_version_id().await?;
-        let tx = TransactionBuilder::new(latest, Operation::Restore { version: v })
-            .transaction_properties(Some(Arc::new(props(&state, &entry))))
+        let op = Operation::Restore { version: v };
+        let rec = Sealed {
+            state: Some(&state),
+            entry: &entry,
+        };
+        let prev = record::tip(&self.ds).await?;
+        let props = engine::properties(None, &op, rec, prev, None).await?;
+        let tx = TransactionBuilder::new(self.ds.version_id(), op)
+            .transaction_properties(Some(Arc::new(props)))
             .build();
-        let ds = CommitBuilder::new(Arc::new(old)).execute(tx).await?;
-        self.ds = Arc::new(ds);
-        self.state = state;
+        let ds = engine::commit_sealed(&Arc::new(old), tx, Options::default()).await?;
+        self.set_head(Arc::new(ds), Some(state));
+        self.broken = None;
         Ok(self.version())
+    }
+
+    /// Take the migration lock for `holder` (one migrator or restore at a time).
+    pub(crate) fn lock(&self, holder: &str) -> Result<crate::lock::LockGuard> {
+        crate::lock::acquire(&self.uri, holder, std::time::Duration::from_secs(60))
     }
 
     /// Commit a state-only change (no data change) as one Lance commit.
@@ -924,12 +1093,10 @@ impl Store {
         state: StoreState,
         entry: HistoryEntry,
     ) -> Result<u64> {
+        self.ensure_intact()?;
         let op = crate::ops::state_only_op(&state);
-        let tx = transaction(&self.ds, op, &state, &entry);
-        let ds = CommitBuilder::new(self.ds.clone()).execute(tx).await?;
-        self.ds = Arc::new(ds);
-        self.state = state;
-        Ok(self.version())
+        self.commit(op, Some(state), &entry, Options::default())
+            .await
     }
 
     /// Declare an existing vector column of the dataset (e.g. one written by pylance or
@@ -938,6 +1105,8 @@ impl Store {
     /// column of unique, non-null strings. The first adopted space becomes active.
     pub async fn adopt(&mut self, space: Space) -> Result<u64> {
         let space = space.validated()?;
+        let _lock = self.lock("memlane adopt")?;
+        self.refresh().await?;
         if self.state.space(&space.name).is_some() {
             return Err(StoreError::Input(format!(
                 "space `{}` already exists",
@@ -1016,7 +1185,9 @@ impl Store {
     /// before it. Rows written meanwhile stay. After a destructive step (or once
     /// applied), a migration only rolls forward.
     pub async fn abort(&mut self, reason: &str) -> Result<u64> {
+        let _lock = self.lock("memlane abort")?;
         self.refresh().await?;
+        self.ensure_intact()?;
         let Some(f) = self.state.in_flight.clone() else {
             return Err(StoreError::Input("no migration is in flight; an applied migration only rolls forward (write a new one, or `memlane restore`)".into()));
         };
@@ -1083,17 +1254,22 @@ impl Store {
                 preserves_nullability: true,
             }
         };
-        let tx = transaction(&self.ds, op, &state, &entry);
-        let ds = CommitBuilder::new(self.ds.clone()).execute(tx).await?;
-        self.ds = Arc::new(ds);
-        self.state = state;
-        Ok(self.version())
+        self.commit(op, Some(state), &entry, Options::default())
+            .await
     }
 
     /// Drop a space that is no longer active (the contract of expand/contract): its
     /// vector and digest columns go, and searches can no longer pin it.
+    /// Takes the migration lock.
     pub async fn contract(&mut self, space: &str, reason: &str) -> Result<u64> {
+        let _lock = self.lock("memlane contract")?;
+        self.contract_locked(space, reason).await
+    }
+
+    /// [`Store::contract`] for a caller that holds the lock.
+    async fn contract_locked(&mut self, space: &str, reason: &str) -> Result<u64> {
         self.refresh().await?;
+        self.ensure_intact()?;
         let sp = self.space(Some(space))?.clone();
         if self.state.active_space.as_deref() == Some(space) {
             return Err(StoreError::Input(format!(
@@ -1120,21 +1296,14 @@ impl Store {
             schema: self.ds.plan_drop_columns(&refs)?,
             preserves_nullability: true,
         };
-        let tx = transaction(&self.ds, op, &state, &entry);
-        let ds = CommitBuilder::new(self.ds.clone()).execute(tx).await?;
-        self.ds = Arc::new(ds);
-        self.state = state;
-        Ok(self.version())
+        self.commit(op, Some(state), &entry, Options::default())
+            .await
     }
 
     /// Drop the replaced spaces whose retention (`contract_after`) has passed; returns
     /// (space, version) per drop. Takes the migration lock.
     pub async fn contract_due(&mut self) -> Result<Vec<(String, u64)>> {
-        let _lock = crate::lock::acquire(
-            &self.uri,
-            "memlane contract --due",
-            std::time::Duration::from_secs(60),
-        )?;
+        let _lock = self.lock("memlane contract --due")?;
         self.contract_due_locked().await
     }
 
@@ -1164,7 +1333,7 @@ impl Store {
                 "retention {} after migration {:04} passed (due {})",
                 p.retention, p.migration, p.due
             );
-            let v = self.contract(&p.space, &reason).await?;
+            let v = self.contract_locked(&p.space, &reason).await?;
             out.push((p.space, v));
         }
         Ok(out)
@@ -1177,6 +1346,8 @@ impl Store {
         id: u32,
         reason: &str,
     ) -> Result<u64> {
+        let _lock = self.lock("memlane repair")?;
+        self.refresh().await?;
         let at = now();
         let state = memlane_core::chain::repair(&self.state, files, id, reason, &at)
             .map_err(StoreError::Input)?;

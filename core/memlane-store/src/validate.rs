@@ -898,7 +898,7 @@ pub(crate) async fn evaluate(
 
 impl Store {
     fn validation_dir(&self) -> std::path::PathBuf {
-        crate::lock::lock_path(self.uri()).with_file_name("validate")
+        crate::sidecar::path(self.uri(), crate::sidecar::VALIDATE)
     }
 
     /// Keep a validation report with the version it describes (`_memlane/validate/`,

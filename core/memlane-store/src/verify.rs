@@ -6,7 +6,10 @@ use memlane_core::migration::InvariantSpec;
 use memlane_core::{Action, CheckKind, FieldType, InvariantResult, Migration};
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashMap;
+
 use crate::convert::core_type;
+use crate::engine::record::{self, Recorded};
 use crate::error::Result;
 use crate::migrate::{audit_ids, audit_vectors};
 use crate::store::Store;
@@ -134,9 +137,12 @@ impl Store {
         })
     }
 
-    /// Recompute the recorded hash chain (and compare with `files` when given), check
-    /// the Lance manifest, the spaces' columns, the history's consistency, the row
+    /// Recompute the recorded hash chain (and compare with `files` when given), walk the
+    /// sealed record of every version, check the Lance manifest, the data files against
+    /// their recorded digests, the spaces' columns, the history's consistency, the row
     /// count of the last memlane commit, and the data (ids; active-space vectors).
+    /// Every problem is a failed check naming the version, fragment or file: a corrupt
+    /// store gives a report, not an error.
     pub async fn verify(&self, files: Option<&[Migration]>) -> Result<VerifyReport> {
         let st = &self.state;
         let mut r = VerifyReport {
@@ -156,18 +162,97 @@ impl Store {
                     .map_err(|e| e.to_string()),
             );
         }
+        let records = match record::walk(&self.ds).await {
+            Ok(recs) => recs,
+            Err(e) => {
+                r.push("record", Err(format!("the versions cannot be listed: {e}")));
+                vec![]
+            }
+        };
+        r.push("record", self.check_record(&records).await);
         r.push(
             "lance",
             self.ds
                 .validate()
                 .await
                 .map(|()| "manifest and fragments consistent".into())
-                .map_err(|e| e.to_string()),
+                .map_err(|e| crate::error::lance_message(&e)),
         );
-        r.push("digests", self.check_digests());
+        r.push("digests", or_failure(self.check_digests(&records).await));
+        r.push("spaces", self.check_spaces());
+        r.push("history", or_failure(self.check_history().await));
+        if let Some(Some(rows)) = or_report(&mut r, "rows", self.check_rows().await) {
+            r.push("rows", rows);
+        }
+        self.check_data(&mut r).await;
+        Ok(r)
+    }
+
+    /// Every version's record intact, every link of the chain to an existing version
+    /// with the hash it recorded, the noted newest commit and every tag present.
+    async fn check_record(&self, records: &[Recorded]) -> std::result::Result<String, String> {
+        let mut bad = Vec::new();
+        let by_version: HashMap<u64, &Recorded> = records.iter().map(|x| (x.version, x)).collect();
+        let mut sealed = 0;
+        for rec in records {
+            if let Some(p) = &rec.problem {
+                bad.push(p.clone());
+            }
+            let Some(seal) = &rec.seal else { continue };
+            sealed += 1;
+            let Some(link) = &seal.prev else { continue };
+            match by_version.get(&link.version).map(|x| x.seal.as_ref()) {
+                None => bad.push(format!(
+                    "version {} is built on version {}, which is missing (its manifest was deleted)",
+                    rec.version, link.version
+                )),
+                Some(Some(p)) if p.hash == link.hash => {}
+                Some(Some(p)) => bad.push(format!(
+                    "version {} links to version {} with seal {}, but that version's seal is {}",
+                    rec.version, link.version, link.hash, p.hash
+                )),
+                // a broken record there is reported on its own line
+                Some(None) => {}
+            }
+        }
+        if let Some((_, m)) = record::missing_head(&self.ds).await {
+            bad.push(m);
+        }
+        let versions: std::collections::HashSet<u64> = records.iter().map(|x| x.version).collect();
+        match self.tags().await {
+            Ok(tags) => {
+                for (name, v) in tags {
+                    if !versions.contains(&v) && v <= self.version() + 1 {
+                        bad.push(format!(
+                            "tag {name} points at version {v}, whose manifest is missing"
+                        ));
+                    } else if v > self.version() {
+                        bad.push(format!(
+                            "tag {name} points at version {v}, newer than the store's latest ({}): a newer manifest was deleted",
+                            self.version()
+                        ));
+                    }
+                }
+            }
+            Err(e) => bad.push(format!("tags cannot be read: {e}")),
+        }
+        if bad.is_empty() {
+            Ok(format!(
+                "{} version(s), {sealed} sealed by memlane, every seal and link intact",
+                records.len()
+            ))
+        } else {
+            Err(format!(
+                "{}; restore the last intact version (`memlane restore STORE --to VERSION --reason ...`) or the store from a backup",
+                bad.join("; ")
+            ))
+        }
+    }
+
+    fn check_spaces(&self) -> std::result::Result<String, String> {
         let schema = self.schema();
         let mut bad = Vec::new();
-        for s in &st.spaces {
+        for s in &self.state.spaces {
             match schema.field_with_name(&s.column) {
                 Ok(f) if core_type(f.data_type()) == FieldType::Vector(s.dimension) => {}
                 Ok(f) => bad.push(format!(
@@ -183,16 +268,19 @@ impl Store {
                 )),
             }
         }
-        r.push(
-            "spaces",
-            if bad.is_empty() {
-                Ok(format!("{} space(s) match their columns", st.spaces.len()))
-            } else {
-                Err(bad.join("; "))
-            },
-        );
+        if bad.is_empty() {
+            Ok(format!(
+                "{} space(s) match their columns",
+                self.state.spaces.len()
+            ))
+        } else {
+            Err(bad.join("; "))
+        }
+    }
 
-        // history: forward-only, and the last memlane commit's row count matches
+    /// History: each applied migration's tag at its completing commit, no commits by
+    /// another writer after memlane's last.
+    async fn check_history(&self) -> Result<std::result::Result<String, String>> {
         let history = self.history().await?;
         let mut problems = Vec::new();
         let mut notes: Vec<String> = Vec::new();
@@ -200,9 +288,8 @@ impl Store {
         for h in &history {
             external = if h.entry.is_some() { 0 } else { external + 1 };
         }
-        // each applied migration's tag points at the last commit that completed it
         let tags = self.tags().await?;
-        for a in &st.applied {
+        for a in &self.state.applied {
             let done = history.iter().rev().find(|h| {
                 h.entry
                     .as_ref()
@@ -217,7 +304,7 @@ impl Store {
                 )),
                 (Some(h), Some((_, v))) if *v == h.version => {}
                 (Some(h), Some((n, v))) => problems.push(format!(
-                    "tag {n} points at version {v}, but {} completed at version {}",
+                    "tag {n} points at version {v}, but {} completed at version {}; the next `memlane apply` moves it",
                     a.file, h.version
                 )),
                 (Some(h), None) => notes.push(format!(
@@ -236,62 +323,89 @@ impl Store {
             msg.push_str("; ");
             msg.push_str(n);
         }
-        r.push(
-            "history",
-            if problems.is_empty() {
-                Ok(msg)
-            } else {
-                Err(problems.join("; "))
-            },
-        );
+        Ok(if problems.is_empty() {
+            Ok(msg)
+        } else {
+            Err(problems.join("; "))
+        })
+    }
 
+    /// The row count recorded by the last memlane commit (when it was not rebased).
+    async fn check_rows(&self) -> Result<Option<std::result::Result<String, String>>> {
+        let history = self.history().await?;
         let rows = self.count().await?;
         // a count recorded before a commit that was rebased over concurrent commits
         // (read_version + 1 < version) cannot be compared
-        if let Some(last) = history
+        let Some(last) = history
             .last()
             .filter(|h| h.read_version + 1 == h.version)
             .and_then(|h| h.entry.as_ref())
-        {
-            let recorded = last
-                .report
-                .as_ref()
-                .map(|rep| rep.rows_after)
-                .or(last.rows.map(|(_, a)| a));
-            r.push(
-                "rows",
-                match recorded {
-                    Some(n) if n == rows => Ok(format!("{rows} rows, as recorded")),
-                    Some(n) => Err(format!(
-                        "store has {rows} rows but the last commit recorded {n}"
-                    )),
-                    None => Ok(format!("{rows} rows")),
-                },
-            );
-        }
+        else {
+            return Ok(None);
+        };
+        let recorded = last
+            .report
+            .as_ref()
+            .map(|rep| rep.rows_after)
+            .or(last.rows.map(|(_, a)| a));
+        Ok(Some(match recorded {
+            Some(n) if n == rows => Ok(format!("{rows} rows, as recorded")),
+            Some(n) => Err(format!(
+                "store has {rows} rows but the last commit recorded {n}"
+            )),
+            None => Ok(format!("{rows} rows")),
+        }))
+    }
 
-        let ids = audit_ids(&self.ds, &InvariantSpec::builtin(CheckKind::IdsUnique)).await?;
-        r.push_result("ids", &ids);
-        if let Some(space) = st.active()
-            && schema.field_with_name(&space.column).is_ok()
-        {
-            let v = audit_vectors(
-                &self.ds,
-                space,
-                true,
-                &InvariantSpec::builtin(CheckKind::VectorsValid),
-                None,
-            )
-            .await?;
-            r.push_result("vectors", &v);
-            if schema.field_with_name(&space.digest_column()).is_ok()
-                && schema
-                    .field_with_name(memlane_core::schema::CONTENT)
-                    .is_ok()
-            {
-                r.push("current", self.stale_vectors(space).await?);
-            }
+    /// ids unique; the active space's vectors valid and current.
+    async fn check_data(&self, r: &mut VerifyReport) {
+        let ids = audit_ids(&self.ds, &InvariantSpec::builtin(CheckKind::IdsUnique)).await;
+        if let Some(ids) = or_report(r, "ids", ids) {
+            r.push_result("ids", &ids);
         }
-        Ok(r)
+        let schema = self.schema();
+        let Some(space) = self.state.active() else {
+            return;
+        };
+        if schema.field_with_name(&space.column).is_err() {
+            return;
+        }
+        let spec = InvariantSpec::builtin(CheckKind::VectorsValid);
+        let v = audit_vectors(&self.ds, space, true, &spec, None).await;
+        if let Some(v) = or_report(r, "vectors", v) {
+            r.push_result("vectors", &v);
+        }
+        if schema.field_with_name(&space.digest_column()).is_ok()
+            && schema
+                .field_with_name(memlane_core::schema::CONTENT)
+                .is_ok()
+            && let Some(c) = or_report(r, "current", self.stale_vectors(space).await)
+        {
+            r.push("current", c);
+        }
+    }
+}
+
+/// A check that could not run is a failure naming why.
+fn or_failure(
+    r: Result<std::result::Result<String, String>>,
+) -> std::result::Result<String, String> {
+    r.unwrap_or_else(|e| Err(format!("cannot be checked: {e}")))
+}
+
+/// The value of a check, or a failed line in the report when it could not run (a
+/// corrupt or missing data file ends the scan).
+fn or_report<T>(r: &mut VerifyReport, name: &str, v: Result<T>) -> Option<T> {
+    match v {
+        Ok(x) => Some(x),
+        Err(e) => {
+            r.push(
+                name,
+                Err(format!(
+                    "cannot be checked: {e}; the data files are damaged or missing (see `digests`)"
+                )),
+            );
+            None
+        }
     }
 }
