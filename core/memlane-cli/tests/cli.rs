@@ -1003,6 +1003,17 @@ fn writers_never_fail_and_the_reembed_converges_under_kills() {
             wemb.clone(),
         );
         std::thread::spawn(move || {
+            // write once the new space exists (the first apply adds it): from then on
+            // every write supplies both spaces' vectors, as an agent's writer would
+            while !json(&["status", &s])["spaces"]
+                .to_string()
+                .contains("\"new\"")
+            {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
             let mut k = 0usize;
             while !stop.load(Ordering::SeqCst) {
                 k += 1;
@@ -1013,7 +1024,7 @@ fn writers_never_fail_and_the_reembed_converges_under_kills() {
                             &f,
                             format!(
                                 "{}\n",
-                                serde_json::json!({"id": format!("new-{k}"), "content": format!("note {k} from the agent"), "kind": "episodic"})
+                                serde_json::json!({"id": format!("add-{k}"), "content": format!("note {k} from the agent"), "kind": "episodic"})
                             ),
                         )
                         .unwrap();
@@ -1024,7 +1035,7 @@ fn writers_never_fail_and_the_reembed_converges_under_kills() {
                             &f,
                             format!(
                                 "{}\n",
-                                serde_json::json!({"id": format!("new-{}", k.saturating_sub(1).max(3) / 3 * 3), "content": format!("note rewritten in round {k}"), "kind": "semantic"})
+                                serde_json::json!({"id": format!("add-{}", k - 1), "content": format!("note rewritten in round {k}"), "kind": "semantic"})
                             ),
                         )
                         .unwrap();
@@ -1034,7 +1045,7 @@ fn writers_never_fail_and_the_reembed_converges_under_kills() {
                         "delete".into(),
                         s.clone(),
                         "--where".into(),
-                        format!("id = 'new-{}'", k.saturating_sub(5) / 3 * 3),
+                        format!("id = 'add-{}'", k - 2),
                     ],
                 };
                 let mut args: Vec<&str> = cmd.iter().map(String::as_str).collect();

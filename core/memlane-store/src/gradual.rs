@@ -352,6 +352,8 @@ const MAX_GROUP_FRAGMENTS: usize = 8;
 const COMMIT_RETRIES: u32 = 30;
 /// Embedded vectors not yet committed are saved to a side file at least this often.
 const SAVE_EVERY_SECS: f64 = 1.0;
+/// An embedder call at least this slow has its vectors saved right away.
+const SLOW_CALL_SECS: f64 = 0.02;
 
 /// Data file paths of each fragment of `ds`.
 fn fragment_files(ds: &Dataset) -> HashMap<u64, Vec<String>> {
@@ -835,6 +837,7 @@ impl Gradual<'_> {
                 .collect();
             let refs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
             let cids: Vec<String> = chunk.iter().map(|o| p.ids.value(*o).to_owned()).collect();
+            let call = Instant::now();
             let r = blocking(|| {
                 embed_checked(
                     &self.embedder_name,
@@ -867,7 +870,12 @@ impl Gradual<'_> {
             *embedded_now += chunk.len() as u64;
             cp.remaining = cp.remaining.saturating_sub(chunk.len() as u64);
             // side file: what a killed run would otherwise embed again
-            if last_save.elapsed().as_secs_f64() >= self.checkpoint_secs.min(SAVE_EVERY_SECS) {
+            // a slow call (a model process, a remote API) is saved at once: a kill then
+            // costs at most the batch in flight; fast ones are saved once a second
+            let slow_call = call.elapsed().as_secs_f64() >= SLOW_CALL_SECS;
+            if slow_call
+                || last_save.elapsed().as_secs_f64() >= self.checkpoint_secs.min(SAVE_EVERY_SECS)
+            {
                 self.save_side(&mut side, &side_path, &unsaved, &p, &by_offset)?;
                 unsaved.clear();
                 last_save = Instant::now();
