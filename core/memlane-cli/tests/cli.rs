@@ -944,6 +944,7 @@ json.dump(out, sys.stdout)
 /// the compatibility sample, repeated while its commit has not landed), and `verify`
 /// must pass on the store memlane produced.
 #[test]
+#[allow(clippy::print_stderr)] // the figures of the closing note
 fn writers_never_fail_and_the_reembed_converges_under_kills() {
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -232,10 +232,7 @@ fn strip_locations(text: &str) -> String {
     while let Some(i) = rest.find(".rs:") {
         // the location starts after the last ", " or space before `.rs:`
         let head = &rest[..i];
-        let start = head
-            .rfind(", ")
-            .map(|p| (p, 2))
-            .or_else(|| head.rfind(' ').map(|p| (p, 1)));
+        let start = head.rfind(", ").or_else(|| head.rfind(' '));
         let tail = &rest[i + 4..];
         let digits = tail
             .find(|c: char| !(c.is_ascii_digit() || c == ':'))
@@ -245,9 +242,8 @@ fn strip_locations(text: &str) -> String {
             rest = tail;
             continue;
         }
-        match start {
-            Some((p, _)) => out.push_str(&head[..p]),
-            None => {}
+        if let Some(p) = start {
+            out.push_str(&head[..p]);
         }
         rest = &tail[digits..];
     }
