@@ -1344,3 +1344,48 @@ fn verify_catches_tampered_state_manifests_and_files() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not a memlane store"), "{err}");
 }
+
+/// Issue 14: a `cmd:` model that hangs is killed after the timeout; the command fails
+/// with a message naming the setting and the store stays readable and resumable.
+#[test]
+fn a_hung_command_embedder_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("store");
+    let s = s.to_str().unwrap();
+    ok(&["init", s, "--from", &ex("data/corpus.jsonl")]);
+    let migs = dir.path().join("migs");
+    std::fs::create_dir(&migs).unwrap();
+    std::fs::write(
+        migs.join("0001_new.toml"),
+        "[[steps]]\nop = \"add_space\"\nspace = \"new\"\nmodel = \"m\"\ndimension = 8\n\n\
+         [[steps]]\nop = \"reembed\"\nspace = \"new\"\nembedder = \"slow\"\n",
+    )
+    .unwrap();
+    let m = migs.to_str().unwrap();
+    let t0 = Instant::now();
+    let o = run(&[
+        "apply",
+        s,
+        m,
+        "--yes",
+        "--embedder",
+        "slow=cmd:sleep 60",
+        "--embedder-timeout",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(
+        err.contains("did not answer within 1 s") && err.contains("--embedder-timeout"),
+        "{err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(30), "the timeout did not fire");
+    // the store is readable and verifies; the migration resumes with a working model
+    let v = json(&["verify", s]);
+    assert!(
+        v["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true),
+        "{v}"
+    );
+    let rep = json(&["apply", s, m, "--yes", "--embedder", "slow=hash:8"]);
+    assert_eq!(rep["migrations"][0]["outcome"], "applied", "{rep}");
+}
