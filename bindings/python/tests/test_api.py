@@ -353,3 +353,51 @@ def test_export_sample_and_review_like_the_browser_preview(store: memlane.Store,
         store.export_sample(tmp_path / "other.arrow", rows=10, migrations=d, embedders={"new": Broken()})
     assert isinstance(e.value.__cause__, RuntimeError)
     assert not (tmp_path / "other.arrow").exists()
+
+
+def _hold_lock(store_uri: str) -> "subprocess.Popen[bytes]":
+    """A live process on this host recorded as the lock holder (as `memlane apply`
+    records itself), so the library must refuse every mutation that needs the lock."""
+    import datetime as dt
+    import json
+    import socket
+    import subprocess
+
+    holder = subprocess.Popen(["sleep", "60"])
+    with open(f"/proc/{holder.pid}/stat") as f:
+        start = int(f.read().rsplit(")", 1)[1].split()[19])
+    now = dt.datetime.now(dt.timezone.utc)
+    info = {
+        "holder": "memlane apply (another process)",
+        "host": socket.gethostname(),
+        "pid": holder.pid,
+        "token": "t",
+        "since": now.isoformat(),
+        "heartbeat": now.isoformat(),
+        "expires": (now + dt.timedelta(minutes=5)).isoformat(),
+        "start_time": start,
+    }
+    lock = Path(store_uri) / "_memlane" / "lock.json"
+    lock.parent.mkdir(exist_ok=True)
+    lock.write_text(json.dumps(info))
+    return holder
+
+
+def test_restore_abort_contract_take_the_lock(store: memlane.Store, tmp_path: Path) -> None:
+    """Issue 14/15: the lock is taken inside the library, so Python cannot forget it."""
+    v = store.version
+    holder = _hold_lock(store.uri)
+    try:
+        with pytest.raises(memlane.LockHeld) as ei:
+            store.restore(v, "while another process migrates")
+        assert ei.value.pid == holder.pid
+        with pytest.raises(memlane.LockHeld):
+            store.abort("while another process migrates")
+        with pytest.raises(memlane.LockHeld):
+            store.contract("old", "while another process migrates")
+        assert store.version == v
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: the lock is taken over at once and the restore goes ahead
+    assert store.restore(v, "the holder died") == v + 1
