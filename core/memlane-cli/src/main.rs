@@ -650,11 +650,10 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::Lint { migrations, store } => {
             let files = memlane_store::read_folder(&migrations)?;
-            let snap = match &store {
-                Some(s) => Store::open(s).await?.snapshot().await?,
-                None => memlane_core::Snapshot::fresh(),
+            let plan = match &store {
+                Some(s) => Store::open(s).await?.plan(&files).await?,
+                None => Store::lint_fresh(&files)?,
             };
-            let plan = memlane_core::plan(&snap, &files)?;
             if json {
                 print_json(&plan.findings)?;
             } else {

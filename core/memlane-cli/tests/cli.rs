@@ -1379,13 +1379,65 @@ fn a_hung_command_embedder_times_out() {
         err.contains("did not answer within 1 s") && err.contains("--embedder-timeout"),
         "{err}"
     );
-    assert!(t0.elapsed() < Duration::from_secs(30), "the timeout did not fire");
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "the timeout did not fire"
+    );
     // the store is readable and verifies; the migration resumes with a working model
     let v = json(&["verify", s]);
     assert!(
-        v["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true),
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
         "{v}"
     );
     let rep = json(&["apply", s, m, "--yes", "--embedder", "slow=hash:8"]);
     assert_eq!(rep["migrations"][0]["outcome"], "applied", "{rep}");
+}
+
+/// Issue 14: SQL predicates are checked at plan/lint time with Lance's own planner:
+/// an unknown column or a syntax error names the file, the line and the problem.
+#[test]
+fn bad_predicates_fail_at_plan_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("store");
+    let s = s.to_str().unwrap();
+    ok(&["init", s, "--from", &ex("data/corpus.jsonl")]);
+    for (pred, needle) in [
+        ("nosuchcol = 'x'", "nosuchcol"),
+        ("kind = = 'x'", "kind = = 'x'"),
+    ] {
+        let migs = dir.path().join(format!("m{}", pred.len()));
+        std::fs::create_dir(&migs).unwrap();
+        std::fs::write(
+            migs.join("0001_prune.toml"),
+            format!("# prune\n\n[[steps]]\nop = \"delete_where\"\npredicate = \"{pred}\"\n"),
+        )
+        .unwrap();
+        let m = migs.to_str().unwrap();
+        for cmd in ["plan", "lint"] {
+            let args: Vec<&str> = if cmd == "plan" {
+                vec!["plan", s, m]
+            } else {
+                vec!["lint", m, "--store", s]
+            };
+            let o = run(&args);
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(code(&o), 3, "{cmd} {pred}: {all}");
+            assert!(
+                all.contains("0001_prune.toml") && all.contains(":3") && all.contains(needle),
+                "{cmd} {pred}: {all}"
+            );
+            assert!(!all.contains(".cargo/registry"), "{all}");
+        }
+        // nothing was deleted
+        assert_eq!(code(&run(&["apply", s, m, "--yes"])), 3);
+        assert_eq!(json(&["status", s])["rows"], 392);
+    }
 }

@@ -29,6 +29,7 @@ mod io;
 pub mod lock;
 mod migrate;
 mod ops;
+mod predicates;
 mod sample;
 mod sidecar;
 mod store;

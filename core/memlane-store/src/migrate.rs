@@ -58,10 +58,25 @@ impl Store {
         }
     }
 
-    /// The plan of applying `migrations` (chain checked, steps linted).
+    /// Lint a migrations folder on its own (no store: planned against a fresh store,
+    /// the `memlane lint` of a CI job without a store at hand), with its SQL predicates
+    /// checked against the fields a fresh store and the migrations give.
+    pub fn lint_fresh(migrations: &[Migration]) -> Result<Plan> {
+        let mut plan = memlane_core::plan(&memlane_core::Snapshot::fresh(), migrations)?;
+        let base = crate::convert::base_schema(false, &[], &[]);
+        let bad = crate::predicates::check(&base, &plan, migrations);
+        plan.findings.extend(bad);
+        Ok(plan)
+    }
+
+    /// The plan of applying `migrations` (chain checked, steps linted, SQL predicates
+    /// planned against the fields); refused when the store's record is broken.
     pub async fn plan(&self, migrations: &[Migration]) -> Result<Plan> {
         self.ensure_intact()?;
-        Ok(memlane_core::plan(&self.snapshot().await?, migrations)?)
+        let mut plan = memlane_core::plan(&self.snapshot().await?, migrations)?;
+        let bad = crate::predicates::check(&self.schema(), &plan, migrations);
+        plan.findings.extend(bad);
+        Ok(plan)
     }
 }
 
