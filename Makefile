@@ -66,7 +66,7 @@ build: deps-system ## cargo build --workspace --all-targets (dev profile; same f
 demo: deps-system build ## Build, then run scripts/demo.sh (stores under .memlane-demo/)
 	MEMLANE="$(MEMLANE)" bash scripts/demo.sh
 
-test: deps build test-rust check-wasm test-python test-wasm ## Everything CI runs: cargo tests, wasm build and guard, Python tests, wasm and browser tests
+test: deps build lint test-rust check-wasm test-python test-wasm ## Everything CI runs: fmt + clippy, cargo tests, wasm build and guard, Python tests, wasm and browser tests
 
 test-rust: deps-system ## cargo test --workspace (dev profile)
 	$(CARGO) test --workspace

@@ -19,8 +19,8 @@
 //!
 //! `cargo bench -p memlane-benches --bench compat -- [N] [REPS]` (defaults 10000 and 3);
 //! add `--features parallel` to run faer on rayon (memlane-core's `parallel` feature).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark prints its figures
 #![allow(
-    clippy::print_stdout,
     clippy::cast_precision_loss,
     clippy::cast_possible_truncation
 )]

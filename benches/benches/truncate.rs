@@ -4,6 +4,7 @@
 //!
 //! `cargo bench -p memlane-benches --bench truncate -- [SIZES] [REPS]`
 //! (defaults: 250000,500000,1000000 and 3).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark prints its figures
 
 use std::process::Command;
 use std::sync::Arc;

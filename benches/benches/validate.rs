@@ -10,6 +10,7 @@
 //! Same store, same run, order alternated, each measurement in a fresh process.
 //!
 //! `cargo bench -p memlane-benches --bench validate -- [ROWS] [REPS]` (default 1000000 3).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark prints its figures
 
 use std::collections::HashMap;
 use std::process::Command;

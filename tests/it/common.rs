@@ -4,31 +4,31 @@ use std::sync::Arc;
 
 use memlane_store::{CreateOptions, Embedder, HashEmbedder, Store};
 
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_path_buf()
 }
 
-pub fn examples(name: &str) -> PathBuf {
+pub(crate) fn examples(name: &str) -> PathBuf {
     repo().join("migrations-examples").join(name)
 }
 
-pub fn corpus() -> Vec<serde_json::Value> {
+pub(crate) fn corpus() -> Vec<serde_json::Value> {
     memlane_store::read_jsonl(examples("data").join("corpus.jsonl")).unwrap()
 }
 
-pub fn uri(dir: &tempfile::TempDir, name: &str) -> String {
+pub(crate) fn uri(dir: &tempfile::TempDir, name: &str) -> String {
     dir.path().join(name).to_str().unwrap().to_owned()
 }
 
-pub fn none() -> HashMap<String, Arc<dyn Embedder>> {
+pub(crate) fn none() -> HashMap<String, Arc<dyn Embedder>> {
     HashMap::new()
 }
 
 /// A store created from the real corpus (392 records, no spaces).
-pub async fn corpus_store(dir: &tempfile::TempDir, name: &str) -> Store {
+pub(crate) async fn corpus_store(dir: &tempfile::TempDir, name: &str) -> Store {
     Store::create_from_json(
         &uri(dir, name),
         CreateOptions::default(),
@@ -40,7 +40,7 @@ pub async fn corpus_store(dir: &tempfile::TempDir, name: &str) -> Store {
 }
 
 /// Copy a folder of migration files.
-pub fn copy_folder(from: &Path, to: &Path) {
+pub(crate) fn copy_folder(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -50,6 +50,6 @@ pub fn copy_folder(from: &Path, to: &Path) {
     }
 }
 
-pub fn hash(dim: usize, seed: u64) -> Arc<dyn Embedder> {
+pub(crate) fn hash(dim: usize, seed: u64) -> Arc<dyn Embedder> {
     HashEmbedder::new(dim, seed).arc()
 }

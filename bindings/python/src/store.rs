@@ -287,6 +287,12 @@ impl Store {
         json(&r)
     }
 
+    /// Delete the records matching a SQL predicate: (rows deleted, version).
+    #[pyo3(name = "delete")]
+    fn delete_where(&self, py: Python<'_>, predicate: String) -> PyResult<(u64, u64)> {
+        self.with(py, None, async move |s| s.delete(&predicate).await)
+    }
+
     /// Live rows as an Arrow C stream capsule (columns: all when None; SQL filter).
     #[pyo3(signature = (columns=None, filter=None))]
     fn to_arrow_capsule<'py>(

@@ -401,3 +401,13 @@ def test_restore_abort_contract_take_the_lock(store: memlane.Store, tmp_path: Pa
         holder.wait()
     # the holder is gone: the lock is taken over at once and the restore goes ahead
     assert store.restore(v, "the holder died") == v + 1
+
+
+def test_delete_where(store: memlane.Store) -> None:
+    ids = store.to_arrow(["id"]).column("id").to_pylist()
+    assert store.delete(f"id = '{ids[0]}' OR id = '{ids[1]}'") == 2
+    assert len(store) == 118
+    assert store.delete("id = 'no such id'") == 0
+    with pytest.raises(memlane.InvalidInputError, match="nosuchfield|not valid"):
+        store.delete("nosuchfield = 1")
+    assert store.verify().ok

@@ -255,6 +255,23 @@ fn strip_locations(text: &str) -> String {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
+    /// `UnknownSpace` for `name`, listing the spaces `state` has.
+    pub fn unknown_space(name: &str, state: &memlane_core::StoreState) -> StoreError {
+        StoreError::UnknownSpace {
+            name: name.to_owned(),
+            known: if state.spaces.is_empty() {
+                "none; add one with an `add_space` migration".into()
+            } else {
+                state
+                    .spaces
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        }
+    }
+
     /// Whether this error means "refused by a check" (lint, chain, invariant): exit code 3.
     pub fn is_blocked(&self) -> bool {
         matches!(

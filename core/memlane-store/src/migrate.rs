@@ -264,12 +264,10 @@ impl<'a> Migrator<'a> {
                         ..
                     } = &s.step
                     {
-                        let sp = state.space(space).cloned().ok_or_else(|| {
-                            StoreError::UnknownSpace {
-                                name: space.clone(),
-                                known: String::new(),
-                            }
-                        })?;
+                        let sp = state
+                            .space(space)
+                            .cloned()
+                            .ok_or_else(|| StoreError::unknown_space(space, &state))?;
                         let e = embedders.get(embedder).cloned().ok_or_else(|| {
                             StoreError::MissingEmbedder {
                                 file: m.file.clone(),

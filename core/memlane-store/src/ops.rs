@@ -586,10 +586,7 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
                 .state
                 .space(space)
                 .cloned()
-                .ok_or_else(|| StoreError::UnknownSpace {
-                    name: space.clone(),
-                    known: String::new(),
-                })?;
+                .ok_or_else(|| StoreError::unknown_space(space, ctx.state))?;
             staged.op = state_only_op(&staged.state);
             staged.written_vectors.push(sp.column);
         }
@@ -598,16 +595,13 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
                 .state
                 .space(from)
                 .cloned()
-                .ok_or_else(|| StoreError::UnknownSpace {
-                    name: from.clone(),
-                    known: String::new(),
-                })?;
+                .ok_or_else(|| StoreError::unknown_space(from, ctx.state))?;
             let new = staged
                 .state
                 .spaces
                 .last()
                 .cloned()
-                .ok_or_else(|| StoreError::Input("truncate produced no space".into()))?;
+                .ok_or_else(|| StoreError::Internal("truncate produced no space".into()))?;
             let out: SchemaRef = Arc::new(ArrowSchema::new(vec![space_field(&new)]));
             let (out2, d_in, d_out) = (out.clone(), src.dimension, new.dimension);
             // vectors are checked as they are produced (no read-back of the new column
@@ -651,10 +645,7 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
                 .state
                 .space(space)
                 .cloned()
-                .ok_or_else(|| StoreError::UnknownSpace {
-                    name: space.clone(),
-                    known: String::new(),
-                })?;
+                .ok_or_else(|| StoreError::unknown_space(space, ctx.state))?;
             let mapper = Arc::new(
                 move |b: &RecordBatch, _deleted: &[bool]| -> lance::Result<ArrayRef> {
                     let (mut flat, d) = flat_values(b.column(0))?;

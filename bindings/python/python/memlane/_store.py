@@ -170,6 +170,13 @@ class Store:
         """Insert or replace records by id (same inputs as :meth:`add`)."""
         return json.loads(self._s.upsert(_arrow(data), dict(embedders or {})))
 
+    def delete(self, where: str) -> int:
+        """Delete the records matching a SQL predicate over the store's fields (e.g.
+        ``"agent_id = 'a1' AND kind = 'message'"``); returns the rows deleted. A commit
+        preempted by a running migration is retried, never raised."""
+        n, _version = self._s.delete(where)
+        return int(n)
+
     def to_arrow(self, columns: Optional[Sequence[str]] = None, filter: Optional[str] = None) -> pa.Table:
         """Live rows as a pyarrow Table (all columns, or ``columns``; ``filter`` in SQL)."""
         cap = self._s.to_arrow_capsule(list(columns) if columns is not None else None, filter)
