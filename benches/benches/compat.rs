@@ -20,10 +20,7 @@
 //! `cargo bench -p memlane-benches --bench compat -- [N] [REPS]` (defaults 10000 and 3);
 //! add `--features parallel` to run faer on rayon (memlane-core's `parallel` feature).
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark prints its figures
-#![allow(
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation
-)]
+#![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
