@@ -19,6 +19,12 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(
     memlane,
+    IntegrityError,
+    MigrationError,
+    "The store's own record (state, history, seals, manifests or data files) was edited or is missing a part; restore the last intact version."
+);
+pyo3::create_exception!(
+    memlane,
     ChecksumMismatch,
     MigrationError,
     "An applied migration was edited, renamed, removed or reordered."
@@ -234,6 +240,7 @@ fn classify(e: &StoreError) -> (PyErrType, Attrs) {
 enum PyErrType {
     Base,
     Migration,
+    Integrity,
     ChecksumMismatch,
     Invariant,
     Gate,
@@ -252,6 +259,7 @@ impl PyErrType {
         match self {
             PyErrType::Base => MemlaneError::new_err(msg),
             PyErrType::Migration => MigrationError::new_err(msg),
+            PyErrType::Integrity => IntegrityError::new_err(msg),
             PyErrType::ChecksumMismatch => ChecksumMismatch::new_err(msg),
             PyErrType::Invariant => InvariantViolation::new_err(msg),
             PyErrType::Gate => GateBlocked::new_err(msg),
@@ -270,8 +278,30 @@ impl PyErrType {
 /// A store error as a Python exception with structured attributes. When the error came
 /// from a Python embedder that raised, that exception becomes the `__cause__`, so its
 /// traceback is kept.
+/// The Python class of an error kind: the binding's column of the library's one table.
+fn class_of(kind: memlane_core::ErrorKind) -> PyErrType {
+    use memlane_core::ErrorKind as K;
+    match kind {
+        K::MigrationFile | K::Lint => PyErrType::Migration,
+        K::Chain => PyErrType::ChecksumMismatch,
+        K::Integrity => PyErrType::Integrity,
+        K::Invariant => PyErrType::Invariant,
+        K::Gate => PyErrType::Gate,
+        K::Review => PyErrType::Review,
+        K::Vector => PyErrType::Incompatible,
+        K::Drift => PyErrType::Drift,
+        K::Embedder => PyErrType::Embedder,
+        K::Compat | K::Input => PyErrType::Input,
+        K::NotFound => PyErrType::NotFound,
+        K::Exists => PyErrType::Exists,
+        K::Locked => PyErrType::Lock,
+        K::Conflict | K::Storage | K::Internal => PyErrType::Base,
+    }
+}
+
 pub(crate) fn to_py(py: Python<'_>, e: StoreError, cause: Option<PyErr>) -> PyErr {
-    let (ty, attrs) = classify(&e);
+    let (_, attrs) = classify(&e);
+    let ty = class_of(e.kind());
     let err = ty.new_err(e.to_string());
     let value = err.value(py);
     for (k, v) in attrs {

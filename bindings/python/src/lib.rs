@@ -84,9 +84,9 @@ mod _memlane {
     use super::compat::compat_json;
     #[pymodule_export]
     use super::error::{
-        ChecksumMismatch, EmbedderError, GateBlocked, IncompatibleSpaceError, InvalidInputError,
-        InvariantViolation, LockHeld, MemlaneError, MigrationError, ModelDrift, NotFoundError,
-        ReviewRequired, StoreExistsError,
+        ChecksumMismatch, EmbedderError, GateBlocked, IncompatibleSpaceError, IntegrityError,
+        InvalidInputError, InvariantViolation, LockHeld, MemlaneError, MigrationError, ModelDrift,
+        NotFoundError, ReviewRequired, StoreExistsError,
     };
     #[pymodule_export]
     use super::space::Space;

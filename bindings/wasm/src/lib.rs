@@ -8,8 +8,9 @@
 //!
 //! Structured inputs (file lists, snapshots, options) are JSON strings and vectors are
 //! `Float32Array`s; every report comes back as a plain JS object. Errors are JS `Error`s
-//! whose `name` says the kind: `MigrationFileError`, `LintError`, `ChainError`,
-//! `VectorError`, `CompatError`, `InvalidInputError`.
+//! whose `name` says the kind (`memlane_core::ErrorKind::js_name`, the table the CLI's
+//! exit codes and Python's classes derive from too): `MigrationFileError`, `LintError`,
+//! `ChainError`, `VectorError`, `CompatError`, `InvalidInputError`, `IntegrityError`.
 
 use std::collections::BTreeMap;
 
@@ -57,19 +58,9 @@ fn js_error(name: &str, message: impl std::fmt::Display) -> JsValue {
     e.into()
 }
 
+/// The JS name comes from the core's one classification ([`CoreError::kind`]).
 fn core_error(e: CoreError) -> JsValue {
-    let name = match &e {
-        CoreError::MigrationFile { .. }
-        | CoreError::FileName { .. }
-        | CoreError::DuplicateId { .. }
-        | CoreError::Value { .. }
-        | CoreError::State(_) => "MigrationFileError",
-        CoreError::Lint { .. } => "LintError",
-        CoreError::Chain(_) => "ChainError",
-        CoreError::Vector(_) | CoreError::Space { .. } => "VectorError",
-        CoreError::Compat(_) => "CompatError",
-    };
-    js_error(name, e)
+    js_error(e.kind().js_name(), e)
 }
 
 fn compat_error(e: CompatError) -> JsValue {

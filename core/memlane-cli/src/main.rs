@@ -1162,17 +1162,15 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let blocked = e
+            // the exit code comes from the library's one classification of errors
+            let kind = e
                 .downcast_ref::<StoreError>()
-                .is_some_and(StoreError::is_blocked)
-                || e.downcast_ref::<memlane_core::CoreError>()
-                    .is_some_and(|c| {
-                        matches!(
-                            c,
-                            memlane_core::CoreError::Chain(_)
-                                | memlane_core::CoreError::Lint { .. }
-                        )
-                    });
+                .map(StoreError::kind)
+                .or_else(|| {
+                    e.downcast_ref::<memlane_core::CoreError>()
+                        .map(memlane_core::CoreError::kind)
+                });
+            let blocked = kind.is_some_and(|k| k.exit_code() == BLOCKED);
             // print the cause chain, skipping causes already quoted by their wrapper
             let mut msg = String::new();
             for cause in e.chain() {

@@ -288,3 +288,102 @@ pub enum CompatError {
 
 /// Result alias of the core.
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+/// What kind of failure an error is: the one table from which the CLI's exit codes, the
+/// Python exception classes and the JS error names are all derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A migration file does not parse (named by file and line).
+    MigrationFile,
+    /// Lint found errors in a migrations folder.
+    Lint,
+    /// The applied history and the migration files disagree.
+    Chain,
+    /// The store's own record (state, history, seals, manifests) is broken.
+    Integrity,
+    /// A `fail` invariant failed: the step was not committed.
+    Invariant,
+    /// A compatibility gate (or the declared mode) blocks.
+    Gate,
+    /// A compatibility gate asks for a human's review.
+    Review,
+    /// Vectors or spaces do not fit each other.
+    Vector,
+    /// An embedder does not reproduce its space's fingerprint.
+    Drift,
+    /// A compatibility analysis or adapter fit cannot run on its input.
+    Compat,
+    /// An embedder failed, hung or is missing.
+    Embedder,
+    /// Arguments or records are not acceptable.
+    Input,
+    /// No store, version, tag, space or adapter by that name.
+    NotFound,
+    /// Something already exists.
+    Exists,
+    /// Another process holds the migration lock.
+    Locked,
+    /// Concurrent commits kept preempting the operation.
+    Conflict,
+    /// The storage engine or the file system failed.
+    Storage,
+    /// A bug in memlane.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The CLI exit code: 3 for "refused by a check" (a CI gate), 1 otherwise.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Lint
+            | ErrorKind::Chain
+            | ErrorKind::Integrity
+            | ErrorKind::Invariant
+            | ErrorKind::Gate
+            | ErrorKind::Review => 3,
+            _ => 1,
+        }
+    }
+
+    /// The name a JavaScript `Error` of this kind carries.
+    pub fn js_name(self) -> &'static str {
+        match self {
+            ErrorKind::MigrationFile => "MigrationFileError",
+            ErrorKind::Lint => "LintError",
+            ErrorKind::Chain => "ChainError",
+            ErrorKind::Integrity => "IntegrityError",
+            ErrorKind::Invariant => "InvariantError",
+            ErrorKind::Gate => "GateBlockedError",
+            ErrorKind::Review => "ReviewRequiredError",
+            ErrorKind::Vector | ErrorKind::Drift => "VectorError",
+            ErrorKind::Compat => "CompatError",
+            ErrorKind::Embedder => "EmbedderError",
+            ErrorKind::Input => "InvalidInputError",
+            ErrorKind::NotFound => "NotFoundError",
+            ErrorKind::Exists => "ExistsError",
+            ErrorKind::Locked => "LockHeldError",
+            ErrorKind::Conflict => "ConflictError",
+            ErrorKind::Storage => "StorageError",
+            ErrorKind::Internal => "InternalError",
+        }
+    }
+}
+
+impl CoreError {
+    /// This error's kind (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CoreError::MigrationFile { .. }
+            | CoreError::FileName { .. }
+            | CoreError::DuplicateId { .. } => ErrorKind::MigrationFile,
+            CoreError::Lint { .. } => ErrorKind::Lint,
+            CoreError::Chain(_) => ErrorKind::Chain,
+            CoreError::Vector(_) | CoreError::Space { .. } => ErrorKind::Vector,
+            // a value that does not fit a field: a record's or a migration default's,
+            // the input either way
+            CoreError::Value { .. } => ErrorKind::Input,
+            CoreError::State(_) => ErrorKind::Integrity,
+            CoreError::Compat(_) => ErrorKind::Compat,
+        }
+    }
+}

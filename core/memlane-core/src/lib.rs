@@ -25,7 +25,7 @@ pub use compat::{
     Adapter, AdapterKind, CompatMode, CompatOptions, CompatReport, FitOptions, FitReport, Gate,
     GateResult, Matrix, Neighbors, QuerySet, Verdict, compat, fit_adapters, knn, knn_queries,
 };
-pub use error::{ChainError, CompatError, CoreError, Result, VectorError};
+pub use error::{ChainError, CompatError, CoreError, ErrorKind, Result, VectorError};
 pub use migration::{
     CheckKind, InvariantSpec, Migration, Severity, Step, parse_folder, parse_migration,
 };

@@ -1,6 +1,6 @@
 //! Errors of the store.
 
-use memlane_core::{CoreError, StepReport};
+use memlane_core::{CoreError, ErrorKind, StepReport};
 use thiserror::Error;
 
 /// Everything that can go wrong in the store and migrator.
@@ -272,16 +272,37 @@ impl StoreError {
         }
     }
 
-    /// Whether this error means "refused by a check" (lint, chain, invariant): exit code 3.
+    /// This error's kind: the CLI exit code, the Python class and the JS name derive
+    /// from it (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Core(c) => c.kind(),
+            StoreError::Lance(_) | StoreError::Arrow(_) | StoreError::Io { .. } => {
+                ErrorKind::Storage
+            }
+            StoreError::Integrity { .. } | StoreError::Verify(_) => ErrorKind::Integrity,
+            StoreError::Internal(_) => ErrorKind::Internal,
+            StoreError::Conflict { .. } => ErrorKind::Conflict,
+            StoreError::NotFound { .. }
+            | StoreError::NotAStore { .. }
+            | StoreError::UnknownVersion(_)
+            | StoreError::NoAdapter { .. } => ErrorKind::NotFound,
+            StoreError::Exists { .. } => ErrorKind::Exists,
+            StoreError::LockHeld { .. } | StoreError::LockAlive { .. } => ErrorKind::Locked,
+            StoreError::Input(_) => ErrorKind::Input,
+            StoreError::InvariantViolation { .. } => ErrorKind::Invariant,
+            StoreError::MissingEmbedder { .. } | StoreError::Embedder { .. } => ErrorKind::Embedder,
+            StoreError::UnknownSpace { .. } => ErrorKind::Vector,
+            StoreError::ModelDrift { .. } => ErrorKind::Drift,
+            StoreError::GateBlocked { .. } => ErrorKind::Gate,
+            StoreError::ReviewRequired { .. } => ErrorKind::Review,
+        }
+    }
+
+    /// Whether this error means "refused by a check" (lint, chain, invariant, gate, a
+    /// broken record): exit code 3.
     pub fn is_blocked(&self) -> bool {
-        matches!(
-            self,
-            StoreError::InvariantViolation { .. }
-                | StoreError::GateBlocked { .. }
-                | StoreError::ReviewRequired { .. }
-                | StoreError::Integrity { .. }
-                | StoreError::Core(CoreError::Lint { .. } | CoreError::Chain(_))
-        )
+        self.kind().exit_code() == 3
     }
 }
 

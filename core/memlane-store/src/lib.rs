@@ -26,6 +26,8 @@ mod engine;
 mod error;
 mod gradual;
 mod io;
+#[cfg(test)]
+mod layers;
 pub mod lock;
 mod migrate;
 mod ops;

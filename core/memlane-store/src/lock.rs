@@ -294,6 +294,51 @@ mod tests {
     }
 
     #[test]
+    fn a_zombie_holder_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().to_str().unwrap();
+        // a holder killed but not yet reaped by its parent: its pid still exists
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let start = process_start(pid);
+        assert!(start.is_some());
+        let now = Utc::now();
+        let host = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let held = LockInfo {
+            holder: "killed apply".into(),
+            host,
+            pid,
+            token: "t".into(),
+            since: now,
+            heartbeat: now,
+            expires: now + chrono::Duration::seconds(60),
+            start_time: start,
+        };
+        std::fs::create_dir_all(lock_path(uri).parent().unwrap()).unwrap();
+        write_info(&lock_path(uri), &held, true).unwrap();
+        assert!(acquire(uri, "next apply", Duration::from_secs(60)).is_err());
+        child.kill().unwrap();
+        // not reaped yet: /proc/<pid>/stat says `Z`
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while process_start(pid).is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            std::fs::metadata(format!("/proc/{pid}")).is_ok(),
+            "reaped too early"
+        );
+        let g = acquire(uri, "next apply", Duration::from_secs(60)).unwrap();
+        assert_eq!(read_lock(uri).unwrap().holder, "next apply");
+        drop(g);
+        child.wait().unwrap();
+    }
+
+    #[test]
     fn a_reused_pid_is_not_the_holder() {
         let dir = tempfile::tempdir().unwrap();
         let uri = dir.path().to_str().unwrap();

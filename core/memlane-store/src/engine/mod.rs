@@ -1,4 +1,4 @@
-//! The bottom layer: what memlane needs from Lance, knowing nothing of [`Store`](crate::Store).
+//! The bottom layer: what memlane needs from Lance, knowing nothing of the `Store` facade.
 //!
 //! - [`commit`]: every memlane commit (state, entry and seal as transaction properties),
 //!   conflict classification and the retry policy for retryable conflicts;
