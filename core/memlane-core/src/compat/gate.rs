@@ -66,11 +66,26 @@ pub struct Gate {
 /// The thresholds of one gate as written in TOML (the metric is the key).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GateThresholds {
+pub(crate) struct GateThresholds {
     block_below: Option<f64>,
     review_below: Option<f64>,
     block_above: Option<f64>,
     review_above: Option<f64>,
+}
+
+impl GateThresholds {
+    /// The gate on `metric` with these thresholds, validated.
+    pub(crate) fn into_gate(self, metric: &str) -> Result<Gate> {
+        let g = Gate {
+            metric: metric.to_owned(),
+            block_below: self.block_below,
+            review_below: self.review_below,
+            block_above: self.block_above,
+            review_above: self.review_above,
+        };
+        g.validate()?;
+        Ok(g)
+    }
 }
 
 impl Gate {
@@ -169,15 +184,7 @@ pub fn parse_gates(table: &toml::Value) -> Result<Vec<Gate>> {
                 e.message().trim_end_matches('\n')
             ),
         })?;
-        let g = Gate {
-            metric: metric.clone(),
-            block_below: th.block_below,
-            review_below: th.review_below,
-            block_above: th.block_above,
-            review_above: th.review_above,
-        };
-        g.validate()?;
-        gates.push(g);
+        gates.push(th.into_gate(metric)?);
     }
     Ok(gates)
 }
