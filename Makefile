@@ -141,7 +141,7 @@ lint: ## cargo fmt --check and clippy -D warnings on all targets
 # cargo-fuzz passes (sanitizer, coverage). fuzz/ is a workspace of its own with its own
 # target dir, so the fuzz build (other RUSTFLAGS) never invalidates the main one.
 FUZZ_SECONDS   ?= 60
-FUZZ_TARGETS   ?= migration state review
+FUZZ_TARGETS   ?= migration state review sample
 FUZZ_SANITIZER ?= address
 FUZZ_MAX_LEN   ?= 16384
 CARGO_FUZZ_ROOT ?= $(HOME)/.cache/memlane/cargo-fuzz
@@ -163,9 +163,9 @@ fuzz: ## Run each fuzz target FUZZ_SECONDS s (default 60; FUZZ_TARGETS, FUZZ_SAN
 	    name="$$(basename "$$(dirname "$$f")")-$$(basename "$$f")"
 	    [ -e "corpus/$$t/$$name" ] || cp "$$f" "corpus/$$t/$$name"
 	  done
+	  args=(-max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
+	  if [ -f "dicts/$$t.dict" ]; then args+=(-dict="dicts/$$t.dict"); fi
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s ($$(ls "corpus/$$t" | wc -l) corpus inputs)"
-	  $(CARGO) fuzz run -s $(FUZZ_SANITIZER) "$$t" "corpus/$$t" -- \
-	    -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=2048 \
-	    -print_final_stats=1
+	  $(CARGO) fuzz run -s $(FUZZ_SANITIZER) "$$t" "corpus/$$t" -- "$${args[@]}"
 	done
 

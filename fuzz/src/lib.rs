@@ -15,6 +15,9 @@ use memlane_core::review::{ReviewOptions, Sample};
 use memlane_core::state::StoreState;
 use memlane_core::{CoreError, HistoryEntry, Migration, Snapshot, Space, chain, plan};
 
+#[path = "shapes.rs"]
+mod shapes;
+
 /// Line prefix that separates the texts of one input.
 pub const SEPARATOR: &str = "#@@";
 
@@ -236,7 +239,12 @@ pub fn review(data: &[u8]) {
     let Ok(folder) = parse_folder(&files) else {
         return;
     };
-    match memlane_core::review(&folder, &sample, &opts) {
+    run_review(&folder, &sample, &opts);
+}
+
+/// Review `folder` on `sample` and use every part of the answer.
+fn run_review(folder: &[Migration], sample: &Sample, opts: &ReviewOptions) {
+    match memlane_core::review(folder, sample, opts) {
         Ok(r) => {
             let _ = r.to_string();
             serde_json::to_string(&r).expect("a review encodes as JSON");
@@ -244,5 +252,15 @@ pub fn review(data: &[u8]) {
         Err(e) => {
             let _ = e.to_string();
         }
+    }
+}
+
+/// Target `sample`: a sample, options and a one-file folder drawn from the bytes (see
+/// `shapes.rs`) through [`memlane_core::review`], as in [`review`].
+pub fn sample(data: &[u8]) {
+    let (sample, opts, text) = shapes::draw(data);
+    match parse_folder(&[("0001_f0.toml".to_owned(), text.clone())]) {
+        Ok(folder) => run_review(&folder, &sample, &opts),
+        Err(e) => check_file_error(&text, &e),
     }
 }

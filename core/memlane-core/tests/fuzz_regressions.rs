@@ -50,12 +50,18 @@ fn review_inputs_that_failed_before() {
 }
 
 #[test]
+fn sample_inputs_that_failed_before() {
+    replay("sample", harness::sample);
+}
+
+#[test]
 fn the_seeds_pass_too() {
     // the seeds are valid inputs: they must keep passing as the formats evolve
     for (target, check) in [
         ("migration", harness::migration as fn(&[u8])),
         ("state", harness::state),
         ("review", harness::review),
+        ("sample", harness::sample),
     ] {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../fuzz/seeds")
