@@ -58,6 +58,11 @@ fn check_file_error(text: &str, e: &CoreError) {
             "line {line} outside the file's {lines} lines: {shown}"
         );
     }
+    check_words(text, &shown);
+}
+
+/// Check a message about `text` says nothing in Rust's words.
+fn check_words(text: &str, shown: &str) {
     for leak in LEAKS {
         assert!(
             !shown.contains(leak) || text.contains(leak),
@@ -136,6 +141,13 @@ pub fn migration(data: &[u8]) {
                 serde_json::to_string(&m).expect("a migration encodes as JSON");
             }
             Err(e) => check_file_error(text, &e),
+        }
+        // the wasm page reads `[gates]` alone through parse_gates
+        if let Ok(doc) = text.parse::<toml::Table>()
+            && let Some(g) = doc.get("gates")
+            && let Err(e) = memlane_core::compat::parse_gates(g)
+        {
+            check_words(text, &e.to_string());
         }
         match parse_invariants(STORE_INVARIANTS, text) {
             Ok(inv) => inv.iter().for_each(|i| drop(i.label())),

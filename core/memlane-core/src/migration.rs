@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 mod locate;
 mod parse;
 
+pub(crate) use locate::{culprit_key, plain};
 pub use parse::{content_hash, parse_file_name, parse_folder, parse_invariants, parse_migration};
 
 use crate::schema::Value;

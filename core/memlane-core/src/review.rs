@@ -247,7 +247,7 @@ pub fn review(files: &[Migration], sample: &Sample, opts: &ReviewOptions) -> Res
     let rows = sample.ids.len();
     for (col, v) in &sample.vectors {
         // checked: `dim` comes from a file, and a huge one must be a shape error, not an
-        // overflow (found by fuzzing the review)
+        // overflow
         let fits = v.dim > 0 && rows.checked_mul(v.dim) == Some(v.data.len());
         if !fits || !(v.valid.is_empty() || v.valid.len() == rows) {
             return Err(CompatError::Shape {
@@ -713,7 +713,8 @@ mod tests {
 
     #[test]
     fn a_huge_dimension_is_a_shape_error_not_an_overflow() {
-        // found by fuzzing the review: rows * dim overflowed
+        // found while fuzzing the review (by reading the code the targets had not reached
+        // yet; the input is kept in fuzz/regressions/review): rows * dim overflowed
         let (files, mut sample) = setup(unit(1, 200, 16), "");
         sample.vectors.get_mut("vec_old").expect("old").dim = 1 << 62;
         let e = review(&files, &sample, &ReviewOptions::default()).unwrap_err();
@@ -728,8 +729,8 @@ mod tests {
 
     #[test]
     fn a_truncation_to_zero_dimensions_is_a_lint_error_not_a_panic() {
-        // found by fuzzing the review: truncating into an existing space with
-        // `dimension = 0` split the vectors into chunks of 0
+        // found the same way: truncating into an existing space with `dimension = 0`
+        // split the vectors into chunks of 0
         let (_, mut sample) = setup(vec![], "");
         sample.vectors.remove("vec_new");
         let file = "[[steps]]\nop = \"truncate\"\nfrom = \"old\"\nspace = \"old\"\ndimension = 0\n";

@@ -13,6 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{CompatError, Result};
+use crate::migration::{culprit_key, plain};
 
 /// What a gate (or a set of gates) says. Ordered so the worst wins: `Pass < Review < Block`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -177,12 +178,20 @@ pub fn parse_gates(table: &toml::Value) -> Result<Vec<Gate>> {
     };
     let mut gates = Vec::with_capacity(t.len());
     for (metric, v) in t {
-        let th: GateThresholds = v.clone().try_into().map_err(|e: toml::de::Error| CompatError::Gate {
-            metric: metric.clone(),
-            message: format!(
-                "{}; write e.g. \"{metric}\" = {{ block_below = 0.85, review_below = 0.95 }} (keys: block_below, review_below, block_above, review_above)",
-                e.message().trim_end_matches('\n')
-            ),
+        let th: GateThresholds = v.clone().try_into().map_err(|e: toml::de::Error| {
+            // in TOML words, with the threshold it is about (a value has no spans)
+            let message = plain(e.message());
+            let key = v
+                .as_table()
+                .and_then(|t| culprit_key::<GateThresholds>(t, &[], &message))
+                .map(|k| format!("`{k}`: "))
+                .unwrap_or_default();
+            CompatError::Gate {
+                metric: metric.clone(),
+                message: format!(
+                    "{key}{message}; write e.g. \"{metric}\" = {{ block_below = 0.85, review_below = 0.95 }} (keys: block_below, review_below, block_above, review_above)"
+                ),
+            }
         })?;
         gates.push(th.into_gate(metric)?);
     }
@@ -340,6 +349,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("swap"), "{e}");
+        let e = gates("[gates]\n\"cka\" = { review_below = 0.9, block_below = \"low\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`block_below`: invalid type: string \"low\", expected a number"),
+            "{e}"
+        );
+        assert!(!e.contains("f64"), "{e}");
         let e = parse_gates(&toml::Value::Integer(3))
             .unwrap_err()
             .to_string();

@@ -257,7 +257,7 @@ pub(crate) fn culprit_key<T: DeserializeOwned>(
         }
         T::deserialize(toml::Value::Table(t))
             .err()
-            .map(|e| plain(&e.to_string()))
+            .map(|e| plain(e.message()))
     };
     if with(None).as_deref() == Some(message) {
         return keep

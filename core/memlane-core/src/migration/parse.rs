@@ -146,7 +146,7 @@ fn parse_step(f: &TomlFile<'_>, i: usize, table: &toml::Table) -> Result<Step> {
         Ok(step) => return Ok(step),
         Err(e) => e,
     };
-    let message = plain(&e.to_string());
+    let message = plain(e.message());
     let at = KeyPath(vec![Seg::Key("steps".into()), Seg::Index(i)]);
     // serde reads an `op`-tagged step through a buffer, so the error has no key of its own
     let key = if message.starts_with("missing field") {
