@@ -123,9 +123,10 @@ pub fn migration(data: &[u8]) {
     if data.len() > MAX_INPUT {
         return;
     }
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
+    // lossy: an invalid byte becomes U+FFFD, three bytes of valid UTF-8, so byte-level
+    // mutations put multi-byte characters in every string the core slices
+    let text = String::from_utf8_lossy(data);
+    let text = text.as_ref();
     let files: Vec<(String, String)> = segments(text)
         .into_iter()
         .enumerate()
@@ -203,9 +204,10 @@ pub fn state(data: &[u8]) {
     if data.len() > MAX_INPUT {
         return;
     }
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
+    // lossy: an invalid byte becomes U+FFFD, three bytes of valid UTF-8, so byte-level
+    // mutations put multi-byte characters in every string the core slices
+    let text = String::from_utf8_lossy(data);
+    let text = text.as_ref();
     let folder = example_folder();
     if let Ok(st) = StoreState::from_json(text) {
         use_state(&st, &folder);
@@ -228,9 +230,10 @@ pub fn review(data: &[u8]) {
     if data.len() > MAX_INPUT {
         return;
     }
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
+    // lossy: an invalid byte becomes U+FFFD, three bytes of valid UTF-8, so byte-level
+    // mutations put multi-byte characters in every string the core slices
+    let text = String::from_utf8_lossy(data);
+    let text = text.as_ref();
     let segs = segments(text);
     let Some(Ok(sample)) = segs.first().map(|s| serde_json::from_str::<Sample>(s)) else {
         return;
