@@ -28,6 +28,8 @@ struct RawFile {
 
 const TOP_HINT: &str =
     "top-level keys are `id`, `description`, `[[steps]]`, `[[invariants]]` and `[gates]`";
+const VALIDATE_HINT: &str =
+    "fix the value the message names; docs/migrations.md#invariants lists each check's keys";
 const GATES_HINT: &str = "write gates as `\"metric\" = { block_below = 0.85, review_below = 0.95 }` under `[gates]` (keys: block_below, review_below, block_above, review_above)";
 
 /// Split `NNNN_slug.toml` into (id, slug).
@@ -129,6 +131,9 @@ fn file_hint(path: &KeyPath, message: &str) -> String {
                 fix(path.last_key(), message, "docs/migrations.md#invariants")
             }
         }
+        Some(Seg::Key(k)) if k == "gates" && path.0.len() > 2 => {
+            fix(path.last_key(), message, "docs/migrations.md#gates")
+        }
         Some(Seg::Key(k)) if k == "gates" => GATES_HINT.to_owned(),
         Some(Seg::Key(k)) if k == "id" => {
             "`id` is the file number as an integer; drop the line or make it match".to_owned()
@@ -192,7 +197,7 @@ fn validate_invariants(f: &TomlFile<'_>, invariants: &[InvariantSpec]) -> Result
             return Err(f.error(
                 &path,
                 &format!("invariant `{}`: {m}", inv.label()),
-                CHECKS_HINT,
+                VALIDATE_HINT,
             ));
         }
     }
@@ -565,14 +570,14 @@ mostly = 0.5
                 "near = 2.0",
                 33,
                 "invariants[1].near: invariant `duplicates`: `near` is a cosine in (0, 1]",
-                "`check` is one of",
+                "docs/migrations.md#invariants lists each check's keys",
             ),
             (
                 "block_below = 0.8",
                 "block_below = \"low\"",
                 37,
                 "gates.\"recall@10\".block_below: invalid type: string \"low\", expected a number",
-                "under `[gates]`",
+                "make `block_below` a number; see docs/migrations.md#gates",
             ),
             (
                 "block_below = 0.8",
