@@ -183,6 +183,9 @@ fn example_folder() -> Vec<Migration> {
 fn use_state(st: &StoreState, folder: &[Migration]) {
     let _ = chain::verify_recorded(st);
     let _ = (st.head_checksum(), st.active(), st.fragment_rows());
+    for r in st.in_flight.iter().flat_map(|f| &f.reports) {
+        let _ = r.to_string();
+    }
     let _ = chain::reconcile(st, folder).map_err(|e| e.to_string());
     for id in [1, 2, 3] {
         let _ = chain::repair(st, folder, id, "fuzz", "2026-01-01T00:00:00Z");
@@ -214,6 +217,7 @@ pub fn state(data: &[u8]) {
     }
     if let Ok(h) = serde_json::from_str::<HistoryEntry>(text) {
         let _ = h.to_string();
+        let _ = h.report.as_ref().map(ToString::to_string);
         let json = serde_json::to_string(&h).expect("an entry encodes");
         serde_json::from_str::<HistoryEntry>(&json).expect("an entry reads back");
     }

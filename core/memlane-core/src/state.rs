@@ -312,7 +312,8 @@ impl std::fmt::Display for HistoryEntry {
                     Some(r) => write!(
                         f,
                         "{kind} {file} step {}: {} (rows {} -> {}, {} ms)",
-                        r.step + 1,
+                        // saturating: the entry is decoded from a commit, which may be tampered
+                        r.step.saturating_add(1),
                         r.description,
                         r.rows_before,
                         r.rows_after,
@@ -362,5 +363,35 @@ mod tests {
         let snap = format!(r#"{{"version":0,"rows":0,"fields":[],"state":{newer}}}"#);
         let e = serde_json::from_str::<crate::Snapshot>(&snap).unwrap_err();
         assert!(e.to_string().contains("newer than 1"), "{e}");
+    }
+
+    #[test]
+    fn a_tampered_step_number_is_shown_not_overflowed() {
+        // found while fuzzing the history decoder (by reading; the input is in
+        // fuzz/regressions/state): `step + 1` of a decoded report overflowed
+        let mut h = HistoryEntry::new(Action::Step, "2026-01-01T00:00:00Z");
+        h.report = Some(StepReport {
+            migration: 1,
+            step: usize::MAX,
+            op: "normalize".into(),
+            description: "normalise".into(),
+            rows_before: 0,
+            rows_after: 0,
+            rows_deleted: 0,
+            rows_written: 0,
+            duration_ms: 0,
+            invariants: vec![],
+            version: None,
+            compat: None,
+        });
+        assert!(
+            h.to_string().contains(&format!("step {}", usize::MAX)),
+            "{h}"
+        );
+        let r = h.report.expect("report");
+        assert!(
+            r.to_string().contains(&format!("step {}", usize::MAX)),
+            "{r}"
+        );
     }
 }
