@@ -13,7 +13,7 @@
 use memlane_core::migration::{STORE_INVARIANTS, parse_folder, parse_invariants, parse_migration};
 use memlane_core::review::{ReviewOptions, Sample};
 use memlane_core::state::StoreState;
-use memlane_core::{CoreError, HistoryEntry, Migration, Snapshot, Space, chain, plan};
+use memlane_core::{CoreError, HistoryEntry, Migration, Snapshot, Space, Verdict, chain, plan};
 
 #[path = "shapes.rs"]
 mod shapes;
@@ -267,6 +267,24 @@ fn run_review(folder: &[Migration], sample: &Sample, opts: &ReviewOptions) {
         Ok(r) => {
             let _ = r.to_string();
             serde_json::to_string(&r).expect("a review encodes as JSON");
+            // the verdict is the worst of everything (memlane_core::Review::verdict)
+            let worst = r
+                .steps
+                .iter()
+                .filter_map(|s| s.check.as_ref().map(|c| c.verdict))
+                .chain(
+                    r.invariants
+                        .iter()
+                        .filter(|i| i.blocks())
+                        .map(|_| Verdict::Block),
+                )
+                .chain((r.plan.errors().count() > 0).then_some(Verdict::Block))
+                .max()
+                .unwrap_or(Verdict::Pass);
+            assert_eq!(
+                r.verdict, worst,
+                "review verdict is not the worst of its parts: {r}"
+            );
         }
         Err(e) => {
             let _ = e.to_string();
