@@ -529,6 +529,18 @@ impl InvariantSpec {
                 ),
             )?;
         }
+        for (key, v) in [
+            ("min_value", self.min_value),
+            ("max_value", self.max_value),
+            ("min_norm", self.min_norm),
+            ("max_norm", self.max_norm),
+        ] {
+            // a NaN bound compares false with everything: the check would pass silently
+            need(
+                !v.is_some_and(f64::is_nan),
+                &format!("`{key}` is nan; give a number"),
+            )?;
+        }
         if let Some(n) = self.near {
             need(n > 0.0 && n <= 1.0, "`near` is a cosine in (0, 1]")?;
         }

@@ -647,6 +647,13 @@ mostly = 0.5
             m.starts_with("invariants[0].type: invariant `field[topic]`"),
             "{m}"
         );
+        let text = "[[invariants]]\ncheck = \"vectors_valid\"\nmin_norm = nan\n";
+        let (l, m, _) = problem(parse_invariants(STORE_INVARIANTS, text));
+        assert_eq!(l, 3, "{m}");
+        assert!(
+            m.starts_with("invariants[0].min_norm: invariant `vectors_valid`: `min_norm` is nan"),
+            "{m}"
+        );
         let (l, m, _) = problem(parse_invariants(STORE_INVARIANTS, "invariants = [1]\n"));
         assert_eq!(l, 1);
         assert!(m.contains("expected a table"), "{m}");
