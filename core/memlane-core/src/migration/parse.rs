@@ -602,6 +602,60 @@ mostly = 0.5
     }
 
     #[test]
+    fn every_op_names_its_mistyped_key() {
+        // (op, valid keys, the mistyped key and value, what the message says it expects)
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "add_field",
+                "field = \"a\"\ntype = \"string\"",
+                "nullable = \"no\"",
+                "a boolean",
+            ),
+            ("rename_field", "to = \"b\"", "from = 1", "a string"),
+            ("drop_field", "", "field = true", "a string"),
+            ("cast_field", "field = \"a\"", "to = []", "a string"),
+            ("backfill", "field = \"a\"", "copy_from = 1", "a string"),
+            (
+                "add_space",
+                "space = \"s\"\ndimension = 8",
+                "normalized = \"y\"",
+                "a boolean",
+            ),
+            (
+                "reembed",
+                "space = \"s\"\nembedder = \"e\"",
+                "throttle = \"fast\"",
+                "a number",
+            ),
+            (
+                "truncate",
+                "from = \"s\"\nspace = \"t\"\ndimension = 4",
+                "activate = \"no\"",
+                "a boolean",
+            ),
+            ("normalize", "", "space = 2", "a string"),
+            ("delete_where", "", "predicate = 3", "a string"),
+            ("dedupe", "by = \"id\"", "order_by = {}", "a string"),
+            ("set_active_space", "", "space = 1.5", "a string"),
+        ];
+        for (op, keys, bad, want) in cases {
+            let text = format!(
+                "[[steps]]\nop = \"normalize\"\nspace = \"x\"\n\n[[steps]]\nop = \"{op}\"\n{keys}\n{bad}\n"
+            );
+            let line = text.lines().position(|l| l == *bad).expect("bad line") + 1;
+            let key = bad.split(' ').next().expect("key");
+            let (l, m, h) = problem(parse_migration("0001_t.toml", &text));
+            assert_eq!(l, line, "{op}: {m}");
+            assert!(
+                m.starts_with(&format!("steps[1].{key}: invalid type:")),
+                "{op}: {m}"
+            );
+            assert!(m.ends_with(&format!("expected {want}")), "{op}: {m}");
+            assert!(h.contains(&format!("docs/migrations.md#{op}")), "{op}: {h}");
+        }
+    }
+
+    #[test]
     fn shape_errors_name_the_section() {
         let (l, m, _) = problem(parse_migration("0001_t.toml", "steps = 3\n"));
         assert_eq!(l, 1);
