@@ -469,132 +469,133 @@ mostly = 0.5
         parse_migration("0001_t.toml", &STEPS.replacen(from, to, 1))
     }
 
+    /// (replace, with, line, message starts with, hint contains)
+    const TYPE_CASES: &[(&str, &str, usize, &str, &str)] = &[
+        (
+            "batch_size = 64",
+            "batch_size = -1",
+            18,
+            "steps[2].batch_size: invalid value: integer `-1`, expected a non-negative integer",
+            "make `batch_size` a non-negative integer; see docs/migrations.md#reembed",
+        ),
+        (
+            "dimension = 384",
+            "dimension = \"wide\"",
+            6,
+            "steps[0].dimension: invalid type: string \"wide\", expected a non-negative integer",
+            "docs/migrations.md#add_space",
+        ),
+        (
+            "metric = \"cosine\"",
+            "metric = \"cosin\"",
+            7,
+            "steps[0].metric: unknown variant `cosin`",
+            "give `metric` one of the values",
+        ),
+        (
+            "mode = \"adapter\"",
+            "mode = 3",
+            19,
+            "steps[2].mode: invalid type: integer `3`",
+            "docs/migrations.md#reembed",
+        ),
+        (
+            "type = \"string\"",
+            "type = \"string\"\ndefault = { a = 1 }",
+            13,
+            "steps[1].default: expected a string, a number, a boolean or an array of strings",
+            "docs/migrations.md#add_field",
+        ),
+        (
+            "only_null = true",
+            "only_null = \"yes\"",
+            25,
+            "steps[3].only_null: invalid type: string \"yes\", expected a boolean",
+            "make `only_null` a boolean",
+        ),
+        (
+            "op = \"backfill\"",
+            "op = \"backfil\"",
+            22,
+            "steps[3].op: unknown variant `backfil`",
+            "`op` must be one of",
+        ),
+        (
+            "op = \"backfill\"\n",
+            "",
+            21,
+            "steps[3]: missing field `op`",
+            "`op` must be one of",
+        ),
+        (
+            "dimension = 384\n",
+            "",
+            3,
+            "steps[0]: missing field `dimension`",
+            "add `dimension = ...`",
+        ),
+        (
+            "embedder = \"m\"",
+            "embedder = \"m\"\ncolour = 3",
+            18,
+            "steps[2].colour: unknown field `colour`",
+            "remove or rename `colour`",
+        ),
+        (
+            "min = 1",
+            "min = -1",
+            29,
+            "invariants[0].min: invalid value: integer `-1`, expected a non-negative integer",
+            "docs/migrations.md#invariants",
+        ),
+        (
+            "check = \"duplicates\"",
+            "check = \"duplicate\"",
+            32,
+            "invariants[1].check: unknown variant `duplicate`",
+            "`check` is one of",
+        ),
+        (
+            "mostly = 0.5",
+            "mostly = \"most\"",
+            34,
+            "invariants[1].mostly: invalid type: string \"most\", expected a number",
+            "make `mostly` a number",
+        ),
+        (
+            "near = 0.99",
+            "near = 2.0",
+            33,
+            "invariants[1].near: invariant `duplicates`: `near` is a cosine in (0, 1]",
+            "docs/migrations.md#invariants lists each check's keys",
+        ),
+        (
+            "block_below = 0.8",
+            "block_below = \"low\"",
+            37,
+            "gates.\"recall@10\".block_below: invalid type: string \"low\", expected a number",
+            "make `block_below` a number; see docs/migrations.md#gates",
+        ),
+        (
+            "block_below = 0.8",
+            "block_below = 0.95",
+            37,
+            "gates.\"recall@10\": ",
+            "under `[gates]`",
+        ),
+        (
+            "description = \"typed\"",
+            "id = \"one\"",
+            1,
+            "id: invalid type: string \"one\", expected an integer",
+            "`id` is the file number",
+        ),
+    ];
+
     #[test]
     fn type_errors_name_the_key_path_line_and_fix() {
         parse_migration("0001_t.toml", STEPS).unwrap();
-        let cases: &[(&str, &str, usize, &str, &str)] = &[
-            // (replace, with, line, message starts with, hint contains)
-            (
-                "batch_size = 64",
-                "batch_size = -1",
-                18,
-                "steps[2].batch_size: invalid value: integer `-1`, expected a non-negative integer",
-                "make `batch_size` a non-negative integer; see docs/migrations.md#reembed",
-            ),
-            (
-                "dimension = 384",
-                "dimension = \"wide\"",
-                6,
-                "steps[0].dimension: invalid type: string \"wide\", expected a non-negative integer",
-                "docs/migrations.md#add_space",
-            ),
-            (
-                "metric = \"cosine\"",
-                "metric = \"cosin\"",
-                7,
-                "steps[0].metric: unknown variant `cosin`",
-                "give `metric` one of the values",
-            ),
-            (
-                "mode = \"adapter\"",
-                "mode = 3",
-                19,
-                "steps[2].mode: invalid type: integer `3`",
-                "docs/migrations.md#reembed",
-            ),
-            (
-                "type = \"string\"",
-                "type = \"string\"\ndefault = { a = 1 }",
-                13,
-                "steps[1].default: expected a string, a number, a boolean or an array of strings",
-                "docs/migrations.md#add_field",
-            ),
-            (
-                "only_null = true",
-                "only_null = \"yes\"",
-                25,
-                "steps[3].only_null: invalid type: string \"yes\", expected a boolean",
-                "make `only_null` a boolean",
-            ),
-            (
-                "op = \"backfill\"",
-                "op = \"backfil\"",
-                22,
-                "steps[3].op: unknown variant `backfil`",
-                "`op` must be one of",
-            ),
-            (
-                "op = \"backfill\"\n",
-                "",
-                21,
-                "steps[3]: missing field `op`",
-                "`op` must be one of",
-            ),
-            (
-                "dimension = 384\n",
-                "",
-                3,
-                "steps[0]: missing field `dimension`",
-                "add `dimension = ...`",
-            ),
-            (
-                "embedder = \"m\"",
-                "embedder = \"m\"\ncolour = 3",
-                18,
-                "steps[2].colour: unknown field `colour`",
-                "remove or rename `colour`",
-            ),
-            (
-                "min = 1",
-                "min = -1",
-                29,
-                "invariants[0].min: invalid value: integer `-1`, expected a non-negative integer",
-                "docs/migrations.md#invariants",
-            ),
-            (
-                "check = \"duplicates\"",
-                "check = \"duplicate\"",
-                32,
-                "invariants[1].check: unknown variant `duplicate`",
-                "`check` is one of",
-            ),
-            (
-                "mostly = 0.5",
-                "mostly = \"most\"",
-                34,
-                "invariants[1].mostly: invalid type: string \"most\", expected a number",
-                "make `mostly` a number",
-            ),
-            (
-                "near = 0.99",
-                "near = 2.0",
-                33,
-                "invariants[1].near: invariant `duplicates`: `near` is a cosine in (0, 1]",
-                "docs/migrations.md#invariants lists each check's keys",
-            ),
-            (
-                "block_below = 0.8",
-                "block_below = \"low\"",
-                37,
-                "gates.\"recall@10\".block_below: invalid type: string \"low\", expected a number",
-                "make `block_below` a number; see docs/migrations.md#gates",
-            ),
-            (
-                "block_below = 0.8",
-                "block_below = 0.95",
-                37,
-                "gates.\"recall@10\": ",
-                "under `[gates]`",
-            ),
-            (
-                "description = \"typed\"",
-                "id = \"one\"",
-                1,
-                "id: invalid type: string \"one\", expected an integer",
-                "`id` is the file number",
-            ),
-        ];
-        for (from, to, line, message, hint) in cases {
+        for (from, to, line, message, hint) in TYPE_CASES {
             let (l, m, h) = problem(with(from, to));
             assert_eq!((l, m.starts_with(message)), (*line, true), "{m}");
             assert!(h.contains(hint), "{m}\n  hint: {h}");
