@@ -21,7 +21,7 @@ PY_REQS  = bindings/python/requirements-test.txt
 # root runs apt-get directly; anyone else through sudo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps deps-system deps-python deps-browser build python wheel demo test test-rust test-python check-wasm test-wasm preview bench fmt lint
+.PHONY: help deps deps-system deps-python deps-browser build python wheel demo test test-rust test-python check-wasm test-wasm preview bench fmt lint fuzz
 
 help: ## List the targets
 	@echo "memlane make targets (CARGO_TARGET_DIR=$(CARGO_TARGET_DIR), VENV=$(VENV)):"
@@ -136,3 +136,36 @@ fmt: ## cargo fmt --all
 lint: ## cargo fmt --check and clippy -D warnings on all targets
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# cargo-fuzz on the stable toolchain: RUSTC_BOOTSTRAP=1 lets stable take the -Z flags
+# cargo-fuzz passes (sanitizer, coverage). fuzz/ is a workspace of its own with its own
+# target dir, so the fuzz build (other RUSTFLAGS) never invalidates the main one.
+FUZZ_SECONDS   ?= 60
+FUZZ_TARGETS   ?= migration state review sample
+FUZZ_SANITIZER ?= address
+FUZZ_MAX_LEN   ?= 16384
+CARGO_FUZZ_ROOT ?= $(HOME)/.cache/memlane/cargo-fuzz
+FUZZ_TARGET_DIR ?= $(CARGO_TARGET_DIR)-fuzz
+
+fuzz: ## Run each fuzz target FUZZ_SECONDS s (default 60; FUZZ_TARGETS, FUZZ_SANITIZER=none to skip ASan); corpora in fuzz/corpus/<target>, crashes in fuzz/artifacts/<target>
+	@if [ ! -x "$(CARGO_FUZZ_ROOT)/bin/cargo-fuzz" ]; then
+	  echo "fuzz: installing cargo-fuzz into $(CARGO_FUZZ_ROOT)"
+	  $(CARGO) install cargo-fuzz --locked --root "$(CARGO_FUZZ_ROOT)"
+	fi
+	export PATH="$(CARGO_FUZZ_ROOT)/bin:$$PATH" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$(FUZZ_TARGET_DIR)"
+	cd fuzz
+	for t in $(FUZZ_TARGETS); do
+	  mkdir -p "corpus/$$t"
+	  # seed from the committed seeds and, for the parser, every example migration file
+	  seeds=(seeds/$$t/*)
+	  if [ "$$t" = migration ]; then seeds+=(../migrations-examples/*/*.toml); fi
+	  for f in "$${seeds[@]}"; do
+	    name="$$(basename "$$(dirname "$$f")")-$$(basename "$$f")"
+	    [ -e "corpus/$$t/$$name" ] || cp "$$f" "corpus/$$t/$$name"
+	  done
+	  args=(-max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
+	  if [ -f "dicts/$$t.dict" ]; then args+=(-dict="dicts/$$t.dict"); fi
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s ($$(ls "corpus/$$t" | wc -l) corpus inputs)"
+	  $(CARGO) fuzz run -s $(FUZZ_SANITIZER) "$$t" "corpus/$$t" -- "$${args[@]}"
+	done
+

@@ -17,9 +17,12 @@ pub fn chain_checksum(prev: &str, file: &str, content_hash: &str) -> String {
     h.finalize().to_hex().to_string()
 }
 
-/// First 12 hex digits, for messages.
+/// First 12 hex digits, for messages. A checksum read from a tampered state may hold
+/// any text: cut at a character boundary, never inside one.
 pub fn short(sum: &str) -> &str {
-    &sum[..sum.len().min(12)]
+    sum.char_indices()
+        .nth(12)
+        .map_or(sum, |(end, _)| &sum[..end])
 }
 
 /// A folder reconciled against a store's recorded history.
@@ -221,6 +224,29 @@ mod tests {
             prev = sum;
         }
         st
+    }
+
+    #[test]
+    fn short_cuts_tampered_checksums_at_a_character_boundary() {
+        // found while fuzzing the state decoder (by reading the code; reproduced through
+        // the `state` target, input in fuzz/regressions/state): a recorded checksum with a
+        // multi-byte character across byte 12 made `verify` panic
+        assert_eq!(short("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short("abcdefghijkéxx"), "abcdefghijké");
+        assert_eq!(short("é"), "é");
+        let mut st = StoreState::default();
+        let m = mig("0001_a.toml", "a");
+        st.applied.push(AppliedMigration {
+            id: 1,
+            file: m.file.clone(),
+            description: String::new(),
+            content_hash: m.content_hash.clone(),
+            checksum: "abcdefghijkéxxxxxxxx".into(),
+            applied_at: String::new(),
+            repairs: vec![],
+        });
+        let e = verify_recorded(&st).unwrap_err();
+        assert!(e.contains("abcdefghijké"), "{e}");
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Migration files: `NNNN_slug.toml`, parsed into ordered steps with source lines.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, Result};
+mod locate;
+mod parse;
+
+pub(crate) use locate::{culprit_key, plain};
+pub use parse::{content_hash, parse_file_name, parse_folder, parse_invariants, parse_migration};
+
 use crate::schema::Value;
 use crate::space::{Metric, Space};
 
@@ -520,7 +523,22 @@ impl InvariantSpec {
         if let Some(t) = &self.ty {
             need(
                 crate::schema::FieldType::parse(t).is_some(),
-                &format!("unknown type `{t}`"),
+                &format!(
+                    "`type = \"{t}\"` is not a type; use one of {}",
+                    crate::schema::FieldType::NAMES
+                ),
+            )?;
+        }
+        for (key, v) in [
+            ("min_value", self.min_value),
+            ("max_value", self.max_value),
+            ("min_norm", self.min_norm),
+            ("max_norm", self.max_norm),
+        ] {
+            // a NaN bound compares false with everything: the check would pass silently
+            need(
+                !v.is_some_and(f64::is_nan),
+                &format!("`{key}` is nan; give a number"),
             )?;
         }
         if let Some(n) = self.near {
@@ -595,350 +613,6 @@ pub struct Migration {
     pub content_hash: String,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    id: Option<toml::Spanned<i64>>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    steps: Vec<toml::Spanned<toml::Table>>,
-    #[serde(default)]
-    invariants: Vec<toml::Spanned<toml::Table>>,
-    #[serde(default)]
-    gates: Option<toml::Spanned<toml::Value>>,
-}
-
-/// Split `NNNN_slug.toml` into (id, slug).
-pub fn parse_file_name(file: &str) -> Result<(u32, String)> {
-    let bad = || CoreError::FileName {
-        file: file.to_owned(),
-        suggestion: crate::space::suggest_name(file.trim_end_matches(".toml")),
-    };
-    let stem = file.strip_suffix(".toml").ok_or_else(bad)?;
-    let (num, slug) = stem.split_once('_').ok_or_else(bad)?;
-    if num.len() < 4 || !num.bytes().all(|b| b.is_ascii_digit()) || slug.is_empty() {
-        return Err(bad());
-    }
-    if !slug
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-    {
-        return Err(bad());
-    }
-    let id = num.parse().map_err(|_| bad())?;
-    Ok((id, slug.to_owned()))
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
-}
-
-/// Find the line of `key =` inside a span, falling back to the span's first line.
-fn line_of_key(text: &str, start: usize, key: Option<&str>) -> usize {
-    if let Some(key) = key {
-        // The span of an array-of-tables entry may cover only its header: search up to
-        // the next table header.
-        let slice = &text[start.min(text.len())..];
-        let mut off = 0;
-        for (i, l) in slice.split_inclusive('\n').enumerate() {
-            let t = l.trim_start();
-            if i > 0 && t.starts_with('[') {
-                break;
-            }
-            if t.strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with('='))
-            {
-                return line_of(text, start + off);
-            }
-            off += l.len();
-        }
-    }
-    line_of(text, start)
-}
-
-/// The key a serde error message is about, if it quotes one (`unknown field `x``).
-fn quoted(msg: &str) -> Option<&str> {
-    let start = msg.find('`')? + 1;
-    let len = msg[start..].find('`')?;
-    Some(&msg[start..start + len])
-}
-
-/// Canonical hash of a migration's content: blake3 over the parsed document with
-/// keys sorted at every level, so formatting, comments and key order do not count
-/// but every value does.
-pub fn content_hash(doc: &toml::Table) -> String {
-    fn canon(v: &toml::Value, out: &mut String) {
-        match v {
-            toml::Value::String(s) => {
-                out.push('s');
-                out.push_str(&serde_json::to_string(s).unwrap_or_default());
-            }
-            toml::Value::Integer(i) => out.push_str(&format!("i{i}")),
-            toml::Value::Float(f) => out.push_str(&format!("f{:016x}", f.to_bits())),
-            toml::Value::Boolean(b) => out.push_str(if *b { "T" } else { "F" }),
-            toml::Value::Datetime(d) => out.push_str(&format!("d{d}")),
-            toml::Value::Array(a) => {
-                out.push('[');
-                for x in a {
-                    canon(x, out);
-                    out.push(',');
-                }
-                out.push(']');
-            }
-            toml::Value::Table(t) => table(t, out),
-        }
-    }
-    fn table(t: &toml::Table, out: &mut String) {
-        let mut keys: Vec<&String> = t.keys().collect();
-        keys.sort();
-        out.push('{');
-        for k in keys {
-            out.push_str(&serde_json::to_string(k).unwrap_or_default());
-            out.push(':');
-            canon(&t[k.as_str()], out);
-            out.push(',');
-        }
-        out.push('}');
-    }
-    let mut s = String::new();
-    table(doc, &mut s);
-    blake3::hash(s.as_bytes()).to_hex().to_string()
-}
-
-/// Parse one migration file.
-pub fn parse_migration(file: &str, text: &str) -> Result<Migration> {
-    let (id, slug) = parse_file_name(file)?;
-    let err = |line: usize, message: String, hint: &str| CoreError::MigrationFile {
-        file: file.to_owned(),
-        line,
-        message,
-        hint: hint.to_owned(),
-    };
-    let doc: toml::Table = toml::from_str(text).map_err(|e| {
-        let line = e.span().map_or(1, |s| line_of(text, s.start));
-        err(
-            line,
-            e.message().trim().to_owned(),
-            "this is not valid TOML; see docs/migrations.md for the format",
-        )
-    })?;
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let msg = e.message().trim().to_owned();
-        let line = e.span().map_or(1, |s| line_of(text, s.start));
-        err(
-            line,
-            msg,
-            "top-level keys are `id`, `description`, `[[steps]]`, `[[invariants]]` and `[gates]`",
-        )
-    })?;
-    if let Some(sid) = &raw.id
-        && *sid.get_ref() != i64::from(id)
-    {
-        return Err(err(
-            line_of(text, sid.span().start),
-            format!(
-                "`id = {}` does not match the file number {id:04}",
-                sid.get_ref()
-            ),
-            "make the `id` equal to the file number, or drop the `id` line",
-        ));
-    }
-    let mut steps = Vec::with_capacity(raw.steps.len());
-    for s in raw.steps {
-        let span = s.span();
-        let line = line_of(text, span.start);
-        let table = s.into_inner();
-        let step = Step::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
-            let msg = e.to_string().trim().to_owned();
-            let hint = if msg.contains("unknown variant") || msg.contains("missing field `op`") {
-                format!("`op` must be one of: {OPS}")
-            } else if msg.contains("unknown field") {
-                "remove or rename the key; docs/migrations.md lists each op's keys".to_owned()
-            } else {
-                "check the value's type against docs/migrations.md".to_owned()
-            };
-            let key = if msg.contains("unknown variant") {
-                Some("op")
-            } else {
-                quoted(&msg)
-            };
-            err(line_of_key(text, span.start, key), msg, &hint)
-        })?;
-        steps.push(StepAt { step, line });
-    }
-    let mut invariants = Vec::with_capacity(raw.invariants.len());
-    for s in raw.invariants {
-        let span = s.span();
-        let inv = InvariantSpec::deserialize(toml::Value::Table(s.into_inner())).map_err(|e| {
-            let msg = e.to_string().trim().to_owned();
-            let key = quoted(&msg);
-            err(line_of_key(text, span.start, key), msg, CHECKS_HINT)
-        })?;
-        if let Err(e) = inv.validate() {
-            return Err(err(line_of(text, span.start), e, CHECKS_HINT));
-        }
-        invariants.push(inv);
-    }
-    let gates = match raw.gates {
-        None => vec![],
-        Some(g) => {
-            let line = line_of(text, g.span().start);
-            crate::compat::parse_gates(g.get_ref()).map_err(|e| {
-                err(
-                    line,
-                    e.to_string(),
-                    "write gates as `\"metric\" = { block_below = 0.85, review_below = 0.95 }` under `[gates]`",
-                )
-            })?
-        }
-    };
-    if steps.is_empty() {
-        return Err(err(
-            1,
-            "migration has no steps".into(),
-            "add at least one `[[steps]]` table with an `op`",
-        ));
-    }
-    Ok(Migration {
-        id,
-        slug,
-        file: file.to_owned(),
-        description: raw.description.unwrap_or_default(),
-        steps,
-        invariants,
-        gates,
-        content_hash: content_hash(&doc),
-    })
-}
-
-/// Parse a folder's files (name, text), sorted by id; duplicate ids are refused.
-/// Files not ending in `.toml` are ignored.
-pub fn parse_folder(files: &[(String, String)]) -> Result<Vec<Migration>> {
-    let mut by_id: BTreeMap<u32, Migration> = BTreeMap::new();
-    for (name, text) in files {
-        if !name.ends_with(".toml") || name == STORE_INVARIANTS {
-            continue;
-        }
-        let m = parse_migration(name, text)?;
-        if let Some(prev) = by_id.get(&m.id) {
-            return Err(CoreError::DuplicateId {
-                id: m.id,
-                first: prev.file.clone(),
-                second: m.file.clone(),
-            });
-        }
-        by_id.insert(m.id, m);
-    }
-    Ok(by_id.into_values().collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const OK: &str = r#"
-description = "add topic"
-
-[[steps]]
-op = "add_field"
-field = "topic"
-type = "string"
-default = "general"
-
-[[steps]]
-op = "truncate"
-from = "e768"
-space = "e256"
-dimension = 256
-
-[[invariants]]
-check = "expression"
-expr = "topic IS NOT NULL"
-mostly = 0.99
-"#;
-
-    #[test]
-    fn parses_steps_with_lines() {
-        let m = parse_migration("0002_add_topic.toml", OK).unwrap();
-        assert_eq!(m.id, 2);
-        assert_eq!(m.steps.len(), 2);
-        assert_eq!(m.steps[0].line, 4);
-        assert_eq!(m.steps[1].line, 10);
-        assert!(matches!(
-            m.steps[1].step,
-            Step::Truncate {
-                dimension: 256,
-                activate: true,
-                ..
-            }
-        ));
-        assert_eq!(m.invariants[0].mostly, 0.99);
-    }
-
-    #[test]
-    fn comments_do_not_change_the_hash_but_values_do() {
-        let a = parse_migration("0002_a.toml", OK).unwrap();
-        let b = parse_migration("0002_a.toml", &format!("# note\n{OK}")).unwrap();
-        let c = parse_migration("0002_a.toml", &OK.replace("general", "misc")).unwrap();
-        assert_eq!(a.content_hash, b.content_hash);
-        assert_ne!(a.content_hash, c.content_hash);
-    }
-
-    #[test]
-    fn errors_name_file_line_and_hint() {
-        let bad = OK.replace("op = \"truncate\"", "op = \"truncat\"");
-        let e = parse_migration("0002_a.toml", &bad)
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("0002_a.toml:11:"), "{e}");
-        assert!(e.contains("truncate"), "{e}");
-        let bad = OK.replace("dimension = 256", "dimension = 256\ncolour = 3");
-        let e = parse_migration("0002_a.toml", &bad)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("0002_a.toml:15:") && e.contains("colour"),
-            "{e}"
-        );
-        let bad = OK.replace("dimension = 256", "dimension = \"wide\"");
-        let e = parse_migration("0002_a.toml", &bad)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("0002_a.toml:10:"), "{e}");
-        let e = parse_migration("0002_a.toml", "[[steps]\nop=1")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("0002_a.toml:1:"), "{e}");
-        assert!(parse_migration("2_a.toml", OK).is_err());
-        assert!(
-            parse_migration("0002_a.toml", &format!("id = 3\n{OK}"))
-                .unwrap_err()
-                .to_string()
-                .contains("file number")
-        );
-    }
-
-    #[test]
-    fn duplicate_ids_refused() {
-        let f = |n: &str| (n.to_owned(), OK.to_owned());
-        let e = parse_folder(&[f("0002_a.toml"), f("0002_b.toml")]).unwrap_err();
-        assert!(matches!(e, CoreError::DuplicateId { id: 2, .. }));
-        let ok = parse_folder(&[
-            f("0003_b.toml"),
-            f("0002_a.toml"),
-            ("README.md".into(), String::new()),
-        ])
-        .unwrap();
-        assert_eq!(ok.iter().map(|m| m.id).collect::<Vec<_>>(), vec![2, 3]);
-    }
-}
-
 const CHECKS_HINT: &str = "`check` is one of rows_accounted, ids_unique, vectors_valid, expression, row_count, ids_preserved, content_unchanged, field, references, duplicates, lifecycle (docs/migrations.md#invariants)";
 
 /// The store-level invariants file of a migrations folder: checked after every step of
@@ -960,31 +634,6 @@ pub fn vectors_spec<'a>(
             s.space = Some(space.to_owned());
             s
         })
-}
-
-/// Parse a store-level invariants file (`[[invariants]]` tables only).
-pub fn parse_invariants(file: &str, text: &str) -> Result<Vec<InvariantSpec>> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Raw {
-        #[serde(default)]
-        invariants: Vec<InvariantSpec>,
-    }
-    let bad = |line: usize, message: String| CoreError::MigrationFile {
-        file: file.to_owned(),
-        line,
-        message,
-        hint: CHECKS_HINT.to_owned(),
-    };
-    let raw: Raw = toml::from_str(text).map_err(|e| {
-        let line = e.span().map_or(1, |s| line_of(text, s.start));
-        bad(line, e.message().trim().to_owned())
-    })?;
-    for inv in &raw.invariants {
-        inv.validate()
-            .map_err(|m| bad(1, format!("invariant `{}`: {m}", inv.label())))?;
-    }
-    Ok(raw.invariants)
 }
 
 /// Parse a retention such as `90s`, `15m`, `12h`, `7d` or `2w` (a bare number is

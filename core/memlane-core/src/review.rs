@@ -44,9 +44,9 @@ impl VectorColumn {
 
     /// Row `i`'s vector, if it has one.
     pub fn row(&self, i: usize) -> Option<&[f32]> {
-        self.has(i)
-            .then(|| self.data.get(i * self.dim..(i + 1) * self.dim))
-            .flatten()
+        let start = i.checked_mul(self.dim)?;
+        let end = start.checked_add(self.dim)?;
+        self.has(i).then(|| self.data.get(start..end)).flatten()
     }
 }
 
@@ -246,8 +246,10 @@ pub fn review(files: &[Migration], sample: &Sample, opts: &ReviewOptions) -> Res
     let p = plan(snap, files)?;
     let rows = sample.ids.len();
     for (col, v) in &sample.vectors {
-        let want = if v.dim == 0 { 0 } else { rows * v.dim };
-        if v.dim == 0 || v.data.len() != want || !(v.valid.is_empty() || v.valid.len() == rows) {
+        // checked: `dim` comes from a file, and a huge one must be a shape error, not an
+        // overflow
+        let fits = v.dim > 0 && rows.checked_mul(v.dim) == Some(v.data.len());
+        if !fits || !(v.valid.is_empty() || v.valid.len() == rows) {
             return Err(CompatError::Shape {
                 what: format!("sample column `{col}`"),
                 message: format!(
@@ -312,7 +314,7 @@ pub fn review(files: &[Migration], sample: &Sample, opts: &ReviewOptions) -> Res
                         .vectors
                         .get(&src.column)
                         .or_else(|| truncated.get(&src.column))
-                        && col.dim >= *dimension
+                        && (1..=col.dim).contains(dimension)
                     {
                         let mut data = Vec::with_capacity(rows * dimension);
                         truncate_flat(&col.data, col.dim, *dimension, &mut data);
@@ -707,6 +709,35 @@ mod tests {
             .map(|i| i.name.as_str())
             .collect();
         assert_eq!(failed, ["ids_unique", "vectors_valid[new]"], "{r}");
+    }
+
+    #[test]
+    fn a_huge_dimension_is_a_shape_error_not_an_overflow() {
+        // found while fuzzing the review (by reading the code the targets had not reached
+        // yet; the input is kept in fuzz/regressions/review): rows * dim overflowed
+        let (files, mut sample) = setup(unit(1, 200, 16), "");
+        sample.vectors.get_mut("vec_old").expect("old").dim = 1 << 62;
+        let e = review(&files, &sample, &ReviewOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("sample column `vec_old`"), "{e}");
+        let col = VectorColumn {
+            dim: usize::MAX,
+            data: vec![1.0],
+            valid: vec![],
+        };
+        assert_eq!(col.row(3), None);
+    }
+
+    #[test]
+    fn a_truncation_to_zero_dimensions_is_a_lint_error_not_a_panic() {
+        // found the same way: truncating into an existing space with `dimension = 0`
+        // split the vectors into chunks of 0
+        let (_, mut sample) = setup(vec![], "");
+        sample.vectors.remove("vec_new");
+        let file = "[[steps]]\nop = \"truncate\"\nfrom = \"old\"\nspace = \"old\"\ndimension = 0\n";
+        let files = parse_folder(&[("0001_t.toml".into(), file.into())]).expect("parse");
+        let r = review(&files, &sample, &ReviewOptions::default()).expect("review");
+        assert_eq!(r.verdict, Verdict::Block, "{r}");
+        assert!(r.plan.errors().count() > 0, "{r}");
     }
 
     #[test]

@@ -189,8 +189,18 @@ pub fn parse_timestamp_micros(s: &str) -> Option<i64> {
         match rest {
             "" | "Z" | "z" => {}
             tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
-                let oh: i64 = tz[1..3].parse().ok()?;
-                let om: i64 = tz[4..6].parse().ok()?;
+                // by `get`: the text is the user's and may put a multi-byte character
+                // across a slice boundary
+                let two = |r: std::ops::Range<usize>| -> Option<i64> {
+                    let d = tz.get(r)?;
+                    d.bytes()
+                        .all(|b| b.is_ascii_digit())
+                        .then(|| d.parse().ok())?
+                };
+                if tz.as_bytes()[3] != b':' {
+                    return None;
+                }
+                let (oh, om) = (two(1..3)?, two(4..6)?);
                 offset = (oh * 60 + om) * 60 * if tz.starts_with('-') { -1 } else { 1 };
             }
             _ => return None,
@@ -262,6 +272,11 @@ mod tests {
             Some(1_714_561_200_500_000)
         );
         assert_eq!(parse_timestamp_micros("yesterday"), None);
+        // found while fuzzing lint (by reading; the input is in fuzz/regressions/migration):
+        // a multi-byte character inside the offset made the slicing panic
+        assert_eq!(parse_timestamp_micros("2024-01-01T00:00:00+12é1"), None);
+        assert_eq!(parse_timestamp_micros("2024-01-01T00:00:00+12x00"), None);
+        assert_eq!(parse_timestamp_micros("2024-01-01T00:00:00+-1:00"), None);
     }
 
     #[test]

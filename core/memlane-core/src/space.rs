@@ -401,8 +401,12 @@ pub fn truncate_flat(flat: &[f32], dim_in: usize, dim_out: usize, out: &mut Vec<
     }
 }
 
-/// Scale each `dim`-vector of a flat buffer to unit length (zero vectors stay zero).
+/// Scale each `dim`-vector of a flat buffer to unit length (zero vectors stay zero;
+/// with `dim` 0 there is nothing to scale).
 pub fn normalize_flat(flat: &mut [f32], dim: usize) {
+    if dim == 0 {
+        return;
+    }
     for v in flat.chunks_exact_mut(dim) {
         normalize_in_place(v);
     }

@@ -13,6 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{CompatError, Result};
+use crate::migration::{culprit_key, plain};
 
 /// What a gate (or a set of gates) says. Ordered so the worst wins: `Pass < Review < Block`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -66,11 +67,26 @@ pub struct Gate {
 /// The thresholds of one gate as written in TOML (the metric is the key).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GateThresholds {
+pub(crate) struct GateThresholds {
     block_below: Option<f64>,
     review_below: Option<f64>,
     block_above: Option<f64>,
     review_above: Option<f64>,
+}
+
+impl GateThresholds {
+    /// The gate on `metric` with these thresholds, validated.
+    pub(crate) fn into_gate(self, metric: &str) -> Result<Gate> {
+        let g = Gate {
+            metric: metric.to_owned(),
+            block_below: self.block_below,
+            review_below: self.review_below,
+            block_above: self.block_above,
+            review_above: self.review_above,
+        };
+        g.validate()?;
+        Ok(g)
+    }
 }
 
 impl Gate {
@@ -162,22 +178,22 @@ pub fn parse_gates(table: &toml::Value) -> Result<Vec<Gate>> {
     };
     let mut gates = Vec::with_capacity(t.len());
     for (metric, v) in t {
-        let th: GateThresholds = v.clone().try_into().map_err(|e: toml::de::Error| CompatError::Gate {
-            metric: metric.clone(),
-            message: format!(
-                "{}; write e.g. \"{metric}\" = {{ block_below = 0.85, review_below = 0.95 }} (keys: block_below, review_below, block_above, review_above)",
-                e.message().trim_end_matches('\n')
-            ),
+        let th: GateThresholds = v.clone().try_into().map_err(|e: toml::de::Error| {
+            // in TOML words, with the threshold it is about (a value has no spans)
+            let message = plain(e.message());
+            let key = v
+                .as_table()
+                .and_then(|t| culprit_key::<GateThresholds>(t, &[], &message))
+                .map(|k| format!("`{k}`: "))
+                .unwrap_or_default();
+            CompatError::Gate {
+                metric: metric.clone(),
+                message: format!(
+                    "{key}{message}; write e.g. \"{metric}\" = {{ block_below = 0.85, review_below = 0.95 }} (keys: block_below, review_below, block_above, review_above)"
+                ),
+            }
         })?;
-        let g = Gate {
-            metric: metric.clone(),
-            block_below: th.block_below,
-            review_below: th.review_below,
-            block_above: th.block_above,
-            review_above: th.review_above,
-        };
-        g.validate()?;
-        gates.push(g);
+        gates.push(th.into_gate(metric)?);
     }
     Ok(gates)
 }
@@ -333,6 +349,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("swap"), "{e}");
+        let e = gates("[gates]\n\"cka\" = { review_below = 0.9, block_below = \"low\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`block_below`: invalid type: string \"low\", expected a number"),
+            "{e}"
+        );
+        assert!(!e.contains("f64"), "{e}");
         let e = parse_gates(&toml::Value::Integer(3))
             .unwrap_err()
             .to_string();
