@@ -225,6 +225,12 @@ pub fn state(data: &[u8]) {
         use_state(&snap.state, &folder);
         plan_and_lint(&snap, &folder);
     }
+    // a commit's seal read back against texts: never a panic; a seal that checks out
+    // recomputes to its own hash and rejects any other state text
+    if let Ok(seal) = memlane_core::Seal::check(text, Some(text), Some(text)) {
+        assert_eq!(seal.compute(), seal.hash);
+        assert!(memlane_core::Seal::check(text, Some("{}x"), Some(text)).is_err() || text == "{}x");
+    }
 }
 
 /// Target `review`: what the wasm page hands the core. Segment 0 is a [`Sample`] as
