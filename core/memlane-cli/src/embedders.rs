@@ -42,7 +42,11 @@ impl Embedder for CommandEmbedder {
                 break st;
             }
             if Instant::now() >= deadline {
+                // the group first (the model the shell started), then the shell itself; the
+                // pipe threads are left to end when the pipes close (a model that survived
+                // in another group cannot hold the call)
                 kill_group(child.id());
+                let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
                     "`{}` did not answer within {} s (killed); raise --embedder-timeout or MEMLANE_EMBEDDER_TIMEOUT if the model is just slow",
@@ -67,7 +71,8 @@ impl Embedder for CommandEmbedder {
     }
 }
 
-/// SIGKILL a process group (the command and everything it started).
+/// SIGKILL a process group (the command and everything it started), with the `kill`
+/// program (util-linux or procps); where it is missing only the shell is killed.
 fn kill_group(pgid: u32) {
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{pgid}")])

@@ -954,7 +954,11 @@ async fn run(cli: Cli) -> Result<u8> {
             let v = st
                 .repair(&memlane_store::read_folder(&migrations)?, accept, &reason)
                 .await?;
-            println!("accepted the current file of migration {accept:04} at version {v}");
+            if json {
+                print_json(&json!({"version": v, "accepted": accept}))?;
+            } else {
+                println!("accepted the current file of migration {accept:04} at version {v}");
+            }
         }
         Cmd::Abort { store, reason } => {
             let mut st = Store::open(&store).await?;

@@ -183,7 +183,7 @@ fn every_command_on_the_examples() {
         assert!(String::from_utf8_lossy(&o.stderr).contains("0001_spaces.toml"));
     }
     assert_eq!(code(&run(&["verify", s, m])), 3);
-    ok(&[
+    let rep = json(&[
         "repair",
         s,
         m,
@@ -192,6 +192,7 @@ fn every_command_on_the_examples() {
         "--reason",
         "looser content check, reviewed",
     ]);
+    assert_eq!(rep["accepted"], 1, "{rep}");
     ok(&["plan", s, m]);
 
     // lint error: exit 3, nothing applied
@@ -209,6 +210,7 @@ fn every_command_on_the_examples() {
     assert_eq!(code(&run(&["apply"])), 2);
     assert_eq!(code(&run(&["unlock", s])), 2);
     assert!(ok(&["unlock", s, "--force"]).contains("no lock"));
+    assert!(json(&["unlock", s, "--force"])["removed"].is_null());
 }
 
 #[test]
