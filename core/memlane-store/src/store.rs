@@ -722,19 +722,8 @@ impl Store {
                 RecordBatchIterator::new(batches.clone().into_iter().map(Ok), schema.clone()),
             );
             let un = job.execute_uncommitted(reader).await?;
-            let mut tx = un.transaction;
-            let rec = Sealed {
-                state: None,
-                entry: &entry,
-            };
-            let opts = Options {
-                detached: false,
-                affected_rows: un.affected_rows,
-            };
-            let r = match engine::seal(&self.ds, &mut tx, rec).await {
-                Ok(()) => engine::commit_sealed(&self.ds, tx, opts).await,
-                Err(e) => Err(e),
-            };
+            let r =
+                engine::commit_writer_tx(&self.ds, un.transaction, &entry, un.affected_rows).await;
             match r {
                 Ok(ds) => {
                     self.ds = Arc::new(ds);
@@ -776,19 +765,8 @@ impl Store {
             }
             let before = self.count().await?;
             entry.rows = Some((before, before.saturating_sub(d.num_deleted_rows)));
-            let mut tx = d.transaction;
-            let rec = Sealed {
-                state: None,
-                entry: &entry,
-            };
-            let opts = Options {
-                detached: false,
-                affected_rows: d.affected_rows,
-            };
-            let r = match engine::seal(&self.ds, &mut tx, rec).await {
-                Ok(()) => engine::commit_sealed(&self.ds, tx, opts).await,
-                Err(e) => Err(e),
-            };
+            let r =
+                engine::commit_writer_tx(&self.ds, d.transaction, &entry, d.affected_rows).await;
             match r {
                 Ok(ds) => {
                     self.ds = Arc::new(ds);

@@ -157,6 +157,23 @@ pub(crate) async fn commit_with_files(
     commit_sealed(base, tx, opts).await
 }
 
+/// Seal and commit a transaction a writer built (an upsert's merge, a delete): it
+/// carries the entry only, never the state.
+pub(crate) async fn commit_writer_tx(
+    base: &Arc<Dataset>,
+    mut tx: Transaction,
+    entry: &HistoryEntry,
+    affected_rows: Option<lance::dataset::scanner::RowAddrTreeMap>,
+) -> Result<Dataset> {
+    let rec = Record { state: None, entry };
+    seal(base, &mut tx, rec).await?;
+    let opts = Options {
+        detached: false,
+        affected_rows,
+    };
+    commit_sealed(base, tx, opts).await
+}
+
 /// Commit a transaction already sealed with [`seal`].
 pub(crate) async fn commit_sealed(
     base: &Arc<Dataset>,
