@@ -685,6 +685,7 @@ impl Gradual<'_> {
             }
         };
         let mut groups = groups;
+        let written: std::collections::HashSet<u64> = groups.iter().map(|(g, _)| g.0).collect();
         let mut backoff = Backoff::new(COMMIT_RETRIES);
         loop {
             if groups.is_empty() {
@@ -715,7 +716,12 @@ impl Gradual<'_> {
             }
         }
         let rows: u64 = groups.iter().map(|(_, n)| *n).sum();
-        for id in ids {
+        // side files of these fragments are spent, but for a dropped one's
+        let kept: std::collections::HashSet<u64> = groups.iter().map(|(g, _)| g.0).collect();
+        for id in ids
+            .iter()
+            .filter(|id| kept.contains(id) || !written.contains(id))
+        {
             for f in self.side_files(*id) {
                 let _ = std::fs::remove_file(f);
             }
