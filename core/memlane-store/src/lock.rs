@@ -93,9 +93,7 @@ pub fn acquire(uri: &str, holder: &str, lease: Duration) -> Result<LockGuard> {
     let lease_c = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
     let info = LockInfo {
         holder: holder.to_owned(),
-        host: hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        host: this_host(),
         pid: std::process::id(),
         token: uuid::Uuid::new_v4().to_string(),
         since: now,
@@ -107,12 +105,11 @@ pub fn acquire(uri: &str, holder: &str, lease: Duration) -> Result<LockGuard> {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let held = read_lock(uri);
-            let here = hostname::get()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default();
             // a holder on this host whose process is gone is dead, whatever its lease says
             let dead = |h: &LockInfo| {
-                h.host == here && h.pid != std::process::id() && !holder_alive(h.pid, h.start_time)
+                h.host == this_host()
+                    && h.pid != std::process::id()
+                    && !holder_alive(h.pid, h.start_time)
             };
             match held {
                 Some(h) if h.expires > now && !dead(&h) => {
@@ -198,12 +195,16 @@ fn process_start(pid: u32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
+/// This machine's host name, as locks record it.
+fn this_host() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Whether the lock's holder runs on this host and is alive.
 pub fn holder_is_alive(info: &LockInfo) -> bool {
-    let here = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    info.host == here && holder_alive(info.pid, info.start_time)
+    info.host == this_host() && holder_alive(info.pid, info.start_time)
 }
 
 /// Remove the lock (`memlane unlock --force`). Returns the removed lock. A holder alive
@@ -306,9 +307,7 @@ mod tests {
         let start = process_start(pid);
         assert!(start.is_some());
         let now = Utc::now();
-        let host = hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let host = this_host();
         let held = LockInfo {
             holder: "killed apply".into(),
             host,
@@ -344,9 +343,7 @@ mod tests {
         let uri = dir.path().to_str().unwrap();
         let now = Utc::now();
         // pid 1 exists, but it started at another time than the recorded holder
-        let host = hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let host = this_host();
         let stale = LockInfo {
             holder: "killed apply".into(),
             host,

@@ -331,11 +331,12 @@ impl Store {
         };
         let props = engine::properties(None, &tx.operation, rec, None, Some(digests)).await?;
         tx.transaction_properties = Some(Arc::new(props));
+        let seal = record::seal_hash(&tx);
         let ds = CommitBuilder::new(uri)
             .use_stable_row_ids(true)
             .execute(tx)
             .await?;
-        record::note_head(&ds).await;
+        record::note_head(&ds, seal).await;
         let version = ds.version_id();
         Ok(Store {
             uri: uri.to_owned(),
@@ -383,18 +384,14 @@ impl Store {
     /// with an empty state).
     pub async fn open(uri: &str) -> Result<Store> {
         let ds = open_dataset(uri).await?;
-        let head = record::head(&ds).await?;
-        let broken = match record::missing_head(&ds).await {
-            Some(m) => Some(m),
-            None => head.broken,
-        };
+        let head = record::latest_head(&ds).await?;
         Ok(Store {
             uri: uri.to_owned(),
             ds: Arc::new(ds),
             state: head.state.unwrap_or_default(),
             adapters: Arc::default(),
             checked: crate::compat::Checked::default(),
-            broken,
+            broken: head.broken,
             state_version: head.state_version,
         })
     }
@@ -448,13 +445,10 @@ impl Store {
     /// Re-read the latest version.
     pub async fn refresh(&mut self) -> Result<()> {
         let ds = open_dataset(&self.uri).await?;
-        let head = record::head(&ds).await?;
+        let head = record::latest_head(&ds).await?;
         self.state = head.state.unwrap_or_default();
         self.state_version = head.state_version;
-        self.broken = match record::missing_head(&ds).await {
-            Some(m) => Some(m),
-            None => head.broken,
-        };
+        self.broken = head.broken;
         self.ds = Arc::new(ds);
         Ok(())
     }
@@ -630,15 +624,18 @@ impl Store {
             .execute_uncommitted_stream(reader)
             .await?
             .operation;
+        // hashed once: a retry commits the same files on a new head
+        let digests = crate::engine::files::added_digests(&self.ds, &op).await?;
         let mut backoff = Backoff::new(WRITE_RETRIES);
         loop {
-            let r = engine::commit(
+            let r = engine::commit_with_files(
                 &self.ds,
                 op.clone(),
                 Sealed {
                     state: None,
                     entry: &entry,
                 },
+                digests.clone(),
                 Options::default(),
             )
             .await;

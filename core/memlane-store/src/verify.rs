@@ -12,6 +12,7 @@ use crate::convert::core_type;
 use crate::engine::record::{self, Recorded};
 use crate::error::Result;
 use crate::migrate::{audit_ids, audit_vectors};
+use crate::store::HistoryItem;
 use crate::store::Store;
 
 /// One verification check.
@@ -180,9 +181,16 @@ impl Store {
         );
         r.push("digests", or_failure(self.check_digests(&records).await));
         r.push("spaces", self.check_spaces());
-        r.push("history", or_failure(self.check_history().await));
-        if let Some(Some(rows)) = or_report(&mut r, "rows", self.check_rows().await) {
-            r.push("rows", rows);
+        // read once for both checks
+        match self.history().await {
+            Ok(history) => {
+                r.push("history", or_failure(self.check_history(&history).await));
+                if let Some(Some(rows)) = or_report(&mut r, "rows", self.check_rows(&history).await)
+                {
+                    r.push("rows", rows);
+                }
+            }
+            Err(e) => r.push("history", Err(format!("cannot be read: {e}"))),
         }
         self.check_data(&mut r).await;
         Ok(r)
@@ -280,12 +288,14 @@ impl Store {
 
     /// History: each applied migration's tag at its completing commit, no commits by
     /// another writer after memlane's last.
-    async fn check_history(&self) -> Result<std::result::Result<String, String>> {
-        let history = self.history().await?;
+    async fn check_history(
+        &self,
+        history: &[HistoryItem],
+    ) -> Result<std::result::Result<String, String>> {
         let mut problems = Vec::new();
         let mut notes: Vec<String> = Vec::new();
         let mut external = 0;
-        for h in &history {
+        for h in history {
             external = if h.entry.is_some() { 0 } else { external + 1 };
         }
         let tags = self.tags().await?;
@@ -331,8 +341,10 @@ impl Store {
     }
 
     /// The row count recorded by the last memlane commit (when it was not rebased).
-    async fn check_rows(&self) -> Result<Option<std::result::Result<String, String>>> {
-        let history = self.history().await?;
+    async fn check_rows(
+        &self,
+        history: &[HistoryItem],
+    ) -> Result<Option<std::result::Result<String, String>>> {
         let rows = self.count().await?;
         // a count recorded before a commit that was rebased over concurrent commits
         // (read_version + 1 < version) cannot be compared

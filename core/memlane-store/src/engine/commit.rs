@@ -184,9 +184,10 @@ pub(crate) async fn commit_sealed(
     if let Some(rows) = opts.affected_rows {
         cb = cb.with_affected_rows(rows);
     }
+    let seal = record::seal_hash(&tx);
     let ds = cb.execute(tx).await?;
     if !opts.detached {
-        record::note_head(&ds).await;
+        record::note_head(&ds, seal).await;
     }
     Ok(ds)
 }

@@ -168,6 +168,16 @@ pub(crate) async fn missing_head(ds: &Dataset) -> Option<(u64, String)> {
     ))
 }
 
+/// [`head`] of the latest version, counting a noted commit whose manifest is gone as
+/// broken (what opening a store reads).
+pub(crate) async fn latest_head(ds: &Dataset) -> Result<Head> {
+    let mut h = head(ds).await?;
+    if let Some(m) = missing_head(ds).await {
+        h.broken = Some(m);
+    }
+    Ok(h)
+}
+
 /// Every version's record, oldest first.
 pub(crate) async fn walk(ds: &Dataset) -> Result<Vec<Recorded>> {
     let head = ds.version_id();
@@ -204,22 +214,21 @@ pub(crate) async fn noted_head(ds: &Dataset) -> Option<NotedHead> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Note `ds` as the newest memlane commit, unless a newer one is noted (best-effort:
-/// the note only ever helps `verify` find a deleted manifest).
-pub(crate) async fn note_head(ds: &Dataset) {
+/// The seal hash a sealed transaction carries (what [`note_head`] records).
+pub(crate) fn seal_hash(tx: &Transaction) -> Option<String> {
+    let p = tx.transaction_properties.as_ref()?;
+    let s: Seal = serde_json::from_str(p.get(SEAL_KEY)?).ok()?;
+    Some(s.hash)
+}
+
+/// Note `ds`, just committed with a seal of hash `seal`, as the newest memlane commit,
+/// unless a newer one is noted (best-effort: the note only ever helps `verify` find a
+/// deleted manifest).
+pub(crate) async fn note_head(ds: &Dataset, seal: Option<String>) {
     let v = ds.version_id();
     if noted_head(ds).await.is_some_and(|h| h.version >= v) {
         return;
     }
-    let seal = ds
-        .read_transaction_by_version(v)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|t| t.transaction_properties)
-        .and_then(|p| p.get(SEAL_KEY).cloned())
-        .and_then(|s| serde_json::from_str::<Seal>(&s).ok())
-        .map(|s| s.hash);
     let note = NotedHead { version: v, seal };
     if let (Ok(store), Ok(body)) = (ds.object_store(None).await, serde_json::to_vec(&note)) {
         let _ = store.put(&head_path(ds), &body).await;
