@@ -32,37 +32,54 @@ impl Embedder for CommandEmbedder {
         let mut stdin = child.stdin.take().ok_or("no stdin")?;
         let writer = std::thread::spawn(move || stdin.write_all(&input));
         let mut stdout = child.stdout.take().ok_or("no stdout")?;
-        let reader = std::thread::spawn(move || {
+        let (sent, output) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
             let mut out = Vec::new();
-            stdout.read_to_end(&mut out).map(|_| out)
+            let _ = sent.send(stdout.read_to_end(&mut out).map(|_| out));
         });
         let deadline = Instant::now() + self.timeout;
+        let timed_out = |child: &mut std::process::Child| -> EmbedError {
+            // the group (the model the shell started), then the shell itself; the pipe
+            // threads end when the pipes close
+            kill_group(child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+            format!(
+                "`{}` did not answer within {} s (killed); raise --embedder-timeout or MEMLANE_EMBEDDER_TIMEOUT if the model is just slow",
+                self.cmd,
+                self.timeout.as_secs_f64()
+            )
+            .into()
+        };
+        // the output ends when the model closes it (it exits); the wait wakes as soon as
+        // it does
+        let out = loop {
+            match output.recv_timeout(Duration::from_millis(20)) {
+                Ok(r) => break r?,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("reading the command's output failed".into());
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if Instant::now() >= deadline {
+                        return Err(timed_out(&mut child));
+                    }
+                    // the shell exited but something it started still holds the output
+                    if child.try_wait()?.is_some() {
+                        kill_group(child.id());
+                    }
+                }
+            }
+        };
         let status = loop {
             if let Some(st) = child.try_wait()? {
                 break st;
             }
             if Instant::now() >= deadline {
-                // the group first (the model the shell started), then the shell itself; the
-                // pipe threads are left to end when the pipes close (a model that survived
-                // in another group cannot hold the call)
-                kill_group(child.id());
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "`{}` did not answer within {} s (killed); raise --embedder-timeout or MEMLANE_EMBEDDER_TIMEOUT if the model is just slow",
-                    self.cmd,
-                    self.timeout.as_secs_f64()
-                )
-                .into());
+                return Err(timed_out(&mut child));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(1));
         };
-        // the shell exited: stop whatever it left behind holding the pipe
-        kill_group(child.id());
         let _ = writer.join();
-        let out = reader
-            .join()
-            .map_err(|_| "reading the command's output failed")??;
         if !status.success() {
             return Err(format!("`{}` exited with {}", self.cmd, status).into());
         }

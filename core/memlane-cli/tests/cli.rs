@@ -1397,6 +1397,30 @@ fn a_hung_command_embedder_times_out() {
     );
     let rep = json(&["apply", s, m, "--yes", "--embedder", "slow=hash:8"]);
     assert_eq!(rep["migrations"][0]["outcome"], "applied", "{rep}");
+
+    // a model whose shell leaves a process behind holding its output still answers: the
+    // leftover is stopped when the shell exits, not waited for until the timeout
+    let s2 = dir.path().join("leftover");
+    let s2 = s2.to_str().unwrap();
+    let t0 = Instant::now();
+    let leftover = "s8=cmd:sleep 60 & python3 -c 'import json,sys; t=json.load(sys.stdin); print(json.dumps([[1.0+len(x)%7]+[0.5]*7 for x in t]))'";
+    let out = ok(&[
+        "init",
+        s2,
+        "--from",
+        &ex("data/corpus.jsonl"),
+        "--space",
+        "s8:8",
+        "--embedder",
+        leftover,
+        "--embedder-timeout",
+        "30",
+    ]);
+    assert!(out.contains("392 rows"), "{out}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(25),
+        "the leftover process held the call"
+    );
 }
 
 /// Issue 14: SQL predicates are checked at plan/lint time with Lance's own planner:
