@@ -1298,6 +1298,22 @@ fn verify_catches_tampered_state_manifests_and_files() {
     assert!(m.contains("edited"), "{m}");
     assert_eq!(code(&run(&["plan", st, &mig])), 3);
 
+    // an older commit's record edited (the create, version 1): the newest state still
+    // reads, but verify walks every version and names the edited one
+    let s = fresh("old-record");
+    let v1 = s
+        .join("_versions")
+        .join(format!("{:020}.manifest", u64::MAX - 1));
+    let mut bytes = std::fs::read(&v1).unwrap();
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"\"create\"")
+        .expect("version 1 records its create");
+    bytes[at + 1..at + 7].copy_from_slice(b"crXate");
+    std::fs::write(&v1, bytes).unwrap();
+    let m = failed_check(&verify_fails(s.to_str().unwrap()), "record");
+    assert!(m.contains("version 1:") && m.contains("edited"), "{m}");
+
     // the newest manifest deleted: the store would silently open one version back
     let s = fresh("manifest");
     std::fs::remove_file(newest_manifest(&s)).unwrap();
@@ -1466,4 +1482,21 @@ fn bad_predicates_fail_at_plan_time() {
         assert_eq!(code(&run(&["apply", s, m, "--yes"])), 3);
         assert_eq!(json(&["status", s])["rows"], 392);
     }
+    // an `expression` invariant naming a field that exists nowhere
+    let migs = dir.path().join("inv");
+    std::fs::create_dir(&migs).unwrap();
+    std::fs::write(
+        migs.join("0001_check.toml"),
+        "[[steps]]\nop = \"add_field\"\nfield = \"topic\"\ntype = \"string\"\n\n\
+         [[invariants]]\ncheck = \"expression\"\nname = \"topics set\"\nexpr = \"topci IS NOT NULL\"\n",
+    )
+    .unwrap();
+    let o = run(&["plan", s, migs.to_str().unwrap()]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(code(&o), 3, "{all}");
+    assert!(all.contains("topics set") && all.contains("topci"), "{all}");
 }
