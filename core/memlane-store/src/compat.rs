@@ -189,27 +189,6 @@ pub struct PairedSample {
     pub new: Vec<f32>,
 }
 
-/// Up to `n` rows spread evenly over a version (deterministic), with the columns `cols`
-/// (vectors null where missing).
-pub(crate) async fn spread_rows(
-    ds: &lance::Dataset,
-    cols: &[&str],
-    n: usize,
-) -> Result<Vec<RecordBatch>> {
-    let total = ds.count_rows(None).await?;
-    if total == 0 || n == 0 {
-        return Ok(vec![]);
-    }
-    let want = n.min(total);
-    let idx: Vec<u64> = (0..want).map(|i| (i * total / want) as u64).collect();
-    let schema = ds.schema().project(cols)?;
-    let mut out = Vec::new();
-    for chunk in idx.chunks(4096) {
-        out.push(ds.take(chunk, Arc::new(schema.clone())).await?);
-    }
-    Ok(out)
-}
-
 fn vector_at(b: &RecordBatch, col: &str, i: usize) -> Option<Vec<f32>> {
     let v = b.column_by_name(col)?.as_fixed_size_list();
     v.is_valid(i)
@@ -337,7 +316,7 @@ pub(crate) struct CheckSpec<'a> {
 /// adapter), verify the declared mode and evaluate the gates. A block, or a review
 /// without approval, is an error and nothing is written.
 pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<CompatCheck> {
-    let batches = spread_rows(
+    let batches = crate::engine::scan::spread(
         store.dataset(),
         &[ID, c.source, c.old.column.as_str()],
         c.sample,

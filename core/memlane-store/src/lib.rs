@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod checks;
 mod compat;
 mod convert;
 mod digests;
@@ -38,6 +39,7 @@ mod store;
 mod validate;
 mod verify;
 
+pub use checks::context::SpaceDrift;
 pub use compat::{CANARIES, DEFAULT_SAMPLE, PairedSample, Queries, compat_report};
 pub use convert::{SPACE_META, arrow_type, conform, validate};
 pub use embed::{EmbedError, Embedder, HashEmbedder};
@@ -49,7 +51,7 @@ pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};
 pub use sample::{SAMPLE_META, SNAPSHOT_META, SampleInfo, read_sample, review_sample};
 pub use store::{AddReport, CreateOptions, HistoryItem, Hit, Record, Store, UpsertReport};
-pub use validate::{CheckPoint, SpaceDrift, ValidateReport};
+pub use validate::{CheckPoint, ValidateReport};
 pub use verify::{Check, VerifyReport};
 
 /// Developer aid: with `MEMLANE_PROFILE` set, print how long a phase took to stderr.

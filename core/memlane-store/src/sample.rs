@@ -99,7 +99,7 @@ impl Store {
         }
         let cols = crate::io::user_columns(self);
         let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-        let batches = crate::compat::spread_rows(self.dataset(), &refs, rows).await?;
+        let batches = crate::engine::scan::spread(self.dataset(), &refs, rows).await?;
         let Some(first) = batches.first() else {
             return Err(StoreError::Input(
                 "the store has no records to sample; add some first".into(),
@@ -293,7 +293,7 @@ pub fn read_sample(path: impl AsRef<Path>) -> Result<(Sample, Option<SampleInfo>
                 .insert(field.name().clone(), VectorColumn { dim, data, valid });
         } else {
             let values = (0..b.num_rows())
-                .map(|i| crate::validate::scalar_at(col.as_ref(), i).to_json())
+                .map(|i| crate::checks::records::scalar_at(col.as_ref(), i).to_json())
                 .collect();
             sample.fields.insert(field.name().clone(), values);
         }

@@ -1125,7 +1125,7 @@ impl Store {
             )));
         }
         let spec = memlane_core::InvariantSpec::builtin(memlane_core::CheckKind::IdsUnique);
-        let ids = crate::migrate::audit_ids(&self.ds, &spec).await?;
+        let ids = crate::checks::records::ids_unique(&self.ds, &spec).await?;
         if !ids.passed {
             return Err(StoreError::Input(format!(
                 "cannot adopt: {} (e.g. {})",
@@ -1136,7 +1136,7 @@ impl Store {
         let mut state = self.state.clone();
         if state.active_space.is_none() {
             let spec = memlane_core::InvariantSpec::builtin(memlane_core::CheckKind::VectorsValid);
-            let v = crate::migrate::audit_vectors(&self.ds, &space, true, &spec, None).await?;
+            let v = crate::checks::vectors::audit(&self.ds, &space, true, &spec, None).await?;
             if !v.passed {
                 return Err(StoreError::Input(format!(
                     "cannot make `{}` the active space: {} (e.g. {})",

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::HashMap;
 
+use crate::checks::records::ids_unique as audit_ids;
+use crate::checks::vectors::audit as audit_vectors;
 use crate::convert::core_type;
 use crate::engine::record::{self, Recorded};
 use crate::error::Result;
-use crate::migrate::{audit_ids, audit_vectors};
 use crate::store::HistoryItem;
 use crate::store::Store;
 

@@ -4,6 +4,7 @@
 //!   conflict classification and the retry policy for retryable conflicts;
 //! - [`record`]: reading memlane's record of a version back (state, entry, seal) and
 //!   walking the sealed chain;
+//! - [`scan`]: streaming scans and evenly spread samples of a version;
 //! - [`files`]: the data files a transaction adds and their digests, read through
 //!   Lance's object store.
 //!
@@ -13,3 +14,4 @@
 pub(crate) mod commit;
 pub(crate) mod files;
 pub(crate) mod record;
+pub(crate) mod scan;
