@@ -1,0 +1,503 @@
+//! The command line as clap types: [`Cli`], its [`Cmd`]s and one argument struct per
+//! command, with the arguments several commands share ([`StoreArgs`], [`EmbedderArgs`],
+//! [`OutputArgs`], [`EmbedderTimeoutArgs`]) flattened in.
+//!
+//! A shared argument keeps one name, one type and one parser; where a command words its
+//! help differently, the command's struct rewords it with `mut_arg` (the text as clap
+//! shows it: without the doc comment's trailing period).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use memlane_store::memlane_core::Space;
+
+/// memlane — versioned, verified migrations for vector stores and agent memory.
+///
+/// Exit codes: 0 ok, 1 failed, 2 usage error, 3 blocked by lint, chain, gate or invariant,
+/// 4 a gate asks for review (`review`).
+#[derive(Parser)]
+#[command(name = "memlane", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// `--json` (global).
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+    /// `--embedder-timeout` (global).
+    #[command(flatten)]
+    pub(crate) timeout: EmbedderTimeoutArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub(crate) cmd: Cmd,
+}
+
+/// How a command shows its result: text, or JSON with `--json` (accepted before or
+/// after the command).
+#[derive(Args)]
+pub(crate) struct OutputArgs {
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+/// How long a `cmd:` embedder may take (accepted before or after the command, or from
+/// the environment).
+#[derive(Args)]
+pub(crate) struct EmbedderTimeoutArgs {
+    /// Seconds a `cmd:` embedder may take per batch before it is killed and the
+    /// command fails (the store stays resumable). Default 300.
+    #[arg(long, global = true, env = "MEMLANE_EMBEDDER_TIMEOUT")]
+    pub(crate) embedder_timeout: Option<f64>,
+}
+
+/// The store a command works on: its path, the first positional argument.
+#[derive(Args)]
+pub(crate) struct StoreArgs {
+    /// Store path.
+    pub(crate) store: String,
+}
+
+/// Embedders a command may call, `--embedder NAME=SPEC` (repeatable), parsed with
+/// `embedders::parse_all`.
+#[derive(Args)]
+pub(crate) struct EmbedderArgs {
+    /// Embedder NAME=hash:DIM[:SEED] | NAME=cmd:COMMAND (repeatable).
+    #[arg(long = "embedder")]
+    pub(crate) embedders: Vec<String>,
+}
+
+/// Parse a `--space NAME:DIM[:METRIC[:normalized]]` argument (a bad one fails the
+/// command, exit 1, rather than being a usage error).
+pub(crate) fn parse_space(s: &str) -> Result<Space> {
+    Space::parse_spec(s).with_context(|| format!("--space `{s}`"))
+}
+
+/// The commands, each with its argument struct (its module in `commands` runs it).
+#[derive(Subcommand)]
+pub(crate) enum Cmd {
+    /// Create a store (optionally from a JSONL file of records).
+    Init(InitArgs),
+    /// Abort the in-flight migration (only while it has only added spaces, fields or vectors).
+    Abort(AbortArgs),
+    /// Drop an inactive space's columns (the contract of a re-embed): `--space NAME`, or
+    /// `--due` for the replaced spaces whose `contract_after` retention has passed.
+    Contract(ContractArgs),
+    /// Insert or update records by id from a JSONL or Arrow IPC file.
+    Upsert(UpsertArgs),
+    /// Delete the records matching a SQL predicate over the store's fields.
+    Delete(DeleteArgs),
+    /// Declare an existing vector column (a dataset written by pylance/lancedb) as a space.
+    Adopt(AdoptArgs),
+    /// Show version, rows, spaces, migrations and lock.
+    Status(StatusArgs),
+    /// Show what `apply` would do, with lint findings (exit 3 on lint errors or an edited applied migration).
+    Plan(PlanArgs),
+    /// Lint a migrations folder (against a store, or a fresh one).
+    Lint(LintArgs),
+    /// Apply pending migrations.
+    Apply(ApplyArgs),
+    /// Compare two spaces on rows that have vectors in both: neighbourhood overlap and
+    /// recall with shuffled baselines, CKA, Procrustes, adapter fit, retrieval on queries.
+    Compat(CompatArgs),
+    /// List versions with what memlane recorded for each.
+    History(HistoryArgs),
+    /// Recompute the hash chain and check the recorded state against the data.
+    Verify(VerifyArgs),
+    /// Check the data: every built-in invariant (ids, vectors of every space, references,
+    /// lifecycle, ids preserved and content unchanged against the previous version) plus
+    /// the folder's `invariants.toml`; exit 3 when a `fail` check fails. The report is
+    /// kept under `_memlane/validate/` so `--history` shows each check over versions.
+    Validate(ValidateArgs),
+    /// Tag a version (the current one by default), or list tags.
+    Tag(TagArgs),
+    /// Commit a new version equal to an old one (forward-only restore).
+    Restore(RestoreArgs),
+    /// Remove a dead holder's migration lock.
+    Unlock(UnlockArgs),
+    /// Record a deliberate edit of an applied migration.
+    Repair(RepairArgs),
+    /// Add records from a JSONL or Arrow IPC file.
+    Add(AddArgs),
+    /// Export records to JSONL or Arrow IPC (by extension).
+    Export(ExportArgs),
+    /// Write a sample for review outside the store (the browser preview, `memlane
+    /// review`): up to N records spread over the store with metadata and vectors, the new
+    /// spaces of the folder's pending re-embeds embedded by --embedder, and the store's
+    /// snapshot, as an Arrow IPC file.
+    ExportSample(ExportSampleArgs),
+    /// Review a folder's pending migrations on an exported sample, as the browser preview
+    /// does: plan and lint, each re-embed's compatibility check with its mode and gates,
+    /// invariants on the sample. Exit 3 when it would block, 4 when a gate asks for review.
+    Review(ReviewArgs),
+    /// k nearest records to a text (embedded with --embedder) in a space.
+    Search(SearchArgs),
+}
+
+/// `memlane init`.
+#[derive(Args)]
+#[command(mut_arg("embedders", |a| a.help(
+    "Embedder for a space's vectors missing from the records: SPACE=hash:DIM | SPACE=cmd:COMMAND"
+)))]
+pub(crate) struct InitArgs {
+    /// The store to create.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Plain vector collection: no agent-memory fields.
+    #[arg(long)]
+    pub(crate) plain: bool,
+    /// Embedding space NAME:DIM[:METRIC[:normalized]] (repeatable; first is active).
+    #[arg(long = "space")]
+    pub(crate) spaces: Vec<String>,
+    /// Records to start with (JSONL); extra keys become metadata fields.
+    #[arg(long)]
+    pub(crate) from: Option<PathBuf>,
+    /// Embedders for vectors missing from `--from`'s records.
+    #[command(flatten)]
+    pub(crate) embedders: EmbedderArgs,
+    /// Rows per Lance fragment (a re-embed commits once per fragment).
+    #[arg(long)]
+    pub(crate) rows_per_fragment: Option<usize>,
+}
+
+/// `memlane abort`.
+#[derive(Args)]
+pub(crate) struct AbortArgs {
+    /// The store whose migration to abort.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Why (recorded in history).
+    #[arg(long)]
+    pub(crate) reason: String,
+}
+
+/// `memlane contract`.
+#[derive(Args)]
+pub(crate) struct ContractArgs {
+    /// The store to contract.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// The space to drop.
+    #[arg(long, required_unless_present = "due", conflicts_with = "due")]
+    pub(crate) space: Option<String>,
+    /// Drop every replaced space whose retention has passed (for a cron job).
+    #[arg(long)]
+    pub(crate) due: bool,
+    /// Why (recorded in history).
+    #[arg(long, default_value = "contract after re-embed")]
+    pub(crate) reason: String,
+}
+
+/// `memlane upsert`.
+#[derive(Args)]
+#[command(mut_arg("embedders", |a| a.help(
+    "Embedder for vectors missing from the records: SPACE=hash:DIM | SPACE=cmd:COMMAND"
+)))]
+pub(crate) struct UpsertArgs {
+    /// The store to write to.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Records (.jsonl, .arrow/.ipc/.feather).
+    pub(crate) file: PathBuf,
+    /// Embedders for vectors missing from the records.
+    #[command(flatten)]
+    pub(crate) embedders: EmbedderArgs,
+}
+
+/// `memlane delete`.
+#[derive(Args)]
+pub(crate) struct DeleteArgs {
+    /// The store to delete from.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// SQL predicate, e.g. `agent_id = 'a1' AND kind = 'message'`.
+    #[arg(long = "where")]
+    pub(crate) predicate: String,
+}
+
+/// `memlane adopt`.
+#[derive(Args)]
+#[command(mut_arg("store", |a| a.help("Store path (an existing Lance dataset)")))]
+pub(crate) struct AdoptArgs {
+    /// The dataset to adopt a column of.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Space NAME:DIM[:METRIC[:normalized]].
+    #[arg(long)]
+    pub(crate) space: String,
+    /// The vector column (default `vec_<NAME>`).
+    #[arg(long)]
+    pub(crate) column: Option<String>,
+}
+
+/// `memlane status`.
+#[derive(Args)]
+pub(crate) struct StatusArgs {
+    /// The store to show.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Migrations folder (to count pending migrations).
+    pub(crate) migrations: Option<PathBuf>,
+}
+
+/// `memlane plan`.
+#[derive(Args)]
+pub(crate) struct PlanArgs {
+    /// The store to plan against.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Migrations folder.
+    pub(crate) migrations: PathBuf,
+}
+
+/// `memlane lint`.
+#[derive(Args)]
+pub(crate) struct LintArgs {
+    /// Migrations folder.
+    pub(crate) migrations: PathBuf,
+    /// Store to lint against.
+    #[arg(long)]
+    pub(crate) store: Option<String>,
+}
+
+/// `memlane apply`.
+#[derive(Args)]
+pub(crate) struct ApplyArgs {
+    /// The store to migrate.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Migrations folder.
+    pub(crate) migrations: PathBuf,
+    /// Stage and check every step, commit nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Stop after this migration id.
+    #[arg(long)]
+    pub(crate) to: Option<u32>,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub(crate) yes: bool,
+    /// Embedders the migrations' re-embeds name.
+    #[command(flatten)]
+    pub(crate) embedders: EmbedderArgs,
+    /// Approve compatibility gates that ask for review (recorded with who and when).
+    #[arg(long, value_name = "REASON")]
+    pub(crate) approve: Option<String>,
+}
+
+/// `memlane compat`.
+#[derive(Args)]
+#[command(mut_arg("embedders", |a| a.help(
+    "Query embedder SPACE=hash:DIM[:SEED] | SPACE=cmd:COMMAND (repeatable)"
+)))]
+pub(crate) struct CompatArgs {
+    /// The store whose spaces to compare.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// The old space.
+    #[arg(long)]
+    pub(crate) from: String,
+    /// The new space.
+    #[arg(long)]
+    pub(crate) to: String,
+    /// Rows to sample.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) sample: usize,
+    /// Neighbours per row.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) k: usize,
+    /// JSONL of {"query": TEXT, "relevant": [ids]} (needs --embedder for both spaces)
+    /// or {"old": [..], "new": [..], "relevant": [ids]} with query vectors.
+    #[arg(long)]
+    pub(crate) queries: Option<PathBuf>,
+    /// Embedders for the text queries of `--queries`.
+    #[command(flatten)]
+    pub(crate) embedders: EmbedderArgs,
+}
+
+/// `memlane history`.
+#[derive(Args)]
+pub(crate) struct HistoryArgs {
+    /// The store whose history to list.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+/// `memlane verify`.
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    /// The store to verify.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Migrations folder to compare with.
+    pub(crate) migrations: Option<PathBuf>,
+}
+
+/// `memlane validate`.
+#[derive(Args)]
+pub(crate) struct ValidateArgs {
+    /// The store to validate.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Migrations folder whose `invariants.toml` to check.
+    pub(crate) migrations: Option<PathBuf>,
+    /// Version to compare ids and content with (default: the previous one).
+    #[arg(long)]
+    pub(crate) against: Option<u64>,
+    /// Show every recorded check over versions instead of validating.
+    #[arg(long)]
+    pub(crate) history: bool,
+}
+
+/// `memlane tag`.
+#[derive(Args)]
+pub(crate) struct TagArgs {
+    /// The store to tag.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Tag name (omit to list).
+    pub(crate) name: Option<String>,
+    /// Version to tag.
+    #[arg(long)]
+    pub(crate) version: Option<u64>,
+}
+
+/// `memlane restore`.
+#[derive(Args)]
+pub(crate) struct RestoreArgs {
+    /// The store to restore.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Version number or tag.
+    #[arg(long)]
+    pub(crate) to: String,
+    /// Why (recorded in history).
+    #[arg(long)]
+    pub(crate) reason: String,
+}
+
+/// `memlane unlock`.
+#[derive(Args)]
+pub(crate) struct UnlockArgs {
+    /// The store to unlock.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Required: confirms the holder is dead.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Remove the lock even though its holder is alive on this host (it keeps
+    /// running: a second migrator could then run beside it).
+    #[arg(long, requires = "force")]
+    pub(crate) even_if_alive: bool,
+}
+
+/// `memlane repair`.
+#[derive(Args)]
+pub(crate) struct RepairArgs {
+    /// The store to repair.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Migrations folder.
+    pub(crate) migrations: PathBuf,
+    /// Migration id whose current file is accepted.
+    #[arg(long)]
+    pub(crate) accept: u32,
+    /// Why the edit is safe.
+    #[arg(long)]
+    pub(crate) reason: String,
+}
+
+/// `memlane add`.
+#[derive(Args)]
+#[command(mut_arg("embedders", |a| a.help(
+    "Embedder for vectors missing from the records: SPACE=hash:DIM | SPACE=cmd:COMMAND"
+)))]
+pub(crate) struct AddArgs {
+    /// The store to add to.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Records (.jsonl, .arrow/.ipc/.feather).
+    pub(crate) file: PathBuf,
+    /// Embedders for vectors missing from the records.
+    #[command(flatten)]
+    pub(crate) embedders: EmbedderArgs,
+}
+
+/// `memlane export`.
+#[derive(Args)]
+pub(crate) struct ExportArgs {
+    /// The store to export.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Output file (.jsonl or .arrow).
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+}
+
+/// `memlane export-sample`.
+#[derive(Args)]
+#[command(mut_arg("embedders", |a| a.help(
+    "Embedder of a pending re-embed: NAME=hash:DIM[:SEED] | NAME=cmd:COMMAND (repeatable)"
+)))]
+pub(crate) struct ExportSampleArgs {
+    /// The store to sample.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Migrations folder whose pending re-embeds to embed into the sample.
+    pub(crate) migrations: Option<PathBuf>,
+    /// Records to sample.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) rows: usize,
+    /// Output file (.arrow).
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+    /// Embedders of the pending re-embeds.
+    #[command(flatten)]
+    pub(crate) embedders: EmbedderArgs,
+}
+
+/// `memlane review`.
+#[derive(Args)]
+pub(crate) struct ReviewArgs {
+    /// Sample file written by `memlane export-sample`.
+    pub(crate) sample: PathBuf,
+    /// Migrations folder.
+    pub(crate) migrations: PathBuf,
+    /// Neighbours per row when a step does not say.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) k: usize,
+}
+
+/// `memlane search`.
+#[derive(Args)]
+pub(crate) struct SearchArgs {
+    /// The store to search.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Query text.
+    pub(crate) text: String,
+    /// Embedder spec for the query (hash:DIM[:SEED] | cmd:COMMAND).
+    #[arg(long)]
+    pub(crate) embedder: String,
+    /// Space (default: active).
+    #[arg(long)]
+    pub(crate) space: Option<String>,
+    /// The space whose model embeds the query, when it differs from the searched
+    /// one: the query goes through the store's adapter (e.g. new-model queries
+    /// against the old space while a re-embed runs).
+    #[arg(long)]
+    pub(crate) query_space: Option<String>,
+    /// Number of hits.
+    #[arg(short, default_value_t = 5)]
+    pub(crate) k: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

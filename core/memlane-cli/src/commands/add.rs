@@ -1,0 +1,29 @@
+//! `memlane add`: add records from a file.
+
+use anyhow::Result;
+use memlane_store::Store;
+
+use crate::cli::{AddArgs, EmbedderArgs, StoreArgs};
+use crate::embedders;
+use crate::exit::ExitStatus;
+use crate::output::{Output, line};
+
+/// Add the file's records and report the rows before and after.
+pub(crate) async fn run(args: AddArgs, out: Output) -> Result<ExitStatus> {
+    let AddArgs {
+        store: StoreArgs { store },
+        file,
+        embedders: EmbedderArgs { embedders },
+    } = args;
+    let mut st = Store::open(&store).await?;
+    let emb = embedders::parse_all(&embedders)?;
+    let r = st.add(st.load_records(&file)?, &emb).await?;
+    out.emit(
+        &r,
+        line(format_args!(
+            "added {} records ({} -> {} rows) at version {}",
+            r.added, r.rows_before, r.rows_after, r.version
+        )),
+    )?;
+    Ok(ExitStatus::Ok)
+}

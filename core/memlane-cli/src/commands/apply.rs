@@ -1,0 +1,174 @@
+//! `memlane apply`: apply pending migrations, with a confirmation, the embedders the
+//! folder names and a progress bar on a terminal.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use memlane_store::memlane_core::{ApplyReport, Migration, Plan, Step};
+use memlane_store::{Embedder, HashEmbedder, Progress, ProgressFn, Store, StoreError};
+
+use crate::cli::{ApplyArgs, EmbedderArgs, StoreArgs};
+use crate::embedders;
+use crate::exit::ExitStatus;
+use crate::output::{Output, line};
+
+/// Plan, confirm and apply. Blocked on lint errors; with `--json`, a blocking
+/// invariant, gate or review is reported as its report or check (exit 3) rather than
+/// as an error.
+pub(crate) async fn run(args: ApplyArgs, out: Output) -> Result<ExitStatus> {
+    let ApplyArgs {
+        store: StoreArgs { store },
+        migrations,
+        dry_run,
+        to,
+        yes,
+        embedders: EmbedderArgs { embedders },
+        approve,
+    } = args;
+    let mut st = Store::open(&store).await?;
+    let files = memlane_store::read_folder(&migrations)?;
+    let plan = st.plan(&files).await?;
+    if plan.errors().next().is_some() {
+        out.emit(&plan, line(&plan))?;
+        return Ok(ExitStatus::Blocked);
+    }
+    let reembeds = files.iter().any(|m| {
+        m.steps
+            .iter()
+            .any(|s| matches!(s.step, Step::Reembed { .. }))
+    });
+    // nothing pending, and no re-embed whose catching up apply might finish
+    if plan.is_empty() && !reembeds {
+        let nothing = ApplyReport {
+            version_before: st.version(),
+            version_after: st.version(),
+            ..Default::default()
+        };
+        out.emit(&nothing, line(&plan))?;
+        return Ok(ExitStatus::Ok);
+    }
+    out.note(line(&plan));
+    if !dry_run
+        && !yes
+        && !plan.is_empty()
+        && let Some(status) = confirm(&plan, &store)?
+    {
+        return Ok(status);
+    }
+    let emb = resolve_embedders(&embedders, &files)?;
+    let mut m = st
+        .migrator(files)
+        .invariants(memlane_store::read_invariants(&migrations)?)
+        .dry_run(dry_run)
+        .to(to)
+        .approve(approve)
+        .holder(format!(
+            "memlane apply ({})",
+            std::env::var("USER").unwrap_or_default()
+        ));
+    for (name, e) in emb {
+        m = m.embedder(name, e);
+    }
+    if let Some(p) = progress_bar() {
+        m = m.progress(p);
+    }
+    match m.apply().await {
+        Ok(report) => out.emit(&report, line(&report))?,
+        // in text the error says it; JSON shows the report or check behind it
+        Err(StoreError::InvariantViolation { report, .. }) if out.is_json() => {
+            out.emit(&report, "")?;
+            return Ok(ExitStatus::Blocked);
+        }
+        Err(StoreError::GateBlocked { check, .. } | StoreError::ReviewRequired { check, .. })
+            if out.is_json() =>
+        {
+            out.emit(&check, "")?;
+            return Ok(ExitStatus::Blocked);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// Ask on the terminal whether to apply the plan: `None` to go on, or how the run
+/// ends (usage without a terminal, failed when declined).
+#[allow(clippy::print_stderr)]
+fn confirm(plan: &Plan, store: &str) -> Result<Option<ExitStatus>> {
+    if !std::io::stdin().is_terminal() {
+        eprintln!("apply needs confirmation: pass --yes (or --dry-run to only check)");
+        return Ok(Some(ExitStatus::Usage));
+    }
+    eprint!(
+        "apply {} migration(s) to {store}? [y/N] ",
+        plan.migrations.len()
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        eprintln!("nothing applied");
+        return Ok(Some(ExitStatus::Failed));
+    }
+    Ok(None)
+}
+
+/// The given embedders, plus a hashing embedder for every embedder the folder names
+/// that is not given and names one (applied migrations too: apply catches up a
+/// completed re-embed of the active space).
+fn resolve_embedders(
+    given: &[String],
+    files: &[Migration],
+) -> Result<HashMap<String, Arc<dyn Embedder>>> {
+    let mut e = embedders::parse_all(given)?;
+    let names = files
+        .iter()
+        .flat_map(|m| &m.steps)
+        .filter_map(|s| match &s.step {
+            Step::Reembed { embedder, .. } => Some(embedder),
+            _ => None,
+        });
+    for name in names {
+        if !e.contains_key(name)
+            && let Some(h) = HashEmbedder::from_name(name)
+        {
+            e.insert(name.clone(), h.arc());
+        }
+    }
+    Ok(e)
+}
+
+/// A progress bar on stderr when it is a terminal: one line per step as it completes.
+fn progress_bar() -> Option<ProgressFn> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len} rows ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    Some(Arc::new(move |p: &Progress| {
+        bar.set_length(p.total);
+        bar.set_message(format!(
+            "{:04} step {}/{} {}",
+            p.migration,
+            p.step + 1,
+            p.steps,
+            p.op
+        ));
+        bar.set_position(p.done);
+        if p.done >= p.total {
+            bar.println(format!(
+                "  {:04} step {}/{} {} done ({} rows)",
+                p.migration,
+                p.step + 1,
+                p.steps,
+                p.op,
+                p.total
+            ));
+        }
+    }))
+}

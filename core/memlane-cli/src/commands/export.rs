@@ -1,0 +1,30 @@
+//! `memlane export`: export records to JSONL or Arrow IPC.
+
+use anyhow::Result;
+use memlane_store::Store;
+use serde_json::json;
+
+use crate::cli::{ExportArgs, StoreArgs};
+use crate::exit::ExitStatus;
+use crate::output::{Output, line};
+
+/// Export every record, as JSONL for a `.jsonl`/`.json` output and Arrow IPC otherwise,
+/// and report how many.
+pub(crate) async fn run(args: ExportArgs, out: Output) -> Result<ExitStatus> {
+    let ExportArgs {
+        store: StoreArgs { store },
+        output,
+    } = args;
+    let st = Store::open(&store).await?;
+    let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let n = if ext == "jsonl" || ext == "json" {
+        memlane_store::export_jsonl(&st, &output).await?
+    } else {
+        memlane_store::export_ipc(&st, &output).await?
+    };
+    out.emit(
+        &json!({"rows": n, "output": output}),
+        line(format_args!("exported {n} records to {}", output.display())),
+    )?;
+    Ok(ExitStatus::Ok)
+}

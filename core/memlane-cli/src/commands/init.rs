@@ -1,0 +1,49 @@
+//! `memlane init`: create a store, optionally from a JSONL file of records.
+
+use anyhow::Result;
+use memlane_store::{CreateOptions, Store};
+use serde_json::json;
+
+use crate::cli::{EmbedderArgs, InitArgs, StoreArgs, parse_space};
+use crate::embedders;
+use crate::exit::ExitStatus;
+use crate::output::{Output, line, spaces_json};
+
+/// Create the store and report its version, rows and spaces.
+pub(crate) async fn run(args: InitArgs, out: Output) -> Result<ExitStatus> {
+    let InitArgs {
+        store: StoreArgs { store },
+        plain,
+        spaces,
+        from,
+        embedders: EmbedderArgs { embedders },
+        rows_per_fragment,
+    } = args;
+    let spaces = spaces
+        .iter()
+        .map(|s| parse_space(s))
+        .collect::<Result<Vec<_>>>()?;
+    let opts = CreateOptions {
+        plain,
+        spaces,
+        fields: vec![],
+        rows_per_fragment,
+    };
+    let emb = embedders::parse_all(&embedders)?;
+    let mut st = match &from {
+        Some(f) => {
+            Store::create_from_json(&store, opts, &memlane_store::read_jsonl(f)?, &emb).await?
+        }
+        None => Store::create(&store, opts, None, &emb).await?,
+    };
+    st.refresh().await?;
+    let rows = st.count().await?;
+    out.emit(
+        &json!({"store": store, "version": st.version(), "rows": rows, "spaces": spaces_json(&st.state().spaces)}),
+        line(format_args!(
+            "created store {store} at version {} with {rows} rows",
+            st.version()
+        )),
+    )?;
+    Ok(ExitStatus::Ok)
+}

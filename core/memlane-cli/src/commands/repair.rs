@@ -1,0 +1,31 @@
+//! `memlane repair`: record a deliberate edit of an applied migration.
+
+use anyhow::Result;
+use memlane_store::Store;
+use serde_json::json;
+
+use crate::cli::{RepairArgs, StoreArgs};
+use crate::exit::ExitStatus;
+use crate::output::{Output, line};
+
+/// Accept the current file of migration `--accept` (recording why) and report the
+/// version that records it.
+pub(crate) async fn run(args: RepairArgs, out: Output) -> Result<ExitStatus> {
+    let RepairArgs {
+        store: StoreArgs { store },
+        migrations,
+        accept,
+        reason,
+    } = args;
+    let mut st = Store::open(&store).await?;
+    let v = st
+        .repair(&memlane_store::read_folder(&migrations)?, accept, &reason)
+        .await?;
+    out.emit(
+        &json!({"version": v, "accepted": accept}),
+        line(format_args!(
+            "accepted the current file of migration {accept:04} at version {v}"
+        )),
+    )?;
+    Ok(ExitStatus::Ok)
+}

@@ -1,0 +1,58 @@
+//! `memlane search`: the k nearest records to a text in a space.
+
+use std::fmt;
+
+use anyhow::{Result, anyhow};
+use memlane_store::Store;
+use serde_json::json;
+
+use crate::cli::{SearchArgs, StoreArgs};
+use crate::embedders;
+use crate::exit::ExitStatus;
+use crate::output::Output;
+
+/// Embed the text (with the query space's prefix), search (through the store's adapter
+/// when the query space differs) and show the hits with the space's coverage.
+pub(crate) async fn run(args: SearchArgs, out: Output) -> Result<ExitStatus> {
+    let SearchArgs {
+        store: StoreArgs { store },
+        text,
+        embedder,
+        space,
+        query_space,
+        k,
+    } = args;
+    let st = Store::open(&store).await?;
+    let e = embedders::parse_spec(&embedder)?;
+    let sp = st.space(space.as_deref())?.clone();
+    let qsp = st
+        .space(Some(query_space.as_deref().unwrap_or(&sp.name)))?
+        .clone();
+    let q = e
+        .embed(&[&format!("{}{text}", qsp.query_prefix)])
+        .map_err(|err| anyhow!("query embedder failed: {err}"))?;
+    let hits = st
+        .search_adapted(Some(&sp.name), &qsp.name, &q, k, None)
+        .await?;
+    let (with, total) = st.coverage(Some(&sp.name)).await?;
+    let shown = fmt::from_fn(|f| {
+        if with < total {
+            writeln!(
+                f,
+                "space {}: covers {with} of {total} rows (a re-embed is filling it)",
+                sp.name
+            )?;
+        }
+        for h in &hits {
+            let c = h.content.as_deref().unwrap_or_default();
+            let c: String = c.chars().take(90).collect();
+            writeln!(f, "{:.4}  {:<40} {c}", h.distance, h.id)?;
+        }
+        Ok(())
+    });
+    out.emit(
+        &json!({"space": sp.name, "coverage": {"rows_with_vector": with, "rows": total}, "hits": hits}),
+        shown,
+    )?;
+    Ok(ExitStatus::Ok)
+}

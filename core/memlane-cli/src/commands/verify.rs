@@ -1,0 +1,28 @@
+//! `memlane verify`: recompute the hash chain and check the recorded state against the
+//! data.
+
+use anyhow::Result;
+use memlane_store::Store;
+
+use crate::cli::{StoreArgs, VerifyArgs};
+use crate::exit::ExitStatus;
+use crate::output::{Output, line};
+
+/// Show every check; blocked when one fails.
+pub(crate) async fn run(args: VerifyArgs, out: Output) -> Result<ExitStatus> {
+    let VerifyArgs {
+        store: StoreArgs { store },
+        migrations,
+    } = args;
+    let st = Store::open(&store).await?;
+    let files = migrations
+        .as_ref()
+        .map(memlane_store::read_folder)
+        .transpose()?;
+    let r = st.verify(files.as_deref()).await?;
+    out.emit(&r, line(&r))?;
+    if !r.ok() {
+        return Ok(ExitStatus::Blocked);
+    }
+    Ok(ExitStatus::Ok)
+}
