@@ -36,6 +36,28 @@ pub enum StoreError {
         /// The last conflict.
         message: String,
     },
+    /// A re-embed keeps finding new work: writers change rows faster than it embeds.
+    #[error(
+        "the re-embed into `{space}` does not converge after {passes} passes: writers change rows faster than the embedder keeps up; throttle the writers or raise the batch size, then run apply again (it resumes)"
+    )]
+    NotConverging {
+        /// Target space.
+        space: String,
+        /// Passes made.
+        passes: u32,
+    },
+    /// The operation does not fit the store's current state (e.g. abort with nothing
+    /// in flight, contract of the active space); the message names the way forward.
+    #[error("{0}")]
+    State(String),
+    /// The object store under the store failed to read or write a file.
+    #[error("{path}: {message}")]
+    Storage {
+        /// The file (relative to the store).
+        path: String,
+        /// What failed.
+        message: String,
+    },
     /// A bug in memlane (an internal state that should not happen).
     #[error("internal error (please report it): {0}")]
     Internal(String),
@@ -282,7 +304,9 @@ impl StoreError {
             }
             StoreError::Integrity { .. } | StoreError::Verify(_) => ErrorKind::Integrity,
             StoreError::Internal(_) => ErrorKind::Internal,
-            StoreError::Conflict { .. } => ErrorKind::Conflict,
+            StoreError::Conflict { .. } | StoreError::NotConverging { .. } => ErrorKind::Conflict,
+            StoreError::State(_) => ErrorKind::State,
+            StoreError::Storage { .. } => ErrorKind::Storage,
             StoreError::NotFound { .. }
             | StoreError::NotAStore { .. }
             | StoreError::UnknownVersion(_)

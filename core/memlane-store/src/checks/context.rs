@@ -8,6 +8,8 @@ use memlane_core::schema::{CONTENT, ID};
 use memlane_core::{Space, StoreState};
 
 use crate::error::Result;
+use std::collections::{HashMap, HashSet};
+
 use arrow::datatypes::Float32Type;
 use serde::{Deserialize, Serialize};
 
@@ -70,79 +72,117 @@ pub(crate) async fn context_loss(
     if !has(before, &sb.column) || !has(after, &sa.column) {
         return Ok(out);
     }
-    // the sample: records spread over `before` with a vector there
-    let total = before.count_rows(None).await?;
-    let want = CONTEXT_SAMPLE.min(total);
-    if want <= k + 1 {
-        return Ok(out);
-    }
-    let idx: Vec<u64> = (0..want).map(|i| (i * total / want) as u64).collect();
-    let proj = before.schema().project(&[ID, sb.column.as_str()])?;
-    let b = before.take(&idx, std::sync::Arc::new(proj)).await?;
-    let (bids, bv) = (
-        b.column(0).as_string::<i32>(),
-        b.column(1).as_fixed_size_list(),
-    );
-    let mut sample_ids: Vec<String> = Vec::new();
-    let mut old = Vec::new();
-    for i in 0..b.num_rows() {
-        if bv.is_valid(i) {
-            let v = bv.value(i);
-            let x = v.as_primitive::<Float32Type>().values();
-            if x.iter().all(|f| f.is_finite()) && x.iter().any(|f| *f != 0.0) {
-                sample_ids.push(bids.value(i).to_owned());
-                old.extend_from_slice(x);
-            }
-        }
-    }
-    let n = sample_ids.len();
+    let (ids, old) = sample_before(before, sb, k).await?;
+    let n = ids.len();
     if n <= k + 1 {
         return Ok(out);
     }
-    // the same records after, by id
-    let list = sample_ids
+    let after_vec = vectors_after(after, sa, &ids).await?;
+    let mean = neighbours_kept(&ids, &old, sb, &after_vec, sa, k)?;
+    out.sample = n;
+    out.neighbours_kept = Some(mean);
+    out.context_kept = mean;
+    Ok(out)
+}
+
+/// The usable (finite, non-zero) vector at row `i` of a vector column.
+fn usable(v: &arrow::array::FixedSizeListArray, i: usize) -> Option<Vec<f32>> {
+    if !v.is_valid(i) {
+        return None;
+    }
+    let x = v.value(i).as_primitive::<Float32Type>().values().to_vec();
+    (x.iter().all(|f| f.is_finite()) && x.iter().any(|f| *f != 0.0)).then_some(x)
+}
+
+/// The sample: up to [`CONTEXT_SAMPLE`] records spread over `before` with a usable
+/// vector in `space` (ids, and the vectors row-major). Empty when too few for `k`.
+async fn sample_before(
+    before: &Dataset,
+    space: &Space,
+    k: usize,
+) -> Result<(Vec<String>, Vec<f32>)> {
+    let total = before.count_rows(None).await?;
+    let want = CONTEXT_SAMPLE.min(total);
+    if want <= k + 1 {
+        return Ok((vec![], vec![]));
+    }
+    let idx: Vec<u64> = (0..want).map(|i| (i * total / want) as u64).collect();
+    let proj = before.schema().project(&[ID, space.column.as_str()])?;
+    let b = before.take(&idx, std::sync::Arc::new(proj)).await?;
+    let (ids, v) = (
+        b.column(0).as_string::<i32>(),
+        b.column(1).as_fixed_size_list(),
+    );
+    let mut sample_ids = Vec::new();
+    let mut old = Vec::new();
+    for i in 0..b.num_rows() {
+        if let Some(x) = usable(v, i) {
+            sample_ids.push(ids.value(i).to_owned());
+            old.extend_from_slice(&x);
+        }
+    }
+    Ok((sample_ids, old))
+}
+
+/// The usable vectors in `space` of the records `ids` in `after`, by id.
+async fn vectors_after(
+    after: &Dataset,
+    space: &Space,
+    ids: &[String],
+) -> Result<HashMap<String, Vec<f32>>> {
+    let list = ids
         .iter()
         .map(|s| format!("'{}'", s.replace('\'', "''")))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut after_vec: std::collections::HashMap<String, Vec<f32>> =
-        std::collections::HashMap::new();
+    let mut out = HashMap::new();
     let mut s = crate::engine::scan::stream(
         after,
-        Some(&[ID, sa.column.as_str()]),
+        Some(&[ID, space.column.as_str()]),
         Some(&format!("{ID} IN ({list})")),
     )
     .await?;
     while let Some(b) = s.try_next().await? {
-        let (ids, v) = (
+        let (got, v) = (
             b.column(0).as_string::<i32>(),
             b.column(1).as_fixed_size_list(),
         );
         for i in 0..b.num_rows() {
-            if v.is_valid(i) {
-                let x = v.value(i).as_primitive::<Float32Type>().values().to_vec();
-                if x.iter().all(|f| f.is_finite()) && x.iter().any(|f| *f != 0.0) {
-                    after_vec.insert(ids.value(i).to_owned(), x);
-                }
+            if let Some(x) = usable(v, i) {
+                out.insert(got.value(i).to_owned(), x);
             }
         }
     }
-    let om = memlane_core::compat::Matrix::new(&old, sb.dimension)?;
-    let nn_old = memlane_core::compat::knn(&om, k, sb.metric)?;
-    // neighbours after, among the sampled records that survive with a vector
+    Ok(out)
+}
+
+/// The mean share of each sampled record's `k` nearest neighbours before that are
+/// still among its neighbours after (among the sampled records that survive with a
+/// vector; a record that did not survive keeps none).
+fn neighbours_kept(
+    ids: &[String],
+    old: &[f32],
+    before: &Space,
+    after_vec: &HashMap<String, Vec<f32>>,
+    after: &Space,
+    k: usize,
+) -> Result<f64> {
+    let n = ids.len();
+    let om = memlane_core::compat::Matrix::new(old, before.dimension)?;
+    let nn_old = memlane_core::compat::knn(&om, k, before.metric)?;
     let alive: Vec<usize> = (0..n)
-        .filter(|i| after_vec.contains_key(&sample_ids[*i]))
+        .filter(|i| after_vec.contains_key(&ids[*i]))
         .collect();
     let mut kept = vec![0f64; n];
     if alive.len() > k + 1 {
-        let mut flat = Vec::with_capacity(alive.len() * sa.dimension);
+        let mut flat = Vec::with_capacity(alive.len() * after.dimension);
         for i in &alive {
-            flat.extend_from_slice(&after_vec[&sample_ids[*i]]);
+            flat.extend_from_slice(&after_vec[&ids[*i]]);
         }
-        let am = memlane_core::compat::Matrix::new(&flat, sa.dimension)?;
-        let nn_new = memlane_core::compat::knn(&am, k, sa.metric)?;
+        let am = memlane_core::compat::Matrix::new(&flat, after.dimension)?;
+        let nn_new = memlane_core::compat::knn(&am, k, after.metric)?;
         for (pos, i) in alive.iter().enumerate() {
-            let new_set: std::collections::HashSet<usize> =
+            let new_set: HashSet<usize> =
                 nn_new.row(pos).iter().map(|j| alive[*j as usize]).collect();
             let hit = nn_old
                 .row(*i)
@@ -156,11 +196,7 @@ pub(crate) async fn context_loss(
         }
     }
     #[allow(clippy::cast_precision_loss)]
-    let mean = kept.iter().sum::<f64>() / n as f64;
-    out.sample = n;
-    out.neighbours_kept = Some(mean);
-    out.context_kept = mean;
-    Ok(out)
+    Ok(kept.iter().sum::<f64>() / n as f64)
 }
 
 /// Rows sampled per version for the drift test.

@@ -3,184 +3,204 @@
 //! (vectors checked as written, ids scanned once per apply) taken into account.
 
 use lance::Dataset;
-use memlane_core::StoreState;
+use memlane_core::invariant::{builtin_invariants, rows_accounted};
 use memlane_core::migration::{CheckKind, InvariantSpec};
 use memlane_core::report::InvariantResult;
+use memlane_core::{Space, StoreState};
 
 use crate::error::Result;
-use memlane_core::invariant::{builtin_invariants, row_count, rows_accounted};
-use std::sync::Arc;
+use crate::ops::Staged;
 
-/// Evaluate the built-in and declared invariants on the staged version.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn check(
-    staged: &Arc<Dataset>,
-    base: &Dataset,
-    touches_content: bool,
-    before: &StoreState,
-    after: &StoreState,
-    st: &crate::ops::Staged,
-    rows_before: u64,
-    declared: &[InvariantSpec],
-    ids_checked: &mut Option<(u64, InvariantResult)>,
-) -> Result<Vec<InvariantResult>> {
-    // declared specs override the built-in of the same kind
-    let mut specs: Vec<InvariantSpec> = builtin_invariants()
-        .into_iter()
-        .filter(|b| {
-            !declared
-                .iter()
-                .any(|d| d.check == b.check && d.space.is_none() && d.name.is_none())
-        })
-        .collect();
-    specs.extend(declared.iter().cloned());
-    let rows_after = staged.count_rows(None).await? as u64;
-    let mut out = Vec::new();
-    for spec in &specs {
-        match spec.check {
-            CheckKind::RowsAccounted => out.push(rows_accounted(
-                spec,
-                rows_before,
-                st.rows_deleted,
-                0,
-                rows_after,
-            )),
-            CheckKind::RowCount => out.push(row_count(spec, rows_after)),
-            CheckKind::IdsUnique => {
-                let r = match ids_checked.as_ref().filter(|(_, r)| r.passed) {
-                    Some((v, r)) => {
-                        let mut r = r.clone();
-                        r.name = spec.label();
-                        r.total = rows_after;
-                        r.message = format!(
-                            "{rows_after} ids, unique and non-null (scanned {v} ids earlier in this apply; steps do not change ids)"
-                        );
-                        r
-                    }
-                    None => {
-                        let r = super::records::ids_unique(staged, spec).await?;
-                        *ids_checked = Some((r.total, r.clone()));
-                        r
-                    }
-                };
-                out.push(r);
-            }
-            CheckKind::VectorsValid => {
-                let spaces: Vec<&memlane_core::Space> = match &spec.space {
-                    Some(name) => after.space(name).into_iter().collect(),
-                    None => {
-                        // what this step can have changed: written columns, and a newly
-                        // active space; untouched columns were checked when written
-                        let newly_active = (after.active_space != before.active_space)
-                            .then(|| after.active())
-                            .flatten();
-                        // spaces a declared spec names are checked by that spec
-                        let named = |s: &memlane_core::Space| {
-                            declared.iter().any(|d| {
-                                d.check == CheckKind::VectorsValid
-                                    && d.space.as_deref() == Some(s.name.as_str())
-                            })
-                        };
-                        after
-                            .spaces
-                            .iter()
-                            .filter(|s| {
-                                st.written_vectors.contains(&s.column)
-                                    || newly_active.is_some_and(|a| a.name == s.name)
-                            })
-                            .filter(|s| !named(s))
-                            .collect()
-                    }
-                };
-                for space in spaces {
-                    if st.sampled.contains(&space.column) {
-                        out.push(InvariantResult::from_counts(
-                            format!("vectors_valid[{}]", space.name),
-                            CheckKind::VectorsValid,
-                            spec.severity,
-                            spec.mostly,
-                            0,
-                            0,
-                            vec![],
-                            format!("dry run: the embedder was checked on a sample; {} rows would be embedded", st.rows_written),
-                        ));
-                        continue;
-                    }
-                    let required = after.active_space.as_deref() == Some(space.name.as_str());
-                    // every produced vector valid (and none missing where required): the
-                    // column need not be read back
-                    let clean = st
-                        .checked_as_written
-                        .iter()
-                        .find(|(c, _)| *c == space.column)
-                        .is_some_and(|(_, t)| t.invalid == 0 && (!required || t.nulls == 0));
-                    if clean {
-                        let rows = staged.count_rows(None).await? as u64;
-                        let name = if spec.space.is_some() {
-                            spec.label()
-                        } else {
-                            format!("vectors_valid[{}]", space.name)
-                        };
-                        out.push(InvariantResult::from_counts(
-                            name,
-                            CheckKind::VectorsValid,
-                            spec.severity,
-                            spec.mostly,
-                            rows,
-                            0,
-                            vec![],
-                            format!(
-                                "{rows} vectors of `{}` valid (checked as written)",
-                                space.name
-                            ),
-                        ));
-                        continue;
-                    }
-                    // an online re-embed settles at version V: rows written after V by
-                    // others are the catch-up lag, embedded right after completion
-                    let scope = st.settled.filter(|_| st.written_vectors.contains(&space.column)).map(|v| {
-                        format!("_row_created_at_version <= {v} AND _row_last_updated_at_version <= {v}")
-                    });
-                    let mut r =
-                        super::vectors::audit(staged, space, required, spec, scope.as_deref())
-                            .await?;
-                    if let Some(v) = st.settled.filter(|_| scope.is_some()) {
-                        r.message.push_str(&format!(
-                            " (rows as of version {v}; later writes are caught up after completion)"
-                        ));
-                    }
-                    out.push(r);
+/// A staged step and what it is checked against.
+pub(crate) struct StepCheck<'a> {
+    /// The version the step would commit (detached).
+    pub(crate) staged: &'a Dataset,
+    /// The version it builds on.
+    pub(crate) base: &'a Dataset,
+    /// Whether the step rewrites `content` (then `content_unchanged` is not compared).
+    pub(crate) touches_content: bool,
+    /// State before and after the step.
+    pub(crate) before: &'a StoreState,
+    pub(crate) after: &'a StoreState,
+    /// What staging the step did and proved.
+    pub(crate) st: &'a Staged,
+    /// Live rows of `base`.
+    pub(crate) rows_before: u64,
+    /// The migration's and the store's declared invariants.
+    pub(crate) declared: &'a [InvariantSpec],
+}
+
+impl StepCheck<'_> {
+    /// Evaluate the built-in and declared invariants (declared specs override the
+    /// built-in of the same kind). `ids_checked` carries the uniqueness scan of an
+    /// earlier step of the same apply (steps do not change ids).
+    pub(crate) async fn run(
+        &self,
+        ids_checked: &mut Option<(u64, InvariantResult)>,
+    ) -> Result<Vec<InvariantResult>> {
+        let mut specs: Vec<InvariantSpec> = builtin_invariants()
+            .into_iter()
+            .filter(|b| {
+                !self
+                    .declared
+                    .iter()
+                    .any(|d| d.check == b.check && d.space.is_none() && d.name.is_none())
+            })
+            .collect();
+        specs.extend(self.declared.iter().cloned());
+        let rows_after = self.staged.count_rows(None).await? as u64;
+        let mut out = Vec::new();
+        for spec in &specs {
+            match spec.check {
+                CheckKind::RowsAccounted => out.push(rows_accounted(
+                    spec,
+                    self.rows_before,
+                    self.st.rows_deleted,
+                    0,
+                    rows_after,
+                )),
+                CheckKind::IdsUnique => {
+                    out.push(self.ids_unique(spec, rows_after, ids_checked).await?)
                 }
-            }
-            CheckKind::Expression => out.push(super::records::expression(staged, spec).await?),
-            CheckKind::IdsPreserved
-            | CheckKind::ContentUnchanged
-            | CheckKind::Field
-            | CheckKind::References
-            | CheckKind::Duplicates
-            | CheckKind::Lifecycle => {
-                if spec.check == CheckKind::ContentUnchanged && touches_content {
-                    out.push(InvariantResult::from_counts(
-                        spec.label(),
-                        spec.check,
-                        spec.severity,
-                        1.0,
-                        0,
-                        0,
-                        vec![],
+                CheckKind::VectorsValid => {
+                    for space in self.vector_spaces(spec) {
+                        out.push(self.vectors_valid(spec, space, rows_after).await?);
+                    }
+                }
+                CheckKind::ContentUnchanged if self.touches_content => {
+                    out.push(super::skipped(
+                        spec,
                         "the step rewrites `content`; not compared".to_owned(),
                     ));
-                } else {
+                }
+                _ => {
                     let subject = super::Subject {
-                        ds: staged,
-                        base: Some(base),
-                        state: after,
-                        deleted: st.rows_deleted,
+                        ds: self.staged,
+                        base: Some(self.base),
+                        state: self.after,
+                        deleted: self.st.rows_deleted,
                     };
                     out.extend(super::evaluate(spec, &subject).await?);
                 }
             }
         }
+        Ok(out)
     }
-    Ok(out)
+
+    /// Ids unique: scanned once per apply, carried forward while it passes.
+    async fn ids_unique(
+        &self,
+        spec: &InvariantSpec,
+        rows_after: u64,
+        ids_checked: &mut Option<(u64, InvariantResult)>,
+    ) -> Result<InvariantResult> {
+        if let Some((v, r)) = ids_checked.as_ref().filter(|(_, r)| r.passed) {
+            let mut r = r.clone();
+            r.name = spec.label();
+            r.total = rows_after;
+            r.message = format!(
+                "{rows_after} ids, unique and non-null (scanned {v} ids earlier in this apply; steps do not change ids)"
+            );
+            return Ok(r);
+        }
+        let r = super::records::ids_unique(self.staged, spec).await?;
+        *ids_checked = Some((r.total, r.clone()));
+        Ok(r)
+    }
+
+    /// The spaces a `vectors_valid` spec covers: the one it names, or what this step can
+    /// have changed (written columns, a newly active space) that no declared spec names;
+    /// untouched columns were checked when written.
+    fn vector_spaces(&self, spec: &InvariantSpec) -> Vec<&Space> {
+        let after = self.after;
+        if let Some(name) = &spec.space {
+            return after.space(name).into_iter().collect();
+        }
+        let newly_active = (after.active_space != self.before.active_space)
+            .then(|| after.active())
+            .flatten();
+        let named = |s: &Space| {
+            self.declared.iter().any(|d| {
+                d.check == CheckKind::VectorsValid && d.space.as_deref() == Some(s.name.as_str())
+            })
+        };
+        after
+            .spaces
+            .iter()
+            .filter(|s| {
+                self.st.written_vectors.contains(&s.column)
+                    || newly_active.is_some_and(|a| a.name == s.name)
+            })
+            .filter(|s| !named(s))
+            .collect()
+    }
+
+    /// The vectors of `space`: from a dry run's sample, from the checks made as they were
+    /// written (no read-back when all were valid), or read back (for an online re-embed,
+    /// the rows as of the version it settled at: later writes are its catch-up lag).
+    async fn vectors_valid(
+        &self,
+        spec: &InvariantSpec,
+        space: &Space,
+        rows_after: u64,
+    ) -> Result<InvariantResult> {
+        let st = self.st;
+        let name = || {
+            if spec.space.is_some() {
+                spec.label()
+            } else {
+                format!("vectors_valid[{}]", space.name)
+            }
+        };
+        if st.sampled.contains(&space.column) {
+            return Ok(InvariantResult::from_counts(
+                format!("vectors_valid[{}]", space.name),
+                CheckKind::VectorsValid,
+                spec.severity,
+                spec.mostly,
+                0,
+                0,
+                vec![],
+                format!(
+                    "dry run: the embedder was checked on a sample; {} rows would be embedded",
+                    st.rows_written
+                ),
+            ));
+        }
+        let required = self.after.active_space.as_deref() == Some(space.name.as_str());
+        let clean = st
+            .checked_as_written
+            .iter()
+            .find(|(c, _)| *c == space.column)
+            .is_some_and(|(_, t)| t.invalid == 0 && (!required || t.nulls == 0));
+        if clean {
+            return Ok(InvariantResult::from_counts(
+                name(),
+                CheckKind::VectorsValid,
+                spec.severity,
+                spec.mostly,
+                rows_after,
+                0,
+                vec![],
+                format!(
+                    "{rows_after} vectors of `{}` valid (checked as written)",
+                    space.name
+                ),
+            ));
+        }
+        let settled = st
+            .settled
+            .filter(|_| st.written_vectors.contains(&space.column));
+        let scope = settled.map(|v| {
+            format!("_row_created_at_version <= {v} AND _row_last_updated_at_version <= {v}")
+        });
+        let mut r =
+            super::vectors::audit(self.staged, space, required, spec, scope.as_deref()).await?;
+        if let Some(v) = settled {
+            r.message.push_str(&format!(
+                " (rows as of version {v}; later writes are caught up after completion)"
+            ));
+        }
+        Ok(r)
+    }
 }

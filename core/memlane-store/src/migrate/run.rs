@@ -478,17 +478,17 @@ impl<'a> Run<'a> {
     ) -> Result<Vec<InvariantResult>> {
         let declared = [m.invariants.as_slice(), self.settings.invariants.as_slice()].concat();
         let t = Instant::now();
-        let out = crate::checks::step::check(
-            detached,
-            &self.base,
-            m.steps[i].step.touches_field(memlane_core::schema::CONTENT),
-            &self.state,
-            next,
-            staged,
+        let out = crate::checks::step::StepCheck {
+            staged: detached,
+            base: &self.base,
+            touches_content: m.steps[i].step.touches_field(memlane_core::schema::CONTENT),
+            before: &self.state,
+            after: next,
+            st: staged,
             rows_before,
-            &declared,
-            &mut self.ids_checked,
-        )
+            declared: &declared,
+        }
+        .run(&mut self.ids_checked)
         .await?;
         tracing::debug!(
             step = i,
