@@ -150,6 +150,33 @@ pub fn fit_adapters(
     new: &Matrix<'_>,
     opts: &FitOptions<'_>,
 ) -> Result<FitReport> {
+    check_inputs(old, new, opts)?;
+    let norm = opts.metric == Metric::Cosine;
+    let (train, held) = split(old.rows(), opts);
+    let training = Training::new(old, new, &train, opts, norm);
+    let (alpha, rank) = training.tune(opts, new.dim(), old.dim())?;
+    let fitted = training.fit(opts, alpha, rank)?;
+    let eval = HoldoutEval::new(old, new, &held, opts.k, opts.metric)?;
+    let candidates = eval.score(&fitted, opts)?;
+    let best = best_candidate(&candidates);
+    let summary = summary(&candidates, best, eval.native_recall, held.len(), opts);
+    Ok(FitReport {
+        k: opts.k,
+        train_rows: train.len(),
+        holdout_rows: held.len(),
+        query_pairs: training.query_rows,
+        native_recall: eval.native_recall,
+        chosen: best.map(|i| candidates[i].kind),
+        adapter: best.map(|i| fitted[i].clone()),
+        candidates,
+        min_retention: opts.min_retention,
+        min_recall: opts.min_recall,
+        summary,
+    })
+}
+
+/// Refuse a sample too small for `opts.k`, and query pairs that do not pair with it.
+fn check_inputs(old: &Matrix<'_>, new: &Matrix<'_>, opts: &FitOptions<'_>) -> Result<()> {
     check_paired(old, new)?;
     let n = old.rows();
     let k = opts.k;
@@ -178,8 +205,14 @@ pub fn fit_adapters(
             ),
         });
     }
-    let norm = opts.metric == Metric::Cosine;
-    // Split: the first `hold` rows of a seeded permutation are held out.
+    Ok(())
+}
+
+/// The `(training, held-out)` rows of an `n`-row sample, each sorted: the first
+/// `holdout` share of a seeded permutation is held out, clamped so that both sides keep
+/// a neighbourhood.
+fn split(n: usize, opts: &FitOptions<'_>) -> (Vec<usize>, Vec<usize>) {
+    let k = opts.k;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let hold = ((count(n) * opts.holdout).round() as usize).clamp(k + 1, n - k - 2);
     let perm = SplitMix64::new(opts.seed).permutation(n);
@@ -188,42 +221,130 @@ pub fn fit_adapters(
     train.sort_unstable();
     let mut held = held.to_vec();
     held.sort_unstable();
+    (train, held)
+}
 
-    // Training matrices (f64), query pairs appended with their weight.
-    let qn = opts.query_pairs.as_ref().map_or(0, |q| q.old.rows());
-    let (x, y, w) = training_rows(old, new, &train, opts, norm);
+/// The training matrices (f64): the sample's training rows, then the query pairs with
+/// their weight.
+struct Training {
+    /// Old vectors (the adapters' targets).
+    x: faer::Mat<f64>,
+    /// New vectors (the adapters' inputs).
+    y: faer::Mat<f64>,
+    /// Row weights, when query pairs weigh other than 1.
+    w: Option<Vec<f64>>,
+    /// Rows normalised (cosine).
+    norm: bool,
+    /// Training rows from the sample.
+    sample_rows: usize,
+    /// Query pairs appended after them.
+    query_rows: usize,
+}
 
-    // Inner split of the sample's training rows to choose lambda and rank.
-    let inner_val = (train.len() / 5).max(1);
-    let inner_perm = SplitMix64::new(opts.seed ^ 0x5eed).permutation(train.len());
-    let mut inner_fit: Vec<usize> = inner_perm[inner_val..].to_vec();
-    inner_fit.extend(train.len()..train.len() + qn);
-    inner_fit.sort_unstable();
-    let val: Vec<usize> = inner_perm[..inner_val].to_vec();
-    let xf = select(&x, &inner_fit);
-    let yf = select(&y, &inner_fit);
-    let wf: Option<Vec<f64>> = w
-        .as_ref()
-        .map(|w| inner_fit.iter().map(|&i| w[i]).collect());
-    let inner = RidgeProblem::new(xf.as_ref(), yf.as_ref(), wf.as_deref(), norm)?;
-    let xv = select(&x, &val);
-    let yv = f32_rows(&select(&y, &val));
-
-    let want_ridge = opts.kinds.contains(&AdapterKind::Ridge);
-    let want_low = opts.kinds.contains(&AdapterKind::LowRank);
-    let mut alpha = opts.ridge_alphas.first().copied().unwrap_or(1e-2);
-    if (want_ridge || want_low) && opts.ridge_alphas.len() > 1 {
-        let mut best = f64::INFINITY;
-        for &a in &opts.ridge_alphas {
-            let err = relative_error(&inner.ridge(a * inner.scale())?, &yv, &xv);
-            if err < best {
-                (best, alpha) = (err, a);
-            }
+impl Training {
+    /// The training matrices of the sample rows `train` and `opts.query_pairs`.
+    fn new(
+        old: &Matrix<'_>,
+        new: &Matrix<'_>,
+        train: &[usize],
+        opts: &FitOptions<'_>,
+        norm: bool,
+    ) -> Self {
+        let (x, y, w) = training_rows(old, new, train, opts, norm);
+        Training {
+            x,
+            y,
+            w,
+            norm,
+            sample_rows: train.len(),
+            query_rows: opts.query_pairs.as_ref().map_or(0, |q| q.old.rows()),
         }
     }
-    let (d_in, d_out) = (new.dim(), old.dim());
+
+    /// The ridge penalty (relative, from `opts.ridge_alphas`) and the low-rank rank
+    /// chosen on an inner split of the sample's training rows (query pairs always fit),
+    /// for adapters from `d_in` to `d_out` dimensions.
+    fn tune(
+        &self,
+        opts: &FitOptions<'_>,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<(f64, Option<usize>)> {
+        let n = self.sample_rows;
+        let inner_val = (n / 5).max(1);
+        let inner_perm = SplitMix64::new(opts.seed ^ 0x5eed).permutation(n);
+        let mut inner_fit: Vec<usize> = inner_perm[inner_val..].to_vec();
+        inner_fit.extend(n..n + self.query_rows);
+        inner_fit.sort_unstable();
+        let val: Vec<usize> = inner_perm[..inner_val].to_vec();
+        let xf = select(&self.x, &inner_fit);
+        let yf = select(&self.y, &inner_fit);
+        let wf: Option<Vec<f64>> = self
+            .w
+            .as_ref()
+            .map(|w| inner_fit.iter().map(|&i| w[i]).collect());
+        let inner = RidgeProblem::new(xf.as_ref(), yf.as_ref(), wf.as_deref(), self.norm)?;
+        let xv = select(&self.x, &val);
+        let yv = f32_rows(&select(&self.y, &val));
+
+        let want_ridge = opts.kinds.contains(&AdapterKind::Ridge);
+        let want_low = opts.kinds.contains(&AdapterKind::LowRank);
+        let mut alpha = opts.ridge_alphas.first().copied().unwrap_or(1e-2);
+        if (want_ridge || want_low) && opts.ridge_alphas.len() > 1 {
+            let mut best = f64::INFINITY;
+            for &a in &opts.ridge_alphas {
+                let err = relative_error(&inner.ridge(a * inner.scale())?, &yv, &xv);
+                if err < best {
+                    (best, alpha) = (err, a);
+                }
+            }
+        }
+        let ranks = candidate_ranks(opts, d_in, d_out);
+        let mut rank = ranks.first().copied();
+        if want_low && ranks.len() > 1 {
+            let mut best = f64::INFINITY;
+            for &r in &ranks {
+                let err = relative_error(&inner.low_rank(alpha * inner.scale(), r)?, &yv, &xv);
+                if err < best {
+                    (best, rank) = (err, Some(r));
+                }
+            }
+        }
+        Ok((alpha, rank))
+    }
+
+    /// One adapter per candidate family of `opts`, fitted on the whole training split
+    /// with the tuned `alpha` and `rank` (no low-rank adapter without a rank).
+    fn fit(&self, opts: &FitOptions<'_>, alpha: f64, rank: Option<usize>) -> Result<Vec<Adapter>> {
+        let (x, y, w) = (self.x.as_ref(), self.y.as_ref(), self.w.as_deref());
+        let full = RidgeProblem::new(x, y, w, self.norm)?;
+        let lambda = alpha * full.scale();
+        let mut fitted: Vec<Adapter> = Vec::new();
+        for kind in AdapterKind::ALL {
+            if !opts.kinds.contains(&kind) {
+                continue;
+            }
+            match kind {
+                AdapterKind::Procrustes => {
+                    fitted.push(adapter::fit_procrustes(x, y, w, self.norm)?);
+                }
+                AdapterKind::LowRank => {
+                    if let Some(r) = rank {
+                        fitted.push(full.low_rank(lambda, r)?);
+                    }
+                }
+                AdapterKind::Ridge => fitted.push(full.ridge(lambda)?),
+            }
+        }
+        Ok(fitted)
+    }
+}
+
+/// The low-rank ranks to try for a `d_in` -> `d_out` map: `opts.ranks`, or by default
+/// `d_out / 16, / 8, / 4, / 2`; each at least 1 and below `min(d_in, d_out)`.
+fn candidate_ranks(opts: &FitOptions<'_>, d_in: usize, d_out: usize) -> Vec<usize> {
     let max_rank = d_in.min(d_out);
-    let ranks: Vec<usize> = if opts.ranks.is_empty() {
+    if opts.ranks.is_empty() {
         [16, 8, 4, 2]
             .iter()
             .map(|f| d_out / f)
@@ -235,63 +356,13 @@ pub fn fit_adapters(
             .copied()
             .filter(|&r| r >= 1 && r < max_rank)
             .collect()
-    };
-    let mut rank = ranks.first().copied();
-    if want_low && ranks.len() > 1 {
-        let mut best = f64::INFINITY;
-        for &r in &ranks {
-            let err = relative_error(&inner.low_rank(alpha * inner.scale(), r)?, &yv, &xv);
-            if err < best {
-                (best, rank) = (err, Some(r));
-            }
-        }
     }
+}
 
-    // Final fits on the whole training split.
-    let full = RidgeProblem::new(x.as_ref(), y.as_ref(), w.as_deref(), norm)?;
-    let lambda = alpha * full.scale();
-    let mut fitted: Vec<Adapter> = Vec::new();
-    for kind in AdapterKind::ALL {
-        if !opts.kinds.contains(&kind) {
-            continue;
-        }
-        match kind {
-            AdapterKind::Procrustes => {
-                fitted.push(adapter::fit_procrustes(
-                    x.as_ref(),
-                    y.as_ref(),
-                    w.as_deref(),
-                    norm,
-                )?);
-            }
-            AdapterKind::LowRank => {
-                if let Some(r) = rank {
-                    fitted.push(full.low_rank(lambda, r)?);
-                }
-            }
-            AdapterKind::Ridge => fitted.push(full.ridge(lambda)?),
-        }
-    }
-
-    // Evaluate on the held-out rows.
-    let eval = HoldoutEval::new(old, new, &held, k, opts.metric)?;
-    let native = eval.native_recall;
-    let mut candidates = Vec::new();
-    for a in &fitted {
-        let (recall, cos) = eval.adapted(a)?;
-        let retention = if native > 0.0 { recall / native } else { 0.0 };
-        candidates.push(CandidateResult {
-            kind: a.kind(),
-            description: a.describe(),
-            adapted_recall: recall,
-            retention,
-            holdout_cosine: cos,
-            cost: a.cost(),
-            passes: retention >= opts.min_retention && recall >= opts.min_recall,
-        });
-    }
-    // Best adapted recall among those that pass; ties go to the cheaper, then the simpler.
-    let best = candidates
+/// The index of the best candidate among those that pass: the highest adapted recall;
+/// ties go to the cheaper, then the simpler (earlier fitted).
+fn best_candidate(candidates: &[CandidateResult]) -> Option<usize> {
+    candidates
         .iter()
         .enumerate()
         .filter(|(_, c)| c.passes)
@@ -300,48 +371,42 @@ pub fn fit_adapters(
                 .total_cmp(&a.adapted_recall)
                 .then(a.cost.cmp(&b.cost))
         })
-        .map(|(i, _)| i);
-    let summary = match best {
-        Some(i) => format!(
+        .map(|(i, _)| i)
+}
+
+/// One sentence on the outcome: what the chosen candidate keeps, or why none was chosen.
+fn summary(
+    candidates: &[CandidateResult],
+    best: Option<usize>,
+    native: f64,
+    hold: usize,
+    opts: &FitOptions<'_>,
+) -> String {
+    let k = opts.k;
+    if let Some(i) = best {
+        return format!(
             "adapter {} keeps {:.1}% of native recall@{k} (adapted {:.3}, native {:.3}) on {hold} held-out rows",
             candidates[i].description,
             100.0 * candidates[i].retention,
             candidates[i].adapted_recall,
             native
+        );
+    }
+    let top = candidates
+        .iter()
+        .max_by(|a, b| a.adapted_recall.total_cmp(&b.adapted_recall));
+    match top {
+        Some(c) => format!(
+            "no adapter reaches retention {:.2} with recall@{k} >= {:.2}: best was {} (retention {:.3}, adapted recall {:.3}, native {:.3}); compatibility mode is none, re-embed the store",
+            opts.min_retention,
+            opts.min_recall,
+            c.description,
+            c.retention,
+            c.adapted_recall,
+            native
         ),
-        None => {
-            let top = candidates
-                .iter()
-                .max_by(|a, b| a.adapted_recall.total_cmp(&b.adapted_recall));
-            match top {
-                Some(c) => format!(
-                    "no adapter reaches retention {:.2} with recall@{k} >= {:.2}: best was {} (retention {:.3}, adapted recall {:.3}, native {:.3}); compatibility mode is none, re-embed the store",
-                    opts.min_retention,
-                    opts.min_recall,
-                    c.description,
-                    c.retention,
-                    c.adapted_recall,
-                    native
-                ),
-                None => {
-                    "no adapter was fitted (no candidate kinds); compatibility mode is none".into()
-                }
-            }
-        }
-    };
-    Ok(FitReport {
-        k,
-        train_rows: train.len(),
-        holdout_rows: hold,
-        query_pairs: qn,
-        native_recall: native,
-        chosen: best.map(|i| candidates[i].kind),
-        adapter: best.map(|i| fitted[i].clone()),
-        candidates,
-        min_retention: opts.min_retention,
-        min_recall: opts.min_recall,
-        summary,
-    })
+        None => "no adapter was fitted (no candidate kinds); compatibility mode is none".into(),
+    }
 }
 
 /// Training matrices: the sample's training rows, then the query pairs; weights only when
@@ -452,6 +517,26 @@ impl<'m> HoldoutEval<'m> {
             metric,
             native_recall,
         })
+    }
+
+    /// How each fitted adapter serves the held-out rows, against the thresholds of `opts`.
+    fn score(&self, fitted: &[Adapter], opts: &FitOptions<'_>) -> Result<Vec<CandidateResult>> {
+        let native = self.native_recall;
+        let mut candidates = Vec::new();
+        for a in fitted {
+            let (recall, cos) = self.adapted(a)?;
+            let retention = if native > 0.0 { recall / native } else { 0.0 };
+            candidates.push(CandidateResult {
+                kind: a.kind(),
+                description: a.describe(),
+                adapted_recall: recall,
+                retention,
+                holdout_cosine: cos,
+                cost: a.cost(),
+                passes: retention >= opts.min_retention && recall >= opts.min_recall,
+            });
+        }
+        Ok(candidates)
     }
 
     /// `(adapted recall, mean cosine of mapped vs true old vectors)`.

@@ -245,75 +245,13 @@ pub fn compat(
         .transpose()?;
     let mut norms_old = metrics::norm_stats(old);
     let mut norms_new = metrics::norm_stats(new);
-
-    // Queries: optionally half for adapter training, the rest for evaluation.
-    let mut q_train: Option<(Vec<f32>, Vec<f32>)> = None;
-    let mut q_eval: Option<EvalQueries> = None;
-    if let Some(q) = &opts.queries {
-        check_queries(q, old, new)?;
-        let rows = q.old.rows();
-        let mut order: Vec<usize> = (0..rows).collect();
-        if opts.fit_adapters && opts.train_adapter_on_queries {
-            order = SplitMix64::new(opts.seed ^ 0x7175_6572).permutation(rows);
-            let (tr, ev) = order.split_at(rows / 2);
-            q_train = Some((gather(&q.old, tr), gather(&q.new, tr)));
-            order = ev.to_vec();
-        }
-        let rel = order.iter().map(|&i| q.relevant[i].clone()).collect();
-        q_eval = Some((gather(&q.old, &order), gather(&q.new, &order), rel));
-    }
-
-    let adapter = if opts.fit_adapters {
-        let pairs = match &q_train {
-            Some((o, nw)) if !o.is_empty() => Some(QueryPairs {
-                old: Matrix::new(o, old.dim())?,
-                new: Matrix::new(nw, new.dim())?,
-            }),
-            _ => None,
-        };
-        let fit = FitOptions {
-            k,
-            metric,
-            seed: opts.seed,
-            min_retention: opts.min_retention,
-            min_recall: opts.min_recall,
-            query_pairs: pairs,
-            ..FitOptions::default()
-        };
-        Some(fit_adapters(old, new, &fit)?)
-    } else {
-        None
-    };
-
-    let retrieval = match &q_eval {
-        Some((qo, qn, rel)) if !rel.is_empty() => {
-            let qo = Matrix::new(qo, old.dim())?;
-            let qn = Matrix::new(qn, new.dim())?;
-            let (old_recall, queries) = retrieval_recall(&qo, old, rel, k, metric)?;
-            let (new_recall, _) = retrieval_recall(&qn, new, rel, k, metric)?;
-            let ratio = (old_recall > 0.0).then(|| new_recall / old_recall);
-            let adapter_recall = match adapter.as_ref().and_then(|f| f.adapter.as_ref()) {
-                Some(a) => {
-                    let mapped = a.apply_batch(qn.data());
-                    let m = Matrix::new(&mapped, old.dim())?;
-                    Some(retrieval_recall(&m, old, rel, k, metric)?.0)
-                }
-                None => None,
-            };
-            Some(RetrievalSummary {
-                queries,
-                old_recall,
-                new_recall,
-                ratio,
-                adapter_recall,
-                adapter_ratio: adapter_recall
-                    .filter(|_| old_recall > 0.0)
-                    .map(|r| r / old_recall),
-            })
-        }
-        _ => None,
-    };
-
+    let (q_train, q_eval) = split_queries(old, new, opts)?;
+    let adapter = fit_adapter(old, new, opts, q_train.as_ref())?;
+    let retrieval = q_eval
+        .as_ref()
+        .map(|q| retrieval(old, new, opts, q, adapter.as_ref()))
+        .transpose()?
+        .flatten();
     let suggested_mode = if identical_mean_cosine.is_some_and(|c| c >= opts.identical_tolerance) {
         CompatMode::Identical
     } else if adapter.as_ref().is_some_and(|f| f.chosen.is_some()) {
@@ -353,9 +291,108 @@ pub fn compat(
     Ok(report)
 }
 
+/// The labelled queries of `opts`, checked against the sample: `(training pairs,
+/// evaluation queries)`. When adapters are fitted on queries, a seeded half of them
+/// trains the adapter and the rest evaluates; otherwise all of them evaluate.
+fn split_queries(
+    old: &Matrix<'_>,
+    new: &Matrix<'_>,
+    opts: &CompatOptions<'_>,
+) -> Result<(Option<TrainQueries>, Option<EvalQueries>)> {
+    let Some(q) = &opts.queries else {
+        return Ok((None, None));
+    };
+    check_queries(q, old, new)?;
+    let rows = q.old.rows();
+    let mut q_train = None;
+    let mut order: Vec<usize> = (0..rows).collect();
+    if opts.fit_adapters && opts.train_adapter_on_queries {
+        order = SplitMix64::new(opts.seed ^ 0x7175_6572).permutation(rows);
+        let (tr, ev) = order.split_at(rows / 2);
+        q_train = Some((gather(&q.old, tr), gather(&q.new, tr)));
+        order = ev.to_vec();
+    }
+    let rel = order.iter().map(|&i| q.relevant[i].clone()).collect();
+    let q_eval = (gather(&q.old, &order), gather(&q.new, &order), rel);
+    Ok((q_train, Some(q_eval)))
+}
+
+/// The adapter search of `opts` (none unless `opts.fit_adapters`), with the training
+/// query pairs when there are any.
+fn fit_adapter(
+    old: &Matrix<'_>,
+    new: &Matrix<'_>,
+    opts: &CompatOptions<'_>,
+    q_train: Option<&TrainQueries>,
+) -> Result<Option<FitReport>> {
+    if !opts.fit_adapters {
+        return Ok(None);
+    }
+    let pairs = match q_train {
+        Some((o, nw)) if !o.is_empty() => Some(QueryPairs {
+            old: Matrix::new(o, old.dim())?,
+            new: Matrix::new(nw, new.dim())?,
+        }),
+        _ => None,
+    };
+    let fit = FitOptions {
+        k: opts.k,
+        metric: opts.metric,
+        seed: opts.seed,
+        min_retention: opts.min_retention,
+        min_recall: opts.min_recall,
+        query_pairs: pairs,
+        ..FitOptions::default()
+    };
+    Ok(Some(fit_adapters(old, new, &fit)?))
+}
+
+/// Recall of the evaluation queries `q` on the old and the new vectors, and through the
+/// chosen adapter of `adapter` (new queries on old vectors). `None` without relevance
+/// lists.
+fn retrieval(
+    old: &Matrix<'_>,
+    new: &Matrix<'_>,
+    opts: &CompatOptions<'_>,
+    (qo, qn, rel): &EvalQueries,
+    adapter: Option<&FitReport>,
+) -> Result<Option<RetrievalSummary>> {
+    if rel.is_empty() {
+        return Ok(None);
+    }
+    let (k, metric) = (opts.k, opts.metric);
+    let qo = Matrix::new(qo, old.dim())?;
+    let qn = Matrix::new(qn, new.dim())?;
+    let (old_recall, queries) = retrieval_recall(&qo, old, rel, k, metric)?;
+    let (new_recall, _) = retrieval_recall(&qn, new, rel, k, metric)?;
+    let ratio = (old_recall > 0.0).then(|| new_recall / old_recall);
+    let adapter_recall = match adapter.and_then(|f| f.adapter.as_ref()) {
+        Some(a) => {
+            let mapped = a.apply_batch(qn.data());
+            let m = Matrix::new(&mapped, old.dim())?;
+            Some(retrieval_recall(&m, old, rel, k, metric)?.0)
+        }
+        None => None,
+    };
+    Ok(Some(RetrievalSummary {
+        queries,
+        old_recall,
+        new_recall,
+        ratio,
+        adapter_recall,
+        adapter_ratio: adapter_recall
+            .filter(|_| old_recall > 0.0)
+            .map(|r| r / old_recall),
+    }))
+}
+
+/// Old and new query vectors (flat) used to train the adapter.
+type TrainQueries = (Vec<f32>, Vec<f32>);
+
 /// Old query vectors, new query vectors (flat) and relevance lists used for evaluation.
 type EvalQueries = (Vec<f32>, Vec<f32>, Vec<Vec<u32>>);
 
+/// Refuse a query set whose vectors or relevance lists do not fit the sample.
 fn check_queries(q: &QuerySet<'_>, old: &Matrix<'_>, new: &Matrix<'_>) -> Result<()> {
     if q.old.rows() != q.new.rows()
         || q.relevant.len() != q.old.rows()
@@ -379,6 +416,7 @@ fn check_queries(q: &QuerySet<'_>, old: &Matrix<'_>, new: &Matrix<'_>) -> Result
     Ok(())
 }
 
+/// Rows `rows` of `m`, flat.
 fn gather(m: &Matrix<'_>, rows: &[usize]) -> Vec<f32> {
     rows.iter()
         .flat_map(|&i| m.row(i).iter().copied())

@@ -9,20 +9,22 @@
 //! mode and gates (the same [`check_pair`] `apply` runs), checks the sample's invariants,
 //! and projects both spaces to 2-D for a picture.
 
+mod invariants;
+mod steps;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{DuplicateAudit, FieldAudit, Scalar};
-use crate::compat::{
-    self, CompatMode, CompatOptions, CompatReport, Gate, Matrix, ModeThresholds, QuerySet, Verdict,
-};
+pub use steps::check_pair;
+
+use crate::compat::{CompatReport, Verdict};
 use crate::error::{CompatError, Result};
-use crate::invariant::{IdAudit, VectorAudit};
-use crate::migration::{CheckKind, InvariantSpec, Migration, Step};
+use crate::migration::{InvariantSpec, Migration};
 use crate::plan::{Plan, Snapshot, plan};
 use crate::report::{CompatCheck, InvariantResult};
-use crate::space::{Space, normalize_flat, truncate_flat};
+use invariants::sample_invariants;
+use steps::review_steps;
 
 /// One vector column of a sample.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -142,108 +144,39 @@ pub struct Review {
     pub reasons: Vec<String>,
 }
 
-/// The compatibility check of `from` -> `to` on paired rows (`old`, `new` row-major, row
-/// `i` of each is one record): the metrics, the declared mode verified, every gate
-/// judged, the worst verdict. `apply` and the preview both call this; neither the
-/// adapter reference nor an approval is filled in here.
-#[allow(clippy::too_many_arguments)]
-pub fn check_pair(
-    from: &Space,
-    to: &Space,
-    old: &[f32],
-    new: &[f32],
-    k: usize,
-    mode: Option<CompatMode>,
-    gates: &[Gate],
-    queries: Option<QuerySet<'_>>,
-) -> std::result::Result<(CompatCheck, Option<CompatReport>), CompatError> {
-    let om = Matrix::new(old, from.dimension)?;
-    let nm = Matrix::new(new, to.dimension)?;
-    let n = om.rows();
-    let k = k.min(n.saturating_sub(2)).max(1);
-    let mut check = CompatCheck {
-        from: from.name.clone(),
-        to: to.name.clone(),
-        sample: n,
-        k,
-        metrics: BTreeMap::new(),
-        mode,
-        mode_failure: None,
-        suggested_mode: CompatMode::None,
-        gates: vec![],
-        verdict: Verdict::Pass,
-        adapter_summary: String::new(),
-        adapter: None,
-        approval: None,
-    };
-    let needed = compat::min_sample_rows(k);
-    if n < needed {
-        check.adapter_summary = format!(
-            "{n} rows with vectors in both spaces: too few to compare the spaces (need {needed})"
-        );
-        if mode.is_some() || !gates.is_empty() {
-            check.verdict = Verdict::Block;
-            check.mode_failure = Some(check.adapter_summary.clone());
-        }
-        return Ok((check, None));
-    }
-    let opts = CompatOptions {
-        k,
-        metric: from.metric,
-        queries,
-        ..CompatOptions::default()
-    };
-    let report = compat::compat(&om, &nm, &opts)?;
-    check.metrics = report.metrics.clone();
-    check.suggested_mode = report.suggested_mode;
-    check.adapter_summary = report
-        .adapter
-        .as_ref()
-        .map_or_else(|| "not fitted".to_owned(), |a| a.summary.clone());
-    if let Some(mode) = mode
-        && let Err(e) = compat::verify_mode(mode, &report, &ModeThresholds::default())
-    {
-        check.mode_failure = Some(e.to_string());
-    }
-    check.gates = compat::evaluate(gates, &check.metrics)?;
-    check.verdict = compat::overall(&check.gates);
-    if check.mode_failure.is_some() {
-        check.verdict = Verdict::Block;
-    }
-    Ok((check, Some(report)))
-}
-
-/// A space known to the snapshot or created by the plan.
-fn find_space<'a>(plan: &'a Plan, snap: &'a Snapshot, name: &str) -> Option<&'a Space> {
-    plan.spaces_after
-        .iter()
-        .find(|s| s.name == name)
-        .or_else(|| snap.state.space(name))
-}
-
-/// Paired rows of two columns: (old row-major, new row-major), rows with both vectors.
-fn paired(a: &VectorColumn, b: &VectorColumn, rows: usize) -> (Vec<f32>, Vec<f32>) {
-    let (mut o, mut n) = (Vec::new(), Vec::new());
-    for i in 0..rows {
-        if let (Some(x), Some(y)) = (a.row(i), b.row(i)) {
-            o.extend_from_slice(x);
-            n.extend_from_slice(y);
-        }
-    }
-    (o, n)
-}
-
-fn project(m: &[f32], sp: &Space) -> Option<Vec<f32>> {
-    Matrix::new(m, sp.dimension)
-        .ok()
-        .and_then(|x| compat::project_2d(&x, sp.metric).ok())
-}
-
 /// Review `files` (every migration of the folder, applied ones included, as `apply`
 /// reads them) against `sample`.
 pub fn review(files: &[Migration], sample: &Sample, opts: &ReviewOptions) -> Result<Review> {
     let snap = &sample.snapshot;
     let p = plan(snap, files)?;
+    check_shapes(sample)?;
+    let pending: Vec<&Migration> = p
+        .migrations
+        .iter()
+        .filter_map(|pm| files.iter().find(|m| m.id == pm.id))
+        .collect();
+    let (steps, truncated) = review_steps(&p, sample, opts, &pending);
+    let declared: Vec<&InvariantSpec> = pending
+        .iter()
+        .flat_map(|m| m.invariants.iter())
+        .chain(opts.invariants.iter())
+        .collect();
+    let invariants = sample_invariants(sample, &p, &truncated, &declared);
+    let (verdict, reasons) = verdict(&p, &steps, &invariants);
+    Ok(Review {
+        plan: p,
+        sample_rows: sample.ids.len(),
+        store_rows: snap.rows,
+        steps,
+        invariants,
+        verdict,
+        reasons,
+    })
+}
+
+/// Refuse a sample whose vector columns do not hold one vector (and one validity flag)
+/// per row.
+fn check_shapes(sample: &Sample) -> Result<()> {
     let rows = sample.ids.len();
     for (col, v) in &sample.vectors {
         // checked: `dim` comes from a file, and a huge one must be a shape error, not an
@@ -262,117 +195,31 @@ pub fn review(files: &[Migration], sample: &Sample, opts: &ReviewOptions) -> Res
             .into());
         }
     }
-    let pending: Vec<&Migration> = p
-        .migrations
-        .iter()
-        .filter_map(|pm| files.iter().find(|m| m.id == pm.id))
-        .collect();
-    let mut steps = Vec::new();
-    let mut truncated: BTreeMap<String, VectorColumn> = BTreeMap::new();
-    let mut active = snap.state.active_space.clone();
-    for m in &pending {
-        for (i, s) in m.steps.iter().enumerate() {
-            match &s.step {
-                Step::Reembed {
-                    space,
-                    compare_to,
-                    mode,
-                    k,
-                    activate,
-                    embedder,
-                    ..
-                } => {
-                    let from = compare_to.clone().or_else(|| active.clone());
-                    if let Some(from) = from.filter(|f| f != space) {
-                        steps.push(step_review(
-                            &p,
-                            sample,
-                            &truncated,
-                            (m, i, "reembed"),
-                            (&from, space),
-                            k.unwrap_or(opts.k),
-                            (*mode, &m.gates),
-                            Some(embedder),
-                            opts.projection,
-                        ));
-                    }
-                    if *activate {
-                        active = Some(space.clone());
-                    }
-                }
-                Step::Truncate {
-                    from,
-                    space,
-                    dimension,
-                    activate,
-                } => {
-                    // the new vectors follow from the old ones: compute them here
-                    if let (Some(src), Some(to)) = (
-                        find_space(&p, snap, from),
-                        find_space(&p, snap, space).cloned(),
-                    ) && let Some(col) = sample
-                        .vectors
-                        .get(&src.column)
-                        .or_else(|| truncated.get(&src.column))
-                        && (1..=col.dim).contains(dimension)
-                    {
-                        let mut data = Vec::with_capacity(rows * dimension);
-                        truncate_flat(&col.data, col.dim, *dimension, &mut data);
-                        normalize_flat(&mut data, *dimension);
-                        truncated.insert(
-                            to.column.clone(),
-                            VectorColumn {
-                                dim: *dimension,
-                                data,
-                                valid: col.valid.clone(),
-                            },
-                        );
-                    }
-                    steps.push(step_review(
-                        &p,
-                        sample,
-                        &truncated,
-                        (m, i, "truncate"),
-                        (from, space),
-                        opts.k,
-                        (None, &[]),
-                        None,
-                        opts.projection,
-                    ));
-                    if *activate {
-                        active = Some(space.clone());
-                    }
-                }
-                Step::SetActiveSpace { space } => active = Some(space.clone()),
-                _ => {}
-            }
-        }
-    }
-    let declared: Vec<&InvariantSpec> = pending
-        .iter()
-        .flat_map(|m| m.invariants.iter())
-        .chain(opts.invariants.iter())
-        .collect();
-    let invariants = sample_invariants(sample, &p, &truncated, &declared);
+    Ok(())
+}
+
+/// The worst verdict of the plan's lint, the steps' checks and the sample's
+/// invariants, with one reason per part that does not pass.
+fn verdict(
+    p: &Plan,
+    steps: &[StepReview],
+    invariants: &[InvariantResult],
+) -> (Verdict, Vec<String>) {
     let mut reasons = Vec::new();
     let mut verdict = Verdict::Pass;
-    let mut worse = |v: Verdict, why: String, verdict: &mut Verdict| {
+    let mut worse = |v: Verdict, why: String| {
         if v != Verdict::Pass {
             reasons.push(why);
         }
-        if v > *verdict {
-            *verdict = v;
+        if v > verdict {
+            verdict = v;
         }
     };
     let errors = p.errors().count();
     if errors > 0 {
-        worse(
-            Verdict::Block,
-            format!("lint found {errors} error(s)"),
-            &mut verdict,
-        );
+        worse(Verdict::Block, format!("lint found {errors} error(s)"));
     }
-    for s in &steps {
+    for s in steps {
         if let Some(c) = &s.check {
             worse(
                 c.verdict,
@@ -393,7 +240,6 @@ pub fn review(files: &[Migration], sample: &Sample, opts: &ReviewOptions) -> Res
                         hit.join(", ")
                     })
                 ),
-                &mut verdict,
             );
         }
     }
@@ -401,164 +247,9 @@ pub fn review(files: &[Migration], sample: &Sample, opts: &ReviewOptions) -> Res
         worse(
             Verdict::Block,
             format!("invariant {} failed on the sample: {}", r.name, r.message),
-            &mut verdict,
         );
     }
-    Ok(Review {
-        plan: p,
-        sample_rows: rows,
-        store_rows: snap.rows,
-        steps,
-        invariants,
-        verdict,
-        reasons,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn step_review(
-    p: &Plan,
-    sample: &Sample,
-    computed: &BTreeMap<String, VectorColumn>,
-    (m, index, op): (&Migration, usize, &str),
-    (from, to): (&str, &str),
-    k: usize,
-    (mode, gates): (Option<CompatMode>, &[Gate]),
-    embedder: Option<&str>,
-    projection: bool,
-) -> StepReview {
-    let mut out = StepReview {
-        migration: m.id,
-        file: m.file.clone(),
-        step: index,
-        op: op.to_owned(),
-        from: from.to_owned(),
-        to: to.to_owned(),
-        check: None,
-        report: None,
-        note: None,
-        projection: None,
-    };
-    let snap = &sample.snapshot;
-    let (Some(a), Some(b)) = (find_space(p, snap, from), find_space(p, snap, to)) else {
-        out.note = Some(format!(
-            "space `{from}` or `{to}` is neither in the store nor declared by the plan"
-        ));
-        return out;
-    };
-    let col = |sp: &Space| {
-        sample
-            .vectors
-            .get(&sp.column)
-            .or_else(|| computed.get(&sp.column))
-    };
-    let Some(ca) = col(a) else {
-        out.note = Some(format!(
-            "the sample has no vectors of `{from}` (column `{}`); export it again from the store",
-            a.column
-        ));
-        return out;
-    };
-    let Some(cb) = col(b) else {
-        out.note = Some(match embedder {
-            Some(e) => format!(
-                "the sample has no vectors of the new space `{to}`: export it with the new model, e.g. `memlane export-sample STORE FOLDER --embedder {e}=cmd:YOUR_EMBEDDER -o sample.arrow` (or `store.export_sample(..., embedders={{\"{e}\": fn}})` in Python)"
-            ),
-            None => format!("the sample has no vectors of `{to}`"),
-        });
-        return out;
-    };
-    if ca.dim != a.dimension || cb.dim != b.dimension {
-        out.note = Some(format!(
-            "the sample's vectors are {}-d and {}-d but `{from}` is {}-d and `{to}` {}-d",
-            ca.dim, cb.dim, a.dimension, b.dimension
-        ));
-        return out;
-    }
-    let (old, new) = paired(ca, cb, sample.ids.len());
-    match check_pair(a, b, &old, &new, k, mode, gates, None) {
-        Ok((check, report)) => {
-            if projection && report.is_some() {
-                out.projection = project(&old, a)
-                    .zip(project(&new, b))
-                    .map(|(old, new)| Projection { old, new });
-            }
-            out.check = Some(check);
-            out.report = report;
-        }
-        Err(e) => out.note = Some(format!("the compatibility check failed: {e}")),
-    }
-    out
-}
-
-fn sample_invariants(
-    sample: &Sample,
-    p: &Plan,
-    computed: &BTreeMap<String, VectorColumn>,
-    declared: &[&InvariantSpec],
-) -> Vec<InvariantResult> {
-    let mut out = Vec::new();
-    let mut ids = IdAudit::default();
-    for id in &sample.ids {
-        ids.feed(Some(id));
-    }
-    let builtin_ids = InvariantSpec::builtin(CheckKind::IdsUnique);
-    out.push(
-        ids.finish(
-            declared
-                .iter()
-                .find(|d| d.check == CheckKind::IdsUnique)
-                .copied()
-                .unwrap_or(&builtin_ids),
-        ),
-    );
-    let snap = &sample.snapshot;
-    let mut spaces: Vec<&Space> = p.spaces_after.iter().collect();
-    for s in &snap.state.spaces {
-        if !spaces.iter().any(|x| x.name == s.name) {
-            spaces.push(s);
-        }
-    }
-    for sp in spaces {
-        let Some(col) = sample
-            .vectors
-            .get(&sp.column)
-            .or_else(|| computed.get(&sp.column))
-        else {
-            continue;
-        };
-        let mine: Vec<&InvariantSpec> = declared
-            .iter()
-            .copied()
-            .filter(|d| d.space.as_deref() == Some(sp.name.as_str()))
-            .collect();
-        let spec = crate::migration::vectors_spec(mine.iter().copied(), &sp.name);
-        let mut a = VectorAudit::new(sp.clone()).with_norm_range(spec.min_norm, spec.max_norm);
-        for (i, id) in sample.ids.iter().enumerate() {
-            a.feed(id, col.row(i), false);
-        }
-        out.push(a.finish(&spec));
-        for d in mine.iter().filter(|d| d.check == CheckKind::Duplicates) {
-            let mut a = DuplicateAudit::default();
-            for (i, id) in sample.ids.iter().enumerate() {
-                if let Some(v) = col.row(i) {
-                    a.feed(id, v);
-                }
-            }
-            out.push(a.finish(d, &sp.name));
-        }
-    }
-    for d in declared.iter().filter(|d| d.check == CheckKind::Field) {
-        let Some(values) = d.field.as_ref().and_then(|f| sample.fields.get(f)) else {
-            continue;
-        };
-        let mut a = FieldAudit::new(d);
-        for (id, v) in sample.ids.iter().zip(values) {
-            a.feed(id, Scalar::from_json(v));
-        }
-        out.push(a.finish());
-    }
-    out
+    (verdict, reasons)
 }
 
 impl std::fmt::Display for Review {
@@ -605,6 +296,7 @@ mod tests {
     use super::*;
     use crate::migration::parse_folder;
     use crate::space::Space;
+    use crate::space::normalize_flat;
     use crate::state::StoreState;
 
     fn unit(seed: u64, n: usize, d: usize) -> Vec<f32> {
