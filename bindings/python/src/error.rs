@@ -89,6 +89,30 @@ pyo3::create_exception!(
     MemlaneError,
     "Records, arguments or files given to memlane are not acceptable."
 );
+pyo3::create_exception!(
+    memlane,
+    ConflictError,
+    MemlaneError,
+    "Concurrent writers kept preempting the operation after every retry, or a re-embed cannot catch up with them; nothing was committed by it, run it again."
+);
+pyo3::create_exception!(
+    memlane,
+    StateError,
+    MemlaneError,
+    "The operation does not fit the store's current state (e.g. abort with nothing in flight); the message names the way forward."
+);
+pyo3::create_exception!(
+    memlane,
+    StorageError,
+    MemlaneError,
+    "The storage under the store (Lance, the object store or the file system) failed."
+);
+pyo3::create_exception!(
+    memlane,
+    InternalError,
+    MemlaneError,
+    "A bug in memlane: please report it with the message."
+);
 
 /// Attributes to set on the exception: (name, value as JSON).
 type Attrs = Vec<(&'static str, serde_json::Value)>;
@@ -117,7 +141,8 @@ fn vector_attrs(v: &VectorError) -> Attrs {
 }
 
 /// The exception class and structured attributes for a store error.
-fn classify(e: &StoreError) -> (PyErrType, Attrs) {
+/// The structured attributes of an error (its class comes from its kind).
+fn attrs_of(e: &StoreError) -> Attrs {
     use serde_json::json;
     match e {
         StoreError::Core(CoreError::Chain(c)) => {
@@ -127,118 +152,80 @@ fn classify(e: &StoreError) -> (PyErrType, Attrs) {
                 | ChainError::Removed { file, .. }
                 | ChainError::Reordered { file, .. } => file.clone(),
             };
-            (PyErrType::ChecksumMismatch, vec![("file", json!(file))])
+            vec![("file", json!(file))]
         }
-        StoreError::Core(CoreError::Vector(v)) => (PyErrType::Incompatible, vector_attrs(v)),
-        StoreError::Core(CoreError::Space { .. }) => (PyErrType::Incompatible, vec![]),
-        StoreError::Core(
-            CoreError::MigrationFile { .. }
-            | CoreError::FileName { .. }
-            | CoreError::DuplicateId { .. }
-            | CoreError::Lint { .. }
-            | CoreError::State(_),
-        ) => (PyErrType::Migration, vec![]),
-        StoreError::Core(CoreError::Value { .. } | CoreError::Compat(_)) => {
-            (PyErrType::Input, vec![])
-        }
+        StoreError::Core(CoreError::Vector(v)) => vector_attrs(v),
         StoreError::InvariantViolation {
             file, step, report, ..
-        } => (
-            PyErrType::Invariant,
-            vec![
-                ("file", json!(file)),
-                ("step", json!(step)),
-                ("report", serde_json::to_value(report).unwrap_or_default()),
-            ],
-        ),
-        StoreError::GateBlocked { file, check, .. } => (
-            PyErrType::Gate,
-            vec![
-                ("file", json!(file)),
-                ("check", serde_json::to_value(check).unwrap_or_default()),
-            ],
-        ),
-        StoreError::ReviewRequired { file, check, .. } => (
-            PyErrType::Review,
-            vec![
-                ("file", json!(file)),
-                ("check", serde_json::to_value(check).unwrap_or_default()),
-            ],
-        ),
+        } => vec![
+            ("file", json!(file)),
+            ("step", json!(step)),
+            ("report", serde_json::to_value(report).unwrap_or_default()),
+        ],
+        StoreError::GateBlocked { file, check, .. } => vec![
+            ("file", json!(file)),
+            ("check", serde_json::to_value(check).unwrap_or_default()),
+        ],
+        StoreError::ReviewRequired { file, check, .. } => vec![
+            ("file", json!(file)),
+            ("check", serde_json::to_value(check).unwrap_or_default()),
+        ],
         StoreError::ModelDrift {
             space,
             embedder,
             cosine,
             canary,
             ..
-        } => (
-            PyErrType::Drift,
-            vec![
-                ("space", json!(space)),
-                ("embedder", json!(embedder)),
-                ("cosine", json!(cosine)),
-                ("canary", json!(canary)),
-            ],
-        ),
+        } => vec![
+            ("space", json!(space)),
+            ("embedder", json!(embedder)),
+            ("cosine", json!(cosine)),
+            ("canary", json!(canary)),
+        ],
         StoreError::UnknownSpace { name, .. } => {
-            (PyErrType::Incompatible, vec![("space", json!(name))])
+            vec![("space", json!(name))]
         }
         StoreError::Embedder {
             name,
             batch,
             first_id,
             ..
-        } => (
-            PyErrType::Embedder,
-            vec![
-                ("embedder", json!(name)),
-                ("batch", json!(batch)),
-                ("record_id", json!(first_id)),
-            ],
-        ),
-        StoreError::MissingEmbedder { name, file } => (
-            PyErrType::Migration,
-            vec![("embedder", json!(name)), ("file", json!(file))],
-        ),
+        } => vec![
+            ("embedder", json!(name)),
+            ("batch", json!(batch)),
+            ("record_id", json!(first_id)),
+        ],
+        StoreError::MissingEmbedder { name, file } => {
+            vec![("embedder", json!(name)), ("file", json!(file))]
+        }
         StoreError::LockHeld {
             holder, host, pid, ..
-        } => (
-            PyErrType::Lock,
-            vec![
-                ("holder", json!(holder)),
-                ("host", json!(host)),
-                ("pid", json!(pid)),
-            ],
-        ),
-        StoreError::NotFound { uri } => (PyErrType::NotFound, vec![("uri", json!(uri))]),
-        StoreError::UnknownVersion(v) => (PyErrType::NotFound, vec![("version", json!(v))]),
-        StoreError::NoAdapter { from, to, .. } => (
-            PyErrType::NotFound,
-            vec![("space", json!(to)), ("query_space", json!(from))],
-        ),
-        StoreError::Exists { uri } => (PyErrType::Exists, vec![("uri", json!(uri))]),
-        StoreError::Verify(_) => (PyErrType::Migration, vec![]),
-        StoreError::Integrity { version, .. } => {
-            (PyErrType::Migration, vec![("version", json!(version))])
+        } => vec![
+            ("holder", json!(holder)),
+            ("host", json!(host)),
+            ("pid", json!(pid)),
+        ],
+        StoreError::NotFound { uri } => vec![("uri", json!(uri))],
+        StoreError::UnknownVersion(v) => vec![("version", json!(v))],
+        StoreError::NoAdapter { from, to, .. } => {
+            vec![("space", json!(to)), ("query_space", json!(from))]
         }
-        StoreError::LockAlive { uri, holder, pid } => (
-            PyErrType::Lock,
-            vec![
-                ("uri", json!(uri)),
-                ("holder", json!(holder)),
-                ("pid", json!(pid)),
-            ],
-        ),
-        StoreError::NotAStore { uri, .. } => (PyErrType::NotFound, vec![("uri", json!(uri))]),
-        StoreError::Conflict { .. } | StoreError::Internal(_) => (PyErrType::Base, vec![]),
-        StoreError::Input(_) | StoreError::Arrow(_) => (PyErrType::Input, vec![]),
-        StoreError::Lance(_) | StoreError::Io { .. } => (PyErrType::Base, vec![]),
+        StoreError::Exists { uri } => vec![("uri", json!(uri))],
+        StoreError::Integrity { version, .. } => {
+            vec![("version", json!(version))]
+        }
+        StoreError::LockAlive { uri, holder, pid } => vec![
+            ("uri", json!(uri)),
+            ("holder", json!(holder)),
+            ("pid", json!(pid)),
+        ],
+        StoreError::NotAStore { uri, .. } => vec![("uri", json!(uri))],
+        _ => vec![],
     }
 }
 
 #[derive(Clone, Copy)]
 enum PyErrType {
-    Base,
     Migration,
     Integrity,
     ChecksumMismatch,
@@ -252,12 +239,15 @@ enum PyErrType {
     NotFound,
     Exists,
     Input,
+    Conflict,
+    State,
+    Storage,
+    Internal,
 }
 
 impl PyErrType {
     fn new_err(self, msg: String) -> PyErr {
         match self {
-            PyErrType::Base => MemlaneError::new_err(msg),
             PyErrType::Migration => MigrationError::new_err(msg),
             PyErrType::Integrity => IntegrityError::new_err(msg),
             PyErrType::ChecksumMismatch => ChecksumMismatch::new_err(msg),
@@ -271,6 +261,10 @@ impl PyErrType {
             PyErrType::NotFound => NotFoundError::new_err(msg),
             PyErrType::Exists => StoreExistsError::new_err(msg),
             PyErrType::Input => InvalidInputError::new_err(msg),
+            PyErrType::Conflict => ConflictError::new_err(msg),
+            PyErrType::State => StateError::new_err(msg),
+            PyErrType::Storage => StorageError::new_err(msg),
+            PyErrType::Internal => InternalError::new_err(msg),
         }
     }
 }
@@ -295,12 +289,15 @@ fn class_of(kind: memlane_core::ErrorKind) -> PyErrType {
         K::NotFound => PyErrType::NotFound,
         K::Exists => PyErrType::Exists,
         K::Locked => PyErrType::Lock,
-        K::Conflict | K::Storage | K::Internal => PyErrType::Base,
+        K::Conflict => PyErrType::Conflict,
+        K::State => PyErrType::State,
+        K::Storage => PyErrType::Storage,
+        K::Internal => PyErrType::Internal,
     }
 }
 
 pub(crate) fn to_py(py: Python<'_>, e: StoreError, cause: Option<PyErr>) -> PyErr {
-    let (_, attrs) = classify(&e);
+    let attrs = attrs_of(&e);
     let ty = class_of(e.kind());
     let err = ty.new_err(e.to_string());
     let value = err.value(py);

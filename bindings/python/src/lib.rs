@@ -84,9 +84,10 @@ mod _memlane {
     use super::compat::compat_json;
     #[pymodule_export]
     use super::error::{
-        ChecksumMismatch, EmbedderError, GateBlocked, IncompatibleSpaceError, IntegrityError,
-        InvalidInputError, InvariantViolation, LockHeld, MemlaneError, MigrationError, ModelDrift,
-        NotFoundError, ReviewRequired, StoreExistsError,
+        ChecksumMismatch, ConflictError, EmbedderError, GateBlocked, IncompatibleSpaceError,
+        IntegrityError, InternalError, InvalidInputError, InvariantViolation, LockHeld,
+        MemlaneError, MigrationError, ModelDrift, NotFoundError, ReviewRequired, StateError,
+        StorageError, StoreExistsError,
     };
     #[pymodule_export]
     use super::space::Space;

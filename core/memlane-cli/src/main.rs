@@ -2,12 +2,13 @@
 //!
 //! `cli` holds the command line as clap types, `commands` one module per command,
 //! `output` the one way a command writes its result (text or `--json`), `exit` how a
-//! run ends; `main` parses and dispatches.
+//! run ends, `log` where the library's warnings go; `main` parses and dispatches.
 
 mod cli;
 mod commands;
 mod embedders;
 mod exit;
+mod log;
 mod output;
 
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
             return ExitStatus::of_clap(&e).into();
         }
     };
+    log::init();
     let out = Output::new(cli.output.json);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -323,8 +323,12 @@ pub enum ErrorKind {
     Exists,
     /// Another process holds the migration lock.
     Locked,
-    /// Concurrent commits kept preempting the operation.
+    /// Concurrent commits kept preempting the operation (or a re-embed cannot catch
+    /// up with writers); nothing was committed by the failed attempt.
     Conflict,
+    /// The operation does not fit the store's current state (abort with nothing in
+    /// flight, contract of the active space...).
+    State,
     /// The storage engine or the file system failed.
     Storage,
     /// A bug in memlane.
@@ -363,6 +367,7 @@ impl ErrorKind {
             ErrorKind::Exists => "ExistsError",
             ErrorKind::Locked => "LockHeldError",
             ErrorKind::Conflict => "ConflictError",
+            ErrorKind::State => "StateError",
             ErrorKind::Storage => "StorageError",
             ErrorKind::Internal => "InternalError",
         }

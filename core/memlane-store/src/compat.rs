@@ -142,7 +142,7 @@ pub(crate) fn adapters_dir(uri: &str) -> PathBuf {
 /// Write an adapter as `<digest>.json` (content-addressed, so a file never changes
 /// under a recorded reference). Returns (file name, digest).
 pub(crate) fn save_adapter(uri: &str, a: &Adapter) -> Result<(String, String)> {
-    let json = serde_json::to_vec(a).map_err(|e| StoreError::Input(format!("adapter: {e}")))?;
+    let json = serde_json::to_vec(a).map_err(|e| StoreError::Internal(format!("adapter: {e}")))?;
     let digest = blake3::hash(&json).to_hex().to_string();
     let dir = adapters_dir(uri);
     let io = |path: &std::path::Path, e: std::io::Error| StoreError::Io {

@@ -53,14 +53,3 @@ pub use sample::{SAMPLE_META, SNAPSHOT_META, SampleInfo, read_sample, review_sam
 pub use store::{AddReport, CreateOptions, HistoryItem, Hit, Record, Store, UpsertReport};
 pub use validate::{CheckPoint, ValidateReport};
 pub use verify::{Check, VerifyReport};
-
-/// Developer aid: with `MEMLANE_PROFILE` set, print how long a phase took to stderr.
-#[allow(clippy::print_stderr)]
-pub(crate) fn prof(label: &str, t: std::time::Instant) {
-    if std::env::var_os("MEMLANE_PROFILE").is_some() {
-        eprintln!(
-            "[memlane profile] {label}: {:.3} s",
-            t.elapsed().as_secs_f64()
-        );
-    }
-}

@@ -157,9 +157,9 @@ impl Store {
             }
         }
         let snap_json = serde_json::to_string(&snapshot)
-            .map_err(|e| StoreError::Input(format!("snapshot: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("snapshot: {e}")))?;
         let info_json = serde_json::to_string(&info)
-            .map_err(|e| StoreError::Input(format!("sample info: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("sample info: {e}")))?;
         let mut meta = batch.schema().metadata().clone();
         meta.insert(SNAPSHOT_META.to_owned(), snap_json);
         meta.insert(SAMPLE_META.to_owned(), info_json);

@@ -849,7 +849,7 @@ impl Store {
             .iter()
             .map(serde_json::to_value)
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Input(format!("record cannot be encoded: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("record cannot be encoded: {e}")))?;
         self.add_json(&values, embedders).await
     }
 
@@ -986,9 +986,12 @@ impl Store {
         let v = version.unwrap_or_else(|| self.version());
         self.ds.tags().create(name, v).await.map_err(|e| match e {
             lance::Error::RefConflict { .. } => {
-                StoreError::Input(format!("tag `{name}` already exists; pick another name"))
+                StoreError::State(format!("tag `{name}` already exists; pick another name"))
             }
-            e => StoreError::Input(format!("cannot tag version {v} as `{name}`: {e}")),
+            e => StoreError::Input(format!(
+                "cannot tag version {v} as `{name}`: {}",
+                crate::error::lance_message(&e)
+            )),
         })?;
         Ok(v)
     }
@@ -1164,7 +1167,7 @@ impl Store {
         self.refresh().await?;
         self.ensure_intact()?;
         let Some(f) = self.state.in_flight.clone() else {
-            return Err(StoreError::Input("no migration is in flight; an applied migration only rolls forward (write a new one, or `memlane restore`)".into()));
+            return Err(StoreError::State("no migration is in flight; an applied migration only rolls forward (write a new one, or `memlane restore`)".into()));
         };
         let history = self.history().await?;
         let destructive: Vec<String> = history
@@ -1189,7 +1192,7 @@ impl Store {
             .map(|r| format!("step {} ({})", r.step + 1, r.op))
             .collect();
         if !destructive.is_empty() {
-            return Err(StoreError::Input(format!(
+            return Err(StoreError::State(format!(
                 "{} committed {} which cannot be undone by an abort; roll forward with a new migration, or `memlane restore`",
                 f.file,
                 destructive.join(", ")
@@ -1247,12 +1250,12 @@ impl Store {
         self.ensure_intact()?;
         let sp = self.space(Some(space))?.clone();
         if self.state.active_space.as_deref() == Some(space) {
-            return Err(StoreError::Input(format!(
+            return Err(StoreError::State(format!(
                 "`{space}` is the active space; switch to another one first (a migration with `set_active_space`)"
             )));
         }
         if self.state.in_flight.is_some() {
-            return Err(StoreError::Input(
+            return Err(StoreError::State(
                 "a migration is in flight; contract after it completes".into(),
             ));
         }

@@ -108,7 +108,8 @@ impl Store {
         };
         std::fs::create_dir_all(&dir).map_err(io)?;
         let tmp = dir.join(format!(".v{}.json.tmp", r.version));
-        let text = serde_json::to_string_pretty(r).map_err(|e| StoreError::Input(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(r).map_err(|e| StoreError::Internal(e.to_string()))?;
         std::fs::write(&tmp, text).map_err(io)?;
         std::fs::rename(&tmp, dir.join(format!("v{:010}.json", r.version))).map_err(io)?;
         Ok(())

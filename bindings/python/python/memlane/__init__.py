@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from ._memlane import (
     ChecksumMismatch,
+    ConflictError,
     EmbedderError,
     GateBlocked,
     IncompatibleSpaceError,
     IntegrityError,
+    InternalError,
     InvalidInputError,
     InvariantViolation,
     LockHeld,
@@ -29,6 +31,8 @@ from ._memlane import (
     NotFoundError,
     ReviewRequired,
     Space,
+    StateError,
+    StorageError,
     StoreExistsError,
     __version__,
 )
@@ -50,6 +54,10 @@ from ._interop import export_jsonl, import_chroma, import_jsonl, import_lancedb,
 __all__ = [
     "ApplyReport",
     "ChecksumMismatch",
+    "ConflictError",
+    "InternalError",
+    "StateError",
+    "StorageError",
     "IntegrityError",
     "CompatReport",
     "EmbedderError",

@@ -99,9 +99,13 @@ pub(crate) async fn digests(
                 let (store, path) = (store.clone(), data_dir.clone().join(p.as_str()));
                 let (fragment, p) = (*frag, p.clone());
                 async move {
-                    let (blake3, bytes) = hash_object(&store, &path).await.map_err(|e| {
-                        StoreError::Input(format!("cannot read data file data/{p}: {e}"))
-                    })?;
+                    let (blake3, bytes) =
+                        hash_object(&store, &path)
+                            .await
+                            .map_err(|e| StoreError::Storage {
+                                path: format!("data/{p}"),
+                                message: format!("cannot read the data file: {e}"),
+                            })?;
                     Ok::<_, StoreError>((
                         p,
                         FileDigest {

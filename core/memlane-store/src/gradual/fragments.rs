@@ -63,7 +63,7 @@ pub(super) async fn joined<T>(
         None => Ok(None),
         Some(h) => h
             .await
-            .map_err(|e| StoreError::Input(format!("a background re-embed task failed: {e}")))?,
+            .map_err(|e| StoreError::Internal(format!("a background re-embed task failed: {e}")))?,
     }
 }
 
@@ -357,7 +357,7 @@ impl Gradual<'_> {
             if tasks.writes.len() >= 2 {
                 let w = tasks.writes.pop_front();
                 let (g, n, embedded) = joined(w).await?.ok_or_else(|| {
-                    StoreError::Input("a fragment write ended without a result".into())
+                    StoreError::Internal("a fragment write ended without a result".into())
                 })?;
                 cp.embedded += embedded;
                 done.push((g, n));
@@ -369,7 +369,7 @@ impl Gradual<'_> {
         let mut groups = done;
         while let Some(w) = tasks.writes.pop_front() {
             let (g, n, embedded) = joined(Some(w)).await?.ok_or_else(|| {
-                StoreError::Input("a fragment write ended without a result".into())
+                StoreError::Internal("a fragment write ended without a result".into())
             })?;
             cp.embedded += embedded;
             groups.push((g, n));

@@ -103,7 +103,8 @@ impl<'a> Run<'a> {
     pub(super) async fn execute(mut self, migrations: &[Migration]) -> Result<ApplyReport> {
         let pending = self.prepare(migrations).await?;
         for (m, pm) in &pending {
-            self.migration(m, pm).await?;
+            // boxed: each step's future is deep (staging, checks, re-embeds)
+            Box::pin(self.migration(m, pm)).await?;
         }
         if !self.settings.dry_run && self.store.state().in_flight.is_none() {
             self.catch_up_active(migrations).await?;
@@ -198,7 +199,7 @@ impl<'a> Run<'a> {
             self.state.in_flight = Some(in_flight(m, pm, self.base.version_id()));
         }
         for i in first..m.steps.len() {
-            match self.step(m, pm, i).await {
+            match Box::pin(self.step(m, pm, i)).await {
                 Ok(sreport) => mreport.steps.push(sreport),
                 Err(e) => {
                     if let StoreError::InvariantViolation { report, .. } = &e {

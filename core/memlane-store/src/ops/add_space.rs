@@ -16,7 +16,7 @@ pub(super) async fn stage(ctx: &Ctx<'_>, staged: &mut Staged) -> Result<()> {
         .spaces
         .last()
         .cloned()
-        .ok_or_else(|| StoreError::Input("add_space produced no space".into()))?;
+        .ok_or_else(|| StoreError::Internal("add_space produced no space".into()))?;
     let space = space.validated()?;
     let out: SchemaRef = Arc::new(ArrowSchema::new(vec![
         space_field(&space),

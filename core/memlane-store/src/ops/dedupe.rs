@@ -42,7 +42,7 @@ async fn dedupe(ds: &Arc<Dataset>, by: &str, order_by: &str) -> Result<(Operatio
         let order = b.column(1);
         let addr = b
             .column_by_name("_rowaddr")
-            .ok_or_else(|| StoreError::Input("no _rowaddr".into()))?;
+            .ok_or_else(|| StoreError::Internal("no _rowaddr".into()))?;
         let addr = addr.as_primitive::<arrow::datatypes::UInt64Type>();
         for i in 0..b.num_rows() {
             let Some(k) = keys.is_valid(i).then(|| keys.value(i)) else {
