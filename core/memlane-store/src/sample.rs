@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::embed::Embedder;
 use crate::error::{Result, StoreError};
-use crate::ops::embed_checked;
 use crate::store::Store;
+use crate::vectors::embed_checked;
 
 /// Schema metadata key of the store snapshot (JSON of [`memlane_core::Snapshot`]).
 pub const SNAPSHOT_META: &str = "memlane.snapshot";
@@ -97,7 +97,7 @@ impl Store {
                 "a sample needs at least one row; pass --rows N (e.g. 2000)".into(),
             ));
         }
-        let cols = crate::io::user_columns(self);
+        let cols = crate::export::user_columns(self);
         let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
         let batches = crate::engine::scan::spread(self.dataset(), &refs, rows).await?;
         let Some(first) = batches.first() else {
@@ -221,7 +221,7 @@ fn embed_column(
         }
     }
     let valid: Vec<bool> = (0..batch.num_rows()).map(|i| text.is_valid(i)).collect();
-    let col = crate::ops::vectors(flat, d, Some(valid.into()))?;
+    let col = crate::vectors::vectors(flat, d, Some(valid.into()))?;
     let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new(
         &sp.column,
@@ -311,10 +311,10 @@ pub fn review_sample(
 ) -> Result<memlane_core::Review> {
     let (s, _) = read_sample(sample)?;
     let folder = folder.as_ref();
-    let files = crate::io::read_folder(folder)?;
+    let files = crate::readers::read_folder(folder)?;
     let opts = memlane_core::ReviewOptions {
         k,
-        invariants: crate::io::read_invariants(folder)?,
+        invariants: crate::readers::read_invariants(folder)?,
         ..memlane_core::ReviewOptions::default()
     };
     Ok(memlane_core::review(&files, &s, &opts)?)

@@ -146,7 +146,7 @@ impl Store {
     /// Every problem is a failed check naming the version, fragment or file: a corrupt
     /// store gives a report, not an error.
     pub async fn verify(&self, files: Option<&[Migration]>) -> Result<VerifyReport> {
-        let st = &self.state;
+        let st = &self.state();
         let mut r = VerifyReport {
             version: self.version(),
             checks: vec![],
@@ -164,7 +164,7 @@ impl Store {
                     .map_err(|e| e.to_string()),
             );
         }
-        let records = match record::walk(&self.ds).await {
+        let records = match record::walk(&self.dataset()).await {
             Ok(recs) => recs,
             Err(e) => {
                 r.push("record", Err(format!("the versions cannot be listed: {e}")));
@@ -174,7 +174,7 @@ impl Store {
         r.push("record", self.check_record(&records).await);
         r.push(
             "lance",
-            self.ds
+            self.dataset()
                 .validate()
                 .await
                 .map(|()| "manifest and fragments consistent".into())
@@ -224,7 +224,7 @@ impl Store {
                 Some(None) => {}
             }
         }
-        if let Some((_, m)) = record::missing_head(&self.ds).await {
+        if let Some((_, m)) = record::missing_head(&self.dataset()).await {
             bad.push(m);
         }
         let versions: std::collections::HashSet<u64> = records.iter().map(|x| x.version).collect();
@@ -261,7 +261,7 @@ impl Store {
     fn check_spaces(&self) -> std::result::Result<String, String> {
         let schema = self.schema();
         let mut bad = Vec::new();
-        for s in &self.state.spaces {
+        for s in &self.state().spaces {
             match schema.field_with_name(&s.column) {
                 Ok(f) if core_type(f.data_type()) == FieldType::Vector(s.dimension) => {}
                 Ok(f) => bad.push(format!(
@@ -280,7 +280,7 @@ impl Store {
         if bad.is_empty() {
             Ok(format!(
                 "{} space(s) match their columns",
-                self.state.spaces.len()
+                self.state().spaces.len()
             ))
         } else {
             Err(bad.join("; "))
@@ -300,7 +300,7 @@ impl Store {
             external = if h.entry.is_some() { 0 } else { external + 1 };
         }
         let tags = self.tags().await?;
-        for a in &self.state.applied {
+        for a in &self.state().applied {
             let done = history.iter().rev().find(|h| {
                 h.entry
                     .as_ref()
@@ -372,19 +372,23 @@ impl Store {
 
     /// ids unique; the active space's vectors valid and current.
     async fn check_data(&self, r: &mut VerifyReport) {
-        let ids = audit_ids(&self.ds, &InvariantSpec::builtin(CheckKind::IdsUnique)).await;
+        let ids = audit_ids(
+            &self.dataset(),
+            &InvariantSpec::builtin(CheckKind::IdsUnique),
+        )
+        .await;
         if let Some(ids) = or_report(r, "ids", ids) {
             r.push_result("ids", &ids);
         }
         let schema = self.schema();
-        let Some(space) = self.state.active() else {
+        let Some(space) = self.state().active() else {
             return;
         };
         if schema.field_with_name(&space.column).is_err() {
             return;
         }
         let spec = InvariantSpec::builtin(CheckKind::VectorsValid);
-        let v = audit_vectors(&self.ds, space, true, &spec, None).await;
+        let v = audit_vectors(&self.dataset(), space, true, &spec, None).await;
         if let Some(v) = or_report(r, "vectors", v) {
             r.push_result("vectors", &v);
         }

@@ -11,7 +11,7 @@ use memlane_core::schema::ID;
 
 use crate::embed::Embedder;
 use crate::error::Result;
-use crate::ops::embed_checked;
+use crate::vectors::embed_checked;
 
 use super::Gradual;
 

@@ -19,8 +19,8 @@ use memlane_core::schema::ID;
 
 use crate::engine::commit::Backoff;
 use crate::error::{Result, StoreError};
-use crate::ops::embed_checked;
 use crate::store::now;
+use crate::vectors::embed_checked;
 
 use super::{COMMIT_RETRIES, Checkpoint, Gradual, SAVE_EVERY_SECS, SLOW_CALL_SECS};
 
@@ -263,7 +263,7 @@ impl Gradual<'_> {
         started: Instant,
     ) -> Result<u64> {
         let saved = cp.clone();
-        let files_before = fragment_files(&self.store.ds);
+        let files_before = fragment_files(&self.store.dataset());
         let mut tasks = Tasks::default();
         let r = self
             .fragments_inner(ids, cp, embedded_now, started, &mut tasks)
@@ -298,7 +298,7 @@ impl Gradual<'_> {
                     // unchanged (a new deletion file does not move rows); commit those on
                     // the new head, the next pass finds the rows of the others
                     self.store.refresh_data().await?;
-                    let now: HashMap<u64, Vec<String>> = fragment_files(&self.store.ds);
+                    let now: HashMap<u64, Vec<String>> = fragment_files(&self.store.dataset());
                     groups.retain(|(g, _)| now.get(&g.0) == files_before.get(&g.0));
                 }
                 Err(e) => {
@@ -330,7 +330,7 @@ impl Gradual<'_> {
         tasks: &mut Tasks,
     ) -> Result<Vec<(DataReplacementGroup, u64)>> {
         let reader = FragmentReader {
-            ds: self.store.ds.clone(),
+            ds: self.store.dataset().clone(),
             space: self.space.clone(),
             source: self.source.clone(),
         };

@@ -87,7 +87,7 @@ impl<'a> Migrator<'a> {
     }
 
     /// Store-level invariants (a folder's `invariants.toml`, see
-    /// [`crate::read_invariants`]), checked after every step of every migration.
+    /// [`crate::readers::read_invariants`]), checked after every step of every migration.
     #[must_use]
     pub fn invariants(mut self, specs: Vec<InvariantSpec>) -> Self {
         self.invariants = specs;

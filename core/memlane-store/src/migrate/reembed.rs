@@ -36,7 +36,7 @@ pub(super) async fn backfill(
     else {
         return Ok((state, crate::gradual::Outcome::default()));
     };
-    crate::compat::check_fingerprint(&space, embedder, &e, &store.checked)?;
+    crate::fingerprint::check_fingerprint(&space, embedder, &e, &store.checked)?;
     let mut g = crate::gradual::Gradual {
         state,
         store,
@@ -109,9 +109,9 @@ pub(super) async fn calibrate(
         return Ok(sp);
     }
     if sp.fingerprint.is_some() {
-        crate::compat::check_fingerprint(&sp, embedder, e, &store.checked)?;
+        crate::fingerprint::check_fingerprint(&sp, embedder, e, &store.checked)?;
     } else {
-        let fp = crate::compat::record_fingerprint(&sp, embedder, e.as_ref())?;
+        let fp = crate::fingerprint::record_fingerprint(&sp, embedder, e.as_ref())?;
         store.checked.insert(&sp.name, e);
         sp.fingerprint = Some(fp.clone());
         if let Some(x) = state.spaces.iter_mut().find(|x| x.name == *space) {

@@ -28,12 +28,12 @@ async fn set_tag(store: &Store, tag: &str, version: u64) -> Result<()> {
 /// completed each (a crash between commit and tag leaves one missing; stores written by
 /// earlier versions placed it after a catch-up).
 pub(super) async fn ensure_tags(store: &Store) -> Result<()> {
-    if store.state.applied.is_empty() {
+    if store.state().applied.is_empty() {
         return Ok(());
     }
     let tags = store.tags().await?;
     let history = store.history().await?;
-    for a in &store.state.applied {
+    for a in &store.state().applied {
         let Some(item) = history.iter().rev().find(|h| {
             h.entry
                 .as_ref()

@@ -24,10 +24,8 @@ mod reembed;
 mod rename_field;
 mod set_active_space;
 mod truncate;
-mod vectors;
 
-use vectors::flat_values;
-pub(crate) use vectors::{embed_checked, fill_missing_vectors, vectors, with_digests};
+use crate::vectors::{flat_values, lance_err, vectors};
 
 /// Progress of a running step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,10 +91,6 @@ type Mapper = Arc<dyn Fn(&RecordBatch) -> lance::Result<RecordBatch> + Send + Sy
 
 /// Computes a column's new values from the read columns and the deletion mask.
 type ColumnMapper = Arc<dyn Fn(&RecordBatch, &[bool]) -> lance::Result<ArrayRef> + Send + Sync>;
-
-fn lance_err(e: impl std::fmt::Display) -> lance::Error {
-    lance::Error::invalid_input(e.to_string())
-}
 
 /// Run one step on `ctx.ds`, returning the uncommitted operation and the new state.
 pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {

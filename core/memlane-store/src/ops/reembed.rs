@@ -1,4 +1,4 @@
-//! `reembed`: the vectors were written by the gradual backfill (`crate::gradual`) in
+//! `reembed`: the vectors were written by the gradual backfill (the gradual module) in
 //! checkpoint commits; the step's own commit switches the state.
 
 use crate::error::{Result, StoreError};
@@ -7,7 +7,7 @@ use super::{Ctx, Staged, state_only_op};
 
 /// Stage `reembed` on `ctx.ds` into `staged`.
 pub(super) async fn stage(ctx: &Ctx<'_>, staged: &mut Staged, space: &str) -> Result<()> {
-    // the vectors were written by the gradual backfill (crate::gradual) in
+    // the vectors were written by the gradual backfill (the gradual module) in
     // checkpoint commits; the step's own commit switches the state
     let sp = ctx
         .state

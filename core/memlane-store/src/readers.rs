@@ -1,19 +1,16 @@
-//! Files in and out: migration folders, JSONL and Arrow IPC records.
+//! Reading the user's files: migrations folders (migrations and store invariants),
+//! records as JSON Lines or Arrow IPC.
 
-use std::io::{BufRead, BufWriter, Write};
+use std::io::BufRead;
 use std::path::Path;
-use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::Schema;
-use futures::TryStreamExt;
-use lance::io::RecordBatchStream;
 use memlane_core::Migration;
 
 use crate::error::{Result, StoreError};
-use crate::store::Store;
 
-fn io_err(path: &Path, e: std::io::Error) -> StoreError {
+/// A file error naming the file.
+pub(crate) fn io_err(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Io {
         path: path.display().to_string(),
         source: e,
@@ -79,58 +76,4 @@ pub fn read_ipc(path: impl AsRef<Path>) -> Result<RecordBatch> {
     let schema = reader.schema();
     let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(arrow::compute::concat_batches(&schema, &batches)?)
-}
-
-/// Columns of an export: all but the derived digest columns of the spaces.
-pub(crate) fn user_columns(store: &Store) -> Vec<String> {
-    let digests: Vec<String> = store
-        .state()
-        .spaces
-        .iter()
-        .map(memlane_core::Space::digest_column)
-        .collect();
-    store
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .filter(|n| !digests.contains(n))
-        .collect()
-}
-
-/// Export the live records as an Arrow IPC file (all columns); returns rows written.
-pub async fn export_ipc(store: &Store, path: impl AsRef<Path>) -> Result<u64> {
-    let path = path.as_ref();
-    let cols = user_columns(store);
-    let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-    let mut batches = store.scan_stream(Some(&refs), None).await?;
-    let schema: Arc<Schema> = batches.schema();
-    let f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
-    let mut w = arrow::ipc::writer::FileWriter::try_new(BufWriter::new(f), &schema)?;
-    let mut n = 0;
-    while let Some(b) = batches.try_next().await? {
-        w.write(&b)?;
-        n += b.num_rows() as u64;
-    }
-    w.finish()?;
-    Ok(n)
-}
-
-/// Export the live records as JSON Lines; returns rows written.
-pub async fn export_jsonl(store: &Store, path: impl AsRef<Path>) -> Result<u64> {
-    let path = path.as_ref();
-    let cols = user_columns(store);
-    let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-    let mut batches = store.scan_stream(Some(&refs), None).await?;
-    let f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
-    let mut w = arrow::json::LineDelimitedWriter::new(BufWriter::new(f));
-    let mut n = 0;
-    while let Some(b) = batches.try_next().await? {
-        w.write(&b)?;
-        n += b.num_rows() as u64;
-    }
-    w.finish()?;
-    let mut inner = w.into_inner();
-    inner.flush().map_err(|e| io_err(path, e))?;
-    Ok(n)
 }

@@ -11,8 +11,6 @@ use crate::convert::Ids;
 use crate::embed::Embedder;
 use crate::error::{Result, StoreError};
 
-use super::lance_err;
-
 /// The flat f32 values of a vector column (nulls as zeros).
 pub(crate) fn flat_values(col: &ArrayRef) -> Result<(Vec<f32>, usize), lance::Error> {
     let fsl = col
@@ -161,4 +159,9 @@ pub(crate) fn embed_checked(
         }
     }
     Ok(out)
+}
+
+/// An error inside a Lance column transform.
+pub(crate) fn lance_err(e: impl std::fmt::Display) -> lance::Error {
+    lance::Error::invalid_input(e.to_string())
 }

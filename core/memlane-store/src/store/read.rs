@@ -1,0 +1,210 @@
+//! Reading: scans, search, coverage, history, tags and version names.
+
+use arrow::array::{Array, AsArray, Float32Array, RecordBatch};
+use futures::TryStreamExt;
+use memlane_core::schema::{CONTENT, ID};
+
+use crate::engine::record;
+use crate::error::{Result, StoreError};
+
+use super::{HistoryItem, Hit, Store, metric};
+
+impl Store {
+    /// Read columns (all when `None`) of the live rows, optionally filtered by SQL.
+    pub async fn scan(
+        &self,
+        columns: Option<&[&str]>,
+        filter: Option<&str>,
+    ) -> Result<Vec<RecordBatch>> {
+        Ok(self
+            .scan_stream(columns, filter)
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Like [`Store::scan`], one batch at a time (memory stays flat on large stores).
+    pub async fn scan_stream(
+        &self,
+        columns: Option<&[&str]>,
+        filter: Option<&str>,
+    ) -> Result<lance::dataset::scanner::DatasetRecordBatchStream> {
+        let mut s = self.ds.scan();
+        if let Some(c) = columns {
+            s.project(c)?;
+        }
+        if let Some(f) = filter {
+            s.filter(f)?;
+        }
+        Ok(s.try_into_stream().await?)
+    }
+
+    /// Rows with a vector in `space` (active when `None`) and live rows: how much of
+    /// the store a search in that space covers.
+    pub async fn coverage(&self, space: Option<&str>) -> Result<(u64, u64)> {
+        let sp = self.space(space)?;
+        let with = self
+            .ds
+            .count_rows(Some(format!("{} IS NOT NULL", sp.column)))
+            .await? as u64;
+        Ok((with, self.count().await?))
+    }
+
+    /// The `k` nearest records to `query` in a space (active space when `None`),
+    /// optionally pre-filtered by SQL. Rows without a vector in that space are skipped.
+    pub async fn search(
+        &self,
+        space: Option<&str>,
+        query: &[f32],
+        k: usize,
+        filter: Option<&str>,
+    ) -> Result<Vec<Hit>> {
+        let space = self.space(space)?;
+        if query.len() != space.dimension {
+            return Err(StoreError::Input(format!(
+                "query vector has dimension {} but space `{}` is {}-d; embed the query with that space's model ({})",
+                query.len(),
+                space.name,
+                space.dimension,
+                space.identity()
+            )));
+        }
+        if query.iter().any(|x| !x.is_finite()) {
+            return Err(StoreError::Input(
+                "query vector has a non-finite value".into(),
+            ));
+        }
+        let q = Float32Array::from(query.to_vec());
+        let mut s = self.ds.scan();
+        s.nearest(&space.column, &q, k)?;
+        s.distance_metric(metric(space.metric));
+        s.use_index(false);
+        let has_content = self.ds.schema().field(CONTENT).is_some();
+        let cols: Vec<&str> = if has_content {
+            vec![ID, CONTENT, "_distance"]
+        } else {
+            vec![ID, "_distance"]
+        };
+        s.project(&cols)?;
+        s.disable_scoring_autoprojection();
+        let not_null = format!("{} IS NOT NULL", space.column);
+        let f = match filter {
+            Some(f) => format!("({f}) AND {not_null}"),
+            None => not_null,
+        };
+        s.filter(&f)?;
+        s.prefilter(true);
+        let batches: Vec<RecordBatch> = s.try_into_stream().await?.try_collect().await?;
+        let mut hits = Vec::new();
+        for b in batches {
+            let ids = b.column_by_name(ID).map(|c| c.as_string::<i32>().clone());
+            let content = b
+                .column_by_name(CONTENT)
+                .map(|c| c.as_string::<i32>().clone());
+            let dist = b
+                .column_by_name("_distance")
+                .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
+            let (Some(ids), Some(dist)) = (ids, dist) else {
+                continue;
+            };
+            for i in 0..b.num_rows() {
+                hits.push(Hit {
+                    id: ids.value(i).to_owned(),
+                    content: content
+                        .as_ref()
+                        .and_then(|c| (!c.is_null(i)).then(|| c.value(i).to_owned())),
+                    // float noise can push a self-match slightly below zero
+                    distance: dist.value(i).max(0.0),
+                });
+            }
+        }
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    /// Every version with memlane's record of it, oldest first.
+    pub async fn history(&self) -> Result<Vec<HistoryItem>> {
+        let tags = self.tags().await?;
+        let mut out = Vec::new();
+        let head = self.version();
+        for v in self
+            .ds
+            .versions()
+            .await?
+            .into_iter()
+            .filter(|v| v.version <= head)
+        {
+            let r = record::read(&self.ds, v.version).await?;
+            let operation = r
+                .operation
+                .as_ref()
+                .map_or_else(|| "?".to_owned(), |o| o.name().to_owned());
+            let read_version = r.read_version;
+            let mut entry = r.entry;
+            // a step's report is written before its commit; the version is this one
+            if let Some(r) = entry.as_mut().and_then(|e| e.report.as_mut()) {
+                r.version.get_or_insert(v.version);
+            }
+            out.push(HistoryItem {
+                version: v.version,
+                timestamp: v
+                    .timestamp
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                operation,
+                entry,
+                read_version,
+                tags: tags
+                    .iter()
+                    .filter(|(_, tv)| *tv == v.version)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Tags (name, version), by version.
+    pub async fn tags(&self) -> Result<Vec<(String, u64)>> {
+        let mut t: Vec<(String, u64)> = self
+            .ds
+            .tags()
+            .list()
+            .await?
+            .into_iter()
+            .map(|(n, c)| (n, c.version))
+            .collect();
+        t.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+        Ok(t)
+    }
+
+    /// Tag a version (the current one when `None`).
+    pub async fn tag(&self, name: &str, version: Option<u64>) -> Result<u64> {
+        let v = version.unwrap_or_else(|| self.version());
+        self.ds.tags().create(name, v).await.map_err(|e| match e {
+            lance::Error::RefConflict { .. } => {
+                StoreError::State(format!("tag `{name}` already exists; pick another name"))
+            }
+            e => StoreError::Input(format!(
+                "cannot tag version {v} as `{name}`: {}",
+                crate::error::lance_message(&e)
+            )),
+        })?;
+        Ok(v)
+    }
+
+    /// Resolve a version number or tag name.
+    pub async fn resolve(&self, target: &str) -> Result<u64> {
+        if let Ok(v) = target.parse::<u64>() {
+            if self.ds.versions().await?.iter().any(|x| x.version == v) {
+                return Ok(v);
+            }
+            return Err(StoreError::UnknownVersion(target.to_owned()));
+        }
+        self.ds
+            .tags()
+            .get_version(target)
+            .await
+            .map_err(|_| StoreError::UnknownVersion(target.to_owned()))
+    }
+}

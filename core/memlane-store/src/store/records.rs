@@ -1,0 +1,120 @@
+//! The values the store API takes and returns: records to add, search hits, history
+//! items, write reports, creation options.
+
+use std::collections::HashMap;
+
+use memlane_core::{FieldDef, HistoryEntry, Space};
+use serde::{Deserialize, Serialize};
+
+/// Options of a new store.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// A plain vector collection: `id`, `content`, metadata and spaces, without the
+    /// agent-memory fields.
+    pub plain: bool,
+    /// Embedding spaces to start with (the first one becomes active).
+    pub spaces: Vec<Space>,
+    /// Extra metadata fields.
+    pub fields: Vec<FieldDef>,
+    /// Rows per Lance fragment (default 65 536); a re-embed commits per fragment.
+    pub rows_per_fragment: Option<usize>,
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    /// Record id.
+    pub id: String,
+    /// Record content.
+    pub content: Option<String>,
+    /// Distance in the space's metric (smaller is closer).
+    pub distance: f32,
+}
+
+/// One version of the store, as `history` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryItem {
+    /// Lance version.
+    pub version: u64,
+    /// Commit time (RFC 3339).
+    pub timestamp: String,
+    /// Lance operation name.
+    pub operation: String,
+    /// memlane's record of the commit (none for commits by other writers).
+    pub entry: Option<HistoryEntry>,
+    /// Tags pointing at this version.
+    pub tags: Vec<String>,
+    /// The version the commit was computed from (`version - 1` unless it was rebased
+    /// over concurrent commits).
+    pub read_version: u64,
+}
+
+/// What `upsert` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpsertReport {
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rows updated.
+    pub updated: u64,
+    /// Vectors computed by embedders, per space.
+    pub embedded: HashMap<String, u64>,
+    /// Version committed.
+    pub version: u64,
+}
+
+/// What `add` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddReport {
+    /// Rows added.
+    pub added: u64,
+    /// Rows before.
+    pub rows_before: u64,
+    /// Rows after.
+    pub rows_after: u64,
+    /// Vectors computed by embedders, per space.
+    pub embedded: HashMap<String, u64>,
+    /// Version committed.
+    pub version: u64,
+}
+
+/// A record for [`Store::add_records`]: typed access for Rust callers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Unique id.
+    pub id: String,
+    /// Text that gets (re-)embedded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Other fields by name (memory fields such as `kind`, `agent_id`, `created_at`
+    /// as RFC 3339, and metadata).
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// Vectors by space name.
+    #[serde(flatten)]
+    pub vectors: HashMap<String, Vec<f32>>,
+}
+
+impl Record {
+    /// A record with an id and content.
+    pub fn new(id: impl Into<String>, content: impl Into<String>) -> Self {
+        Record {
+            id: id.into(),
+            content: Some(content.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Set a field.
+    #[must_use]
+    pub fn field(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.fields.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Set the vector of a space.
+    #[must_use]
+    pub fn vector(mut self, space: &str, v: Vec<f32>) -> Self {
+        self.vectors.insert(space.to_owned(), v);
+        self
+    }
+}
