@@ -164,7 +164,7 @@ impl Store {
                     .map_err(|e| e.to_string()),
             );
         }
-        let records = match record::walk(&self.dataset()).await {
+        let records = match record::walk(self.dataset()).await {
             Ok(recs) => recs,
             Err(e) => {
                 r.push("record", Err(format!("the versions cannot be listed: {e}")));
@@ -224,7 +224,7 @@ impl Store {
                 Some(None) => {}
             }
         }
-        if let Some((_, m)) = record::missing_head(&self.dataset()).await {
+        if let Some((_, m)) = record::missing_head(self.dataset()).await {
             bad.push(m);
         }
         let versions: std::collections::HashSet<u64> = records.iter().map(|x| x.version).collect();
@@ -373,7 +373,7 @@ impl Store {
     /// ids unique; the active space's vectors valid and current.
     async fn check_data(&self, r: &mut VerifyReport) {
         let ids = audit_ids(
-            &self.dataset(),
+            self.dataset(),
             &InvariantSpec::builtin(CheckKind::IdsUnique),
         )
         .await;
@@ -388,7 +388,7 @@ impl Store {
             return;
         }
         let spec = InvariantSpec::builtin(CheckKind::VectorsValid);
-        let v = audit_vectors(&self.dataset(), space, true, &spec, None).await;
+        let v = audit_vectors(self.dataset(), space, true, &spec, None).await;
         if let Some(v) = or_report(r, "vectors", v) {
             r.push_result("vectors", &v);
         }

@@ -263,7 +263,7 @@ impl Gradual<'_> {
         started: Instant,
     ) -> Result<u64> {
         let saved = cp.clone();
-        let files_before = fragment_files(&self.store.dataset());
+        let files_before = fragment_files(self.store.dataset());
         let mut tasks = Tasks::default();
         let r = self
             .fragments_inner(ids, cp, embedded_now, started, &mut tasks)
@@ -298,7 +298,7 @@ impl Gradual<'_> {
                     // unchanged (a new deletion file does not move rows); commit those on
                     // the new head, the next pass finds the rows of the others
                     self.store.refresh_data().await?;
-                    let now: HashMap<u64, Vec<String>> = fragment_files(&self.store.dataset());
+                    let now: HashMap<u64, Vec<String>> = fragment_files(self.store.dataset());
                     groups.retain(|(g, _)| now.get(&g.0) == files_before.get(&g.0));
                 }
                 Err(e) => {
