@@ -99,8 +99,7 @@ async fn backfill_checkpoints_resumes_and_catches_up_writes() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Embedder { .. }), "{err}");
     let st = Store::open(store.uri()).await.unwrap();
-    let cp: memlane_store::Checkpoint =
-        serde_json::from_value(st.state().in_flight.clone().unwrap().checkpoint.unwrap()).unwrap();
+    let cp = st.state().in_flight.clone().unwrap().checkpoint.unwrap();
     assert_eq!((cp.space.as_str(), cp.embedded), ("new", 100));
     assert_eq!(
         st.state().active_space.as_deref(),

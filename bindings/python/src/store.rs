@@ -216,7 +216,6 @@ impl Store {
                 .in_flight
                 .as_ref()
                 .and_then(|f| f.checkpoint.clone())
-                .and_then(|c| serde_json::from_value::<memlane_store::Checkpoint>(c).ok())
                 .map(|c| {
                     serde_json::json!({
                         "phase": c.phase, "space": c.space, "pass": c.pass, "embedded": c.embedded,

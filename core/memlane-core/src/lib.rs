@@ -39,7 +39,8 @@ pub use schema::{FieldDef, FieldType, Value};
 pub use seal::{FileDigest, Link, Seal, SealError};
 pub use space::{Fingerprint, Metric, Space};
 pub use state::{
-    Action, AdapterRef, AppliedMigration, HistoryEntry, InFlight, PendingContract, StoreState,
+    Action, AdapterRef, AppliedMigration, HistoryEntry, InFlight, PendingContract,
+    ReembedCheckpoint, StoreState,
 };
 
 /// Version of memlane recorded in every history entry.

@@ -510,7 +510,7 @@ impl InvariantSpec {
     }
 
     /// Check that the keys the kind needs are there and make sense.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn check_well_formed(&self) -> std::result::Result<(), String> {
         let need = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_owned()) };
         match self.check {
             CheckKind::Expression => need(

@@ -74,9 +74,13 @@ pub struct InFlight {
     pub started_at: String,
     /// Lance version before its first commit.
     pub started_version: u64,
-    /// Op-specific checkpoint of the current step (gradual ops).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<serde_json::Value>,
+    /// Where the current step's online re-embed stands (resumes continue from it).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_checkpoint"
+    )]
+    pub checkpoint: Option<ReembedCheckpoint>,
     /// Reports of the committed steps.
     #[serde(default)]
     pub reports: Vec<StepReport>,
@@ -347,6 +351,58 @@ impl std::fmt::Display for HistoryEntry {
             Action::Repair => write!(f, "repair of {file} — {reason}"),
         }
     }
+}
+
+/// Where an online re-embed stands: its phase, progress and rate, kept in the
+/// in-flight record of the migration so a resumed apply continues from it and `status`
+/// shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReembedCheckpoint {
+    /// `expand`, `backfill` (first pass) or `catch_up` (later passes).
+    pub phase: String,
+    /// Target space.
+    pub space: String,
+    /// Pass number (1 = backfill).
+    pub pass: u32,
+    /// Rows embedded by this step so far (across resumes).
+    pub embedded: u64,
+    /// Rows still to embed when last counted (the catch-up lag).
+    pub remaining: u64,
+    /// Live rows when last counted.
+    pub total: u64,
+    /// Embedding rate of the current run.
+    pub rows_per_sec: f64,
+    /// When the checkpoint was written.
+    pub at: String,
+}
+
+impl ReembedCheckpoint {
+    /// Share of live rows with a current vector.
+    pub fn percent(&self) -> f64 {
+        if self.total == 0 {
+            return 100.0;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let done = self.total.saturating_sub(self.remaining) as f64 / self.total as f64;
+        done * 100.0
+    }
+
+    /// Estimated seconds left at the current rate.
+    pub fn eta_secs(&self) -> Option<f64> {
+        #[allow(clippy::cast_precision_loss)]
+        (self.rows_per_sec > 0.0).then(|| self.remaining as f64 / self.rows_per_sec)
+    }
+}
+
+/// A checkpoint that does not read as one (written by an older memlane, or edited) is
+/// no checkpoint: the re-embed recounts its work instead of refusing the whole state.
+fn lenient_checkpoint<'de, D>(d: D) -> std::result::Result<Option<ReembedCheckpoint>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 #[cfg(test)]

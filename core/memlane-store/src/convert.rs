@@ -420,8 +420,8 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef, spaces: &[Space]) -> Res
 /// Check records before they are written: ids non-null and unique within the batch,
 /// every vector valid for its space, memory enums valid; rows lacking a vector of
 /// one of `required` spaces are refused.
-pub fn validate(batch: &RecordBatch, spaces: &[Space], required: &[&str]) -> Result<()> {
-    validate_rows(batch, spaces, required)?;
+pub fn check_batch(batch: &RecordBatch, spaces: &[Space], required: &[&str]) -> Result<()> {
+    check_rows(batch, spaces, required)?;
     unique_ids(std::slice::from_ref(batch)).map(|_| ())
 }
 
@@ -477,12 +477,8 @@ pub(crate) fn unique_ids(batches: &[RecordBatch]) -> Result<IdSet<'_>> {
     Ok(seen)
 }
 
-/// [`validate`] but for the ids' uniqueness, which [`unique_ids`] checks across batches.
-pub(crate) fn validate_rows(
-    batch: &RecordBatch,
-    spaces: &[Space],
-    required: &[&str],
-) -> Result<()> {
+/// [`check_batch`] but for the ids' uniqueness, which [`unique_ids`] checks across batches.
+pub(crate) fn check_rows(batch: &RecordBatch, spaces: &[Space], required: &[&str]) -> Result<()> {
     let id_col = batch
         .column_by_name(ID)
         .ok_or_else(|| StoreError::Input("records need an `id` field".into()))?;

@@ -12,7 +12,8 @@
 //!    an uncommitted Lance operation.
 //! 4. `checks` — every invariant evaluator and the fused scan, over Lance versions.
 //! 5. `store` — the `Store` facade: the only writer of its head and state.
-//! 6. `compat`, `gradual` — the compatibility check of a re-embed; the online backfill.
+//! 6. `calibrate`, `gradual` — a re-embed calibrated against the space it replaces
+//!    (compatibility check, gates, adapters); the online backfill.
 //! 7. `migrate`, `validate`, `verify`, `sample`, `export`, `digests` — the orchestrators.
 
 /// Layer of each top-level module.
@@ -30,7 +31,7 @@ pub(crate) const LAYERS: &[(&str, u8)] = &[
     ("ops", 3),
     ("checks", 4),
     ("store", 5),
-    ("compat", 6),
+    ("calibrate", 6),
     ("gradual", 6),
     ("migrate", 7),
     ("validate", 7),

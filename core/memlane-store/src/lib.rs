@@ -18,8 +18,8 @@
 //! # Ok(()) }
 //! ```
 
+mod calibrate;
 mod checks;
-mod compat;
 mod convert;
 mod digests;
 mod embed;
@@ -42,19 +42,18 @@ mod validate;
 mod vectors;
 mod verify;
 
+pub use calibrate::{DEFAULT_SAMPLE, PairedSample, Queries, compat_report};
 pub use checks::context::SpaceDrift;
-pub use compat::{DEFAULT_SAMPLE, PairedSample, Queries, compat_report};
-pub use convert::{SPACE_META, arrow_type, conform, validate};
+pub use convert::{SPACE_META, arrow_type, check_batch, conform};
 pub use embed::{EmbedError, Embedder, HashEmbedder};
 pub use error::{Result, StoreError, lance_message};
 pub use export::{export_ipc, export_jsonl};
 pub use fingerprint::CANARIES;
-pub use gradual::Checkpoint;
 pub use memlane_core;
 pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};
 pub use readers::{read_folder, read_invariants, read_ipc, read_jsonl};
 pub use sample::{SAMPLE_META, SNAPSHOT_META, SampleInfo, read_sample, review_sample};
 pub use store::{AddReport, CreateOptions, HistoryItem, Hit, Record, Store, UpsertReport};
-pub use validate::{CheckPoint, ValidateReport};
+pub use validate::{CheckMetric, ValidateReport};
 pub use verify::{Check, VerifyReport};

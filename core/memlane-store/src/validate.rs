@@ -61,7 +61,7 @@ impl std::fmt::Display for ValidateReport {
 
 /// One check's outcome at one version, from a step report or a `memlane validate` run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckPoint {
+pub struct CheckMetric {
     /// Lance version the check describes.
     pub version: u64,
     /// `apply` (a step's invariants) or `validate`.
@@ -78,10 +78,10 @@ pub struct CheckPoint {
     pub severity: memlane_core::Severity,
 }
 
-fn points(version: u64, source: &str, results: &[InvariantResult]) -> Vec<CheckPoint> {
+fn points(version: u64, source: &str, results: &[InvariantResult]) -> Vec<CheckMetric> {
     results
         .iter()
-        .map(|r| CheckPoint {
+        .map(|r| CheckMetric {
             version,
             source: source.to_owned(),
             check: r.name.clone(),
@@ -117,7 +117,7 @@ impl Store {
 
     /// Every check over versions: the invariants recorded in each step's commit and
     /// every kept `memlane validate` report, oldest first (a metrics repository).
-    pub async fn validate_history(&self) -> Result<Vec<CheckPoint>> {
+    pub async fn validate_history(&self) -> Result<Vec<CheckMetric>> {
         let mut out = Vec::new();
         for h in self.history().await? {
             if let Some(r) = h.entry.as_ref().and_then(|e| e.report.as_ref()) {

@@ -3,9 +3,9 @@
 use std::fmt;
 
 use anyhow::Result;
+use memlane_store::Store;
 use memlane_store::lock::LockInfo;
 use memlane_store::memlane_core::Snapshot;
-use memlane_store::{Checkpoint, Store};
 use serde_json::json;
 
 use crate::cli::{StatusArgs, StoreArgs};
@@ -84,7 +84,6 @@ fn text(
         .in_flight
         .as_ref()
         .and_then(|f| f.checkpoint.clone())
-        .and_then(|c| serde_json::from_value::<Checkpoint>(c).ok())
     {
         let eta = cp.eta_secs().map_or("?".to_owned(), |s| format!("{s:.0}s"));
         writeln!(

@@ -114,13 +114,13 @@ impl TryFrom<AdapterData> for Adapter {
             right: d.right,
             bias: d.bias,
         };
-        a.validate()?;
+        a.check_well_formed()?;
         Ok(a)
     }
 }
 
 impl Adapter {
-    fn validate(&self) -> Result<()> {
+    fn check_well_formed(&self) -> Result<()> {
         let bad = |message: String| CompatError::Shape {
             what: "adapter".into(),
             message,
@@ -376,7 +376,7 @@ pub(crate) fn fit_procrustes(
         right: Vec::new(),
         bias: Vec::new(),
     };
-    a.validate()?;
+    a.check_well_formed()?;
     Ok(a)
 }
 
@@ -494,7 +494,7 @@ impl RidgeProblem {
             right: Vec::new(),
             bias,
         };
-        ad.validate()?;
+        ad.check_well_formed()?;
         Ok(ad)
     }
 
@@ -527,7 +527,7 @@ impl RidgeProblem {
             right: to_f32(vr.as_ref().transpose()),
             bias,
         };
-        ad.validate()?;
+        ad.check_well_formed()?;
         Ok(ad)
     }
 }
@@ -565,7 +565,7 @@ mod tests {
             right: vec![],
             bias: vec![0.5, 0.0, 0.0],
         };
-        a.validate().unwrap();
+        a.check_well_formed().unwrap();
         assert_eq!(a.apply(&[2.0, 3.0]), vec![2.5, 3.0, 1.0]);
         assert_eq!(
             a.apply_batch(&[2.0, 3.0, 1.0, 0.0]),
@@ -594,7 +594,7 @@ mod tests {
             bias: vec![0.0, 0.0, 1.0],
             ..a.clone()
         };
-        l.validate().unwrap();
+        l.check_well_formed().unwrap();
         assert_eq!(l.apply(&[2.0, 3.0]), vec![5.0, 10.0, 16.0]);
         assert_eq!(l.apply_batch(&[2.0, 3.0]), vec![5.0, 10.0, 16.0]);
         assert_eq!(l.cost(), 5);

@@ -84,14 +84,14 @@ impl GateThresholds {
             block_above: self.block_above,
             review_above: self.review_above,
         };
-        g.validate()?;
+        g.check_well_formed()?;
         Ok(g)
     }
 }
 
 impl Gate {
     /// Check the thresholds are finite, present and consistent.
-    pub fn validate(&self) -> Result<()> {
+    pub fn check_well_formed(&self) -> Result<()> {
         let bad = |message: &str| CompatError::Gate {
             metric: self.metric.clone(),
             message: message.into(),
@@ -219,7 +219,7 @@ pub fn evaluate(gates: &[Gate], metrics: &BTreeMap<String, f64>) -> Result<Vec<G
     gates
         .iter()
         .map(|g| {
-            g.validate()?;
+            g.check_well_formed()?;
             let Some(&value) = metrics.get(&g.metric) else {
                 return Err(CompatError::UnknownMetric {
                     metric: g.metric.clone(),

@@ -12,32 +12,32 @@
 //! - [`adapter`] / [`fit_adapters`]: Procrustes, ridge and low-rank affine maps from the new
 //!   space into the old, chosen on a held-out split.
 //! - [`gate`]: thresholds on reported metrics and the verdict they give.
-//! - [`compat()`] gathers all of it into a [`CompatReport`].
+//! - [`comparison`]: [`compat()`] gathers all of it into a [`CompatReport`].
 //!
 //! Neighbour search uses `f32` (speed); fits use `f64` (accuracy). Matrix products run on
 //! faer; with memlane-core's `parallel` feature faer uses rayon's global pool.
 
 pub mod adapter;
+pub mod comparison;
 pub mod fit;
 pub mod gate;
 pub mod knn;
 mod linalg;
 pub mod metrics;
-pub mod report;
 
 pub use crate::error::CompatError;
 pub use adapter::fit_ridge;
 pub use adapter::{Adapter, AdapterKind};
+pub use comparison::{
+    CompatMode, CompatOptions, CompatReport, ModeThresholds, QuerySet, RetrievalSummary,
+    check_fingerprint, compat, fingerprint_deviation, verify_mode,
+};
 pub use fit::{CandidateResult, FitOptions, FitReport, QueryPairs, fit_adapters, min_sample_rows};
 pub use gate::{Gate, GateResult, Verdict, evaluate, overall, parse_gates};
 pub use knn::{Neighbors, knn, knn_queries};
 pub use metrics::{
     Distribution, Histogram, NormStats, PairedScore, Procrustes, cka, neighborhood_scores,
     norm_stats, paired_cosine, procrustes, project_2d, retrieval_recall,
-};
-pub use report::{
-    CompatMode, CompatOptions, CompatReport, ModeThresholds, QuerySet, RetrievalSummary,
-    check_fingerprint, compat, fingerprint_deviation, verify_mode,
 };
 
 /// Result alias of this module.

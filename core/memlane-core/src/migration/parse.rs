@@ -177,7 +177,7 @@ fn parse_step(f: &TomlFile<'_>, i: usize, table: &toml::Table) -> Result<Step> {
 
 /// The path of the key an invariant's `validate` message is about: the first quoted
 /// key the invariant has (`near` in "`near` is a cosine in (0, 1]"), else the invariant.
-fn validate_path(f: &TomlFile<'_>, at: &KeyPath, message: &str) -> KeyPath {
+fn well_formed_path(f: &TomlFile<'_>, at: &KeyPath, message: &str) -> KeyPath {
     message
         .split('`')
         .skip(1)
@@ -189,11 +189,11 @@ fn validate_path(f: &TomlFile<'_>, at: &KeyPath, message: &str) -> KeyPath {
 }
 
 /// Check each invariant's keys make sense for its kind.
-fn validate_invariants(f: &TomlFile<'_>, invariants: &[InvariantSpec]) -> Result<()> {
+fn check_invariants(f: &TomlFile<'_>, invariants: &[InvariantSpec]) -> Result<()> {
     for (i, inv) in invariants.iter().enumerate() {
-        if let Err(m) = inv.validate() {
+        if let Err(m) = inv.check_well_formed() {
             let at = KeyPath(vec![Seg::Key("invariants".into()), Seg::Index(i)]);
-            let path = validate_path(f, &at, &m);
+            let path = well_formed_path(f, &at, &m);
             return Err(f.error(
                 &path,
                 &format!("invariant `{}`: {m}", inv.label()),
@@ -229,7 +229,7 @@ pub fn parse_migration(file: &str, text: &str) -> Result<Migration> {
         let line = f.line_of_path(&KeyPath(vec![Seg::Key("steps".into()), Seg::Index(i)]));
         steps.push(StepAt { step, line });
     }
-    validate_invariants(&f, &raw.invariants)?;
+    check_invariants(&f, &raw.invariants)?;
     let mut gates = Vec::new();
     for (metric, th) in raw.gates.unwrap_or_default() {
         let g = th.into_gate(&metric).map_err(|e| {
@@ -298,7 +298,7 @@ pub fn parse_invariants(file: &str, text: &str) -> Result<Vec<InvariantSpec>> {
             CHECKS_HINT.to_owned()
         }
     })?;
-    validate_invariants(&f, &raw.invariants)?;
+    check_invariants(&f, &raw.invariants)?;
     Ok(raw.invariants)
 }
 

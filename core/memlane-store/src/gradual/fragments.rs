@@ -22,7 +22,9 @@ use crate::error::{Result, StoreError};
 use crate::store::now;
 use crate::vectors::embed_checked;
 
-use super::{COMMIT_RETRIES, Checkpoint, Gradual, SAVE_EVERY_SECS, SLOW_CALL_SECS};
+use memlane_core::ReembedCheckpoint;
+
+use super::{COMMIT_RETRIES, Gradual, SAVE_EVERY_SECS, SLOW_CALL_SECS};
 
 /// A todo row of a fragment: its physical offset and the digest of its current text.
 pub(super) struct Todo {
@@ -258,7 +260,7 @@ impl Gradual<'_> {
     pub(super) async fn fragments(
         &mut self,
         ids: &[u64],
-        cp: &mut Checkpoint,
+        cp: &mut ReembedCheckpoint,
         embedded_now: &mut u64,
         started: Instant,
     ) -> Result<u64> {
@@ -324,7 +326,7 @@ impl Gradual<'_> {
     pub(super) async fn fragments_inner(
         &mut self,
         ids: &[u64],
-        cp: &mut Checkpoint,
+        cp: &mut ReembedCheckpoint,
         embedded_now: &mut u64,
         started: Instant,
         tasks: &mut Tasks,
@@ -382,7 +384,7 @@ impl Gradual<'_> {
     pub(super) async fn embed_fragment(
         &mut self,
         mut p: Prepared,
-        cp: &mut Checkpoint,
+        cp: &mut ReembedCheckpoint,
         embedded_now: &mut u64,
         started: Instant,
     ) -> Result<Prepared> {

@@ -11,6 +11,8 @@
 //! rows written meanwhile); then the migrator completes the step.
 
 use std::collections::HashMap;
+
+use memlane_core::ReembedCheckpoint;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +20,6 @@ use arrow::datatypes::Schema as ArrowSchema;
 use lance::dataset::NewColumnTransform;
 use lance::dataset::transaction::Operation;
 use memlane_core::{Action, HistoryEntry, Space, StoreState};
-use serde::{Deserialize, Serialize};
 
 use crate::convert::digest_field;
 use crate::embed::Embedder;
@@ -32,45 +33,6 @@ mod fragments;
 mod side;
 
 pub(crate) use count::sample;
-
-/// Where a gradual re-embed stands (kept in `in_flight.checkpoint`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// `expand`, `backfill` (first pass) or `catch_up` (later passes).
-    pub phase: String,
-    /// Target space.
-    pub space: String,
-    /// Pass number (1 = backfill).
-    pub pass: u32,
-    /// Rows embedded by this step so far (across resumes).
-    pub embedded: u64,
-    /// Rows still to embed when last counted (the catch-up lag).
-    pub remaining: u64,
-    /// Live rows when last counted.
-    pub total: u64,
-    /// Embedding rate of the current run.
-    pub rows_per_sec: f64,
-    /// When the checkpoint was written.
-    pub at: String,
-}
-
-impl Checkpoint {
-    /// Share of live rows with a current vector.
-    pub fn percent(&self) -> f64 {
-        if self.total == 0 {
-            return 100.0;
-        }
-        #[allow(clippy::cast_precision_loss)]
-        let done = self.total.saturating_sub(self.remaining) as f64 / self.total as f64;
-        done * 100.0
-    }
-
-    /// Estimated seconds left at the current rate.
-    pub fn eta_secs(&self) -> Option<f64> {
-        #[allow(clippy::cast_precision_loss)]
-        (self.rows_per_sec > 0.0).then(|| self.remaining as f64 / self.rows_per_sec)
-    }
-}
 
 /// A version at which every live row with source text had a current vector in the
 /// target space, each checked when it was produced (by the embedder output checks, or
@@ -130,15 +92,15 @@ const SAVE_EVERY_SECS: f64 = 1.0;
 const SLOW_CALL_SECS: f64 = 0.02;
 
 impl Gradual<'_> {
-    fn state_with(&self, cp: &Checkpoint) -> StoreState {
+    fn state_with(&self, cp: &ReembedCheckpoint) -> StoreState {
         let mut st = self.state.clone();
         if let Some(f) = st.in_flight.as_mut() {
-            f.checkpoint = serde_json::to_value(cp).ok();
+            f.checkpoint = Some(cp.clone());
         }
         st
     }
 
-    fn entry(&self, cp: &Checkpoint) -> HistoryEntry {
+    fn entry(&self, cp: &ReembedCheckpoint) -> HistoryEntry {
         let mut e = HistoryEntry::new(Action::Checkpoint, now());
         e.migration = Some(self.migration);
         e.file = Some(self.file.clone());
@@ -151,7 +113,7 @@ impl Gradual<'_> {
         e
     }
 
-    async fn commit(&mut self, op: Operation, cp: &Checkpoint) -> Result<()> {
+    async fn commit(&mut self, op: Operation, cp: &ReembedCheckpoint) -> Result<()> {
         let state = self.state_with(cp);
         let entry = self.entry(cp);
         self.store
@@ -233,14 +195,13 @@ impl Gradual<'_> {
     }
 
     /// The checkpoint a resumed run continues from (or a fresh one).
-    fn checkpoint(&self) -> Checkpoint {
+    fn checkpoint(&self) -> ReembedCheckpoint {
         self.state
             .in_flight
             .as_ref()
             .and_then(|f| f.checkpoint.clone())
-            .and_then(|v| serde_json::from_value(v).ok())
-            .filter(|c: &Checkpoint| c.space == self.space.name)
-            .unwrap_or_else(|| Checkpoint {
+            .filter(|c: &ReembedCheckpoint| c.space == self.space.name)
+            .unwrap_or_else(|| ReembedCheckpoint {
                 space: self.space.name.clone(),
                 ..Default::default()
             })
@@ -248,7 +209,7 @@ impl Gradual<'_> {
 
     /// Add the space's digest column when it is missing (metadata only: all null).
     /// Returns false when a writer's commit preempted it (expand again on the new head).
-    async fn expand(&mut self, cp: &mut Checkpoint, out: &mut Outcome) -> Result<bool> {
+    async fn expand(&mut self, cp: &mut ReembedCheckpoint, out: &mut Outcome) -> Result<bool> {
         let ds = self.store.dataset().clone();
         if ds.schema().field(&self.space.digest_column()).is_some() {
             return Ok(true);
@@ -297,7 +258,7 @@ impl Gradual<'_> {
     async fn pass(
         &mut self,
         per_frag: &HashMap<u64, u64>,
-        cp: &mut Checkpoint,
+        cp: &mut ReembedCheckpoint,
         out: &mut Outcome,
         embedded_now: &mut u64,
         started: Instant,
@@ -330,7 +291,7 @@ impl Gradual<'_> {
         Ok(())
     }
 
-    fn report(&self, cp: &mut Checkpoint, embedded_now: u64, started: Instant) {
+    fn report(&self, cp: &mut ReembedCheckpoint, embedded_now: u64, started: Instant) {
         let secs = started.elapsed().as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
         if secs > 0.0 {

@@ -137,15 +137,15 @@ pub(super) async fn calibrate(
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-    let check = crate::compat::check_reembed(
+    let check = crate::calibrate::check_reembed(
         store,
-        &crate::compat::CheckSpec {
+        &crate::calibrate::CheckSpec {
             old: &old,
             new: &sp,
             embedder_name: embedder,
             embedder: e.as_ref(),
             source,
-            sample: sample.unwrap_or(crate::compat::DEFAULT_SAMPLE),
+            sample: sample.unwrap_or(crate::calibrate::DEFAULT_SAMPLE),
             k: k.unwrap_or(10),
             mode: *mode,
             gates: &m.gates,

@@ -63,7 +63,7 @@ pub(super) fn prepare_batches(
         for space in &state.spaces {
             batch = crate::vectors::with_digests(&batch, space)?;
         }
-        convert::validate_rows(&batch, &state.spaces, &required)?;
+        convert::check_rows(&batch, &state.spaces, &required)?;
         out.push(batch);
     }
     Ok((out, embedded))

@@ -1,6 +1,7 @@
-//! Embedding compatibility against a real store: model fingerprints, the compatibility
-//! check of a re-embed (sample, metrics, declared mode, gates), query adapters kept as
-//! artifacts of the store, and paired samples for `memlane compat`.
+//! A re-embed calibrated against the space it replaces, on a real store: the
+//! compatibility check (sample, metrics, declared mode, gates), query adapters kept as
+//! artifacts of the store, search through an adapter, and paired samples for
+//! `memlane compat`. Model fingerprints are in `fingerprint`.
 //!
 //! The computations live in [`memlane_core::compat`] (pure, shared with the browser);
 //! this module reads the samples, calls the embedders and stores the results.
