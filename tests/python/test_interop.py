@@ -285,6 +285,31 @@ def test_verify_json_shape(store):
         assert c["ok"] is True, c
 
 
+def test_cli_and_python_give_one_report(store):
+    """status, verify and validate come from the library once: the CLI's `--json` and the
+    Python report carry the same data, and the Python report's text is the CLI's."""
+    import memlane
+
+    st = memlane.open(str(store["path"]))
+    pairs = [
+        (st.status(), ("status", store["path"])),
+        (st.verify(EX01), ("verify", store["path"], EX01)),
+        (st.validate(), ("validate", store["path"])),
+    ]
+    for report, args in pairs:
+        cli = run_json(*args)
+        assert set(report.data) == set(cli), args[0]
+        assert report.data["version"] == cli["version"]
+        text = run(*args, ok=False).stdout
+        assert str(report).strip() == text.strip(), args[0]
+    assert st.verify(EX01).data["ok"] is True and run_json("verify", store["path"], EX01)["ok"] is True
+    # export by extension, decided once: `.json` is JSON Lines for both
+    out = store["base"] / "py-export.json"
+    assert st.export(str(out)) == len(store["exported"])
+    first = json.loads(out.read_text().splitlines()[0])
+    assert first["id"] in store["by_id"]
+
+
 def test_edited_applied_migration_is_refused(tmp_path):
     mig = tmp_path / "migrations"
     shutil.copytree(EX02, mig)

@@ -22,7 +22,7 @@ pub(crate) fn compat_json(
     k: usize,
     metric: &str,
     queries: Option<(Vec<u8>, Vec<u8>, Vec<Vec<usize>>)>,
-) -> PyResult<String> {
+) -> PyResult<(String, String)> {
     let (o, n) = (floats(old), floats(new));
     if old_dim == 0 || new_dim == 0 || o.len() / old_dim != n.len() / new_dim {
         return Err(input(format!(
@@ -51,5 +51,5 @@ pub(crate) fn compat_json(
     let r = py
         .detach(|| memlane_store::compat_report(&sample, &os, &ns, k, q.as_ref()))
         .map_err(|e| to_py(py, e, None))?;
-    serde_json::to_string(&r).map_err(|e| input(e.to_string()))
+    crate::store::json_text(&r)
 }

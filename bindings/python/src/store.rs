@@ -57,6 +57,14 @@ fn json<T: serde::Serialize>(v: &T) -> PyResult<String> {
     serde_json::to_string(v).map_err(|e| input(e.to_string()))
 }
 
+/// A report as JSON and as the text the CLI prints (its `Display`): the Python report
+/// keeps both, so `str(report)` is the library's rendering, not a second one.
+pub(crate) fn json_text<T: serde::Serialize + std::fmt::Display>(
+    v: &T,
+) -> PyResult<(String, String)> {
+    Ok((json(v)?, v.to_string()))
+}
+
 fn spaces_of(spaces: Option<Vec<Space>>) -> Vec<memlane_core::Space> {
     spaces
         .unwrap_or_default()
@@ -206,32 +214,12 @@ impl Store {
 
     /// Status as JSON: version, rows, spaces, active space, applied and in-flight
     /// migrations (with the re-embed checkpoint), fields, lock.
-    fn status_json(&self, py: Python<'_>) -> PyResult<String> {
-        let uri = self.uri.clone();
-        let v = self.with(py, None, async |s| {
+    fn status_json(&self, py: Python<'_>) -> PyResult<(String, String)> {
+        let st = self.with(py, None, async |s| {
             s.refresh().await?;
-            let snap = s.snapshot().await?;
-            let checkpoint = snap
-                .state
-                .in_flight
-                .as_ref()
-                .and_then(|f| f.checkpoint.clone())
-                .map(|c| {
-                    serde_json::json!({
-                        "phase": c.phase, "space": c.space, "pass": c.pass, "embedded": c.embedded,
-                        "remaining": c.remaining, "total": c.total, "rows_per_sec": c.rows_per_sec,
-                        "percent": c.percent(), "eta_secs": c.eta_secs(), "at": c.at,
-                    })
-                });
-            Ok(serde_json::json!({
-                "store": uri, "version": snap.version, "rows": snap.rows,
-                "spaces": snap.state.spaces, "active_space": snap.state.active_space,
-                "applied": snap.state.applied, "in_flight": snap.state.in_flight,
-                "reembed": checkpoint, "fields": snap.fields,
-                "lock": memlane_store::lock::read_lock(&uri),
-            }))
+            s.status(None).await
         })?;
-        json(&v)
+        Ok((json(&st)?, st.to_string()))
     }
 
     /// The store's spaces.
@@ -353,10 +341,10 @@ impl Store {
     }
 
     /// The plan for a migrations folder (hash chain checked, lint findings) as JSON.
-    fn plan_json(&self, py: Python<'_>, migrations: &str) -> PyResult<String> {
+    fn plan_json(&self, py: Python<'_>, migrations: &str) -> PyResult<(String, String)> {
         let files = folder(py, migrations)?;
         let p = self.with(py, None, async move |s| s.plan(&files).await)?;
-        json(&p)
+        json_text(&p)
     }
 
     /// Apply a migrations folder; returns the apply report as JSON. Embedders are the
@@ -372,9 +360,9 @@ impl Store {
         dry_run: bool,
         approve: Option<String>,
         to: Option<u32>,
-    ) -> PyResult<String> {
-        let files = folder(py, migrations)?;
-        let specs = memlane_store::read_invariants(migrations).map_err(|e| to_py(py, e, None))?;
+    ) -> PyResult<(String, String)> {
+        let folder =
+            memlane_store::MigrationFolder::read(migrations).map_err(|e| to_py(py, e, None))?;
         let emb = Embedders::from_py(embedders)?;
         let map = emb.map.clone();
         let progress = progress.map(|f| {
@@ -400,8 +388,7 @@ impl Store {
         });
         let r = self.with(py, Some(&emb), async move |s| {
             let mut m = s
-                .migrator(files)
-                .invariants(specs)
+                .migrator_for(folder)
                 .dry_run(dry_run)
                 .approve(approve)
                 .to(to);
@@ -413,7 +400,7 @@ impl Store {
             }
             m.apply().await
         })?;
-        json(&r)
+        json_text(&r)
     }
 
     /// Every version with its recorded entry, as JSON.
@@ -425,12 +412,10 @@ impl Store {
     /// Check the recorded state against the data (and a migrations folder's hash
     /// chain, when given): JSON report with `ok` and the checks.
     #[pyo3(signature = (migrations=None))]
-    fn verify_json(&self, py: Python<'_>, migrations: Option<&str>) -> PyResult<String> {
+    fn verify_json(&self, py: Python<'_>, migrations: Option<&str>) -> PyResult<(String, String)> {
         let files = migrations.map(|m| folder(py, m)).transpose()?;
         let r = self.with(py, None, async move |s| s.verify(files.as_deref()).await)?;
-        let mut v = serde_json::to_value(&r).map_err(|e| input(e.to_string()))?;
-        v["ok"] = serde_json::Value::Bool(r.ok());
-        json(&v)
+        Ok((json(&memlane_store::verdict_json(&r))?, r.to_string()))
     }
 
     /// Run every built-in data check plus a folder's `invariants.toml` on the current
@@ -442,7 +427,7 @@ impl Store {
         py: Python<'_>,
         migrations: Option<&str>,
         against: Option<u64>,
-    ) -> PyResult<String> {
+    ) -> PyResult<(String, String)> {
         let specs = match migrations {
             Some(m) => memlane_store::read_invariants(m).map_err(|e| to_py(py, e, None))?,
             None => vec![],
@@ -452,9 +437,7 @@ impl Store {
             s.record_validation(&r)?;
             Ok(r)
         })?;
-        let mut v = serde_json::to_value(&r).map_err(|e| input(e.to_string()))?;
-        v["ok"] = serde_json::Value::Bool(r.ok());
-        json(&v)
+        Ok((json(&memlane_store::verdict_json(&r))?, r.to_string()))
     }
 
     /// Every check over versions (step invariants and kept validations), as JSON.
@@ -498,23 +481,19 @@ impl Store {
         new: String,
         sample: usize,
         k: usize,
-    ) -> PyResult<String> {
+    ) -> PyResult<(String, String)> {
         let r = self.with(py, None, async move |s| {
             let p = s.paired_sample(&old, &new, sample).await?;
             let (o, n) = (s.space(Some(&old))?.clone(), s.space(Some(&new))?.clone());
             memlane_store::compat_report(&p, &o, &n, k, None)
         })?;
-        json(&r)
+        json_text(&r)
     }
 
     /// Write the live rows to a JSONL file (`.jsonl`) or Arrow IPC file (`.arrow`).
     fn export(&self, py: Python<'_>, path: String) -> PyResult<u64> {
         self.with(py, None, async move |s| {
-            if path.ends_with(".jsonl") || path.ends_with(".json") {
-                memlane_store::export_jsonl(s, &path).await
-            } else {
-                memlane_store::export_ipc(s, &path).await
-            }
+            memlane_store::export(s, &path).await
         })
     }
 
@@ -555,11 +534,11 @@ pub(crate) fn review_json(
     sample: &str,
     migrations: &str,
     k: usize,
-) -> PyResult<String> {
+) -> PyResult<(String, String)> {
     let r = py
         .detach(|| memlane_store::review_sample(sample, migrations, k))
         .map_err(|e| to_py(py, e, None))?;
-    json(&r)
+    json_text(&r)
 }
 
 /// Create a store from a JSONL file of records (as `memlane init --from`): extra keys

@@ -7,7 +7,6 @@
 use std::fmt::{self, Display};
 
 use anyhow::Result;
-use memlane_store::memlane_core::{Space, compat::DEFAULT_TOLERANCE};
 use serde::Serialize;
 use serde_json::json;
 
@@ -79,21 +78,4 @@ fn message(e: &anyhow::Error) -> String {
         }
     }
     msg
-}
-
-/// Spaces for JSON output: a fingerprint is summarised (its vectors are noise here).
-pub(crate) fn spaces_json(spaces: &[Space]) -> Vec<serde_json::Value> {
-    spaces
-        .iter()
-        .map(|s| {
-            let mut v = serde_json::to_value(s).unwrap_or_default();
-            if let (Some(o), Some(fp)) = (v.as_object_mut(), &s.fingerprint) {
-                o.insert(
-                    "fingerprint".into(),
-                    json!({"canaries": fp.texts.len(), "tolerance": DEFAULT_TOLERANCE}),
-                );
-            }
-            v
-        })
-        .collect()
 }

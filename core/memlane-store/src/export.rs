@@ -1,4 +1,5 @@
-//! Export by extension: the store's user columns as JSON Lines or Arrow IPC.
+//! Export by extension: the store's user columns as JSON Lines (`.jsonl`, `.json`) or
+//! Arrow IPC (anything else).
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -64,4 +65,16 @@ pub async fn export_jsonl(store: &Store, path: impl AsRef<Path>) -> Result<u64> 
     let mut inner = w.into_inner();
     inner.flush().map_err(|e| io_err(path, e))?;
     Ok(n)
+}
+
+/// Export every record to `path` in the format its extension names: JSON Lines for
+/// `.jsonl` / `.json`, Arrow IPC otherwise. Returns the rows written.
+pub async fn export(store: &Store, path: impl AsRef<Path>) -> Result<u64> {
+    let path = path.as_ref();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ext.eq_ignore_ascii_case("jsonl") || ext.eq_ignore_ascii_case("json") {
+        export_jsonl(store, path).await
+    } else {
+        export_ipc(store, path).await
+    }
 }

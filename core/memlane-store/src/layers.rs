@@ -6,15 +6,17 @@
 //!    `Embedder` trait.
 //! 1. `engine`, `convert` — Lance (commits with the sealed record, conflicts, records
 //!    read back, scans, data file digests) and Arrow conversion. Know nothing of `Store`.
-//! 2. `lock`, `predicates`, `readers`, `vectors` — the migration lock; SQL predicates
-//!    planned at lint time; the user's files read; vectors checked as produced.
+//! 2. `lock`, `predicates`, `readers`, `vectors`, `verdict` — the migration lock; SQL
+//!    predicates planned at lint time; the user's files read (a `MigrationFolder`);
+//!    vectors checked as produced; the shape of a pass/fail report.
 //! 3. `fingerprint`, `ops` — model fingerprints; one module per migration op, staging
 //!    an uncommitted Lance operation.
 //! 4. `checks` — every invariant evaluator and the fused scan, over Lance versions.
 //! 5. `store` — the `Store` facade: the only writer of its head and state.
 //! 6. `calibrate`, `gradual` — a re-embed calibrated against the space it replaces
 //!    (compatibility check, gates, adapters); the online backfill.
-//! 7. `migrate`, `validate`, `verify`, `sample`, `export`, `digests` — the orchestrators.
+//! 7. `migrate`, `validate`, `verify`, `sample`, `export`, `digests`, `status` — the
+//!    orchestrators.
 
 /// Layer of each top-level module.
 pub(crate) const LAYERS: &[(&str, u8)] = &[
@@ -27,6 +29,7 @@ pub(crate) const LAYERS: &[(&str, u8)] = &[
     ("predicates", 2),
     ("readers", 2),
     ("vectors", 2),
+    ("verdict", 2),
     ("fingerprint", 3),
     ("ops", 3),
     ("checks", 4),
@@ -39,6 +42,7 @@ pub(crate) const LAYERS: &[(&str, u8)] = &[
     ("sample", 7),
     ("export", 7),
     ("digests", 7),
+    ("status", 7),
 ];
 
 /// The layer of the crate root (`lib.rs`, which only declares and re-exports) and of

@@ -77,3 +77,25 @@ pub fn read_ipc(path: impl AsRef<Path>) -> Result<RecordBatch> {
     let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(arrow::compute::concat_batches(&schema, &batches)?)
 }
+
+/// A migrations folder as memlane reads it: its migrations (`NNNN_slug.toml`) and its
+/// store-level invariants (`invariants.toml`). Every command and binding that takes a
+/// folder reads it through this, so what a folder means is decided once.
+#[derive(Debug, Clone, Default)]
+pub struct MigrationFolder {
+    /// The migrations, in id order.
+    pub migrations: Vec<Migration>,
+    /// The store-level invariants, checked after every step of every migration.
+    pub invariants: Vec<memlane_core::InvariantSpec>,
+}
+
+impl MigrationFolder {
+    /// Read and parse the folder at `dir`.
+    pub fn read(dir: impl AsRef<Path>) -> Result<MigrationFolder> {
+        let dir = dir.as_ref();
+        Ok(MigrationFolder {
+            migrations: read_folder(dir)?,
+            invariants: read_invariants(dir)?,
+        })
+    }
+}

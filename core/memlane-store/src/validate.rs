@@ -422,3 +422,9 @@ impl Slot {
         })
     }
 }
+
+impl crate::verdict::Verdict for ValidateReport {
+    fn ok(&self) -> bool {
+        ValidateReport::ok(self)
+    }
+}

@@ -426,3 +426,9 @@ fn or_report<T>(r: &mut VerifyReport, name: &str, v: Result<T>) -> Option<T> {
         }
     }
 }
+
+impl crate::verdict::Verdict for VerifyReport {
+    fn ok(&self) -> bool {
+        VerifyReport::ok(self)
+    }
+}

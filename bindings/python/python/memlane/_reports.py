@@ -49,10 +49,15 @@ def _table(headers: List[str], rows: List[List[str]]) -> str:
 
 class Report:
     """A report as memlane's Rust core produced it: ``report.data`` is the dict (the same
-    JSON the CLI prints with ``--json``); keys are also readable as ``report["key"]``."""
+    JSON the CLI prints with ``--json``); keys are also readable as ``report["key"]``;
+    ``str(report)`` is the CLI's text where the core renders one."""
 
-    def __init__(self, data: Dict[str, Any]) -> None:
+    def __init__(self, data: Dict[str, Any], text: Optional[str] = None) -> None:
         self.data = data
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text if self.text is not None else self.to_json()
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -89,19 +94,6 @@ class Plan(Report):
     def blocked(self) -> bool:
         """Whether a lint finding is an error (apply would refuse)."""
         return any(str(f.get("level")).lower() == "error" for f in self.findings)
-
-    def __str__(self) -> str:
-        lines = [
-            f"plan against version {self.data['version']} ({self.data['rows']} rows, "
-            f"{self.data['applied']} applied): {len(self.migrations)} pending"
-        ]
-        for m in self.migrations:
-            lines.append(f"  {m.get('file')}: {m.get('description', '')}")
-            for s in m.get("steps", []):
-                lines.append(f"    - {s.get('op')}: {s.get('description', '')}")
-        for f in self.findings:
-            lines.append(f"  [{f.get('level')}] {f.get('code')}: {f.get('message')}")
-        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = []
@@ -150,24 +142,6 @@ class ApplyReport(Report):
     @property
     def ok(self) -> bool:
         return all(str(m.get("outcome")) != "blocked" for m in self.migrations)
-
-    def __str__(self) -> str:
-        lines = [
-            f"apply: version {self.data['version_before']} -> {self.data['version_after']}"
-            f"{' (dry run)' if self.data.get('dry_run') else ''}, {self.data['duration_ms']} ms"
-        ]
-        for m in self.migrations:
-            lines.append(f"  {m['file']}: {m['outcome']}")
-            for s in m.get("steps", []):
-                lines.append(
-                    f"    {s['op']}: {s['rows_before']} -> {s['rows_after']} rows, "
-                    f"{s['rows_written']} written, {s['duration_ms']} ms"
-                )
-                for c in _checks(s):
-                    lines.append(f"      compatibility {c['from']} -> {c['to']}: {c['verdict']}")
-        if self.context:
-            lines.append(f"  context kept {self.context['context_kept'] * 100:.1f}%")
-        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = []
@@ -269,15 +243,6 @@ class CompatReport(Report):
     @property
     def metrics(self) -> Dict[str, float]:
         return self.data["metrics"]
-
-    def __str__(self) -> str:
-        d = self.data
-        return (
-            f"compat on {d['n']} paired rows, k={d['k']} ({d['old_dim']}-d -> {d['new_dim']}-d): "
-            f"overlap {d['overlap']['mean']:.3f} (baseline {d['overlap']['baseline']:.3f}), "
-            f"recall {d['recall']['mean']:.3f} (baseline {d['recall']['baseline']:.3f}), "
-            f"CKA {d['cka']:.3f}, suggested mode {d['suggested_mode']}"
-        )
 
     def _repr_html_(self) -> str:
         d = self.data
@@ -413,13 +378,6 @@ class ValidateReport(Report):
         """The checks that did not hold (warnings included)."""
         return [r for r in self.results if not r["passed"]]
 
-    def __str__(self) -> str:
-        lines = [f"validate version {self.data['version']} ({self.data['rows']} rows): {'OK' if self.ok else 'FAILED'}"]
-        for r in self.results:
-            mark = "ok  " if r["passed"] else r["severity"].upper()
-            lines.append(f"  {mark} {r['name']}: {r['message']}")
-        return "\n".join(lines)
-
     def _repr_html_(self) -> str:
         rows = [
             [
@@ -461,30 +419,6 @@ class Review(Report):
     @property
     def plan(self) -> Plan:
         return Plan(self.data["plan"])
-
-    def __str__(self) -> str:
-        lines = [
-            f"review on a sample of {self.data['sample_rows']} of {self.data['store_rows']} rows: "
-            f"{self.verdict.upper()}"
-        ]
-        lines += [f"  - {r}" for r in self.reasons]
-        for s in self.steps:
-            c = s.get("check")
-            head = f"  {s['file']} step {s['step'] + 1} ({s['op']}) {s['from']} -> {s['to']}"
-            if c:
-                k = c["k"]
-                m = c["metrics"]
-                head += (
-                    f": {c['verdict'].upper()} overlap@{k} {m.get(f'overlap@{k}', float('nan')):.3f}"
-                    f" (baseline {m.get(f'overlap@{k}.baseline', float('nan')):.3f})"
-                )
-            lines.append(head)
-            if s.get("note"):
-                lines.append(f"    note: {s['note']}")
-        for r in self.invariants:
-            mark = "ok  " if r["passed"] else r["severity"].upper()
-            lines.append(f"  {mark} {r['name']}: {r['message']}")
-        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         parts = [f"<b>memlane review</b> {_badge(self.verdict)}"]

@@ -244,7 +244,8 @@ class Store:
     def plan(self, migrations: PathLike) -> Plan:
         """What applying a migrations folder would do: steps, lint findings, embedders
         needed. Raises :class:`ChecksumMismatch` if applied files were edited."""
-        return Plan(json.loads(self._s.plan_json(os.fspath(migrations))))
+        raw, text = self._s.plan_json(os.fspath(migrations))
+        return Plan(json.loads(raw), text)
 
     def apply(
         self,
@@ -265,7 +266,7 @@ class Store:
         again resumes there."""
         cb = _progress(progress)
         try:
-            raw = self._s.apply_json(
+            raw, text = self._s.apply_json(
                 os.fspath(migrations),
                 dict(embedders or {}),
                 progress=cb,
@@ -276,11 +277,12 @@ class Store:
         finally:
             if isinstance(cb, _Tqdm):
                 cb.close()
-        return ApplyReport(json.loads(raw))
+        return ApplyReport(json.loads(raw), text)
 
     def status(self) -> Status:
         """Version, rows, spaces, applied and in-flight migrations, re-embed progress, lock."""
-        return Status(json.loads(self._s.status_json()))
+        raw, text = self._s.status_json()
+        return Status(json.loads(raw), text)
 
     def history(self) -> History:
         """Every version with what memlane recorded in its commit."""
@@ -288,15 +290,16 @@ class Store:
 
     def verify(self, migrations: Optional[PathLike] = None) -> VerifyReport:
         """Check the recorded state against the data (and a folder's hash chain)."""
-        return VerifyReport(json.loads(self._s.verify_json(os.fspath(migrations) if migrations else None)))
+        raw, text = self._s.verify_json(os.fspath(migrations) if migrations else None)
+        return VerifyReport(json.loads(raw), text)
 
     def validate(self, migrations: Optional[PathLike] = None, against: Optional[int] = None) -> ValidateReport:
         """Run every built-in data check (ids unique, vectors of every space, references,
         lifecycle, ids preserved and content unchanged against ``against`` — default the
         previous version) plus the folder's ``invariants.toml``. Lists every failure with
         sample ids; ``report.ok`` is False when a ``fail`` check failed."""
-        raw = self._s.validate_json(os.fspath(migrations) if migrations else None, against)
-        return ValidateReport(json.loads(raw))
+        raw, text = self._s.validate_json(os.fspath(migrations) if migrations else None, against)
+        return ValidateReport(json.loads(raw), text)
 
     def validate_history(self) -> List[Dict[str, Any]]:
         """Every check over versions: step invariants from history and kept validations."""
@@ -304,7 +307,8 @@ class Store:
 
     def compat(self, old: str, new: str, sample: int = 2000, k: int = 10) -> CompatReport:
         """Compatibility of two spaces of this store on a paired sample of rows."""
-        return CompatReport(json.loads(self._s.compat_json(old, new, sample=sample, k=k)))
+        raw, text = self._s.compat_json(old, new, sample=sample, k=k)
+        return CompatReport(json.loads(raw), text)
 
     def tag(self, name: str, version: Optional[int] = None) -> int:
         """Tag a version (the current one by default)."""
@@ -390,7 +394,8 @@ def compat(
     if queries is not None:
         qo, qn, rel = queries
         q = (_matrix(qo, "queries[0]")[0], _matrix(qn, "queries[1]")[0], [list(map(int, r)) for r in rel])
-    return CompatReport(json.loads(_memlane.compat_json(ob, od, nb, nd, k=k, metric=metric, queries=q)))
+    raw, text = _memlane.compat_json(ob, od, nb, nd, k=k, metric=metric, queries=q)
+    return CompatReport(json.loads(raw), text)
 
 
 def review(sample: PathLike, migrations: PathLike, *, k: int = 10) -> Review:
@@ -398,4 +403,5 @@ def review(sample: PathLike, migrations: PathLike, *, k: int = 10) -> Review:
     :meth:`Store.export_sample` (or ``memlane export-sample``): plan and lint, each
     re-embed's compatibility check with its mode and gates, invariants on the sample, and
     an overall verdict — the browser preview's answer, computed by the same code."""
-    return Review(json.loads(_memlane.review_json(os.fspath(sample), os.fspath(migrations), k=k)))
+    raw, text = _memlane.review_json(os.fspath(sample), os.fspath(migrations), k=k)
+    return Review(json.loads(raw), text)

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use memlane_store::memlane_core::{ApplyReport, Migration, Plan, Step};
-use memlane_store::{Embedder, HashEmbedder, Progress, ProgressFn, Store, StoreError};
+use memlane_store::{
+    Embedder, HashEmbedder, MigrationFolder, Progress, ProgressFn, Store, StoreError,
+};
 
 use crate::cli::{ApplyArgs, EmbedderArgs, StoreArgs};
 use crate::embedders;
@@ -29,8 +31,9 @@ pub(crate) async fn run(args: ApplyArgs, out: Output) -> Result<ExitStatus> {
         approve,
     } = args;
     let mut st = Store::open(&store).await?;
-    let files = memlane_store::read_folder(&migrations)?;
-    let plan = st.plan(&files).await?;
+    let folder = MigrationFolder::read(&migrations)?;
+    let files = &folder.migrations;
+    let plan = st.plan(files).await?;
     if plan.errors().next().is_some() {
         out.emit(&plan, line(&plan))?;
         return Ok(ExitStatus::Blocked);
@@ -58,10 +61,9 @@ pub(crate) async fn run(args: ApplyArgs, out: Output) -> Result<ExitStatus> {
     {
         return Ok(status);
     }
-    let emb = resolve_embedders(&embedders, &files)?;
+    let emb = resolve_embedders(&embedders, files)?;
     let mut m = st
-        .migrator(files)
-        .invariants(memlane_store::read_invariants(&migrations)?)
+        .migrator_for(folder)
         .dry_run(dry_run)
         .to(to)
         .approve(approve)

@@ -16,12 +16,7 @@ pub(crate) async fn run(args: ExportArgs, out: Output) -> Result<ExitStatus> {
         output,
     } = args;
     let st = Store::open(&store).await?;
-    let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let n = if ext == "jsonl" || ext == "json" {
-        memlane_store::export_jsonl(&st, &output).await?
-    } else {
-        memlane_store::export_ipc(&st, &output).await?
-    };
+    let n = memlane_store::export(&st, &output).await?;
     out.emit(
         &json!({"rows": n, "output": output}),
         line(format_args!("exported {n} records to {}", output.display())),

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::cli::{EmbedderArgs, InitArgs, StoreArgs, parse_space};
 use crate::embedders;
 use crate::exit::ExitStatus;
-use crate::output::{Output, line, spaces_json};
+use crate::output::{Output, line};
 
 /// Create the store and report its version, rows and spaces.
 pub(crate) async fn run(args: InitArgs, out: Output) -> Result<ExitStatus> {
@@ -39,7 +39,7 @@ pub(crate) async fn run(args: InitArgs, out: Output) -> Result<ExitStatus> {
     st.refresh().await?;
     let rows = st.count().await?;
     out.emit(
-        &json!({"store": store, "version": st.version(), "rows": rows, "spaces": spaces_json(&st.state().spaces)}),
+        &json!({"store": store, "version": st.version(), "rows": rows, "spaces": memlane_store::space_summaries(&st.state().spaces)}),
         line(format_args!(
             "created store {store} at version {} with {rows} rows",
             st.version()

@@ -5,7 +5,6 @@ use std::fmt;
 
 use anyhow::Result;
 use memlane_store::Store;
-use serde_json::json;
 
 use crate::cli::{StoreArgs, ValidateArgs};
 use crate::exit::ExitStatus;
@@ -30,7 +29,7 @@ pub(crate) async fn run(args: ValidateArgs, out: Output) -> Result<ExitStatus> {
     };
     let r = st.validate(&specs, against).await?;
     st.record_validation(&r)?;
-    out.emit(&json!({"ok": r.ok(), "report": r}), &r)?;
+    out.emit(&memlane_store::verdict_json(&r), &r)?;
     if !r.ok() {
         return Ok(ExitStatus::Blocked);
     }

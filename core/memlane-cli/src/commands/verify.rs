@@ -20,7 +20,7 @@ pub(crate) async fn run(args: VerifyArgs, out: Output) -> Result<ExitStatus> {
         .map(memlane_store::read_folder)
         .transpose()?;
     let r = st.verify(files.as_deref()).await?;
-    out.emit(&r, line(&r))?;
+    out.emit(&memlane_store::verdict_json(&r), line(&r))?;
     if !r.ok() {
         return Ok(ExitStatus::Blocked);
     }

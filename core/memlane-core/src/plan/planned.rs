@@ -152,9 +152,10 @@ impl fmt::Display for Plan {
                 };
                 writeln!(
                     f,
-                    "  {}{}. {} ({effect})",
+                    "  {}{}. {}: {} ({effect})",
                     if s.done { "done " } else { "" },
                     s.index + 1,
+                    s.op,
                     s.description
                 )?;
             }

@@ -49,6 +49,13 @@ impl Store {
         }
     }
 
+    /// Start an apply of a migrations folder: its migrations, checked with its
+    /// store-level invariants.
+    pub fn migrator_for(&mut self, folder: crate::readers::MigrationFolder) -> Migrator<'_> {
+        self.migrator(folder.migrations)
+            .invariants(folder.invariants)
+    }
+
     /// Lint a migrations folder on its own (no store: planned against a fresh store,
     /// the `memlane lint` of a CI job without a store at hand), with its SQL predicates
     /// checked against the fields a fresh store and the migrations give.
