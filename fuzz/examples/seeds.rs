@@ -85,7 +85,13 @@ fn state_after(folder: &[Migration], done: usize) -> StoreState {
             steps_total: m.steps.len(),
             started_at: "2026-01-02T00:00:00Z".into(),
             started_version: 4,
-            checkpoint: Some(serde_json::json!({ "done_fragments": [1, 2], "rows": 120 })),
+            checkpoint: Some(memlane_core::ReembedCheckpoint {
+                phase: "backfill".into(),
+                space: "new".into(),
+                pass: 1,
+                embedded: 120,
+                ..Default::default()
+            }),
             reports: vec![report(m, 0)],
             compat: None,
         });

@@ -410,6 +410,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_reembed_checkpoint_is_typed_and_an_unreadable_one_is_none() {
+        let flight = |cp: serde_json::Value| {
+            serde_json::json!({
+                "id": 1, "file": "0001_x.toml", "description": "", "content_hash": "h",
+                "checksum": "c", "steps_done": 1, "steps_total": 2,
+                "started_at": "2026-01-01T00:00:00Z", "started_version": 3,
+                "checkpoint": cp,
+            })
+        };
+        let ok: InFlight = serde_json::from_value(flight(serde_json::json!({
+            "phase": "catch_up", "space": "new", "pass": 2, "embedded": 40,
+            "remaining": 10, "total": 50, "rows_per_sec": 5.0, "at": "now"
+        })))
+        .unwrap();
+        let cp = ok.checkpoint.unwrap();
+        assert_eq!(
+            (cp.phase.as_str(), cp.pass, cp.remaining),
+            ("catch_up", 2, 10)
+        );
+        assert!((cp.percent() - 80.0).abs() < 1e-9 && cp.eta_secs() == Some(2.0));
+        // a checkpoint edited into something else: the re-embed recounts, the state reads
+        let odd: InFlight = serde_json::from_value(flight(serde_json::json!("garbage"))).unwrap();
+        assert!(odd.checkpoint.is_none());
+        // written by an older memlane (other keys): read with defaults
+        let old: InFlight = serde_json::from_value(flight(
+            serde_json::json!({"done_fragments": [1], "rows": 9}),
+        ))
+        .unwrap();
+        assert_eq!(old.checkpoint.unwrap().space, "");
+    }
+
+    #[test]
     fn a_newer_format_is_refused_alone_and_inside_a_snapshot() {
         let st = StoreState::default();
         assert_eq!(StoreState::from_json(&st.to_json()), Ok(st));

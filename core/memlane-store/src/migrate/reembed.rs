@@ -128,15 +128,7 @@ pub(super) async fn calibrate(
     let old = state
         .space(&old)
         .cloned()
-        .ok_or_else(|| StoreError::UnknownSpace {
-            name: old.clone(),
-            known: state
-                .spaces
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+        .ok_or_else(|| StoreError::unknown_space(&old, state))?;
     let check = crate::calibrate::check_reembed(
         store,
         &crate::calibrate::CheckSpec {

@@ -345,27 +345,15 @@ impl Store {
 
     /// A space by name, or the active space when `None`.
     pub fn space(&self, name: Option<&str>) -> Result<&Space> {
-        let known = || {
-            self.state
-                .spaces
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         match name {
-            Some(n) => self.state.space(n).ok_or_else(|| StoreError::UnknownSpace {
-                name: n.to_owned(),
-                known: known(),
-            }),
-            None => self.state.active().ok_or_else(|| StoreError::UnknownSpace {
-                name: "(active)".into(),
-                known: if self.state.spaces.is_empty() {
-                    "none; add one with an `add_space` migration".into()
-                } else {
-                    known()
-                },
-            }),
+            Some(n) => self
+                .state
+                .space(n)
+                .ok_or_else(|| StoreError::unknown_space(n, &self.state)),
+            None => self
+                .state
+                .active()
+                .ok_or_else(|| StoreError::unknown_space("(active)", &self.state)),
         }
     }
 

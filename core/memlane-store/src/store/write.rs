@@ -36,15 +36,9 @@ pub(super) fn prepare_batches(
 ) -> Result<(Vec<RecordBatch>, HashMap<String, u64>)> {
     let mut spaces = Vec::with_capacity(embedders.len());
     for (name, e) in embedders {
-        let space = state.space(name).ok_or_else(|| StoreError::UnknownSpace {
-            name: name.clone(),
-            known: state
-                .spaces
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+        let space = state
+            .space(name)
+            .ok_or_else(|| StoreError::unknown_space(name, state))?;
         crate::fingerprint::check_fingerprint(space, name, e, checked)?;
         spaces.push((name, space, e));
     }

@@ -1,0 +1,8 @@
+//! The `memlane` binary end to end: every command on the example folders, exit codes
+//! and JSON output (`examples`); SIGKILL and concurrent writers (`kills`); hand-tampered
+//! stores (`tamper`); helpers in `common`.
+
+mod common;
+mod examples;
+mod kills;
+mod tamper;
