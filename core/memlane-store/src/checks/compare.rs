@@ -3,12 +3,12 @@
 use arrow::array::{Array, AsArray};
 use futures::TryStreamExt;
 use lance::Dataset;
+use memlane_core::audit::VersionAudit;
 use memlane_core::migration::InvariantSpec;
 use memlane_core::report::InvariantResult;
 use memlane_core::schema::{CONTENT, ID};
 
 use crate::error::Result;
-use memlane_core::audit::VersionAudit;
 
 use super::{has, skipped};
 

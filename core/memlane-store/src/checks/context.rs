@@ -1,17 +1,17 @@
 //! What an apply did to retrieval: the context-loss report and the drift of every
 //! space between two versions.
 
+use std::collections::{HashMap, HashSet};
+
 use arrow::array::{Array, AsArray};
+use arrow::datatypes::Float32Type;
 use futures::TryStreamExt;
 use lance::Dataset;
 use memlane_core::schema::{CONTENT, ID};
 use memlane_core::{Space, StoreState};
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use std::collections::{HashMap, HashSet};
-
-use arrow::datatypes::Float32Type;
-use serde::{Deserialize, Serialize};
 
 use super::compare::compare_versions;
 use super::has;

@@ -3,17 +3,17 @@
 //! comparison needs.
 
 use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{TimestampMicrosecondType, UInt64Type};
 use futures::TryStreamExt;
 use lance::Dataset;
 use memlane_core::Space;
+use memlane_core::audit::{LifecycleAudit, ReferenceAudit, VersionAudit};
+use memlane_core::invariant::{IdAudit, VectorAudit};
 use memlane_core::migration::InvariantSpec;
 use memlane_core::report::InvariantResult;
 use memlane_core::schema::{CONTENT, ID};
 
 use crate::error::Result;
-use arrow::datatypes::{TimestampMicrosecondType, UInt64Type};
-use memlane_core::audit::{LifecycleAudit, ReferenceAudit, VersionAudit};
-use memlane_core::invariant::{IdAudit, VectorAudit};
 
 use super::records::{relationships, targets};
 use super::{LIFECYCLE_FIELDS, ROW_CREATED_AT_VERSION, has};

@@ -2,25 +2,25 @@
 //! references, duplicate vectors, lifecycle, and declared SQL expressions.
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use futures::TryStreamExt;
-use lance::Dataset;
-use memlane_core::Space;
-use memlane_core::migration::{CheckKind, InvariantSpec};
-use memlane_core::report::InvariantResult;
-use memlane_core::schema::ID;
-
-use super::fused::{CurrentPlan, scan_current};
-use super::{has_lifecycle_fields, has_reference_fields};
-use crate::error::{Result, StoreError};
 use arrow::datatypes::{
     DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit,
     TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
     TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
+use futures::TryStreamExt;
+use lance::Dataset;
+use memlane_core::Space;
 use memlane_core::audit::{DuplicateAudit, FieldAudit, Scalar};
+use memlane_core::migration::{CheckKind, InvariantSpec};
+use memlane_core::report::InvariantResult;
 use memlane_core::schema::FieldType;
+use memlane_core::schema::ID;
 
+use crate::error::{Result, StoreError};
+
+use super::fused::{CurrentPlan, scan_current};
 use super::skipped;
+use super::{has_lifecycle_fields, has_reference_fields};
 
 /// One metadata value as the field rules read it (timestamps as seconds since the
 /// epoch); also what a review sample holds for it (`Scalar::to_json`).

@@ -19,8 +19,9 @@ pub(crate) struct StepCheck<'a> {
     pub(crate) base: &'a Dataset,
     /// Whether the step rewrites `content` (then `content_unchanged` is not compared).
     pub(crate) touches_content: bool,
-    /// State before and after the step.
+    /// State before the step.
     pub(crate) before: &'a StoreState,
+    /// State the step commits.
     pub(crate) after: &'a StoreState,
     /// What staging the step did and proved.
     pub(crate) st: &'a Staged,

@@ -4,12 +4,12 @@
 use arrow::array::{Array, AsArray};
 use futures::TryStreamExt;
 use lance::Dataset;
+use memlane_core::invariant::VectorAudit;
 use memlane_core::migration::InvariantSpec;
 use memlane_core::report::InvariantResult;
 use memlane_core::schema::ID;
 
 use crate::error::Result;
-use memlane_core::invariant::VectorAudit;
 
 /// Every live row's vector of `space` valid (and present when `required`).
 pub(crate) async fn audit(

@@ -14,6 +14,7 @@ use arrow::datatypes::{DataType, Field, Float32Type, Schema as ArrowSchema, Sche
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
 use lance::dataset::transaction::{DataReplacementGroup, Operation};
+use memlane_core::ReembedCheckpoint;
 use memlane_core::Space;
 use memlane_core::schema::ID;
 
@@ -21,8 +22,6 @@ use crate::engine::commit::Backoff;
 use crate::error::{Result, StoreError};
 use crate::store::now;
 use crate::vectors::embed_checked;
-
-use memlane_core::ReembedCheckpoint;
 
 use super::{COMMIT_RETRIES, Gradual, SAVE_EVERY_SECS, SLOW_CALL_SECS};
 

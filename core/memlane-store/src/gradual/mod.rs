@@ -11,14 +11,13 @@
 //! rows written meanwhile); then the migrator completes the step.
 
 use std::collections::HashMap;
-
-use memlane_core::ReembedCheckpoint;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::datatypes::Schema as ArrowSchema;
 use lance::dataset::NewColumnTransform;
 use lance::dataset::transaction::Operation;
+use memlane_core::ReembedCheckpoint;
 use memlane_core::{Action, HistoryEntry, Space, StoreState};
 
 use crate::convert::digest_field;

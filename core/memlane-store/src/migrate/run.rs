@@ -17,8 +17,6 @@ use memlane_core::{
     MigrationOutcome, MigrationReport, StepReport, StoreState,
 };
 
-use super::reembed::{backfill, calibrate};
-use super::tags::{ensure_tags, tag_migration};
 use crate::embed::Embedder;
 use crate::engine::commit::{self as engine, Conflict, Options, Record, conflict};
 use crate::engine::files;
@@ -26,6 +24,9 @@ use crate::error::{Result, StoreError};
 use crate::gradual::Settled;
 use crate::ops::{Ctx, Progress, ProgressFn, Staged, Tally, stage};
 use crate::store::{Store, now};
+
+use super::reembed::{backfill, calibrate};
+use super::tags::{ensure_tags, tag_migration};
 
 /// Commits of one step preempted by writers before the apply gives up.
 const STEP_RETRIES: u32 = 50;
