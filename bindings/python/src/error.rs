@@ -224,82 +224,37 @@ fn attrs_of(e: &StoreError) -> Attrs {
     }
 }
 
-#[derive(Clone, Copy)]
-enum PyErrType {
-    Migration,
-    Integrity,
-    ChecksumMismatch,
-    Invariant,
-    Gate,
-    Review,
-    Incompatible,
-    Drift,
-    Embedder,
-    Lock,
-    NotFound,
-    Exists,
-    Input,
-    Conflict,
-    State,
-    Storage,
-    Internal,
-}
-
-impl PyErrType {
-    fn new_err(self, msg: String) -> PyErr {
-        match self {
-            PyErrType::Migration => MigrationError::new_err(msg),
-            PyErrType::Integrity => IntegrityError::new_err(msg),
-            PyErrType::ChecksumMismatch => ChecksumMismatch::new_err(msg),
-            PyErrType::Invariant => InvariantViolation::new_err(msg),
-            PyErrType::Gate => GateBlocked::new_err(msg),
-            PyErrType::Review => ReviewRequired::new_err(msg),
-            PyErrType::Incompatible => IncompatibleSpaceError::new_err(msg),
-            PyErrType::Drift => ModelDrift::new_err(msg),
-            PyErrType::Embedder => EmbedderError::new_err(msg),
-            PyErrType::Lock => LockHeld::new_err(msg),
-            PyErrType::NotFound => NotFoundError::new_err(msg),
-            PyErrType::Exists => StoreExistsError::new_err(msg),
-            PyErrType::Input => InvalidInputError::new_err(msg),
-            PyErrType::Conflict => ConflictError::new_err(msg),
-            PyErrType::State => StateError::new_err(msg),
-            PyErrType::Storage => StorageError::new_err(msg),
-            PyErrType::Internal => InternalError::new_err(msg),
-        }
+/// The Python exception of an error kind, with `msg`: the binding's column of the
+/// library's one table (`memlane_core::ErrorKind`).
+fn new_err(kind: memlane_core::ErrorKind, msg: String) -> PyErr {
+    use memlane_core::ErrorKind as K;
+    match kind {
+        K::MigrationFile | K::Lint => MigrationError::new_err(msg),
+        K::Chain => ChecksumMismatch::new_err(msg),
+        K::Integrity => IntegrityError::new_err(msg),
+        K::Invariant => InvariantViolation::new_err(msg),
+        K::Gate => GateBlocked::new_err(msg),
+        K::Review => ReviewRequired::new_err(msg),
+        K::Vector => IncompatibleSpaceError::new_err(msg),
+        K::Drift => ModelDrift::new_err(msg),
+        K::Embedder => EmbedderError::new_err(msg),
+        K::Compat | K::Input => InvalidInputError::new_err(msg),
+        K::NotFound => NotFoundError::new_err(msg),
+        K::Exists => StoreExistsError::new_err(msg),
+        K::Locked => LockHeld::new_err(msg),
+        K::Conflict => ConflictError::new_err(msg),
+        K::State => StateError::new_err(msg),
+        K::Storage => StorageError::new_err(msg),
+        K::Internal => InternalError::new_err(msg),
     }
 }
 
 /// A store error as a Python exception with structured attributes. When the error came
 /// from a Python embedder that raised, that exception becomes the `__cause__`, so its
 /// traceback is kept.
-/// The Python class of an error kind: the binding's column of the library's one table.
-fn class_of(kind: memlane_core::ErrorKind) -> PyErrType {
-    use memlane_core::ErrorKind as K;
-    match kind {
-        K::MigrationFile | K::Lint => PyErrType::Migration,
-        K::Chain => PyErrType::ChecksumMismatch,
-        K::Integrity => PyErrType::Integrity,
-        K::Invariant => PyErrType::Invariant,
-        K::Gate => PyErrType::Gate,
-        K::Review => PyErrType::Review,
-        K::Vector => PyErrType::Incompatible,
-        K::Drift => PyErrType::Drift,
-        K::Embedder => PyErrType::Embedder,
-        K::Compat | K::Input => PyErrType::Input,
-        K::NotFound => PyErrType::NotFound,
-        K::Exists => PyErrType::Exists,
-        K::Locked => PyErrType::Lock,
-        K::Conflict => PyErrType::Conflict,
-        K::State => PyErrType::State,
-        K::Storage => PyErrType::Storage,
-        K::Internal => PyErrType::Internal,
-    }
-}
-
 pub(crate) fn to_py(py: Python<'_>, e: StoreError, cause: Option<PyErr>) -> PyErr {
     let attrs = attrs_of(&e);
-    let ty = class_of(e.kind());
-    let err = ty.new_err(e.to_string());
+    let err = new_err(e.kind(), e.to_string());
     let value = err.value(py);
     for (k, v) in attrs {
         if let Ok(obj) = json_to_py(py, &v) {

@@ -403,6 +403,23 @@ def test_restore_abort_contract_take_the_lock(store: memlane.Store, tmp_path: Pa
     assert store.restore(v, "the holder died") == v + 1
 
 
+def test_state_errors_are_their_own_class(store: memlane.Store) -> None:
+    """Issue 15: an operation the store's state does not allow is a StateError (naming
+    the way forward), not an input error; nothing is committed."""
+    v = store.version
+    with pytest.raises(memlane.StateError, match="no migration is in flight"):
+        store.abort("nothing to abort")
+    with pytest.raises(memlane.StateError, match="active space"):
+        store.contract("old", "it serves")
+    store.tag("kept")
+    with pytest.raises(memlane.StateError, match="already exists"):
+        store.tag("kept")
+    assert store.refresh().version == v
+    for cls in (memlane.StateError, memlane.ConflictError, memlane.StorageError, memlane.InternalError):
+        assert issubclass(cls, memlane.MemlaneError)
+        assert not issubclass(cls, memlane.InvalidInputError)
+
+
 def test_delete_where(store: memlane.Store) -> None:
     ids = store.to_arrow(["id"]).column("id").to_pylist()
     assert store.delete(f"id = '{ids[0]}' OR id = '{ids[1]}'") == 2

@@ -4,11 +4,10 @@
 //! package.
 
 use std::fmt;
+use std::path::Path;
 
 use memlane_core::schema::FieldDef;
-use memlane_core::{
-    AppliedMigration, InFlight, Migration, PendingContract, ReembedCheckpoint, Space,
-};
+use memlane_core::{AppliedMigration, InFlight, PendingContract, ReembedCheckpoint, Space};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -88,12 +87,14 @@ pub fn space_summaries(spaces: &[Space]) -> Vec<serde_json::Value> {
 }
 
 impl Store {
-    /// The store's status; with `migrations`, how many of them are pending (a folder
-    /// that disagrees with the history is reported in `pending_error`, not an error).
-    pub async fn status(&self, migrations: Option<&[Migration]>) -> Result<Status> {
+    /// The store's status; with a migrations folder, how many of its migrations are
+    /// pending (a folder that cannot be read or disagrees with the history is reported
+    /// in `pending_error`, not an error: status is what one runs to find out why).
+    pub async fn status(&self, migrations: Option<&Path>) -> Result<Status> {
         let snap = self.snapshot().await?;
-        let pending = match migrations {
-            Some(m) => Some(self.plan(m).await.map(|p| p.migrations.len())),
+        let pending = match migrations.map(crate::readers::read_folder) {
+            Some(Ok(m)) => Some(self.plan(&m).await.map(|p| p.migrations.len())),
+            Some(Err(e)) => Some(Err(e)),
             None => None,
         };
         let reembed = snap

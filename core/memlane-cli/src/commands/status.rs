@@ -16,15 +16,7 @@ pub(crate) async fn run(args: StatusArgs, out: Output) -> Result<ExitStatus> {
         migrations,
     } = args;
     let st = Store::open(&store).await?;
-    let (files, unreadable) = match migrations.as_ref().map(memlane_store::read_folder) {
-        Some(Ok(f)) => (Some(f), None),
-        Some(Err(e)) => (None, Some(e.to_string())),
-        None => (None, None),
-    };
-    let mut status = st.status(files.as_deref()).await?;
-    if unreadable.is_some() {
-        status.pending_error = unreadable;
-    }
+    let status = st.status(migrations.as_deref()).await?;
     out.emit(&status, line(&status))?;
     Ok(ExitStatus::Ok)
 }
