@@ -68,8 +68,8 @@ demo: deps-system build ## Build, then run scripts/demo.sh (stores under .memlan
 
 test: deps build lint test-rust check-wasm test-python test-wasm ## Everything CI runs: fmt + clippy, cargo tests, wasm build and guard, Python tests, wasm and browser tests
 
-test-rust: deps-system ## cargo test --workspace (dev profile)
-	$(CARGO) test --workspace
+test-rust: deps-system deps-python ## cargo test --workspace (dev profile; the object-storage tests start moto's S3 server from the venv)
+	MEMLANE_S3_PYTHON="$(VENV)/bin/python" $(CARGO) test --workspace
 
 python: deps-python build ## Build the abi3 wheel with maturin (dev profile, same target dir: no second lance build) and install it into the venv
 	rm -rf "$(CARGO_TARGET_DIR)/wheels"

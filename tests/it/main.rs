@@ -4,5 +4,6 @@ mod common;
 mod compat;
 mod gradual;
 mod migrate;
+mod s3;
 mod store;
 mod validate;

@@ -444,10 +444,12 @@ async fn second_migrator_is_refused_while_the_lock_is_held() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = corpus_store(&dir, "k").await;
     let guard = memlane_store::lock::acquire(
-        store.uri(),
+        store.side_files(),
+        store.storage(),
         "another apply",
         std::time::Duration::from_secs(60),
     )
+    .await
     .unwrap();
     let files = memlane_store::read_folder(examples("02-metadata-evolution")).unwrap();
     let err = store.migrator(files.clone()).apply().await.unwrap_err();

@@ -323,7 +323,7 @@ async fn store_invariants_block_a_migration_and_history_shows_checks() {
         .unwrap();
     let r = st.validate(&specs, None).await.unwrap();
     assert!(r.ok(), "{r}");
-    st.record_validation(&r).unwrap();
+    st.record_validation(&r).await.unwrap();
     let h = st.validate_history().await.unwrap();
     assert!(
         h.iter()

@@ -92,7 +92,9 @@ mod _memlane {
     #[pymodule_export]
     use super::space::Space;
     #[pymodule_export]
-    use super::store::{Store, create, create_from_jsonl, open, read_migrations, review_json};
+    use super::store::{
+        Store, create, create_from_jsonl, open, read_migrations, review_json, unlock_json,
+    };
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use memlane_store::{CreateOptions, Embedder, Progress, Store as CoreStore, StoreError};
+use memlane_store::{
+    CreateOptions, Embedder, Progress, StorageOptions, Store as CoreStore, StoreError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict};
 
@@ -76,7 +78,8 @@ fn spaces_of(spaces: Option<Vec<Space>>) -> Vec<memlane_core::Space> {
 /// Create a store at `uri` (a directory, created), with spaces and optional initial
 /// records (Arrow data); rows without a vector get one from `embedders[space]`.
 #[pyfunction]
-#[pyo3(signature = (uri, spaces=None, *, plain=false, data=None, embedders=None, rows_per_fragment=None))]
+#[pyo3(signature = (uri, spaces=None, *, plain=false, data=None, embedders=None, rows_per_fragment=None, storage_options=None))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn create(
     py: Python<'_>,
     uri: &str,
@@ -85,6 +88,7 @@ pub(crate) fn create(
     data: Option<&Bound<'_, PyAny>>,
     embedders: Option<&Bound<'_, PyDict>>,
     rows_per_fragment: Option<usize>,
+    storage_options: Option<HashMap<String, String>>,
 ) -> PyResult<Store> {
     let batches = data.map(arrow_ffi::batches_from).transpose()?;
     let emb = Embedders::from_py(embedders)?;
@@ -93,6 +97,7 @@ pub(crate) fn create(
         spaces: spaces_of(spaces),
         fields: vec![],
         rows_per_fragment,
+        storage: storage_of(storage_options),
     };
     let r = py.detach(|| {
         crate::block_on(async {
@@ -108,11 +113,43 @@ pub(crate) fn create(
     }
 }
 
-/// Open the store at `uri`.
+/// The storage options as the library takes them (the keys pylance takes).
+fn storage_of(options: Option<HashMap<String, String>>) -> StorageOptions {
+    options.unwrap_or_default().into_iter().collect()
+}
+
+/// Open the store at `uri` (`storage_options`: how to reach its object store).
 #[pyfunction]
-pub(crate) fn open(py: Python<'_>, uri: &str) -> PyResult<Store> {
-    let r = py.detach(|| crate::block_on(CoreStore::open(uri)));
+#[pyo3(signature = (uri, *, storage_options=None))]
+pub(crate) fn open(
+    py: Python<'_>,
+    uri: &str,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<Store> {
+    let storage = storage_of(storage_options);
+    let r = py.detach(|| crate::block_on(CoreStore::open_with(uri, storage)));
     r.map(Store::wrap).map_err(|e| to_py(py, e, None))
+}
+
+/// Remove the migration lock of the store at `uri` (as `memlane unlock --force`);
+/// returns the removed lock as JSON, or `None`.
+#[pyfunction]
+#[pyo3(signature = (uri, *, even_if_alive=false, storage_options=None))]
+pub(crate) fn unlock_json(
+    py: Python<'_>,
+    uri: &str,
+    even_if_alive: bool,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<Option<String>> {
+    let storage = storage_of(storage_options);
+    let r = py.detach(|| {
+        crate::block_on(async {
+            let side = memlane_store::SideFiles::open(uri, &storage).await?;
+            memlane_store::lock::force_unlock(&side, even_if_alive).await
+        })
+    });
+    let removed = r.map_err(|e| to_py(py, e, None))?;
+    removed.map(|l| json(&l)).transpose()
 }
 
 /// The migrations of a folder, parsed (JSON list of `{id, file, checksum, description}`).
@@ -434,7 +471,7 @@ impl Store {
         };
         let r = self.with(py, None, async move |s| {
             let r = s.validate(&specs, against).await?;
-            s.record_validation(&r)?;
+            s.record_validation(&r).await?;
             Ok(r)
         })?;
         Ok((json(&memlane_store::verdict_json(&r))?, r.to_string()))
@@ -544,7 +581,7 @@ pub(crate) fn review_json(
 /// Create a store from a JSONL file of records (as `memlane init --from`): extra keys
 /// become typed metadata fields, space names are accepted as vector keys.
 #[pyfunction]
-#[pyo3(signature = (uri, path, spaces=None, *, plain=false, embedders=None))]
+#[pyo3(signature = (uri, path, spaces=None, *, plain=false, embedders=None, storage_options=None))]
 pub(crate) fn create_from_jsonl(
     py: Python<'_>,
     uri: &str,
@@ -552,6 +589,7 @@ pub(crate) fn create_from_jsonl(
     spaces: Option<Vec<Space>>,
     plain: bool,
     embedders: Option<&Bound<'_, PyDict>>,
+    storage_options: Option<HashMap<String, String>>,
 ) -> PyResult<Store> {
     let emb = Embedders::from_py(embedders)?;
     let opts = CreateOptions {
@@ -559,6 +597,7 @@ pub(crate) fn create_from_jsonl(
         spaces: spaces_of(spaces),
         fields: vec![],
         rows_per_fragment: None,
+        storage: storage_of(storage_options),
     };
     let r = py.detach(|| {
         crate::block_on(async {

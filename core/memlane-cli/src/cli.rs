@@ -49,11 +49,49 @@ pub(crate) struct EmbedderTimeoutArgs {
     pub(crate) embedder_timeout: Option<f64>,
 }
 
-/// The store a command works on: its path, the first positional argument.
+/// The store a command works on: its path or URI, the first positional argument, and
+/// how to reach its object store.
 #[derive(Args)]
 pub(crate) struct StoreArgs {
-    /// Store path.
+    /// Store path or URI (a local path, file://, s3://, gs://, az://).
     pub(crate) store: String,
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
+}
+
+/// `--storage-option KEY=VALUE`: how to reach an object store, with the keys pylance
+/// and lancedb take (`aws_endpoint`, `aws_region`, `allow_http`, `aws_access_key_id`,
+/// …); the usual `AWS_*`/`GOOGLE_*`/`AZURE_*` environment is read too.
+#[derive(Args)]
+pub(crate) struct StorageArgs {
+    /// Object-store option KEY=VALUE (repeatable; also MEMLANE_STORAGE_OPTIONS,
+    /// comma-separated), e.g. aws_endpoint=http://127.0.0.1:9000.
+    #[arg(
+        long = "storage-option",
+        value_name = "KEY=VALUE",
+        env = "MEMLANE_STORAGE_OPTIONS",
+        value_delimiter = ','
+    )]
+    pub(crate) options: Vec<String>,
+}
+
+impl StorageArgs {
+    /// The options, parsed (a malformed one names itself and the fix).
+    pub(crate) fn parse(&self) -> Result<memlane_store::StorageOptions> {
+        let mut out = memlane_store::StorageOptions::new();
+        for o in &self.options {
+            let (k, v) = memlane_store::StorageOptions::parse_pair(o)?;
+            out = out.with(k, v);
+        }
+        Ok(out)
+    }
+}
+
+impl StoreArgs {
+    /// Open the store.
+    pub(crate) async fn open(&self) -> Result<memlane_store::Store> {
+        Ok(memlane_store::Store::open_with(&self.store, self.storage.parse()?).await?)
+    }
 }
 
 /// Embedders a command may call, `--embedder NAME=SPEC` (repeatable), parsed with
@@ -256,6 +294,8 @@ pub(crate) struct LintArgs {
     /// Store to lint against.
     #[arg(long)]
     pub(crate) store: Option<String>,
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
 }
 
 /// `memlane apply`.

@@ -7,7 +7,7 @@
 //! this module reads the samples, calls the embedders and stores the results.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -20,54 +20,46 @@ use memlane_core::{AdapterRef, Approval, CompatCheck, Space};
 
 use crate::embed::Embedder;
 use crate::error::{Result, StoreError};
+use crate::sidecar::SideFiles;
 use crate::store::{Store, now};
 use crate::vectors::embed_checked;
 
 /// Rows embedded by a re-embed's compatibility check unless the step says otherwise.
 pub const DEFAULT_SAMPLE: usize = 2000;
 
-/// Where a store keeps its adapters.
-pub(crate) fn adapters_dir(uri: &str) -> PathBuf {
-    crate::sidecar::path(uri, crate::sidecar::ADAPTERS)
-}
-
 /// Write an adapter as `<digest>.json` (content-addressed, so a file never changes
 /// under a recorded reference). Returns (file name, digest).
-pub(crate) fn save_adapter(uri: &str, a: &Adapter) -> Result<(String, String)> {
+pub(crate) async fn save_adapter(side: &SideFiles, a: &Adapter) -> Result<(String, String)> {
     let json = serde_json::to_vec(a).map_err(|e| StoreError::Internal(format!("adapter: {e}")))?;
     let digest = blake3::hash(&json).to_hex().to_string();
-    let dir = adapters_dir(uri);
-    let io = |path: &std::path::Path, e: std::io::Error| StoreError::Io {
-        path: path.display().to_string(),
-        source: e,
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
     let file = format!("{digest}.json");
-    let path = dir.join(&file);
-    // write then rename: a killed run never leaves a torn adapter under its final name
-    let tmp = dir.join(format!("{digest}.tmp"));
-    std::fs::write(&tmp, &json).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+    // one atomic put: a killed run never leaves a torn adapter under its final name
+    side.put(&format!("{}/{file}", crate::sidecar::ADAPTERS), json)
+        .await?;
     Ok((file, digest))
 }
 
 /// Read an adapter and check it is the one recorded.
-pub(crate) fn load_adapter(uri: &str, r: &AdapterRef) -> Result<Adapter> {
-    let path = adapters_dir(uri).join(&r.file);
-    let bytes = std::fs::read(&path).map_err(|e| StoreError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
+pub(crate) async fn load_adapter(side: &SideFiles, r: &AdapterRef) -> Result<Adapter> {
+    let name = format!("{}/{}", crate::sidecar::ADAPTERS, r.file);
+    let path = side.display(&name);
+    let bytes = side
+        .get(&name)
+        .await?
+        .ok_or_else(|| StoreError::Storage {
+            path: path.clone(),
+            message: "the adapter file is gone; re-run the migration's compatibility check (or restore the file)".into(),
+        })?
+        .bytes;
     let got = blake3::hash(&bytes).to_hex().to_string();
     if got != r.digest {
         return Err(StoreError::Verify(format!(
             "adapter {} was changed outside memlane (blake3 {got}, recorded {}); restore the file or re-run the migration's compatibility check",
-            path.display(),
-            r.digest
+            path, r.digest
         )));
     }
     serde_json::from_slice(&bytes)
-        .map_err(|e| StoreError::Verify(format!("adapter {} does not parse: {e}", path.display())))
+        .map_err(|e| StoreError::Verify(format!("adapter {path} does not parse: {e}")))
 }
 
 /// A paired sample: the same rows' vectors in two spaces.
@@ -158,7 +150,7 @@ impl Store {
                     .collect::<Vec<_>>()
                     .join(", "),
             })?;
-        let a = self.adapter(r)?;
+        let a = self.adapter(r).await?;
         if query.len() != from.dimension {
             return Err(StoreError::Input(format!(
                 "query vector has dimension {} but space `{query_space}` is {}-d",
@@ -171,13 +163,13 @@ impl Store {
     }
 
     /// The adapter a reference points to (read once per store handle).
-    fn adapter(&self, r: &AdapterRef) -> Result<Arc<Adapter>> {
+    async fn adapter(&self, r: &AdapterRef) -> Result<Arc<Adapter>> {
         if let Ok(cache) = self.adapters.lock()
             && let Some(a) = cache.get(&r.digest)
         {
             return Ok(a.clone());
         }
-        let a = Arc::new(load_adapter(self.uri(), r)?);
+        let a = Arc::new(load_adapter(self.side_files(), r).await?);
         if let Ok(mut cache) = self.adapters.lock() {
             cache.insert(r.digest.clone(), a.clone());
         }
@@ -250,7 +242,7 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
         && let (Some(a), Some(kind)) = (fit.adapter.as_ref(), fit.chosen)
         && check.verdict != Verdict::Block
     {
-        let (file, digest) = save_adapter(store.uri(), a)?;
+        let (file, digest) = save_adapter(store.side_files(), a).await?;
         let retention = fit
             .candidates
             .iter()

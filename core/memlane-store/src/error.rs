@@ -115,6 +115,16 @@ pub enum StoreError {
         /// Holder's pid.
         pid: u32,
     },
+    /// The store's backend cannot take the migration lock safely.
+    #[error(
+        "cannot lock {uri} for a migration: {reason}; migrating without a lock could let two migrators overwrite each other. Use a backend with conditional writes (local disk, S3, GCS, Azure, MinIO or another S3-compatible server that honours `If-None-Match`)"
+    )]
+    LockUnsupported {
+        /// The lock file.
+        uri: String,
+        /// What the backend lacks.
+        reason: String,
+    },
     /// The path exists but is not a store.
     #[error(
         "`{uri}` is not a memlane store ({reason}); pass the directory of a store, or create one with `memlane init`"
@@ -306,7 +316,7 @@ impl StoreError {
             StoreError::Internal(_) => ErrorKind::Internal,
             StoreError::Conflict { .. } | StoreError::NotConverging { .. } => ErrorKind::Conflict,
             StoreError::State(_) => ErrorKind::State,
-            StoreError::Storage { .. } => ErrorKind::Storage,
+            StoreError::Storage { .. } | StoreError::LockUnsupported { .. } => ErrorKind::Storage,
             StoreError::NotFound { .. }
             | StoreError::NotAStore { .. }
             | StoreError::UnknownVersion(_)

@@ -56,6 +56,7 @@ pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};
 pub use readers::{MigrationFolder, read_folder, read_invariants, read_ipc, read_jsonl};
 pub use sample::{SAMPLE_META, SNAPSHOT_META, SampleInfo, read_sample, review_sample};
+pub use sidecar::{SideFiles, StorageOptions};
 pub use status::{ReembedProgress, Status, space_summaries};
 pub use store::{AddReport, CreateOptions, HistoryItem, Hit, Record, Store, UpsertReport};
 pub use validate::{CheckMetric, ValidateReport};

@@ -1,11 +1,11 @@
 //! The migration lease lock: one migrator at a time, with expiry and heartbeat.
 //!
-//! The lock is a JSON file `_memlane/lock.json` inside the store directory, created
-//! with `O_EXCL`. A holder renews its lease while it works; an expired lease may be
-//! taken over; `memlane unlock --force` removes a dead holder's lock.
+//! The lock is a JSON file `_memlane/lock.json` on the store's object store, created
+//! only if absent (`O_EXCL` on a local disk, a conditional put on S3, GCS or Azure). A
+//! holder renews its lease while it works; an expired lease may be taken over;
+//! `memlane unlock --force` removes a dead holder's lock. A backend that cannot create
+//! conditionally is refused rather than run unlocked.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
+use crate::sidecar::{LOCK, Put, SideFiles, StorageOptions};
 
 /// What the lock file records.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -38,57 +39,85 @@ pub struct LockInfo {
     pub start_time: Option<u64>,
 }
 
-/// A held lock; released on drop.
+/// A held lock: renewed by a heartbeat thread, released when dropped.
+///
+/// The heartbeat runs on its own thread with its own runtime and its own connection to
+/// the object store, so it renews while the caller's threads block in an embedder, and
+/// the release on drop needs no async context.
 #[derive(Debug)]
 pub struct LockGuard {
-    path: PathBuf,
-    token: String,
     stop: Arc<AtomicBool>,
+    lost: Arc<AtomicBool>,
     beat: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Path of the lock file of a local store.
-pub fn lock_path(uri: &str) -> PathBuf {
-    crate::sidecar::path(uri, crate::sidecar::LOCK)
-}
-
-/// Read the current lock, if any.
-pub fn read_lock(uri: &str) -> Option<LockInfo> {
-    let text = std::fs::read_to_string(lock_path(uri)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-fn io(path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Io {
-        path: path.display().to_string(),
-        source: e,
+impl LockGuard {
+    /// Whether the lease was lost (taken over after it expired, or removed by
+    /// `unlock --force`) while held.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
     }
 }
 
-fn write_info(path: &Path, info: &LockInfo, exclusive: bool) -> std::io::Result<()> {
-    let body = serde_json::to_vec_pretty(info).unwrap_or_default();
-    if exclusive {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)?;
-        f.write_all(&body)?;
-        f.sync_all()
+/// Read the current lock, if any (an unreadable lock file reads as none).
+pub async fn read_lock(side: &SideFiles) -> Option<LockInfo> {
+    let f = side.get(LOCK).await.ok()??;
+    serde_json::from_slice(&f.bytes).ok()
+}
+
+fn body(info: &LockInfo) -> Vec<u8> {
+    serde_json::to_vec_pretty(info).unwrap_or_default()
+}
+
+fn unsupported(side: &SideFiles, what: &str) -> StoreError {
+    StoreError::LockUnsupported {
+        uri: side.display(LOCK),
+        reason: what.to_owned(),
+    }
+}
+
+/// Refuse a backend that does not honour create-if-absent: without it two migrators
+/// could both "take" the lock. (Local disks and S3, GCS and Azure honour it; some
+/// S3-compatible servers ignore `If-None-Match`.)
+async fn check_conditional_writes(side: &SideFiles) -> Result<()> {
+    if side.is_local() {
+        return Ok(());
+    }
+    let probe = format!("lock.probe-{}", uuid::Uuid::new_v4());
+    let first = side.create(&probe, b"probe".to_vec()).await?;
+    let second = if first == Put::Done {
+        side.create(&probe, b"probe".to_vec()).await?
     } else {
-        // renew atomically: write a temp file, then rename over the lock
-        let tmp = path.with_extension(format!("json.{}", std::process::id()));
-        std::fs::write(&tmp, &body)?;
-        std::fs::rename(&tmp, path)
+        first
+    };
+    side.delete(&probe).await?;
+    match (first, second) {
+        (Put::Done, Put::Lost) => Ok(()),
+        (Put::Unsupported, _) | (_, Put::Unsupported) => Err(unsupported(
+            side,
+            "the object store does not support conditional writes (create-if-absent)",
+        )),
+        _ => Err(unsupported(
+            side,
+            "the object store accepted a second create-if-absent of the same object (it ignores `If-None-Match`)",
+        )),
     }
 }
 
 /// Take the lock for `holder` with a lease of `lease`, renewed every `lease / 3`
 /// by a background thread until the guard is dropped.
-pub fn acquire(uri: &str, holder: &str, lease: Duration) -> Result<LockGuard> {
-    let path = lock_path(uri);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    }
+///
+/// The lock file is created only if absent (`O_EXCL` on a local disk, a conditional
+/// put on an object store); an expired lease, or one whose holder is dead on this
+/// host, is taken over (on an object store by a conditional update of the very record
+/// read, so two takers cannot both win). `storage` reaches the store for the heartbeat.
+pub async fn acquire(
+    side: &SideFiles,
+    storage: &StorageOptions,
+    holder: &str,
+    lease: Duration,
+) -> Result<LockGuard> {
+    check_conditional_writes(side).await?;
     let now = Utc::now();
     let lease_c = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
     let info = LockInfo {
@@ -101,71 +130,163 @@ pub fn acquire(uri: &str, holder: &str, lease: Duration) -> Result<LockGuard> {
         expires: now + lease_c,
         start_time: process_start(std::process::id()),
     };
-    match write_info(&path, &info, true) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let held = read_lock(uri);
-            // a holder on this host whose process is gone is dead, whatever its lease says
-            let dead = |h: &LockInfo| {
-                h.host == this_host()
-                    && h.pid != std::process::id()
-                    && !holder_alive(h.pid, h.start_time)
-            };
-            match held {
-                Some(h) if h.expires > now && !dead(&h) => {
-                    return Err(StoreError::LockHeld {
-                        uri: uri.to_owned(),
-                        holder: h.holder,
-                        host: h.host,
-                        pid: h.pid,
-                        since: h.since.to_rfc3339(),
-                        expires: h.expires.to_rfc3339(),
-                    });
-                }
-                // expired (or unreadable) lease: take it over
-                _ => {
-                    std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
-                    write_info(&path, &info, true).map_err(|e| io(&path, e))?;
-                }
-            }
-        }
-        Err(e) => return Err(io(&path, e)),
-    }
+    take(side, &info, now).await?;
     let stop = Arc::new(AtomicBool::new(false));
-    let beat = {
-        let (stop, path, mut info) = (stop.clone(), path.clone(), info.clone());
-        std::thread::spawn(move || {
-            let step = lease / 3;
-            let tick = Duration::from_millis(100).min(step);
-            let mut waited = Duration::ZERO;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(tick);
-                waited += tick;
-                if waited < step {
-                    continue;
-                }
-                waited = Duration::ZERO;
-                // only renew a lock that is still ours
-                let ours = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<LockInfo>(&t).ok())
-                    .is_some_and(|l| l.token == info.token);
-                if !ours {
-                    break;
-                }
-                let now = Utc::now();
-                info.heartbeat = now;
-                info.expires = now + lease_c;
-                let _ = write_info(&path, &info, false);
-            }
-        })
-    };
+    let lost = Arc::new(AtomicBool::new(false));
+    let beat = Heartbeat {
+        uri: side.uri().to_owned(),
+        storage: storage.clone(),
+        info,
+        lease,
+        stop: stop.clone(),
+        lost: lost.clone(),
+    }
+    .start()
+    .map_err(|e| StoreError::Internal(format!("the lock's heartbeat did not start: {e}")))?;
     Ok(LockGuard {
-        path,
-        token: info.token,
         stop,
+        lost,
         beat: Some(beat),
     })
+}
+
+/// Write `info` as the lock: create it, or take over a lease that ended.
+async fn take(side: &SideFiles, info: &LockInfo, now: DateTime<Utc>) -> Result<()> {
+    // a few rounds: a holder may release, or another taker win, between our steps
+    for _ in 0..4 {
+        match side.create(LOCK, body(info)).await? {
+            Put::Done if holds(side, info).await? => return Ok(()),
+            Put::Done => continue, // overwritten at once: a server without atomic puts
+            Put::Unsupported => {
+                return Err(unsupported(
+                    side,
+                    "the object store does not support conditional writes (create-if-absent)",
+                ));
+            }
+            Put::Lost => {}
+        }
+        let Some(current) = side.get(LOCK).await? else {
+            continue; // released meanwhile
+        };
+        let held: Option<LockInfo> = serde_json::from_slice(&current.bytes).ok();
+        // a holder on this host whose process is gone is dead, whatever its lease says
+        let dead = |h: &LockInfo| {
+            h.host == this_host()
+                && h.pid != std::process::id()
+                && !holder_alive(h.pid, h.start_time)
+        };
+        if let Some(h) = held.filter(|h| h.expires > now && !dead(h)) {
+            return Err(StoreError::LockHeld {
+                uri: side.uri().to_owned(),
+                holder: h.holder,
+                host: h.host,
+                pid: h.pid,
+                since: h.since.to_rfc3339(),
+                expires: h.expires.to_rfc3339(),
+            });
+        }
+        // expired, dead or unreadable: take it over
+        match side.update(LOCK, body(info), current.version).await? {
+            Put::Done if holds(side, info).await? => return Ok(()),
+            Put::Done => {}
+            Put::Lost => {} // another taker won: the next round reports it
+            Put::Unsupported => side.delete(LOCK).await?, // local disk: remove, then create
+        }
+    }
+    Err(StoreError::Conflict {
+        what: format!("taking the lock {}", side.display(LOCK)),
+        retries: 4,
+        message: "another migrator took or released it at each try".into(),
+    })
+}
+
+/// Whether the lock read back is `info`'s: a write reported done is checked, because a
+/// server whose conditional puts are not atomic under races (moto's, for one) can
+/// let two creates succeed, the later one overwriting.
+async fn holds(side: &SideFiles, info: &LockInfo) -> Result<bool> {
+    Ok(side
+        .get(LOCK)
+        .await?
+        .and_then(|f| serde_json::from_slice::<LockInfo>(&f.bytes).ok())
+        .is_some_and(|l| l.token == info.token))
+}
+
+/// The lease renewer of a held lock.
+struct Heartbeat {
+    uri: String,
+    storage: StorageOptions,
+    info: LockInfo,
+    lease: Duration,
+    stop: Arc<AtomicBool>,
+    lost: Arc<AtomicBool>,
+}
+
+impl Heartbeat {
+    fn start(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("memlane-lock".into())
+            .spawn(move || rt.block_on(self.run()))
+    }
+
+    async fn run(mut self) {
+        let Ok(side) = SideFiles::open(&self.uri, &self.storage).await else {
+            return;
+        };
+        let step = self.lease / 3;
+        let tick = Duration::from_millis(100).min(step);
+        let mut waited = Duration::ZERO;
+        while !self.stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(tick).await;
+            waited += tick;
+            if waited < step {
+                continue;
+            }
+            waited = Duration::ZERO;
+            if !self.renew(&side).await {
+                self.lost.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+        // released: remove the lock if it is still ours
+        if let Ok(Some(f)) = side.get(LOCK).await
+            && self.ours(&f.bytes)
+        {
+            let _ = side.delete(LOCK).await;
+        }
+    }
+
+    fn ours(&self, bytes: &[u8]) -> bool {
+        serde_json::from_slice::<LockInfo>(bytes).is_ok_and(|l| l.token == self.info.token)
+    }
+
+    /// Push the lease forward; false when the lock is no longer ours. A failed request
+    /// is tried again at the next beat (the lease outlasts two of them).
+    async fn renew(&mut self, side: &SideFiles) -> bool {
+        let current = match side.get(LOCK).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return false,
+            Err(_) => return true,
+        };
+        if !self.ours(&current.bytes) {
+            return false;
+        }
+        let now = Utc::now();
+        self.info.heartbeat = now;
+        self.info.expires =
+            now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
+        match side.update(LOCK, body(&self.info), current.version).await {
+            Ok(Put::Done) | Err(_) => true,
+            Ok(Put::Lost) => false,
+            // local disk: an atomic replace of the file just read as ours
+            Ok(Put::Unsupported) => {
+                let _ = side.put(LOCK, body(&self.info)).await;
+                true
+            }
+        }
+    }
 }
 
 /// Whether a process with this pid exists on this host.
@@ -210,38 +331,29 @@ pub fn holder_is_alive(info: &LockInfo) -> bool {
 /// Remove the lock (`memlane unlock --force`). Returns the removed lock. A holder alive
 /// on this host is refused unless `even_if_alive`: removing its lock would let a second
 /// migrator run beside it.
-pub fn force_unlock(uri: &str, even_if_alive: bool) -> Result<Option<LockInfo>> {
-    let info = read_lock(uri);
+pub async fn force_unlock(side: &SideFiles, even_if_alive: bool) -> Result<Option<LockInfo>> {
+    let info = read_lock(side).await;
     if let Some(h) = info
         .as_ref()
         .filter(|h| !even_if_alive && holder_is_alive(h))
     {
         return Err(StoreError::LockAlive {
-            uri: uri.to_owned(),
+            uri: side.uri().to_owned(),
             holder: h.holder.clone(),
             pid: h.pid,
         });
     }
-    let path = lock_path(uri);
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(info),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(&path, e)),
-    }
+    let existed = side.get(LOCK).await?.is_some();
+    side.delete(LOCK).await?;
+    Ok(if existed { info } else { None })
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(b) = self.beat.take() {
+            // the heartbeat thread removes the lock as it ends
             let _ = b.join();
-        }
-        let ours = std::fs::read_to_string(&self.path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<LockInfo>(&t).ok())
-            .is_some_and(|l| l.token == self.token);
-        if ours {
-            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -250,30 +362,56 @@ impl Drop for LockGuard {
 mod tests {
     use super::*;
 
-    #[test]
-    fn second_holder_refused_then_force_unlock() {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn second_holder_refused_then_force_unlock() {
         let dir = tempfile::tempdir().unwrap();
         let uri = dir.path().to_str().unwrap();
-        let g = acquire(uri, "first", Duration::from_secs(60)).unwrap();
-        let e = acquire(uri, "second", Duration::from_secs(60)).unwrap_err();
+        let side = SideFiles::open(uri, &StorageOptions::new()).await.unwrap();
+        let g = acquire(
+            &side,
+            &StorageOptions::new(),
+            "first",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        let e = acquire(
+            &side,
+            &StorageOptions::new(),
+            "second",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_err();
         assert!(
             e.to_string().contains("first") && e.to_string().contains("unlock --force"),
             "{e}"
         );
         drop(g);
-        let g2 = acquire(uri, "second", Duration::from_secs(60)).unwrap();
+        let g2 = acquire(
+            &side,
+            &StorageOptions::new(),
+            "second",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
         // a live holder (this process) is refused unless asked for explicitly
-        let e = force_unlock(uri, false).unwrap_err();
+        let e = force_unlock(&side, false).await.unwrap_err();
         assert!(e.to_string().contains("alive"), "{e}");
-        assert_eq!(force_unlock(uri, true).unwrap().unwrap().holder, "second");
+        assert_eq!(
+            force_unlock(&side, true).await.unwrap().unwrap().holder,
+            "second"
+        );
         drop(g2);
-        assert!(read_lock(uri).is_none());
+        assert!(read_lock(&side).await.is_none());
     }
 
-    #[test]
-    fn expired_lease_is_taken_over() {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn expired_lease_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let uri = dir.path().to_str().unwrap();
+        let side = SideFiles::open(uri, &StorageOptions::new()).await.unwrap();
         // a crashed holder: its lease ran out and nobody renews it
         let past = Utc::now() - chrono::Duration::seconds(10);
         let dead = LockInfo {
@@ -286,18 +424,25 @@ mod tests {
             expires: past,
             start_time: None,
         };
-        std::fs::create_dir_all(lock_path(uri).parent().unwrap()).unwrap();
-        write_info(&lock_path(uri), &dead, true).unwrap();
-        let g2 = acquire(uri, "alive", Duration::from_secs(60)).unwrap();
-        assert_eq!(read_lock(uri).unwrap().holder, "alive");
+        assert_eq!(side.create(LOCK, body(&dead)).await.unwrap(), Put::Done);
+        let g2 = acquire(
+            &side,
+            &StorageOptions::new(),
+            "alive",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert_eq!(read_lock(&side).await.unwrap().holder, "alive");
         drop(g2);
-        assert!(read_lock(uri).is_none());
+        assert!(read_lock(&side).await.is_none());
     }
 
-    #[test]
-    fn a_zombie_holder_is_taken_over() {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_zombie_holder_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let uri = dir.path().to_str().unwrap();
+        let side = SideFiles::open(uri, &StorageOptions::new()).await.unwrap();
         // a holder killed but not yet reaped by its parent: its pid still exists
         let mut child = std::process::Command::new("sleep")
             .arg("60")
@@ -318,9 +463,17 @@ mod tests {
             expires: now + chrono::Duration::seconds(60),
             start_time: start,
         };
-        std::fs::create_dir_all(lock_path(uri).parent().unwrap()).unwrap();
-        write_info(&lock_path(uri), &held, true).unwrap();
-        assert!(acquire(uri, "next apply", Duration::from_secs(60)).is_err());
+        assert_eq!(side.create(LOCK, body(&held)).await.unwrap(), Put::Done);
+        assert!(
+            acquire(
+                &side,
+                &StorageOptions::new(),
+                "next apply",
+                Duration::from_secs(60)
+            )
+            .await
+            .is_err()
+        );
         child.kill().unwrap();
         // not reaped yet: /proc/<pid>/stat says `Z`
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -331,16 +484,24 @@ mod tests {
             std::fs::metadata(format!("/proc/{pid}")).is_ok(),
             "reaped too early"
         );
-        let g = acquire(uri, "next apply", Duration::from_secs(60)).unwrap();
-        assert_eq!(read_lock(uri).unwrap().holder, "next apply");
+        let g = acquire(
+            &side,
+            &StorageOptions::new(),
+            "next apply",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert_eq!(read_lock(&side).await.unwrap().holder, "next apply");
         drop(g);
         child.wait().unwrap();
     }
 
-    #[test]
-    fn a_reused_pid_is_not_the_holder() {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_reused_pid_is_not_the_holder() {
         let dir = tempfile::tempdir().unwrap();
         let uri = dir.path().to_str().unwrap();
+        let side = SideFiles::open(uri, &StorageOptions::new()).await.unwrap();
         let now = Utc::now();
         // pid 1 exists, but it started at another time than the recorded holder
         let host = this_host();
@@ -354,10 +515,16 @@ mod tests {
             expires: now + chrono::Duration::seconds(60),
             start_time: process_start(1).map(|t| t + 1),
         };
-        std::fs::create_dir_all(lock_path(uri).parent().unwrap()).unwrap();
-        write_info(&lock_path(uri), &stale, true).unwrap();
-        let g = acquire(uri, "next apply", Duration::from_secs(60)).unwrap();
-        assert_eq!(read_lock(uri).unwrap().holder, "next apply");
+        assert_eq!(side.create(LOCK, body(&stale)).await.unwrap(), Put::Done);
+        let g = acquire(
+            &side,
+            &StorageOptions::new(),
+            "next apply",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert_eq!(read_lock(&side).await.unwrap().holder, "next apply");
         drop(g);
     }
 }

@@ -119,7 +119,7 @@ impl Store {
             pending_contracts: snap.state.pending_contracts,
             pending: pending.as_ref().and_then(|p| p.as_ref().ok().copied()),
             pending_error: pending.and_then(|p| p.err().map(|e| e.to_string())),
-            lock: crate::lock::read_lock(self.uri()),
+            lock: crate::lock::read_lock(self.side_files()).await,
             fields: snap.fields,
         })
     }

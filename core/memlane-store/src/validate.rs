@@ -94,25 +94,12 @@ fn points(version: u64, source: &str, results: &[InvariantResult]) -> Vec<CheckM
 }
 
 impl Store {
-    fn validation_dir(&self) -> std::path::PathBuf {
-        crate::sidecar::path(self.uri(), crate::sidecar::VALIDATE)
-    }
-
     /// Keep a validation report with the version it describes (`_memlane/validate/`,
     /// derived data: `validate` recomputes it), for [`Store::validate_history`].
-    pub fn record_validation(&self, r: &ValidateReport) -> Result<()> {
-        let dir = self.validation_dir();
-        let io = |e: std::io::Error| StoreError::Io {
-            path: dir.display().to_string(),
-            source: e,
-        };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let tmp = dir.join(format!(".v{}.json.tmp", r.version));
-        let text =
-            serde_json::to_string_pretty(r).map_err(|e| StoreError::Internal(e.to_string()))?;
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, dir.join(format!("v{:010}.json", r.version))).map_err(io)?;
-        Ok(())
+    pub async fn record_validation(&self, r: &ValidateReport) -> Result<()> {
+        let text = serde_json::to_vec_pretty(r).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let name = format!("{}/v{:010}.json", crate::sidecar::VALIDATE, r.version);
+        self.side_files().put(&name, text).await
     }
 
     /// Every check over versions: the invariants recorded in each step's commit and
@@ -124,20 +111,20 @@ impl Store {
                 out.extend(points(h.version, "apply", &r.invariants));
             }
         }
-        if let Ok(rd) = std::fs::read_dir(self.validation_dir()) {
-            let mut files: Vec<_> = rd
-                .filter_map(std::result::Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .collect();
-            files.sort();
-            for f in files {
-                let Ok(text) = std::fs::read_to_string(&f) else {
-                    continue;
-                };
-                if let Ok(r) = serde_json::from_str::<ValidateReport>(&text) {
-                    out.extend(points(r.version, "validate", &r.results));
-                }
+        let side = self.side_files();
+        for name in side
+            .list(crate::sidecar::VALIDATE)
+            .await
+            .unwrap_or_default()
+        {
+            if !name.ends_with(".json") {
+                continue;
+            }
+            let Ok(Some(f)) = side.get(&name).await else {
+                continue;
+            };
+            if let Ok(r) = serde_json::from_slice::<ValidateReport>(&f.bytes) {
+                out.extend(points(r.version, "validate", &r.results));
             }
         }
         out.sort_by(|a, b| a.version.cmp(&b.version).then(a.source.cmp(&b.source)));

@@ -48,7 +48,7 @@ from ._reports import (
     ValidateReport,
     VerifyReport,
 )
-from ._store import Store, compat, create, open, review
+from ._store import Store, compat, create, open, review, unlock
 from ._interop import export_jsonl, import_chroma, import_jsonl, import_lancedb, to_chroma
 
 __all__ = [
@@ -92,4 +92,5 @@ __all__ = [
     "open",
     "review",
     "to_chroma",
+    "unlock",
 ]

@@ -130,10 +130,17 @@ def import_jsonl(
     spaces: Optional[Sequence[_memlane.Space]] = None,
     embedders: Optional[Mapping[str, Embedder]] = None,
     plain: bool = False,
+    storage_options: Optional[Mapping[str, str]] = None,
 ) -> Store:
-    """Create a store from a JSONL file of records, as ``memlane init --from`` does."""
+    """Create a store from a JSONL file of records, as ``memlane init --from`` does
+    (``storage_options`` as for :func:`memlane.create`)."""
     native = _memlane.create_from_jsonl(
-        os.fspath(uri), os.fspath(path), list(spaces or []), plain=plain, embedders=dict(embedders or {})
+        os.fspath(uri),
+        os.fspath(path),
+        list(spaces or []),
+        plain=plain,
+        embedders=dict(embedders or {}),
+        storage_options=None if storage_options is None else dict(storage_options),
     )
     return Store(native)
 

@@ -133,6 +133,7 @@ def create(
     data: Any = None,
     embedders: Optional[Dict[str, Any]] = None,
     rows_per_fragment: Optional[int] = None,
+    storage_options: Optional[Dict[str, str]] = None,
 ) -> Store: ...
 def create_from_jsonl(
     uri: str,
@@ -141,8 +142,12 @@ def create_from_jsonl(
     *,
     plain: bool = False,
     embedders: Optional[Dict[str, Any]] = None,
+    storage_options: Optional[Dict[str, str]] = None,
 ) -> Store: ...
-def open(uri: str) -> Store: ...
+def open(uri: str, *, storage_options: Optional[Dict[str, str]] = None) -> Store: ...
+def unlock_json(
+    uri: str, *, even_if_alive: bool = False, storage_options: Optional[Dict[str, str]] = None
+) -> Optional[str]: ...
 def read_migrations(folder: str) -> str: ...
 def compat_json(
     old: bytes,

@@ -356,10 +356,14 @@ def create(
     embedders: Optional[Mapping[str, Embedder]] = None,
     plain: bool = False,
     rows_per_fragment: Optional[int] = None,
+    storage_options: Optional[Mapping[str, str]] = None,
 ) -> Store:
-    """Create a store at ``uri`` with ``spaces`` (the first is active) and optional
-    initial records (see :meth:`Store.add`); extra columns become metadata fields.
-    ``embedders[space]`` fills missing vectors and records the space's fingerprint."""
+    """Create a store at ``uri`` (a local path, ``file://``, ``s3://``, ``gs://`` or
+    ``az://``) with ``spaces`` (the first is active) and optional initial records (see
+    :meth:`Store.add`); extra columns become metadata fields. ``embedders[space]`` fills
+    missing vectors and records the space's fingerprint. ``storage_options`` reach the
+    object store, with the keys pylance and lancedb take (``aws_endpoint``,
+    ``aws_region``, ``allow_http``, ``aws_access_key_id``, ...)."""
     native = _memlane.create(
         os.fspath(uri),
         list(spaces or []),
@@ -367,13 +371,34 @@ def create(
         data=_arrow(data) if data is not None else None,
         embedders=dict(embedders or {}),
         rows_per_fragment=rows_per_fragment,
+        storage_options=_options(storage_options),
     )
     return Store(native)
 
 
-def open(uri: PathLike) -> Store:  # noqa: A001 - mirrors lance.dataset / builtins style
-    """Open the store at ``uri``."""
-    return Store(_memlane.open(os.fspath(uri)))
+def open(  # noqa: A001 - mirrors lance.dataset / builtins style
+    uri: PathLike, storage_options: Optional[Mapping[str, str]] = None
+) -> Store:
+    """Open the store at ``uri`` (``storage_options`` as for :func:`create`)."""
+    return Store(_memlane.open(os.fspath(uri), storage_options=_options(storage_options)))
+
+
+def unlock(
+    uri: PathLike,
+    even_if_alive: bool = False,
+    storage_options: Optional[Mapping[str, str]] = None,
+) -> Optional[Dict[str, Any]]:
+    """Remove the migration lock of a dead holder (``memlane unlock --force``); returns
+    the removed lock, or ``None`` when none was held. A holder alive on this host is
+    refused (:class:`LockHeld`) unless ``even_if_alive``."""
+    removed = _memlane.unlock_json(
+        os.fspath(uri), even_if_alive=even_if_alive, storage_options=_options(storage_options)
+    )
+    return None if removed is None else json.loads(removed)
+
+
+def _options(options: Optional[Mapping[str, str]]) -> Optional[Dict[str, str]]:
+    return None if options is None else {str(k): str(v) for k, v in options.items()}
 
 
 def compat(

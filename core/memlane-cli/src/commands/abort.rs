@@ -1,20 +1,16 @@
 //! `memlane abort`: abort the in-flight migration.
 
 use anyhow::Result;
-use memlane_store::Store;
 use serde_json::json;
 
-use crate::cli::{AbortArgs, StoreArgs};
+use crate::cli::AbortArgs;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
 
 /// Abort the in-flight migration (recording why) and report the new version.
 pub(crate) async fn run(args: AbortArgs, out: Output) -> Result<ExitStatus> {
-    let AbortArgs {
-        store: StoreArgs { store },
-        reason,
-    } = args;
-    let mut st = Store::open(&store).await?;
+    let AbortArgs { store, reason } = args;
+    let mut st = store.open().await?;
     let v = st.abort(&reason).await?;
     out.emit(
         &json!({"version": v}),

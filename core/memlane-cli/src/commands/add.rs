@@ -1,9 +1,8 @@
 //! `memlane add`: add records from a file.
 
 use anyhow::Result;
-use memlane_store::Store;
 
-use crate::cli::{AddArgs, EmbedderArgs, StoreArgs};
+use crate::cli::{AddArgs, EmbedderArgs};
 use crate::embedders;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
@@ -11,11 +10,11 @@ use crate::output::{Output, line};
 /// Add the file's records and report the rows before and after.
 pub(crate) async fn run(args: AddArgs, out: Output) -> Result<ExitStatus> {
     let AddArgs {
-        store: StoreArgs { store },
+        store,
         file,
         embedders: EmbedderArgs { embedders },
     } = args;
-    let mut st = Store::open(&store).await?;
+    let mut st = store.open().await?;
     let emb = embedders::parse_all(&embedders)?;
     let r = st.add(st.load_records(&file)?, &emb).await?;
     out.emit(

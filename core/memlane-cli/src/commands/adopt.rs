@@ -1,17 +1,16 @@
 //! `memlane adopt`: declare an existing vector column as a space.
 
 use anyhow::Result;
-use memlane_store::Store;
 use serde_json::json;
 
-use crate::cli::{AdoptArgs, StoreArgs, parse_space};
+use crate::cli::{AdoptArgs, parse_space};
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
 
 /// Adopt the column as the space and report the new version.
 pub(crate) async fn run(args: AdoptArgs, out: Output) -> Result<ExitStatus> {
     let AdoptArgs {
-        store: StoreArgs { store },
+        store,
         space,
         column,
     } = args;
@@ -19,7 +18,7 @@ pub(crate) async fn run(args: AdoptArgs, out: Output) -> Result<ExitStatus> {
     if let Some(c) = column {
         sp.column = c;
     }
-    let mut st = Store::open(&store).await?;
+    let mut st = store.open().await?;
     let v = st.adopt(sp.clone()).await?;
     out.emit(
         &json!({"version": v, "space": sp}),

@@ -8,11 +8,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use memlane_store::memlane_core::{ApplyReport, Migration, Plan, Step};
-use memlane_store::{
-    Embedder, HashEmbedder, MigrationFolder, Progress, ProgressFn, Store, StoreError,
-};
+use memlane_store::{Embedder, HashEmbedder, MigrationFolder, Progress, ProgressFn, StoreError};
 
-use crate::cli::{ApplyArgs, EmbedderArgs, StoreArgs};
+use crate::cli::{ApplyArgs, EmbedderArgs};
 use crate::embedders;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
@@ -22,7 +20,7 @@ use crate::output::{Output, line};
 /// as an error.
 pub(crate) async fn run(args: ApplyArgs, out: Output) -> Result<ExitStatus> {
     let ApplyArgs {
-        store: StoreArgs { store },
+        store,
         migrations,
         dry_run,
         to,
@@ -30,7 +28,7 @@ pub(crate) async fn run(args: ApplyArgs, out: Output) -> Result<ExitStatus> {
         embedders: EmbedderArgs { embedders },
         approve,
     } = args;
-    let mut st = Store::open(&store).await?;
+    let mut st = store.open().await?;
     let folder = MigrationFolder::read(&migrations)?;
     let files = &folder.migrations;
     let plan = st.plan(files).await?;
@@ -57,7 +55,7 @@ pub(crate) async fn run(args: ApplyArgs, out: Output) -> Result<ExitStatus> {
     if !dry_run
         && !yes
         && !plan.is_empty()
-        && let Some(status) = confirm(&plan, &store)?
+        && let Some(status) = confirm(&plan, &store.store)?
     {
         return Ok(status);
     }

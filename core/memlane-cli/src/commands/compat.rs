@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
+use memlane_store::Queries;
 use memlane_store::memlane_core::{Space, compat::min_sample_rows};
-use memlane_store::{Queries, Store};
 
-use crate::cli::{CompatArgs, EmbedderArgs, StoreArgs};
+use crate::cli::{CompatArgs, EmbedderArgs};
 use crate::embedders;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
@@ -15,7 +15,7 @@ use crate::output::{Output, line};
 /// report, with retrieval on `--queries` when given.
 pub(crate) async fn run(args: CompatArgs, out: Output) -> Result<ExitStatus> {
     let CompatArgs {
-        store: StoreArgs { store },
+        store,
         from,
         to,
         sample,
@@ -23,7 +23,7 @@ pub(crate) async fn run(args: CompatArgs, out: Output) -> Result<ExitStatus> {
         queries,
         embedders: EmbedderArgs { embedders },
     } = args;
-    let st = Store::open(&store).await?;
+    let st = store.open().await?;
     let (old, new) = (st.space(Some(&from))?.clone(), st.space(Some(&to))?.clone());
     let paired = st.paired_sample(&from, &to, sample).await?;
     let needed = min_sample_rows(k);

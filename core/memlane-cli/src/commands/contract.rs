@@ -3,10 +3,9 @@
 use std::fmt;
 
 use anyhow::Result;
-use memlane_store::Store;
 use serde_json::json;
 
-use crate::cli::{ContractArgs, StoreArgs};
+use crate::cli::ContractArgs;
 use crate::exit::ExitStatus;
 use crate::output::Output;
 
@@ -14,12 +13,12 @@ use crate::output::Output;
 /// is still pending.
 pub(crate) async fn run(args: ContractArgs, out: Output) -> Result<ExitStatus> {
     let ContractArgs {
-        store: StoreArgs { store },
+        store,
         space,
         due,
         reason,
     } = args;
-    let mut st = Store::open(&store).await?;
+    let mut st = store.open().await?;
     let dropped: Vec<(String, u64)> = match space {
         Some(space) if !due => {
             let v = st.contract(&space, &reason).await?;

@@ -1,10 +1,9 @@
 //! `memlane export-sample`: write a sample of the store for review outside it.
 
 use anyhow::Result;
-use memlane_store::Store;
 use serde_json::json;
 
-use crate::cli::{EmbedderArgs, ExportSampleArgs, StoreArgs};
+use crate::cli::{EmbedderArgs, ExportSampleArgs};
 use crate::embedders;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
@@ -12,13 +11,13 @@ use crate::output::{Output, line};
 /// Write the sample (with the folder's pending re-embeds embedded) and describe it.
 pub(crate) async fn run(args: ExportSampleArgs, out: Output) -> Result<ExitStatus> {
     let ExportSampleArgs {
-        store: StoreArgs { store },
+        store,
         migrations,
         rows,
         output,
         embedders: EmbedderArgs { embedders },
     } = args;
-    let st = Store::open(&store).await?;
+    let st = store.open().await?;
     let files = match &migrations {
         Some(d) => Some(memlane_store::read_folder(d)?),
         None => None,

@@ -3,19 +3,16 @@
 use std::fmt;
 
 use anyhow::Result;
-use memlane_store::Store;
 
-use crate::cli::{HistoryArgs, StoreArgs};
+use crate::cli::HistoryArgs;
 use crate::exit::ExitStatus;
 use crate::output::Output;
 
 /// List the versions, one line each: number, time, entry (or the operation of a
 /// commit memlane did not make) and tags.
 pub(crate) async fn run(args: HistoryArgs, out: Output) -> Result<ExitStatus> {
-    let HistoryArgs {
-        store: StoreArgs { store },
-    } = args;
-    let st = Store::open(&store).await?;
+    let HistoryArgs { store } = args;
+    let st = store.open().await?;
     let h = st.history().await?;
     let text = fmt::from_fn(|f| {
         for item in &h {

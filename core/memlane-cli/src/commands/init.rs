@@ -4,7 +4,7 @@ use anyhow::Result;
 use memlane_store::{CreateOptions, Store};
 use serde_json::json;
 
-use crate::cli::{EmbedderArgs, InitArgs, StoreArgs, parse_space};
+use crate::cli::{EmbedderArgs, InitArgs, parse_space};
 use crate::embedders;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
@@ -12,7 +12,7 @@ use crate::output::{Output, line};
 /// Create the store and report its version, rows and spaces.
 pub(crate) async fn run(args: InitArgs, out: Output) -> Result<ExitStatus> {
     let InitArgs {
-        store: StoreArgs { store },
+        store,
         plain,
         spaces,
         from,
@@ -28,7 +28,9 @@ pub(crate) async fn run(args: InitArgs, out: Output) -> Result<ExitStatus> {
         spaces,
         fields: vec![],
         rows_per_fragment,
+        storage: store.storage.parse()?,
     };
+    let store = store.store;
     let emb = embedders::parse_all(&embedders)?;
     let mut st = match &from {
         Some(f) => {

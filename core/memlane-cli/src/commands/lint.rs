@@ -12,10 +12,19 @@ use crate::output::Output;
 
 /// Show the findings and a count of errors and warnings; blocked on errors.
 pub(crate) async fn run(args: LintArgs, out: Output) -> Result<ExitStatus> {
-    let LintArgs { migrations, store } = args;
+    let LintArgs {
+        migrations,
+        store,
+        storage,
+    } = args;
     let files = memlane_store::read_folder(&migrations)?;
     let plan = match &store {
-        Some(s) => Store::open(s).await?.plan(&files).await?,
+        Some(s) => {
+            Store::open_with(s, storage.parse()?)
+                .await?
+                .plan(&files)
+                .await?
+        }
         None => Store::lint_fresh(&files)?,
     };
     let text = fmt::from_fn(|f| {

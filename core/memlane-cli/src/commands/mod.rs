@@ -53,7 +53,7 @@ pub(crate) async fn run(cli: Cli, out: Output) -> Result<ExitStatus> {
         Cmd::Validate(args) => validate::run(args, out).await,
         Cmd::Tag(args) => tag::run(args, out).await,
         Cmd::Restore(args) => restore::run(args, out).await,
-        Cmd::Unlock(args) => unlock::run(args, out),
+        Cmd::Unlock(args) => unlock::run(args, out).await,
         Cmd::Repair(args) => repair::run(args, out).await,
         Cmd::Add(args) => add::run(args, out).await,
         Cmd::Export(args) => export::run(args, out).await,

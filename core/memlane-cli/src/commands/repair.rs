@@ -1,10 +1,9 @@
 //! `memlane repair`: record a deliberate edit of an applied migration.
 
 use anyhow::Result;
-use memlane_store::Store;
 use serde_json::json;
 
-use crate::cli::{RepairArgs, StoreArgs};
+use crate::cli::RepairArgs;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
 
@@ -12,12 +11,12 @@ use crate::output::{Output, line};
 /// version that records it.
 pub(crate) async fn run(args: RepairArgs, out: Output) -> Result<ExitStatus> {
     let RepairArgs {
-        store: StoreArgs { store },
+        store,
         migrations,
         accept,
         reason,
     } = args;
-    let mut st = Store::open(&store).await?;
+    let mut st = store.open().await?;
     let v = st
         .repair(&memlane_store::read_folder(&migrations)?, accept, &reason)
         .await?;

@@ -1,21 +1,16 @@
 //! `memlane restore`: commit a new version equal to an old one (forward-only).
 
 use anyhow::Result;
-use memlane_store::Store;
 use serde_json::json;
 
-use crate::cli::{RestoreArgs, StoreArgs};
+use crate::cli::RestoreArgs;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
 
 /// Restore the version or tag `--to` as a new version and report it.
 pub(crate) async fn run(args: RestoreArgs, out: Output) -> Result<ExitStatus> {
-    let RestoreArgs {
-        store: StoreArgs { store },
-        to,
-        reason,
-    } = args;
-    let mut st = Store::open(&store).await?;
+    let RestoreArgs { store, to, reason } = args;
+    let mut st = store.open().await?;
     let v = st.restore(&to, &reason).await?;
     let rows = st.count().await?;
     out.emit(

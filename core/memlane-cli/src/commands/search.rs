@@ -3,10 +3,9 @@
 use std::fmt;
 
 use anyhow::{Result, anyhow};
-use memlane_store::Store;
 use serde_json::json;
 
-use crate::cli::{SearchArgs, StoreArgs};
+use crate::cli::SearchArgs;
 use crate::embedders;
 use crate::exit::ExitStatus;
 use crate::output::Output;
@@ -15,14 +14,14 @@ use crate::output::Output;
 /// when the query space differs) and show the hits with the space's coverage.
 pub(crate) async fn run(args: SearchArgs, out: Output) -> Result<ExitStatus> {
     let SearchArgs {
-        store: StoreArgs { store },
+        store,
         text,
         embedder,
         space,
         query_space,
         k,
     } = args;
-    let st = Store::open(&store).await?;
+    let st = store.open().await?;
     let e = embedders::parse_spec(&embedder)?;
     let sp = st.space(space.as_deref())?.clone();
     let qsp = st

@@ -3,10 +3,9 @@
 use std::fmt;
 
 use anyhow::Result;
-use memlane_store::Store;
 use serde_json::json;
 
-use crate::cli::{StoreArgs, TagArgs};
+use crate::cli::TagArgs;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
 
@@ -14,11 +13,11 @@ use crate::output::{Output, line};
 /// name is given.
 pub(crate) async fn run(args: TagArgs, out: Output) -> Result<ExitStatus> {
     let TagArgs {
-        store: StoreArgs { store },
+        store,
         name,
         version,
     } = args;
-    let st = Store::open(&store).await?;
+    let st = store.open().await?;
     match name {
         Some(n) => {
             let v = st.tag(&n, version).await?;

@@ -1,9 +1,8 @@
 //! `memlane upsert`: insert or update records by id from a file.
 
 use anyhow::Result;
-use memlane_store::Store;
 
-use crate::cli::{EmbedderArgs, StoreArgs, UpsertArgs};
+use crate::cli::{EmbedderArgs, UpsertArgs};
 use crate::embedders;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
@@ -11,11 +10,11 @@ use crate::output::{Output, line};
 /// Upsert the file's records and report how many were inserted and updated.
 pub(crate) async fn run(args: UpsertArgs, out: Output) -> Result<ExitStatus> {
     let UpsertArgs {
-        store: StoreArgs { store },
+        store,
         file,
         embedders: EmbedderArgs { embedders },
     } = args;
-    let mut st = Store::open(&store).await?;
+    let mut st = store.open().await?;
     let emb = embedders::parse_all(&embedders)?;
     let r = st.upsert(st.load_records(&file)?, &emb).await?;
     out.emit(

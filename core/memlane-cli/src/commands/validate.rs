@@ -6,7 +6,7 @@ use std::fmt;
 use anyhow::Result;
 use memlane_store::Store;
 
-use crate::cli::{StoreArgs, ValidateArgs};
+use crate::cli::ValidateArgs;
 use crate::exit::ExitStatus;
 use crate::output::Output;
 
@@ -14,12 +14,12 @@ use crate::output::Output;
 /// `--history` show the recorded checks.
 pub(crate) async fn run(args: ValidateArgs, out: Output) -> Result<ExitStatus> {
     let ValidateArgs {
-        store: StoreArgs { store },
+        store,
         migrations,
         against,
         history,
     } = args;
-    let st = Store::open(&store).await?;
+    let st = store.open().await?;
     if history {
         return show_history(&st, out).await;
     }
@@ -28,7 +28,7 @@ pub(crate) async fn run(args: ValidateArgs, out: Output) -> Result<ExitStatus> {
         None => vec![],
     };
     let r = st.validate(&specs, against).await?;
-    st.record_validation(&r)?;
+    st.record_validation(&r).await?;
     out.emit(&memlane_store::verdict_json(&r), &r)?;
     if !r.ok() {
         return Ok(ExitStatus::Blocked);

@@ -2,19 +2,15 @@
 //! data.
 
 use anyhow::Result;
-use memlane_store::Store;
 
-use crate::cli::{StoreArgs, VerifyArgs};
+use crate::cli::VerifyArgs;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
 
 /// Show every check; blocked when one fails.
 pub(crate) async fn run(args: VerifyArgs, out: Output) -> Result<ExitStatus> {
-    let VerifyArgs {
-        store: StoreArgs { store },
-        migrations,
-    } = args;
-    let st = Store::open(&store).await?;
+    let VerifyArgs { store, migrations } = args;
+    let st = store.open().await?;
     let files = migrations
         .as_ref()
         .map(memlane_store::read_folder)

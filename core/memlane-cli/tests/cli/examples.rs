@@ -176,7 +176,14 @@ fn a_second_apply_is_refused_while_one_holds_the_lock() {
     let s = dir.path().join("store");
     let s = s.to_str().unwrap();
     ok(&["init", s, "--from", &ex("data/corpus.jsonl")]);
-    let guard = memlane_store::lock::acquire(s, "ci job 41", Duration::from_secs(60)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let local = memlane_store::StorageOptions::new();
+    let guard = rt
+        .block_on(async {
+            let side = memlane_store::SideFiles::open(s, &local).await?;
+            memlane_store::lock::acquire(&side, &local, "ci job 41", Duration::from_secs(60)).await
+        })
+        .unwrap();
     let o = run(&["apply", s, &ex("02-metadata-evolution"), "--yes"]);
     assert_eq!(code(&o), 1);
     let err = String::from_utf8_lossy(&o.stderr);

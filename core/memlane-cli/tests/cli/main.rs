@@ -1,8 +1,9 @@
 //! The `memlane` binary end to end: every command on the example folders, exit codes
 //! and JSON output (`examples`); SIGKILL and concurrent writers (`kills`); hand-tampered
-//! stores (`tamper`); helpers in `common`.
+//! stores (`tamper`); a store in S3 (`s3`); helpers in `common`.
 
 mod common;
 mod examples;
 mod kills;
+mod s3;
 mod tamper;

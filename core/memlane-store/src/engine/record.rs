@@ -6,10 +6,10 @@ use lance::dataset::transaction::{Operation, Transaction};
 use memlane_core::seal::SEAL_KEY;
 use memlane_core::state::{ENTRY_KEY, STATE_KEY};
 use memlane_core::{HistoryEntry, Link, Seal, StoreState};
-use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::sidecar::SideFiles;
 
 /// memlane's record of one version.
 #[derive(Debug, Clone, Default)]
@@ -201,17 +201,11 @@ pub(crate) struct NotedHead {
     pub(crate) seal: Option<String>,
 }
 
-fn head_path(ds: &Dataset) -> Path {
-    let data = ds.data_dir();
-    let base = data.as_ref().strip_suffix("data").unwrap_or(data.as_ref());
-    Path::from(format!("{}{}", base, crate::sidecar::HEAD))
-}
-
 /// The noted head, if any.
 pub(crate) async fn noted_head(ds: &Dataset) -> Option<NotedHead> {
-    let store = ds.object_store(None).await.ok()?;
-    let bytes = store.read_one_all(&head_path(ds)).await.ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let side = SideFiles::of(ds, ds.uri()).await.ok()?;
+    let f = side.get(crate::sidecar::HEAD).await.ok()??;
+    serde_json::from_slice(&f.bytes).ok()
 }
 
 /// The seal hash a sealed transaction carries (what [`note_head`] records).
@@ -230,7 +224,7 @@ pub(crate) async fn note_head(ds: &Dataset, seal: Option<String>) {
         return;
     }
     let note = NotedHead { version: v, seal };
-    if let (Ok(store), Ok(body)) = (ds.object_store(None).await, serde_json::to_vec(&note)) {
-        let _ = store.put(&head_path(ds), &body).await;
+    if let (Ok(side), Ok(body)) = (SideFiles::of(ds, ds.uri()).await, serde_json::to_vec(&note)) {
+        let _ = side.put(crate::sidecar::HEAD, body).await;
     }
 }

@@ -35,8 +35,6 @@ pub(super) struct Todo {
 /// or embedder) and the rows the embedder produced.
 pub(super) type Written = (DataReplacementGroup, u64, u64);
 
-pub(super) type SideWriter = arrow::ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>;
-
 /// Background reads and writes of fragments in flight; aborted when the batch fails,
 /// so nothing of a failed batch keeps running (their files are never referenced).
 #[derive(Default)]
@@ -315,8 +313,8 @@ impl Gradual<'_> {
             .iter()
             .filter(|id| kept.contains(id) || !written.contains(id))
         {
-            for f in self.side_files(*id) {
-                let _ = std::fs::remove_file(f);
+            for f in self.side_files(*id).await {
+                let _ = self.store.side_files().delete(&f).await;
             }
         }
         Ok(rows)
@@ -389,17 +387,7 @@ impl Gradual<'_> {
     ) -> Result<Prepared> {
         let d = self.space.dimension;
         let frag_id = p.frag_id;
-        let cached = self.load_side(frag_id);
-        let side_path = self.side_dir().join(format!(
-            "{}{}.arrows",
-            self.side_prefix(frag_id),
-            uuid::Uuid::new_v4()
-        ));
-        std::fs::create_dir_all(self.side_dir()).map_err(|e| StoreError::Io {
-            path: self.side_dir().display().to_string(),
-            source: e,
-        })?;
-        let mut side: Option<SideWriter> = None;
+        let cached = self.load_side(frag_id).await;
         // embedded rows not yet in the side file: saved every checkpoint interval (and
         // when the embedder fails), so a fast embedder whose fragment commits within the
         // interval never writes one, and a killed run loses at most an interval of work
@@ -451,10 +439,7 @@ impl Gradual<'_> {
                 Ok(v) => v,
                 Err(e) => {
                     // keep what this fragment embedded so far for the resumed run
-                    let _ = self.save_side(&mut side, &side_path, &unsaved, &p, &by_offset);
-                    if let Some(w) = side.as_mut() {
-                        let _ = w.finish();
-                    }
+                    let _ = self.save_side(&unsaved, &p, &by_offset).await;
                     return Err(e);
                 }
             };
@@ -475,7 +460,7 @@ impl Gradual<'_> {
             if slow_call
                 || last_save.elapsed().as_secs_f64() >= self.checkpoint_secs.min(SAVE_EVERY_SECS)
             {
-                self.save_side(&mut side, &side_path, &unsaved, &p, &by_offset)?;
+                self.save_side(&unsaved, &p, &by_offset).await?;
                 unsaved.clear();
                 last_save = Instant::now();
             }
@@ -487,9 +472,6 @@ impl Gradual<'_> {
                     tokio::time::sleep(wait).await;
                 }
             }
-        }
-        if let Some(mut w) = side.take() {
-            w.finish()?;
         }
         Ok(p)
     }

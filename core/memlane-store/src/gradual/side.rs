@@ -2,8 +2,6 @@
 //! `_memlane/backfill/` so a killed run re-embeds at most the batch in flight.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -12,31 +10,32 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Float32Type, Schema as ArrowSchema, SchemaRef};
 use memlane_core::schema::ID;
 
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 
 use super::Gradual;
-use super::fragments::{Prepared, SideWriter};
+use super::fragments::Prepared;
 
 impl Gradual<'_> {
-    pub(super) fn side_dir(&self) -> PathBuf {
-        crate::sidecar::path(self.store.uri(), crate::sidecar::BACKFILL)
-    }
-
-    /// Side files of a fragment are `<prefix>.<run>.arrows`, one per run.
+    /// Side files of a fragment are `backfill/<prefix><uuid>.arrows`, one per save.
     pub(super) fn side_prefix(&self, frag: u64) -> String {
-        format!("m{:04}-s{}-f{frag}.", self.migration, self.step)
+        format!(
+            "{}/m{:04}-s{}-f{frag}.",
+            crate::sidecar::BACKFILL,
+            self.migration,
+            self.step
+        )
     }
 
-    pub(super) fn side_files(&self, frag: u64) -> Vec<PathBuf> {
+    /// The side files a fragment has (unlistable reads as none: they only save work).
+    pub(super) async fn side_files(&self, frag: u64) -> Vec<String> {
         let prefix = self.side_prefix(frag);
-        std::fs::read_dir(self.side_dir())
-            .map(|rd| {
-                rd.filter_map(std::result::Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                    .map(|e| e.path())
-                    .collect()
-            })
+        let side = self.store.side_files();
+        side.list(crate::sidecar::BACKFILL)
+            .await
             .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
     }
 
     pub(super) fn side_schema(&self) -> SchemaRef {
@@ -52,18 +51,18 @@ impl Gradual<'_> {
     }
 
     /// Vectors a killed run already computed for this fragment, by (id, digest).
-    pub(super) fn load_side(&self, frag: u64) -> HashMap<(String, [u8; 16]), Vec<f32>> {
+    pub(super) async fn load_side(&self, frag: u64) -> HashMap<(String, [u8; 16]), Vec<f32>> {
         let mut out = HashMap::new();
-        for path in self.side_files(frag) {
-            let Ok(f) = std::fs::File::open(path) else {
+        for name in self.side_files(frag).await {
+            let Ok(Some(f)) = self.store.side_files().get(&name).await else {
                 continue;
             };
             let Ok(reader) =
-                arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::new(f), None)
+                arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(f.bytes), None)
             else {
                 continue;
             };
-            // a torn tail (killed mid-write) ends the stream; what came before is whole
+            // a torn tail (a file cut by hand) ends the stream; what came before is whole
             for b in reader.map_while(std::result::Result::ok) {
                 let ids = b.column(0).as_string::<i32>();
                 let dg = b.column(1).as_fixed_size_binary();
@@ -82,11 +81,10 @@ impl Gradual<'_> {
         out
     }
 
-    /// Append the vectors of `offsets` to the fragment's side file and flush it.
-    pub(super) fn save_side(
+    /// Save the vectors of `offsets` as a new side file of the fragment (one atomic
+    /// put: a killed run leaves whole files or none).
+    pub(super) async fn save_side(
         &self,
-        side: &mut Option<SideWriter>,
-        path: &std::path::Path,
         offsets: &[usize],
         p: &Prepared,
         digest: &HashMap<usize, [u8; 16]>,
@@ -94,20 +92,6 @@ impl Gradual<'_> {
         if offsets.is_empty() {
             return Ok(());
         }
-        let io = |e: std::io::Error| StoreError::Io {
-            path: path.display().to_string(),
-            source: e,
-        };
-        let w = match side {
-            Some(w) => w,
-            None => {
-                let f = std::fs::File::create(path).map_err(io)?;
-                side.insert(arrow::ipc::writer::StreamWriter::try_new(
-                    std::io::BufWriter::new(f),
-                    &self.side_schema(),
-                )?)
-            }
-        };
         let d = self.space.dimension;
         let ids: Vec<String> = offsets.iter().map(|o| p.ids.value(*o).to_owned()).collect();
         let mut vecs = Vec::with_capacity(offsets.len() * d);
@@ -115,10 +99,15 @@ impl Gradual<'_> {
             vecs.extend_from_slice(&p.flat[o * d..(o + 1) * d]);
         }
         let b = self.side_batch(&ids, offsets.iter().map(|o| digest[o]).collect(), &vecs)?;
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &self.side_schema())?;
         w.write(&b)?;
-        w.flush()?;
-        w.get_mut().flush().map_err(io)?;
-        Ok(())
+        w.finish()?;
+        let name = format!(
+            "{}{}.arrows",
+            self.side_prefix(p.frag_id),
+            uuid::Uuid::new_v4()
+        );
+        self.store.side_files().put(&name, w.into_inner()?).await
     }
 
     pub(super) fn side_batch(

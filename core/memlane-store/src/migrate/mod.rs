@@ -10,7 +10,6 @@ use memlane_core::{ApplyReport, InvariantSpec, Migration, Plan};
 
 use crate::embed::Embedder;
 use crate::error::Result;
-use crate::lock;
 use crate::ops::ProgressFn;
 use crate::store::Store;
 
@@ -155,7 +154,7 @@ impl<'a> Migrator<'a> {
         let _guard = if dry_run {
             None
         } else {
-            Some(lock::acquire(store.uri(), &holder, lease)?)
+            Some(store.lock_for(&holder, lease).await?)
         };
         let settings = run::Settings {
             embedders,

@@ -26,7 +26,7 @@ impl Store {
                 "a restore needs a reason: --reason \"why\"".into(),
             ));
         }
-        let _lock = self.lock("memlane restore")?;
+        let _lock = self.lock("memlane restore").await?;
         self.refresh_data().await?;
         let v = self.resolve(target).await?;
         let old = self.ds.checkout_version(v).await?;
@@ -71,7 +71,7 @@ impl Store {
     /// column of unique, non-null strings. The first adopted space becomes active.
     pub async fn adopt(&mut self, space: Space) -> Result<u64> {
         let space = space.validated()?;
-        let _lock = self.lock("memlane adopt")?;
+        let _lock = self.lock("memlane adopt").await?;
         self.refresh().await?;
         if self.state.space(&space.name).is_some() {
             return Err(StoreError::Input(format!(
@@ -151,7 +151,7 @@ impl Store {
     /// before it. Rows written meanwhile stay. After a destructive step (or once
     /// applied), a migration only rolls forward.
     pub async fn abort(&mut self, reason: &str) -> Result<u64> {
-        let _lock = self.lock("memlane abort")?;
+        let _lock = self.lock("memlane abort").await?;
         self.refresh().await?;
         self.ensure_intact()?;
         let Some(f) = self.state.in_flight.clone() else {
@@ -228,7 +228,7 @@ impl Store {
     /// vector and digest columns go, and searches can no longer pin it.
     /// Takes the migration lock.
     pub async fn contract(&mut self, space: &str, reason: &str) -> Result<u64> {
-        let _lock = self.lock("memlane contract")?;
+        let _lock = self.lock("memlane contract").await?;
         self.contract_locked(space, reason).await
     }
 
@@ -269,7 +269,7 @@ impl Store {
     /// Drop the replaced spaces whose retention (`contract_after`) has passed; returns
     /// (space, version) per drop. Takes the migration lock.
     pub async fn contract_due(&mut self) -> Result<Vec<(String, u64)>> {
-        let _lock = self.lock("memlane contract --due")?;
+        let _lock = self.lock("memlane contract --due").await?;
         self.contract_due_locked().await
     }
 
@@ -312,7 +312,7 @@ impl Store {
         id: u32,
         reason: &str,
     ) -> Result<u64> {
-        let _lock = self.lock("memlane repair")?;
+        let _lock = self.lock("memlane repair").await?;
         self.refresh().await?;
         let at = now();
         let state = memlane_core::chain::repair(&self.state, files, id, reason, &at)

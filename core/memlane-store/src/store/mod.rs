@@ -16,6 +16,7 @@ use crate::embed::Embedder;
 use crate::engine::commit::{self as engine, Options, Record as Sealed};
 use crate::engine::record;
 use crate::error::{Result, StoreError};
+use crate::sidecar::{SideFiles, StorageOptions};
 
 mod admin;
 mod read;
@@ -29,6 +30,10 @@ pub use records::{AddReport, CreateOptions, HistoryItem, Hit, Record, UpsertRepo
 /// A memlane store.
 pub struct Store {
     uri: String,
+    /// How to reach the object store (given at open or create, used by every reopen).
+    storage: StorageOptions,
+    /// Its `_memlane/` side files, on the same object store.
+    side: SideFiles,
     /// The head this handle reads (written only by `set_head` and the refreshes).
     ds: Arc<Dataset>,
     /// The state at the head (idem).
@@ -75,8 +80,12 @@ fn metric(m: Metric) -> DistanceType {
     }
 }
 
-async fn open_dataset(uri: &str) -> Result<Dataset> {
-    match Dataset::open(uri).await {
+async fn open_dataset(uri: &str, storage: &StorageOptions) -> Result<Dataset> {
+    let opened = lance::dataset::builder::DatasetBuilder::from_uri(uri)
+        .with_storage_options(storage.to_map())
+        .load()
+        .await;
+    match opened {
         Ok(ds) => Ok(ds),
         Err(lance::Error::DatasetNotFound { .. } | lance::Error::NotFound { .. }) => {
             Err(StoreError::NotFound {
@@ -108,7 +117,8 @@ impl Store {
         embedders: &HashMap<String, Arc<dyn Embedder>>,
     ) -> Result<Store> {
         let records: Vec<RecordBatch> = records.into_iter().collect();
-        if Dataset::open(uri).await.is_ok() {
+        let storage = opts.storage.clone();
+        if open_dataset(uri, &storage).await.is_ok() {
             return Err(StoreError::Exists {
                 uri: uri.to_owned(),
             });
@@ -157,6 +167,7 @@ impl Store {
             mode: WriteMode::Create,
             enable_stable_row_ids: true,
             max_rows_per_file: state.fragment_rows(),
+            store_params: Some(storage.params()),
             ..Default::default()
         };
         let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema.clone());
@@ -165,7 +176,9 @@ impl Store {
             .execute_uncommitted_stream(reader)
             .await?;
         // the data files' digests, from the bytes just written, go into the seal
-        let (os, base) = lance::io::ObjectStore::from_uri(uri).await?;
+        let registry = Arc::new(lance::io::ObjectStoreRegistry::default());
+        let (os, base) =
+            lance::io::ObjectStore::from_uri_and_params(registry, uri, &storage.params()).await?;
         let files = crate::engine::files::new_files(None, &tx.operation);
         let digests =
             crate::engine::files::digests(&os, &base.clone().join("data"), &files).await?;
@@ -177,6 +190,7 @@ impl Store {
         tx.transaction_properties = Some(Arc::new(props));
         let seal = record::seal_hash(&tx);
         let ds = CommitBuilder::new(uri)
+            .with_store_params(storage.params())
             .use_stable_row_ids(true)
             .execute(tx)
             .await?;
@@ -184,6 +198,8 @@ impl Store {
         let version = ds.version_id();
         Ok(Store {
             uri: uri.to_owned(),
+            side: SideFiles::at(os, &base, uri),
+            storage,
             ds: Arc::new(ds),
             state,
             adapters: Arc::default(),
@@ -227,10 +243,19 @@ impl Store {
     /// Open an existing store (a Lance dataset; one that memlane never wrote opens
     /// with an empty state).
     pub async fn open(uri: &str) -> Result<Store> {
-        let ds = open_dataset(uri).await?;
+        Self::open_with(uri, StorageOptions::new()).await
+    }
+
+    /// Open an existing store on an object store reached with `storage` (the
+    /// `storage_options` pylance and lancedb take: endpoint, region, credentials, …).
+    pub async fn open_with(uri: &str, storage: StorageOptions) -> Result<Store> {
+        let ds = open_dataset(uri, &storage).await?;
         let head = record::latest_head(&ds).await?;
+        let side = SideFiles::of(&ds, uri).await?;
         Ok(Store {
             uri: uri.to_owned(),
+            storage,
+            side,
             ds: Arc::new(ds),
             state: head.state.unwrap_or_default(),
             adapters: Arc::default(),
@@ -288,7 +313,7 @@ impl Store {
 
     /// Re-read the latest version.
     pub async fn refresh(&mut self) -> Result<()> {
-        let ds = open_dataset(&self.uri).await?;
+        let ds = open_dataset(&self.uri, &self.storage).await?;
         let head = record::latest_head(&ds).await?;
         self.state = head.state.unwrap_or_default();
         self.state_version = head.state_version;
@@ -299,13 +324,23 @@ impl Store {
 
     /// Re-read the latest data version, keeping the state in hand (the migrator's).
     pub(crate) async fn refresh_data(&mut self) -> Result<()> {
-        self.ds = Arc::new(open_dataset(&self.uri).await?);
+        self.ds = Arc::new(open_dataset(&self.uri, &self.storage).await?);
         Ok(())
     }
 
     /// The store URI.
     pub fn uri(&self) -> &str {
         &self.uri
+    }
+
+    /// How the store's object store is reached.
+    pub fn storage(&self) -> &StorageOptions {
+        &self.storage
+    }
+
+    /// The store's `_memlane/` side files.
+    pub fn side_files(&self) -> &SideFiles {
+        &self.side
     }
 
     /// The recorded state.
@@ -358,8 +393,18 @@ impl Store {
     }
 
     /// Take the migration lock for `holder` (one migrator or restore at a time).
-    pub(crate) fn lock(&self, holder: &str) -> Result<crate::lock::LockGuard> {
-        crate::lock::acquire(&self.uri, holder, std::time::Duration::from_secs(60))
+    pub(crate) async fn lock(&self, holder: &str) -> Result<crate::lock::LockGuard> {
+        self.lock_for(holder, std::time::Duration::from_secs(60))
+            .await
+    }
+
+    /// Take the migration lock for `holder` with a lease of `lease`.
+    pub(crate) async fn lock_for(
+        &self,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<crate::lock::LockGuard> {
+        crate::lock::acquire(&self.side, &self.storage, holder, lease).await
     }
 
     /// Commit a state-only change (no data change) as one Lance commit.

@@ -18,6 +18,9 @@ pub struct CreateOptions {
     pub fields: Vec<FieldDef>,
     /// Rows per Lance fragment (default 65 536); a re-embed commits per fragment.
     pub rows_per_fragment: Option<usize>,
+    /// How to reach the object store the store is created on (see
+    /// [`StorageOptions`](crate::sidecar::StorageOptions)); empty for a local path.
+    pub storage: crate::sidecar::StorageOptions,
 }
 
 /// One search hit.

@@ -1,0 +1,215 @@
+//! The CLI on a store in S3 (moto's server on 127.0.0.1): `--storage-option` and
+//! `MEMLANE_STORAGE_OPTIONS`, a re-embed SIGKILLed and resumed, two migrators, verify
+//! of a flipped byte, restore and `unlock --force`.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use memlane_tests::S3Server;
+use serde_json::Value;
+
+use crate::common::*;
+
+/// The binary with the server's options in the environment (as a CI job would set them).
+fn on(s3: &S3Server) -> Command {
+    let mut c = bin();
+    let opts: Vec<String> = s3
+        .options()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    c.env("MEMLANE_STORAGE_OPTIONS", opts.join(","));
+    c
+}
+
+fn ok_on(s3: &S3Server, args: &[&str]) -> String {
+    let o = on(s3).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "memlane {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn json_on(s3: &S3Server, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    serde_json::from_str(&ok_on(s3, &a)).unwrap()
+}
+
+const REEMBED: &str = "[[steps]]\nop = \"add_space\"\nspace = \"h64\"\nmodel = \"hash\"\nrevision = \"1\"\ndimension = 64\nnormalized = true\n\n\
+    [[steps]]\nop = \"reembed\"\nspace = \"h64\"\nembedder = \"h64\"\nbatch_size = 100\nthrottle = 800.0\n";
+
+#[test]
+fn a_reembed_on_s3_killed_and_resumed_matches_a_clean_run() {
+    let s3 = S3Server::start("memlane-cli");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("big.jsonl");
+    write_big_corpus(&data, 2400);
+    let migs = dir.path().join("migs");
+    std::fs::create_dir(&migs).unwrap();
+    std::fs::write(migs.join("0001_h64.toml"), REEMBED).unwrap();
+    let (m, d) = (migs.to_str().unwrap(), data.to_str().unwrap());
+    let emb = "h64=hash:64:3";
+
+    // the clean run, on local disk
+    let reference = dir.path().join("ref");
+    let reference = reference.to_str().unwrap();
+    ok(&["init", reference, "--from", d, "--rows-per-fragment", "300"]);
+    ok(&["apply", reference, m, "--yes", "--embedder", emb]);
+
+    // on S3: options given as flags here, from the environment below
+    let s = s3.uri("store");
+    let mut init = vec!["init", &s, "--from", d, "--rows-per-fragment", "300"];
+    let flags = s3.cli_args();
+    init.extend(flags.iter().map(String::as_str));
+    let o = bin().args(&init).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let imported: Vec<String> = s3
+        .list("store/data/")
+        .into_iter()
+        .filter(|k| k.ends_with(".lance"))
+        .collect();
+
+    // killed once a checkpoint is committed (polled, not timed)
+    let mut child = on(&s3)
+        .args(["apply", &s, m, "--yes", "--embedder", emb])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let st = json_on(&s3, &["status", &s]);
+        if st["in_flight"]["checkpoint"]["embedded"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+        {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "apply ended before a checkpoint"
+        );
+        assert!(Instant::now() < deadline, "no checkpoint: {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // the store opens at its last commit; a second migrator waits for no one (the dead
+    // holder's lock is on this host, so it is taken over) and resumes
+    let st = json_on(&s3, &["status", &s]);
+    assert_eq!(st["in_flight"]["checkpoint"]["space"], "h64", "{st}");
+    ok_on(&s3, &["apply", &s, m, "--yes", "--embedder", emb]);
+    let st = json_on(&s3, &["status", &s]);
+    assert_eq!(st["active_space"], "h64");
+    assert!(st["lock"].is_null(), "{st}");
+
+    // the same rows and vectors as the clean run
+    let a = {
+        let p = dir.path().join("a.jsonl");
+        ok_on(&s3, &["export", &s, "-o", p.to_str().unwrap()]);
+        let mut rows: Vec<Value> = std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        rows.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        rows
+    };
+    let b = sorted_export(reference, dir.path(), "b");
+    assert_eq!(a.len(), 2400);
+    assert_eq!(a, b);
+    let v = json_on(&s3, &["verify", &s, m]);
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{v}"
+    );
+
+    // restore to the import, verified; then a byte flipped in a data object is named
+    ok_on(&s3, &["restore", &s, "--to", "1", "--reason", "start over"]);
+    let v = json_on(&s3, &["verify", &s]);
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{v}"
+    );
+    let key = imported[imported.len() / 2].clone();
+    let mut bytes = s3.get(&key);
+    let mid = bytes.len() / 3;
+    bytes[mid] ^= 1;
+    s3.put(&key, &bytes);
+    let o = on(&s3).args(["verify", &s]).output().unwrap();
+    assert_eq!(code(&o), 3, "{}", String::from_utf8_lossy(&o.stdout));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(key.rsplit('/').next().unwrap()), "{out}");
+}
+
+#[test]
+fn two_cli_migrators_on_s3_one_proceeds_the_other_names_the_holder() {
+    let s3 = S3Server::start("memlane-cli-lock");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("big.jsonl");
+    write_big_corpus(&data, 2400);
+    let migs = dir.path().join("migs");
+    std::fs::create_dir(&migs).unwrap();
+    std::fs::write(migs.join("0001_h64.toml"), REEMBED).unwrap();
+    let (m, d) = (migs.to_str().unwrap(), data.to_str().unwrap());
+    let s = s3.uri("store");
+    ok_on(&s3, &["init", &s, "--from", d]);
+    let emb = "h64=hash:64:3";
+    let mut first = on(&s3)
+        .args(["apply", &s, m, "--yes", "--embedder", emb])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // wait until the first holds the lock
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while json_on(&s3, &["status", &s])["lock"].is_null() {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "first apply ended early"
+        );
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = on(&s3)
+        .args(["apply", &s, m, "--yes", "--embedder", emb])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_ne!(code(&o), 0);
+    assert!(err.contains("locked by memlane apply"), "{err}");
+    assert!(first.wait().unwrap().success());
+    let st = json_on(&s3, &["status", &s]);
+    assert_eq!(st["applied"].as_array().unwrap().len(), 1);
+    assert!(st["lock"].is_null());
+
+    // unlock --force on S3 removes a lock left by a holder elsewhere
+    let lock = serde_json::json!({
+        "holder": "memlane apply", "host": "runner-7", "pid": 42, "token": "t",
+        "since": "2026-01-01T00:00:00Z", "heartbeat": "2026-01-01T00:00:00Z",
+        "expires": "2999-01-01T00:00:00Z"
+    });
+    s3.put("store/_memlane/lock.json", lock.to_string().as_bytes());
+    let o = on(&s3)
+        .args(["apply", &s, m, "--yes", "--embedder", emb])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("runner-7"));
+    let out = ok_on(&s3, &["unlock", &s, "--force"]);
+    assert!(out.contains("runner-7"), "{out}");
+    assert!(json_on(&s3, &["status", &s])["lock"].is_null());
+}
