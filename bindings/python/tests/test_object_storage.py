@@ -41,7 +41,8 @@ def s3() -> Iterator[Dict[str, str]]:
 
 
 def test_a_store_on_s3_migrates_and_pylance_and_lancedb_read_it(s3: Dict[str, str], tmp_path: Path) -> None:
-    uri = "s3://memlane-py/agent"
+    # LanceDB names a table after its directory without `.lance`
+    uri = "s3://memlane-py/agent.lance"
     recs = [{"id": r["id"], "content": r["content"]} for r in corpus(150)]
     space = memlane.Space("old", 64, provider="test", model="hash64", revision="1", normalized=True)
     store = memlane.create(uri, [space], data=recs, embedders={"old": HashingModel(64)}, storage_options=s3)
