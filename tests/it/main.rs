@@ -3,6 +3,7 @@
 mod common;
 mod compat;
 mod gradual;
+mod index;
 mod migrate;
 mod s3;
 mod store;

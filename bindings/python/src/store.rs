@@ -347,10 +347,12 @@ impl Store {
         arrow_ffi::to_capsule(py, schema, batches)
     }
 
-    /// The `k` nearest records as JSON `[{id, content, distance}]`. `vector` is float32
-    /// bytes. With `query_space`, the query comes from that space's model and is mapped
-    /// into `space` through the adapter the store keeps for the pair.
-    #[pyo3(signature = (vector, k=10, space=None, filter=None, query_space=None))]
+    /// The `k` nearest records as JSON `{hits: [{id, content, distance}], index}`
+    /// (`index`: the vector index kind that answered, null for an exact scan). `vector`
+    /// is float32 bytes. With `query_space`, the query comes from that space's model and
+    /// is mapped into `space` through the adapter the store keeps for the pair.
+    #[pyo3(signature = (vector, k=10, space=None, filter=None, query_space=None, *, exact=false, nprobes=None, refine_factor=None))]
+    #[allow(clippy::too_many_arguments)]
     fn search(
         &self,
         py: Python<'_>,
@@ -359,16 +361,23 @@ impl Store {
         space: Option<String>,
         filter: Option<String>,
         query_space: Option<String>,
+        exact: bool,
+        nprobes: Option<usize>,
+        refine_factor: Option<u32>,
     ) -> PyResult<String> {
         let q = crate::floats(vector);
-        let hits = self.with(py, None, async move |s| match &query_space {
-            Some(qs) => {
-                s.search_adapted(space.as_deref(), qs, &q, k, filter.as_deref())
-                    .await
-            }
-            None => s.search(space.as_deref(), &q, k, filter.as_deref()).await,
+        let opts = memlane_store::SearchOptions {
+            exact,
+            nprobes,
+            refine_factor,
+        };
+        let found = self.with(py, None, async move |s| {
+            let target = s.space(space.as_deref())?.name.clone();
+            let qs = query_space.unwrap_or_else(|| target.clone());
+            s.search_adapted_with(Some(&target), &qs, &q, k, filter.as_deref(), &opts)
+                .await
         })?;
-        json(&hits)
+        json(&found)
     }
 
     /// (rows with a vector in the space, live rows).

@@ -428,3 +428,25 @@ def test_delete_where(store: memlane.Store) -> None:
     with pytest.raises(memlane.InvalidInputError, match="nosuchfield|not valid"):
         store.delete("nosuchfield = 1")
     assert store.verify().ok
+
+
+def test_create_index_search_uses_it_and_pylance_sees_it(tmp_path: Path) -> None:
+    recs = [{"id": r["id"], "content": r["content"]} for r in corpus()]
+    s = memlane.create(tmp_path / "ix", [old_space()], data=recs, embedders={"old": HashingModel(64)})
+    folder = tmp_path / "idx"
+    write_migration(
+        folder,
+        "0001_index.toml",
+        '[[steps]]\nop = "create_index"\nspace = "old"\nindex = { kind = "ivf_pq", partitions = 4, sub_vectors = 8, nprobes = 4 }\n',
+    )
+    report = s.apply(folder)
+    assert report.ok
+    (step,) = report.steps
+    assert any(i["check"] == "index_recall" and i["passed"] for i in step["invariants"])
+    q = HashingModel(64)([recs[9]["content"]])[0]
+    hits = s.search(q, k=3)
+    assert hits.index == "ivf_pq" and hits[0].id == recs[9]["id"]
+    exact = s.search(q, k=3, exact=True)
+    assert exact.index is None and exact[0].id == hits[0].id
+    names = [i["name"] for i in lance.dataset(str(tmp_path / "ix")).list_indices()]
+    assert names == ["vec_old_idx"]

@@ -528,6 +528,15 @@ pub(crate) struct SearchArgs {
     /// Number of hits.
     #[arg(short, default_value_t = 5)]
     pub(crate) k: usize,
+    /// Scan every vector instead of using the space's vector index.
+    #[arg(long)]
+    pub(crate) exact: bool,
+    /// IVF partitions probed (default: the index's recorded `nprobes`).
+    #[arg(long)]
+    pub(crate) nprobes: Option<usize>,
+    /// Candidates re-ranked with full vectors, as a multiple of k (default: the index's).
+    #[arg(long)]
+    pub(crate) refine_factor: Option<u32>,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod chain;
 pub mod compat;
 pub mod drift;
 pub mod error;
+pub mod index;
 pub mod invariant;
 pub mod migration;
 pub mod plan;
@@ -26,6 +27,7 @@ pub use compat::{
     GateResult, Matrix, Neighbors, QuerySet, Verdict, compat, fit_adapters, knn, knn_queries,
 };
 pub use error::{ChainError, CompatError, CoreError, ErrorKind, Result, VectorError};
+pub use index::{IndexKind, IndexSpec};
 pub use migration::{
     CheckKind, InvariantSpec, Migration, Severity, Step, parse_folder, parse_migration,
 };

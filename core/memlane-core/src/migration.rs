@@ -138,6 +138,26 @@ pub enum Step {
         /// drops the old space's columns. Default: kept until contracted explicitly.
         #[serde(default)]
         contract_after: Option<String>,
+        /// The vector index to build on the new space before it becomes active
+        /// (`[steps.index]`; default: the replaced active space's index kind and
+        /// serving parameters, when it has one).
+        #[serde(default)]
+        index: Option<Box<crate::index::IndexSpec>>,
+    },
+    /// Build (or rebuild) Lance's vector index on a space; `index_recall@10` against
+    /// exact search on a sample must reach `min_recall` or the step is blocked.
+    CreateIndex {
+        /// The space to index.
+        space: String,
+        /// What to build (`index = { kind = "ivf_pq", partitions = 64 }` or a
+        /// `[steps.index]` table).
+        index: crate::index::IndexSpec,
+    },
+    /// Fold rows added since a space's index was built into it (Lance's incremental
+    /// index optimisation).
+    OptimizeIndex {
+        /// The indexed space.
+        space: String,
     },
     /// Matryoshka truncation: a new space with the first `dimension` components, renormalised.
     Truncate {
@@ -191,7 +211,7 @@ fn updated_at() -> String {
 }
 
 /// Names of all ops, for hints.
-pub const OPS: &str = "add_field, rename_field, drop_field, cast_field, backfill, add_space, reembed, truncate, normalize, delete_where, dedupe, set_active_space";
+pub const OPS: &str = "add_field, rename_field, drop_field, cast_field, backfill, add_space, reembed, truncate, normalize, delete_where, dedupe, set_active_space, create_index, optimize_index";
 
 impl Step {
     /// The op name as written in files.
@@ -209,6 +229,8 @@ impl Step {
             Step::DeleteWhere { .. } => "delete_where",
             Step::Dedupe { .. } => "dedupe",
             Step::SetActiveSpace { .. } => "set_active_space",
+            Step::CreateIndex { .. } => "create_index",
+            Step::OptimizeIndex { .. } => "optimize_index",
         }
     }
 
@@ -261,6 +283,7 @@ impl Step {
                 s.dimension = *dimension;
                 s.normalized = true;
                 s.fingerprint = None;
+                s.index = None;
                 s.revision = format!("{}+truncate{dimension}", src.revision);
                 Some(s)
             }
@@ -298,10 +321,44 @@ impl Step {
         {
             s.normalized = true;
         }
+        if let Some((space, spec)) = self.index_after(state)
+            && let Some(s) = st.spaces.iter_mut().find(|s| s.name == space)
+        {
+            s.index = Some(spec);
+        }
         if let Some(a) = self.activates() {
             st.active_space = Some(a.to_owned());
         }
         st
+    }
+
+    /// The space whose vector index this step builds or rebuilds (`create_index`,
+    /// `optimize_index`), if any.
+    pub fn builds_index(&self) -> Option<&str> {
+        match self {
+            Step::CreateIndex { space, .. } | Step::OptimizeIndex { space } => Some(space),
+            _ => None,
+        }
+    }
+
+    /// The index this step gives a space in `state` (`create_index`; a `reembed`'s
+    /// declared index, else the active space's carried over to the new dimension).
+    pub fn index_after(
+        &self,
+        state: &crate::state::StoreState,
+    ) -> Option<(String, crate::index::IndexSpec)> {
+        match self {
+            Step::CreateIndex { space, index } => Some((space.clone(), index.clone())),
+            Step::Reembed { space, index, .. } => {
+                let target = state.space(space)?;
+                let spec = index.as_deref().cloned().or_else(|| {
+                    let active = state.active().filter(|a| a.name != *space)?;
+                    Some(active.index.as_ref()?.carried_to(target.dimension))
+                })?;
+                Some((space.clone(), spec))
+            }
+            _ => None,
+        }
     }
 
     /// A one-line human description.
@@ -366,6 +423,12 @@ impl Step {
                 format!("dedupe by `{by}`, keep the largest `{order_by}`")
             }
             Step::SetActiveSpace { space } => format!("make `{space}` the active space"),
+            Step::CreateIndex { space, index } => {
+                format!("build a {} vector index on space `{space}`", index.kind)
+            }
+            Step::OptimizeIndex { space } => {
+                format!("fold new rows into the vector index of space `{space}`")
+            }
         }
     }
 }
@@ -423,6 +486,9 @@ pub enum CheckKind {
     /// lifecycle rules of agent memory: a record superseded by another is not active,
     /// and `updated_at` is not before `created_at`.
     Lifecycle,
+    /// the space's vector index finds at least `mostly` of the exact 10 nearest
+    /// neighbours (`index_recall@10`) over queries spread across its vectors.
+    IndexRecall,
 }
 
 /// An invariant declared in a migration file.
@@ -509,6 +575,15 @@ impl InvariantSpec {
         }
     }
 
+    /// The `index_recall@10` check of `space`'s index, blocking below `min_recall`.
+    pub fn index_recall(space: &str, min_recall: f64) -> Self {
+        InvariantSpec {
+            space: Some(space.to_owned()),
+            mostly: min_recall,
+            ..InvariantSpec::builtin(CheckKind::IndexRecall)
+        }
+    }
+
     /// Check that the keys the kind needs are there and make sense.
     pub fn check_well_formed(&self) -> std::result::Result<(), String> {
         let need = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_owned()) };
@@ -579,6 +654,10 @@ impl InvariantSpec {
                 None => "duplicates".into(),
             },
             CheckKind::Lifecycle => "lifecycle".into(),
+            CheckKind::IndexRecall => match &self.space {
+                Some(s) => format!("index_recall@10[{s}]"),
+                None => "index_recall@10".into(),
+            },
         }
     }
 }

@@ -97,6 +97,9 @@ pub struct Space {
     /// Prefix the model expects before passages (e.g. `passage: `).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub passage_prefix: String,
+    /// The vector index built on the space (part of its identity), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<crate::index::IndexSpec>,
 }
 
 /// Norm tolerance for spaces declared normalised.
@@ -119,6 +122,7 @@ impl Space {
             fingerprint: None,
             query_prefix: String::new(),
             passage_prefix: String::new(),
+            index: None,
         }
     }
 

@@ -128,9 +128,29 @@ impl Store {
         k: usize,
         filter: Option<&str>,
     ) -> Result<Vec<crate::store::Hit>> {
+        let opts = crate::store::SearchOptions::default();
+        Ok(self
+            .search_adapted_with(target, query_space, query, k, filter, &opts)
+            .await?
+            .hits)
+    }
+
+    /// [`Store::search_adapted`] with search options, saying whether the target
+    /// space's vector index answered.
+    pub async fn search_adapted_with(
+        &self,
+        target: Option<&str>,
+        query_space: &str,
+        query: &[f32],
+        k: usize,
+        filter: Option<&str>,
+        opts: &crate::store::SearchOptions,
+    ) -> Result<crate::store::Searched> {
         let target = self.space(target)?.name.clone();
         if target == query_space {
-            return self.search(Some(&target), query, k, filter).await;
+            return self
+                .search_with(Some(&target), query, k, filter, opts)
+                .await;
         }
         let from = self.space(Some(query_space))?;
         let r = self
@@ -159,7 +179,8 @@ impl Store {
             )));
         }
         let mapped = a.apply(query);
-        self.search(Some(&target), &mapped, k, filter).await
+        self.search_with(Some(&target), &mapped, k, filter, opts)
+            .await
     }
 
     /// The adapter a reference points to (read once per store handle).

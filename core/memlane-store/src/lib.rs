@@ -58,7 +58,10 @@ pub use readers::{MigrationFolder, read_folder, read_invariants, read_ipc, read_
 pub use sample::{SAMPLE_META, SNAPSHOT_META, SampleInfo, read_sample, review_sample};
 pub use sidecar::{SideFiles, StorageOptions};
 pub use status::{ReembedProgress, Status, space_summaries};
-pub use store::{AddReport, CreateOptions, HistoryItem, Hit, Record, Store, UpsertReport};
+pub use store::{
+    AddReport, CreateOptions, HistoryItem, Hit, Record, SearchOptions, Searched, Store,
+    UpsertReport,
+};
 pub use validate::{CheckMetric, ValidateReport};
 pub use verdict::{Verdict, verdict_json};
 pub use verify::{Check, VerifyReport};

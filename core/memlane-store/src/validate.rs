@@ -175,6 +175,9 @@ impl Store {
             results.extend(slot.result(&specs, &mut cur, versions.as_ref()).await?);
         }
         results.append(&mut cur.vectors);
+        for sp in state.spaces.iter().filter(|s| s.index.is_some()) {
+            results.push(crate::checks::index::coverage(&ds, sp).await?);
+        }
         let mut drift = Vec::new();
         if let (Some(task), Some(v)) = (drift_task, against) {
             drift = join(task).await?;

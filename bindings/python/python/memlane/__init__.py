@@ -48,7 +48,7 @@ from ._reports import (
     ValidateReport,
     VerifyReport,
 )
-from ._store import Store, compat, create, open, review, unlock
+from ._store import Hits, Store, compat, create, open, review, unlock
 from ._interop import export_jsonl, import_chroma, import_jsonl, import_lancedb, to_chroma
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "GateBlocked",
     "History",
     "Hit",
+    "Hits",
     "IncompatibleSpaceError",
     "InvalidInputError",
     "InvariantViolation",

@@ -92,6 +92,10 @@ class Store:
         space: Optional[str] = None,
         filter: Optional[str] = None,
         query_space: Optional[str] = None,
+        *,
+        exact: bool = False,
+        nprobes: Optional[int] = None,
+        refine_factor: Optional[int] = None,
     ) -> str: ...
     def coverage(self, space: Optional[str] = None) -> Tuple[int, int]: ...
     def plan_json(self, migrations: str) -> Tuple[str, str]: ...

@@ -116,6 +116,15 @@ def _progress(progress: Union[bool, Callable[[Dict[str, Any]], None], None]) -> 
     return None
 
 
+class Hits(List[Hit]):
+    """Search hits, closest first; ``index`` names the vector index kind that answered
+    (``"ivf_pq"``, ``"ivf_hnsw_sq"``, ``"ivf_flat"``), ``None`` for an exact scan."""
+
+    def __init__(self, hits: List[Hit], index: Optional[str]) -> None:
+        super().__init__(hits)
+        self.index = index
+
+
 class Store:
     """A memlane store: one Lance dataset with embedding spaces and a migration history.
 
@@ -201,15 +210,25 @@ class Store:
         filter: Optional[str] = None,
         query_space: Optional[str] = None,
         adapter: Optional[str] = None,
-    ) -> List[Hit]:
+        exact: bool = False,
+        nprobes: Optional[int] = None,
+        refine_factor: Optional[int] = None,
+    ) -> "Hits":
         """The ``k`` nearest records to ``vector`` in ``space`` (the active one by default).
 
         ``query_space`` (alias ``adapter``): the space whose model embedded the query; it is
         mapped into ``space`` through the adapter a re-embed stored for the pair, so the old
-        space answers new-model queries during and after a migration."""
+        space answers new-model queries during and after a migration. A space with a vector
+        index (``create_index``) is searched through it (``nprobes``/``refine_factor``
+        override its recorded ones; ``exact=True`` scans every vector); the result's
+        ``index`` says which index answered (``None``: an exact scan)."""
         qs = query_space or adapter
-        raw = json.loads(self._s.search(_vector(vector), k, space, filter, qs))
-        return [Hit(h["id"], h.get("content"), float(h["distance"])) for h in raw]
+        raw = json.loads(
+            self._s.search(
+                _vector(vector), k, space, filter, qs, exact=exact, nprobes=nprobes, refine_factor=refine_factor
+            )
+        )
+        return Hits([Hit(h["id"], h.get("content"), float(h["distance"])) for h in raw["hits"]], raw.get("index"))
 
     def coverage(self, space: Optional[str] = None) -> Tuple[int, int]:
         """(rows with a vector in ``space``, live rows)."""

@@ -20,7 +20,15 @@ pub(crate) async fn run(args: SearchArgs, out: Output) -> Result<ExitStatus> {
         space,
         query_space,
         k,
+        exact,
+        nprobes,
+        refine_factor,
     } = args;
+    let opts = memlane_store::SearchOptions {
+        exact,
+        nprobes,
+        refine_factor,
+    };
     let st = store.open().await?;
     let e = embedders::parse_spec(&embedder)?;
     let sp = st.space(space.as_deref())?.clone();
@@ -30,9 +38,10 @@ pub(crate) async fn run(args: SearchArgs, out: Output) -> Result<ExitStatus> {
     let q = e
         .embed(&[&format!("{}{text}", qsp.query_prefix)])
         .map_err(|err| anyhow!("query embedder failed: {err}"))?;
-    let hits = st
-        .search_adapted(Some(&sp.name), &qsp.name, &q, k, None)
+    let found = st
+        .search_adapted_with(Some(&sp.name), &qsp.name, &q, k, None, &opts)
         .await?;
+    let hits = &found.hits;
     let (with, total) = st.coverage(Some(&sp.name)).await?;
     let shown = fmt::from_fn(|f| {
         if with < total {
@@ -42,7 +51,11 @@ pub(crate) async fn run(args: SearchArgs, out: Output) -> Result<ExitStatus> {
                 sp.name
             )?;
         }
-        for h in &hits {
+        match found.index {
+            Some(kind) => writeln!(f, "space {}: searched with its {kind} index", sp.name)?,
+            None => writeln!(f, "space {}: exact search", sp.name)?,
+        }
+        for h in hits {
             let c = h.content.as_deref().unwrap_or_default();
             let c: String = c.chars().take(90).collect();
             writeln!(f, "{:.4}  {:<40} {c}", h.distance, h.id)?;
@@ -50,7 +63,7 @@ pub(crate) async fn run(args: SearchArgs, out: Output) -> Result<ExitStatus> {
         Ok(())
     });
     out.emit(
-        &json!({"space": sp.name, "coverage": {"rows_with_vector": with, "rows": total}, "hits": hits}),
+        &json!({"space": sp.name, "index": found.index, "coverage": {"rows_with_vector": with, "rows": total}, "hits": hits}),
         shown,
     )?;
     Ok(ExitStatus::Ok)

@@ -6,6 +6,7 @@
 
 mod fields;
 mod finding;
+mod indexes;
 mod planned;
 mod sim;
 mod spaces;

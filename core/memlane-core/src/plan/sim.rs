@@ -152,6 +152,8 @@ impl Sim {
             Step::DeleteWhere { predicate } => self.delete_where(predicate),
             Step::Dedupe { by, order_by } => self.dedupe(by, order_by),
             Step::SetActiveSpace { space } => self.set_active_space(space),
+            Step::CreateIndex { space, index } => self.create_index(space, index),
+            Step::OptimizeIndex { space } => self.optimize_index(space),
         }
     }
 

@@ -69,6 +69,7 @@ impl Sim {
             query_prefix,
             passage_prefix,
             contract_after,
+            index,
         } = step
         else {
             return Effect::Metadata;
@@ -90,7 +91,9 @@ impl Sim {
         if !self.reembed_comparison(space, compare_to.as_deref(), mode.as_ref()) {
             return Effect::Metadata;
         }
+        self.reembed_index(space, index.as_deref());
         if *activate {
+            self.index_kept_on_switch(&s.name);
             self.active = Some(s.name.clone());
         }
         Effect::Embeds {
@@ -289,11 +292,12 @@ impl Sim {
             ty: FieldType::Vector(dimension),
             nullable: true,
         });
-        let column = s.column.clone();
-        if activate {
-            self.active = Some(s.name.clone());
-        }
+        let (column, name) = (s.column.clone(), s.name.clone());
         self.spaces.push(s);
+        if activate {
+            self.index_kept_on_switch(&name);
+            self.active = Some(name);
+        }
         Effect::WritesColumn { column }
     }
 
@@ -319,6 +323,7 @@ impl Sim {
     /// `set_active_space`: a known space.
     pub(super) fn set_active_space(&mut self, space: &str) -> Effect {
         if self.need_space(space).is_some() {
+            self.index_kept_on_switch(space);
             self.active = Some(space.to_owned());
         }
         Effect::Metadata

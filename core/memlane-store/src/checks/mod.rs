@@ -8,6 +8,7 @@
 pub(crate) mod compare;
 pub(crate) mod context;
 pub(crate) mod fused;
+pub(crate) mod index;
 pub(crate) mod records;
 pub(crate) mod step;
 pub(crate) mod vectors;
@@ -148,6 +149,13 @@ pub(crate) async fn evaluate(
             Some(sp) if has(ds, &sp.column) => one(duplicates(spec, ds, sp).await?),
             _ => Err(StoreError::Input(format!(
                 "invariant `{}`: no space to check for duplicates; name one with `space = \"...\"`",
+                spec.label()
+            ))),
+        },
+        CheckKind::IndexRecall => match spec_space(spec, state) {
+            Some(sp) if has(ds, &sp.column) => one(index::recall(spec, ds, sp).await?),
+            _ => Err(StoreError::Input(format!(
+                "invariant `{}`: no indexed space to check; name one with `space = \"...\"`",
                 spec.label()
             ))),
         },

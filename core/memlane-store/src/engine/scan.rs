@@ -66,3 +66,141 @@ pub(crate) async fn spread(ds: &Dataset, cols: &[&str], n: usize) -> Result<Vec<
 pub(crate) fn has(ds: &Dataset, col: &str) -> bool {
     ds.schema().field(col).is_some()
 }
+
+/// Lance's distance for a space's metric.
+pub(crate) fn distance(m: memlane_core::Metric) -> lance_linalg::distance::DistanceType {
+    use lance_linalg::distance::DistanceType;
+    match m {
+        memlane_core::Metric::Cosine => DistanceType::Cosine,
+        memlane_core::Metric::Dot => DistanceType::Dot,
+        memlane_core::Metric::L2 => DistanceType::L2,
+    }
+}
+
+/// One neighbour: (id, content, distance).
+pub(crate) type Neighbour = (String, Option<String>, f32);
+
+/// How a k-NN query ran: over the space's vector index (its kind) or exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Nearest {
+    /// Neighbours, closest first.
+    pub(crate) hits: Vec<Neighbour>,
+    /// The index kind used, `None` for an exact (flat) scan.
+    pub(crate) index: Option<memlane_core::IndexKind>,
+}
+
+/// Whether Lance has an index named `name` on this version.
+pub(crate) async fn has_index(ds: &Dataset, name: &str) -> Result<bool> {
+    use lance::index::DatasetIndexExt;
+    Ok(ds.load_indices().await?.iter().any(|i| i.name == name))
+}
+
+/// How a k-NN query may use the space's index.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Probe {
+    /// Scan every vector.
+    pub(crate) exact: bool,
+    /// IVF partitions probed (default: the spec's).
+    pub(crate) nprobes: Option<usize>,
+    /// Refine factor (default: the spec's).
+    pub(crate) refine: Option<u32>,
+}
+
+impl Probe {
+    /// An exact scan.
+    pub(crate) const EXACT: Probe = Probe {
+        exact: true,
+        nprobes: None,
+        refine: None,
+    };
+}
+
+/// The `k` nearest rows of `space` to `query` (rows with a vector, and matching
+/// `filter`): over the space's index when it has one Lance can use and the probe is not
+/// exact, with the spec's nprobes / refine factor / ef unless the probe overrides them.
+pub(crate) async fn nearest(
+    ds: &Dataset,
+    space: &memlane_core::Space,
+    query: &[f32],
+    k: usize,
+    filter: Option<&str>,
+    probe: Probe,
+) -> Result<Nearest> {
+    let Probe {
+        exact,
+        nprobes,
+        refine,
+    } = probe;
+    use arrow::array::{Array, AsArray, Float32Array};
+    use memlane_core::schema::{CONTENT, ID};
+
+    let index_name = format!("{}_idx", space.column);
+    let spec = match &space.index {
+        Some(s) if !exact && has_index(ds, &index_name).await? => Some(s.clone()),
+        _ => None,
+    };
+    let q = Float32Array::from(query.to_vec());
+    let mut s = ds.scan();
+    s.nearest(&space.column, &q, k)?;
+    s.distance_metric(distance(space.metric));
+    match &spec {
+        Some(spec) => {
+            s.use_index(true);
+            s.nprobes(nprobes.unwrap_or(spec.nprobes()));
+            if let Some(r) = refine.or(spec.refine_factor()) {
+                s.refine(r);
+            }
+            if spec.kind == memlane_core::IndexKind::IvfHnswSq {
+                s.ef(spec.ef_for(k));
+            }
+        }
+        None => {
+            s.use_index(false);
+        }
+    }
+    let has_content = ds.schema().field(CONTENT).is_some();
+    let cols: Vec<&str> = if has_content {
+        vec![ID, CONTENT, "_distance"]
+    } else {
+        vec![ID, "_distance"]
+    };
+    s.project(&cols)?;
+    s.disable_scoring_autoprojection();
+    let not_null = format!("{} IS NOT NULL", space.column);
+    let f = match filter {
+        Some(f) => format!("({f}) AND {not_null}"),
+        None => not_null,
+    };
+    s.filter(&f)?;
+    s.prefilter(true);
+    let batches: Vec<RecordBatch> = s.try_into_stream().await?.try_collect().await?;
+    let mut hits = Vec::new();
+    for b in batches {
+        let ids = b.column_by_name(ID).map(|c| c.as_string::<i32>().clone());
+        let content = b
+            .column_by_name(CONTENT)
+            .map(|c| c.as_string::<i32>().clone());
+        let dist = b
+            .column_by_name("_distance")
+            .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
+        let (Some(ids), Some(dist)) = (ids, dist) else {
+            continue;
+        };
+        for i in 0..b.num_rows() {
+            hits.push((
+                ids.value(i).to_owned(),
+                content
+                    .as_ref()
+                    .and_then(|c| (!c.is_null(i)).then(|| c.value(i).to_owned())),
+                // float noise can push a self-match slightly below zero
+                dist.value(i).max(0.0),
+            ));
+        }
+    }
+    hits.sort_by(|a, b| a.2.total_cmp(&b.2));
+    hits.truncate(k);
+    Ok(Nearest {
+        hits,
+        index: spec.map(|s| s.kind),
+    })
+}

@@ -313,9 +313,73 @@ impl<'a> Run<'a> {
         .await?;
         self.state = st;
         self.base = self.store.dataset().clone();
+        self.index_reembedded(m, i, step).await?;
         out.rows = Some(out.rows.unwrap_or(0) + n.embedded);
         out.settled = Some(n.settled);
         self.settled_at.insert(space.clone(), n.settled);
+        Ok(())
+    }
+
+    /// Before a re-embed's step switches the active space: build the index the step
+    /// gives the new space (declared, or the replaced space's carried over) in its own
+    /// sealed commit, and prove its recall there; below `min_recall` the step is
+    /// blocked and the old space stays active.
+    async fn index_reembedded(
+        &mut self,
+        m: &Migration,
+        i: usize,
+        step: &memlane_core::Step,
+    ) -> Result<()> {
+        let Some((space, spec)) = step.index_after(&self.state) else {
+            return Ok(());
+        };
+        let Some(mut sp) = self.state.space(&space).cloned() else {
+            return Ok(());
+        };
+        sp.index = Some(spec.clone());
+        let op = crate::ops::create_index::build(&self.base, &sp, &spec).await?;
+        let mut state = self.state.clone();
+        if let Some(s) = state.spaces.iter_mut().find(|s| s.name == space) {
+            s.index = Some(spec.clone());
+        }
+        let mut entry = memlane_core::HistoryEntry::new(memlane_core::Action::Checkpoint, now());
+        entry.migration = Some(m.id);
+        entry.file = Some(m.file.clone());
+        entry.reason = Some(format!(
+            "{} index built on `{space}` before it becomes active",
+            spec.kind
+        ));
+        entry.active_space.clone_from(&state.active_space);
+        self.store
+            .commit(op, Some(state.clone()), &entry, Options::default())
+            .await?;
+        self.state = state;
+        self.base = self.store.dataset().clone();
+        let check = memlane_core::InvariantSpec::index_recall(&space, spec.min_recall());
+        let r = crate::checks::index::recall(&check, &self.base, &sp).await?;
+        if r.blocks() {
+            let rows = self.base.count_rows(None).await? as u64;
+            return Err(StoreError::InvariantViolation {
+                file: m.file.clone(),
+                step: i + 1,
+                op: step.op().into(),
+                details: r.message.clone(),
+                report: Box::new(StepReport {
+                    migration: m.id,
+                    step: i,
+                    op: step.op().into(),
+                    description: step.describe(),
+                    rows_before: rows,
+                    rows_after: rows,
+                    rows_deleted: 0,
+                    rows_written: 0,
+                    duration_ms: 0,
+                    invariants: vec![r],
+                    version: Some(self.base.version_id()),
+                    compat: None,
+                }),
+            });
+        }
         Ok(())
     }
 
@@ -355,13 +419,20 @@ impl<'a> Run<'a> {
         );
         let metadata_only = pm.steps[i].effect == memlane_core::Effect::Metadata
             && !matches!(s.step, memlane_core::Step::Reembed { .. });
-        let invariants = match prev.filter(|_| metadata_only) {
+        let mut invariants = match prev.filter(|_| metadata_only) {
             Some(prev) => prev,
             None => {
                 self.check(m, i, &detached, &staged, &state, rows_before)
                     .await?
             }
         };
+        // a step that builds an index proves its recall on the version it would commit
+        if let Some(sp) = s.step.builds_index().and_then(|n| state.space(n))
+            && let Some(index) = &sp.index
+        {
+            let spec = memlane_core::InvariantSpec::index_recall(&sp.name, index.min_recall());
+            invariants.push(crate::checks::index::recall(&spec, &detached, sp).await?);
+        }
         let report = StepReport {
             migration: m.id,
             step: i,

@@ -15,6 +15,7 @@ mod add_field;
 mod add_space;
 mod backfill;
 mod cast_field;
+pub(crate) mod create_index;
 mod dedupe;
 mod delete_where;
 mod drop_field;
@@ -140,6 +141,10 @@ pub(crate) async fn stage(ctx: &Ctx<'_>, step: &Step) -> Result<Staged> {
         Step::DeleteWhere { predicate } => delete_where::stage(ctx, &mut staged, predicate).await?,
         Step::Dedupe { by, order_by } => dedupe::stage(ctx, &mut staged, by, order_by).await?,
         Step::SetActiveSpace { .. } => set_active_space::stage(&mut staged),
+        Step::CreateIndex { space, index } => {
+            create_index::stage(ctx, &mut staged, space, index).await?
+        }
+        Step::OptimizeIndex { space } => create_index::reindex(ctx, &mut staged, space).await?,
     }
     ctx.tick(total);
     Ok(staged)

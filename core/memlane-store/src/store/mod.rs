@@ -8,8 +8,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use lance::Dataset;
 use lance::dataset::transaction::Operation;
 use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode, WriteParams};
-use lance_linalg::distance::DistanceType;
-use memlane_core::{Action, HistoryEntry, Metric, Snapshot, Space, StoreState};
+use memlane_core::{Action, HistoryEntry, Snapshot, Space, StoreState};
 
 use crate::convert::{self, base_schema};
 use crate::embed::Embedder;
@@ -25,7 +24,9 @@ mod write;
 
 use write::prepare_batches;
 
-pub use records::{AddReport, CreateOptions, HistoryItem, Hit, Record, UpsertReport};
+pub use records::{
+    AddReport, CreateOptions, HistoryItem, Hit, Record, SearchOptions, Searched, UpsertReport,
+};
 
 /// A memlane store.
 pub struct Store {
@@ -70,14 +71,6 @@ fn now_micros() -> i64 {
 /// carries one (see [`crate::engine::record::head`]).
 pub(crate) async fn read_state(ds: &Dataset) -> Result<Option<StoreState>> {
     Ok(crate::engine::record::head(ds).await?.state)
-}
-
-fn metric(m: Metric) -> DistanceType {
-    match m {
-        Metric::Cosine => DistanceType::Cosine,
-        Metric::Dot => DistanceType::Dot,
-        Metric::L2 => DistanceType::L2,
-    }
 }
 
 async fn open_dataset(uri: &str, storage: &StorageOptions) -> Result<Dataset> {

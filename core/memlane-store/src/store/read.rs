@@ -1,13 +1,12 @@
 //! Reading: scans, search, coverage, history, tags and version names.
 
-use arrow::array::{Array, AsArray, Float32Array, RecordBatch};
+use arrow::array::RecordBatch;
 use futures::TryStreamExt;
-use memlane_core::schema::{CONTENT, ID};
 
 use crate::engine::record;
 use crate::error::{Result, StoreError};
 
-use super::{HistoryItem, Hit, Store, metric};
+use super::{HistoryItem, Hit, SearchOptions, Searched, Store};
 
 impl Store {
     /// Read columns (all when `None`) of the live rows, optionally filtered by SQL.
@@ -59,6 +58,22 @@ impl Store {
         k: usize,
         filter: Option<&str>,
     ) -> Result<Vec<Hit>> {
+        Ok(self
+            .search_with(space, query, k, filter, &SearchOptions::default())
+            .await?
+            .hits)
+    }
+
+    /// [`Store::search`] with options (exact, nprobes, refine factor), saying whether
+    /// the space's vector index answered.
+    pub async fn search_with(
+        &self,
+        space: Option<&str>,
+        query: &[f32],
+        k: usize,
+        filter: Option<&str>,
+        opts: &SearchOptions,
+    ) -> Result<Searched> {
         let space = self.space(space)?;
         if query.len() != space.dimension {
             return Err(StoreError::Input(format!(
@@ -74,53 +89,24 @@ impl Store {
                 "query vector has a non-finite value".into(),
             ));
         }
-        let q = Float32Array::from(query.to_vec());
-        let mut s = self.ds.scan();
-        s.nearest(&space.column, &q, k)?;
-        s.distance_metric(metric(space.metric));
-        s.use_index(false);
-        let has_content = self.ds.schema().field(CONTENT).is_some();
-        let cols: Vec<&str> = if has_content {
-            vec![ID, CONTENT, "_distance"]
-        } else {
-            vec![ID, "_distance"]
+        let probe = crate::engine::scan::Probe {
+            exact: opts.exact,
+            nprobes: opts.nprobes,
+            refine: opts.refine_factor,
         };
-        s.project(&cols)?;
-        s.disable_scoring_autoprojection();
-        let not_null = format!("{} IS NOT NULL", space.column);
-        let f = match filter {
-            Some(f) => format!("({f}) AND {not_null}"),
-            None => not_null,
-        };
-        s.filter(&f)?;
-        s.prefilter(true);
-        let batches: Vec<RecordBatch> = s.try_into_stream().await?.try_collect().await?;
-        let mut hits = Vec::new();
-        for b in batches {
-            let ids = b.column_by_name(ID).map(|c| c.as_string::<i32>().clone());
-            let content = b
-                .column_by_name(CONTENT)
-                .map(|c| c.as_string::<i32>().clone());
-            let dist = b
-                .column_by_name("_distance")
-                .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
-            let (Some(ids), Some(dist)) = (ids, dist) else {
-                continue;
-            };
-            for i in 0..b.num_rows() {
-                hits.push(Hit {
-                    id: ids.value(i).to_owned(),
-                    content: content
-                        .as_ref()
-                        .and_then(|c| (!c.is_null(i)).then(|| c.value(i).to_owned())),
-                    // float noise can push a self-match slightly below zero
-                    distance: dist.value(i).max(0.0),
-                });
-            }
-        }
-        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
-        hits.truncate(k);
-        Ok(hits)
+        let n = crate::engine::scan::nearest(&self.ds, space, query, k, filter, probe).await?;
+        Ok(Searched {
+            hits: n
+                .hits
+                .into_iter()
+                .map(|(id, content, distance)| Hit {
+                    id,
+                    content,
+                    distance,
+                })
+                .collect(),
+            index: n.index,
+        })
     }
 
     /// Every version with memlane's record of it, oldest first.

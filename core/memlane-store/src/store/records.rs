@@ -23,6 +23,27 @@ pub struct CreateOptions {
     pub storage: crate::sidecar::StorageOptions,
 }
 
+/// How a search runs: over the space's vector index (the default when it has one) or
+/// exactly, with the index's probing overridden.
+#[derive(Debug, Clone, Default)]
+pub struct SearchOptions {
+    /// Scan every vector instead of using the index.
+    pub exact: bool,
+    /// IVF partitions probed (default: the index spec's).
+    pub nprobes: Option<usize>,
+    /// Candidates re-ranked with full vectors, as a multiple of k (default: the spec's).
+    pub refine_factor: Option<u32>,
+}
+
+/// Search hits and how they were found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Searched {
+    /// Hits, closest first.
+    pub hits: Vec<Hit>,
+    /// The vector index kind that answered; `None` for an exact scan.
+    pub index: Option<memlane_core::IndexKind>,
+}
+
 /// One search hit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hit {

@@ -1,0 +1,150 @@
+//! `index_recall@10`: how many of the exact 10 nearest neighbours a space's vector index
+//! finds, over queries spread across the space's own vectors.
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Float32Type;
+use lance::Dataset;
+use memlane_core::index::RECALL_K;
+use memlane_core::{InvariantResult, InvariantSpec, Space};
+
+use crate::engine::scan::{Probe, nearest, spread};
+use crate::error::Result;
+
+/// Queries an index recall check runs.
+pub(crate) const RECALL_QUERIES: usize = 100;
+
+/// The recall check of `sp`'s index on `ds`: neighbour slots are the rows looked at,
+/// slots the index missed the failures, so `mostly` is the minimum recall.
+pub(crate) async fn recall(
+    spec: &InvariantSpec,
+    ds: &Dataset,
+    sp: &Space,
+) -> Result<InvariantResult> {
+    let label = spec.label();
+    let Some(index) = sp.index.as_ref() else {
+        return Ok(super::skipped(
+            spec,
+            format!("space `{}` has no vector index", sp.name),
+        ));
+    };
+    let batches = spread(ds, &[sp.column.as_str()], RECALL_QUERIES * 2).await?;
+    let mut queries: Vec<Vec<f32>> = Vec::new();
+    for b in &batches {
+        let v = b.column(0).as_fixed_size_list();
+        for i in 0..b.num_rows() {
+            if v.is_valid(i) && queries.len() < RECALL_QUERIES {
+                queries.push(v.value(i).as_primitive::<Float32Type>().values().to_vec());
+            }
+        }
+    }
+    let (mut slots, mut missed) = (0u64, 0u64);
+    let mut used = None;
+    for q in &queries {
+        let exact = nearest(ds, sp, q, RECALL_K, None, Probe::EXACT).await?;
+        let approx = nearest(ds, sp, q, RECALL_K, None, Probe::default()).await?;
+        used = used.or(approx.index);
+        let found: std::collections::HashSet<&str> =
+            approx.hits.iter().map(|h| h.0.as_str()).collect();
+        slots += exact.hits.len() as u64;
+        missed += exact
+            .hits
+            .iter()
+            .filter(|h| !found.contains(h.0.as_str()))
+            .count() as u64;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let recall = if slots == 0 {
+        1.0
+    } else {
+        (slots - missed) as f64 / slots as f64
+    };
+    let message = match used {
+        None => format!(
+            "space `{}` records a {} index but Lance has none on `{}`: searches are exact; rebuild it with `create_index`",
+            sp.name, index.kind, sp.column
+        ),
+        Some(kind) => format!(
+            "{label} = {recall:.3} over {} queries ({kind}, nprobes {}{}); at least {:.2} required",
+            queries.len(),
+            index.nprobes(),
+            index
+                .refine_factor()
+                .map(|r| format!(", refine {r}"))
+                .unwrap_or_default(),
+            spec.mostly
+        ),
+    };
+    // an index Lance lost fails the check whatever the recall of the exact fallback
+    let missed = if used.is_none() { slots.max(1) } else { missed };
+    Ok(InvariantResult::from_counts(
+        label,
+        spec.check,
+        spec.severity,
+        spec.mostly,
+        slots,
+        missed,
+        vec![],
+        message,
+    ))
+}
+
+/// Whether `sp`'s index covers its rows (a warning): rows appended after it was built
+/// are searched by a flat scan until an `optimize_index` step folds them in; an index
+/// Lance no longer has (dropped or lost) is reported too.
+pub(crate) async fn coverage(ds: &Dataset, sp: &Space) -> Result<InvariantResult> {
+    let mut spec = InvariantSpec::index_recall(&sp.name, 1.0);
+    spec.severity = memlane_core::Severity::Warn;
+    let name = format!("index_coverage[{}]", sp.name);
+    let index_name = format!("{}_idx", sp.column);
+    let total = ds
+        .count_rows(Some(format!("{} IS NOT NULL", sp.column)))
+        .await? as u64;
+    if !crate::engine::scan::has_index(ds, &index_name).await? {
+        return Ok(InvariantResult::from_counts(
+            name,
+            spec.check,
+            spec.severity,
+            1.0,
+            total,
+            total,
+            vec![],
+            format!(
+                "space `{}` records a vector index but Lance has none on `{}`: searches are exact; rebuild it with a `create_index` step",
+                sp.name, sp.column
+            ),
+        ));
+    }
+    let stats: serde_json::Value = serde_json::from_str(
+        &lance::index::DatasetIndexExt::index_statistics(ds, &index_name).await?,
+    )
+    .unwrap_or_default();
+    let unindexed = stats["num_unindexed_rows"].as_u64().unwrap_or(0);
+    let message = if unindexed == 0 {
+        format!(
+            "the {} index of `{}` covers all {total} vectors",
+            index_kind(sp),
+            sp.name
+        )
+    } else {
+        format!(
+            "{unindexed} of {total} vectors of `{}` were added after its index was built and are searched flat; fold them in with an `optimize_index` step",
+            sp.name
+        )
+    };
+    Ok(InvariantResult::from_counts(
+        name,
+        spec.check,
+        spec.severity,
+        1.0,
+        total,
+        unindexed.min(total),
+        vec![],
+        message,
+    ))
+}
+
+fn index_kind(sp: &Space) -> String {
+    sp.index
+        .as_ref()
+        .map_or_else(|| "vector".into(), |i| i.kind.to_string())
+}
