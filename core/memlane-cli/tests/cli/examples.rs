@@ -312,6 +312,31 @@ fn compat_gates_fingerprints_and_adapter_search() {
         "hash:96:7",
     ]);
     assert_eq!(hits["hits"][0]["id"], "argparse.Action", "{hits}");
+    assert!(hits["index"].is_null(), "no index yet: an exact scan");
+
+    // an index on the active space: search goes through it and says so
+    std::fs::write(
+        migs.join("0002_index.toml"),
+        "[[steps]]\nop = \"create_index\"\nspace = \"new\"\nindex = { kind = \"ivf_pq\", partitions = 4, sub_vectors = 12 }\n",
+    )
+    .unwrap();
+    let rep = json(&["apply", &s, &m, "--yes"]);
+    let inv = &rep["migrations"][0]["steps"][0]["invariants"];
+    assert!(
+        inv.as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "index_recall@10[new]" && i["passed"] == true),
+        "{inv}"
+    );
+    let q = "Information about how to convert command line strings to Python objects.";
+    let hits = json(&["search", &s, q, "--embedder", "hash:96:7"]);
+    assert_eq!(hits["index"], "ivf_pq", "{hits}");
+    assert_eq!(hits["hits"][0]["id"], "argparse.Action", "{hits}");
+    let text = ok(&["search", &s, q, "--embedder", "hash:96:7"]);
+    assert!(text.contains("searched with its ivf_pq index"), "{text}");
+    let exact = json(&["search", &s, q, "--embedder", "hash:96:7", "--exact"]);
+    assert!(exact["index"].is_null(), "{exact}");
 }
 
 #[test]
