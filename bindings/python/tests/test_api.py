@@ -448,5 +448,5 @@ def test_create_index_search_uses_it_and_pylance_sees_it(tmp_path: Path) -> None
     assert hits.index == "ivf_pq" and hits[0].id == recs[9]["id"]
     exact = s.search(q, k=3, exact=True)
     assert exact.index is None and exact[0].id == hits[0].id
-    names = [i["name"] for i in lance.dataset(str(tmp_path / "ix")).list_indices()]
+    names = [i.name for i in lance.dataset(str(tmp_path / "ix")).describe_indices()]
     assert names == ["vec_old_idx"]
