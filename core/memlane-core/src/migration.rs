@@ -342,17 +342,24 @@ impl Step {
     }
 
     /// The index this step gives a space in `state` (`create_index`; a `reembed`'s
-    /// declared index, else the active space's carried over to the new dimension).
+    /// declared index, else — when it activates the space — the active space's carried
+    /// over to the new dimension).
     pub fn index_after(
         &self,
         state: &crate::state::StoreState,
     ) -> Option<(String, crate::index::IndexSpec)> {
         match self {
             Step::CreateIndex { space, index } => Some((space.clone(), index.clone())),
-            Step::Reembed { space, index, .. } => {
+            Step::Reembed {
+                space,
+                index,
+                activate,
+                ..
+            } => {
                 let target = state.space(space)?;
                 let spec = index.as_deref().cloned().or_else(|| {
-                    let active = state.active().filter(|a| a.name != *space)?;
+                    // carried only to a space that takes over the searches
+                    let active = state.active().filter(|a| *activate && a.name != *space)?;
                     Some(active.index.as_ref()?.carried_to(target.dimension))
                 })?;
                 Some((space.clone(), spec))

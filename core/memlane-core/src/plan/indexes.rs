@@ -42,15 +42,20 @@ impl Sim {
     }
 
     /// The index a re-embed gives its new space `space` (`declared`, else the active
-    /// space's carried over); checked against the dimension.
-    pub(super) fn reembed_index(&mut self, space: &str, declared: Option<&IndexSpec>) {
+    /// space's carried over when `activate`); checked against the dimension.
+    pub(super) fn reembed_index(
+        &mut self,
+        space: &str,
+        declared: Option<&IndexSpec>,
+        activate: bool,
+    ) {
         let Some(dim) = self.space(space).map(|s| s.dimension) else {
             return;
         };
         let carried = self
             .active
             .as_deref()
-            .filter(|a| *a != space)
+            .filter(|a| activate && *a != space)
             .and_then(|a| self.space(a))
             .and_then(|a| a.index.as_ref())
             .map(|i| i.carried_to(dim));

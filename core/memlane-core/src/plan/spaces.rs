@@ -91,7 +91,7 @@ impl Sim {
         if !self.reembed_comparison(space, compare_to.as_deref(), mode.as_ref()) {
             return Effect::Metadata;
         }
-        self.reembed_index(space, index.as_deref());
+        self.reembed_index(space, index.as_deref(), *activate);
         if *activate {
             self.index_kept_on_switch(&s.name);
             self.active = Some(s.name.clone());
