@@ -21,7 +21,7 @@ PY_REQS  = bindings/python/requirements-test.txt
 # root runs apt-get directly; anyone else through sudo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps deps-system deps-python deps-browser build python wheel demo test test-rust test-python check-wasm test-wasm preview bench fmt lint fuzz
+.PHONY: help deps deps-system deps-python deps-bench deps-browser build python wheel demo test test-rust test-python check-wasm test-wasm preview bench fmt lint fuzz
 
 help: ## List the targets
 	@echo "memlane make targets (CARGO_TARGET_DIR=$(CARGO_TARGET_DIR), VENV=$(VENV)):"
@@ -113,7 +113,10 @@ preview: deps-system build check-wasm ## Serve the migration preview page on loc
 	echo "preview: open http://127.0.0.1:$(PREVIEW_PORT)/ and press \"Load the example migration\", or drop your own files (Ctrl-C stops)"
 	$(PYTHON) -m http.server $(PREVIEW_PORT) --bind 127.0.0.1 --directory bindings/wasm/www
 
-bench: deps-system deps-python deps-browser check-wasm ## Benchmarks in release against peers in the same run: cargo bench (wasm vs native too), the Python package, the preview page (slow cold build, not in CI)
+deps-bench: deps-python ## pip install the benchmarks' peers (benches/requirements.txt: faiss-cpu) into the venv
+	"$(VENV)/bin/python" -m pip install --quiet --disable-pip-version-check -r benches/requirements.txt
+
+bench: deps-system deps-python deps-bench deps-browser check-wasm ## Benchmarks in release against peers in the same run: cargo bench (wasm vs native too), the Python package, the preview page; figures also in benches/results/ (slow cold build, not in CI)
 	# --workspace: one feature set for every crate, so lance compiles once in release
 	MEMLANE_BENCH_PYTHON="$(VENV)/bin/python" $(CARGO) bench --workspace --benches
 	# the Python package from the same release build: `maturin build --release` resolves

@@ -28,78 +28,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use memlane_benches::Rng;
 use memlane_core::compat::{
     Adapter, AdapterKind, CompatOptions, FitOptions, Matrix, PairedScore, Procrustes, compat,
     fit_adapters, knn, neighborhood_scores, procrustes,
 };
 use memlane_core::space::Metric;
 
-const NEW_DIM: usize = 384;
-const OLD_DIM: usize = 256;
+use memlane_benches::paired::{NEW_DIM, OLD_DIM, sample};
+use memlane_benches::{python, timed, write_f32};
+
 const K: usize = 10;
-/// Latent factors shared by every vector (gives the neighbourhoods structure).
-const LATENT: usize = 32;
-const SEED: u64 = 0x636f_6d70_6174;
-
-/// `n x d_in` times `d_in x d_out` (row-major), i-k-j order so the inner loop vectorises.
-fn times(x: &[f32], d_in: usize, m: &[f32], d_out: usize) -> Vec<f32> {
-    let mut out = vec![0f32; x.len() / d_in * d_out];
-    for (row, o) in x.chunks_exact(d_in).zip(out.chunks_exact_mut(d_out)) {
-        for (xi, w) in row.iter().zip(m.chunks_exact(d_out)) {
-            for (y, a) in o.iter_mut().zip(w) {
-                *y += xi * a;
-            }
-        }
-    }
-    out
-}
-
-/// The paired sample: `(new, old)`, flat row-major.
-fn sample(n: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut rng = Rng(SEED);
-    let mut draw = |len: usize, s: f32| -> Vec<f32> { (0..len).map(|_| s * rng.unit()).collect() };
-    let z = draw(n * LATENT, 1.0);
-    let mix = draw(LATENT * NEW_DIM, 1.0);
-    let mut new = times(&z, LATENT, &mix, NEW_DIM);
-    for (v, e) in new.iter_mut().zip(draw(n * NEW_DIM, 2.0)) {
-        *v += e;
-    }
-    let proj = draw(NEW_DIM * OLD_DIM, 1.0 / (NEW_DIM as f32).sqrt());
-    let mut old = times(&new, NEW_DIM, &proj, OLD_DIM);
-    for (v, e) in old.iter_mut().zip(draw(n * OLD_DIM, 1.0)) {
-        *v += e;
-    }
-    (new, old)
-}
-
-fn write_f32(path: &Path, v: &[f32]) {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    std::fs::write(path, bytes).expect("write sample");
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn timed<T>(reps: usize, mut f: impl FnMut() -> T) -> (f64, T) {
-    let mut secs = Vec::with_capacity(reps);
-    let mut last = None;
-    for _ in 0..reps {
-        let t = Instant::now();
-        last = Some(f());
-        secs.push(t.elapsed().as_secs_f64());
-    }
-    (median(secs), last.expect("reps >= 1"))
-}
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/memlane/venv/bin/python"))
-        .filter(|p| p.exists());
-    venv.unwrap_or_else(|| PathBuf::from("python3"))
-}
 
 /// Run the numpy side; `threads` pins OpenBLAS (`None`: its default).
 fn numpy(dir: &Path, n: usize, reps: usize, threads: Option<usize>) -> serde_json::Value {

@@ -306,3 +306,73 @@ async fn a_server_that_ignores_conditional_writes_is_refused_rather_than_run_unl
     let st = Store::open_with(&s3.uri("s"), opts).await.unwrap();
     assert_eq!(st.count().await.unwrap(), 392);
 }
+
+const INDEX: &str = "[[steps]]\nop = \"create_index\"\nspace = \"old\"\nindex = { kind = \"ivf_pq\", partitions = 4, sub_vectors = 8, nprobes = 4 }\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_index_on_s3_is_built_carried_searched_and_a_deleted_index_object_is_caught() {
+    use memlane_store::SearchOptions;
+    use memlane_store::memlane_core::IndexKind;
+
+    let s3 = S3Server::start("memlane-ix");
+    let mut store = s3_store(&s3, "agent").await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("m");
+    std::fs::create_dir(&f).unwrap();
+    std::fs::write(f.join("0001_index.toml"), INDEX).unwrap();
+    std::fs::write(f.join("0002_new.toml"), MIG).unwrap();
+    let files = memlane_store::read_folder(&f).unwrap();
+    store
+        .migrator(files.clone())
+        .embedder("e", hash(96, 7))
+        .apply()
+        .await
+        .unwrap();
+    // the re-embed carried the index to the new space before the switch, on S3
+    assert_eq!(store.state().active_space.as_deref(), Some("new"));
+    let spec = store.space(Some("new")).unwrap().index.clone().unwrap();
+    assert_eq!(spec.kind, IndexKind::IvfPq);
+    let index_keys: Vec<String> = s3
+        .list("agent/_indices/")
+        .into_iter()
+        .filter(|k| !k.ends_with('/'))
+        .collect();
+    assert!(!index_keys.is_empty(), "no index objects in the bucket");
+    let recs = corpus();
+    let q = hash(96, 7)
+        .embed(&[recs[40]["content"].as_str().unwrap()])
+        .unwrap();
+    let via = store
+        .search_with(None, &q, 3, None, &SearchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(via.index, Some(IndexKind::IvfPq));
+    assert_eq!(via.hits[0].id, recs[40]["id"].as_str().unwrap());
+    let v = store.verify(Some(&files)).await.unwrap();
+    assert!(v.ok(), "{v}");
+
+    // the index objects deleted behind memlane's back: search still answers, exactly,
+    // naming the fix; verify fails on `indexes`
+    for k in &index_keys {
+        let (status, _) = s3.request("DELETE", &format!("/memlane-ix/{k}"), b"");
+        assert!(status < 300, "DELETE {k}: {status}");
+    }
+    let store = Store::open_with(&s3.uri("agent"), storage(&s3))
+        .await
+        .unwrap();
+    let via = store
+        .search_with(None, &q, 3, None, &SearchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(via.index, None);
+    assert!(
+        via.fallback
+            .as_deref()
+            .is_some_and(|w| w.contains("optimize_index")),
+        "{via:?}"
+    );
+    assert_eq!(via.hits[0].id, recs[40]["id"].as_str().unwrap());
+    let v = store.verify(Some(&files)).await.unwrap();
+    let bad = v.checks.iter().find(|c| c.name == "indexes").unwrap();
+    assert!(!bad.ok && bad.message.contains("vec_new_idx"), "{v}");
+}

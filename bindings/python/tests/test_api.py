@@ -450,3 +450,28 @@ def test_create_index_search_uses_it_and_pylance_sees_it(tmp_path: Path) -> None
     assert exact.index is None and exact[0].id == hits[0].id
     names = [i.name for i in lance.dataset(str(tmp_path / "ix")).describe_indices()]
     assert names == ["vec_old_idx"]
+
+
+def test_a_deleted_index_falls_back_to_exact_search_with_a_warning_and_verify_names_it(tmp_path: Path) -> None:
+    recs = [{"id": r["id"], "content": r["content"]} for r in corpus()]
+    s = memlane.create(tmp_path / "ix", [old_space()], data=recs, embedders={"old": HashingModel(64)})
+    folder = tmp_path / "idx"
+    write_migration(
+        folder,
+        "0001_index.toml",
+        '[[steps]]\nop = "create_index"\nspace = "old"\nindex = { kind = "ivf_pq", partitions = 4, sub_vectors = 8, nprobes = 4 }\n',
+    )
+    assert s.apply(folder).ok
+    assert s.verify().ok
+    for f in (tmp_path / "ix" / "_indices").rglob("*"):
+        if f.is_file():
+            f.unlink()
+    q = HashingModel(64)([recs[9]["content"]])[0]
+    with pytest.warns(RuntimeWarning, match="optimize_index"):
+        hits = memlane.open(tmp_path / "ix").search(q, k=3)
+    assert hits.index is None and hits[0].id == recs[9]["id"]
+    assert hits.fallback is not None and "vec_old_idx" in hits.fallback
+    report = memlane.open(tmp_path / "ix").verify()
+    assert not report.ok
+    (bad,) = [c for c in report.data["checks"] if c["name"] == "indexes"]
+    assert not bad["ok"] and "optimize_index" in bad["message"]

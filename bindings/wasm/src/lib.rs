@@ -38,7 +38,7 @@ export interface Finding { level: "error" | "warning"; code: string; file: strin
 /** What `apply` would do (memlane_core::Plan). */
 export interface Plan { version: number; rows: number; applied: number; migrations: any[]; findings: Finding[]; embedders: string[]; active_space_before: string | null; active_space_after: string | null; spaces_after: any[]; fields_after: any[] }
 /** Every metric of a compatibility analysis (memlane_core::compat::CompatReport). */
-export interface CompatReport { n: number; k: number; old_dim: number; new_dim: number; metric: string; overlap: any; recall: any; cka: number; procrustes: any; identical_mean_cosine: number | null; norms_old: any; norms_new: any; retrieval: any | null; adapter: any | null; metrics: Record<string, number>; suggested_mode: string }
+export interface CompatReport { n: number; k: number; old_dim: number; new_dim: number; metric: string; overlap: any; recall: any; cka: number; procrustes: any; identical_mean_cosine: number | null; norms_old: any; norms_new: any; retrieval: any | null; adapter: any | null; metrics: Record<string, number>; suggested_mode: string; approximations: Array<{ of: string; method: string; rows: number; k: number; params: { m: number; ef_construction: number; ef_search: number }; checked_rows: number; recall_vs_exact: number }> }
 /** The check `apply` makes before a re-embed (memlane_core::CompatCheck). */
 export interface CompatCheck { from: string; to: string; sample: number; k: number; metrics: Record<string, number>; mode: string | null; mode_failure: string | null; suggested_mode: string; gates: { metric: string; value: number; verdict: Verdict; message: string; thresholds: any }[]; verdict: Verdict; adapter_summary: string }
 /** `checkPair`'s result. */

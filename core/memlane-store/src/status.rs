@@ -136,7 +136,12 @@ impl fmt::Display for Status {
             } else {
                 " "
             };
-            writeln!(f, "space  {mark} {}", s.identity())?;
+            let index = s
+                .index
+                .as_ref()
+                .map(|ix| format!("  index {} (nprobes {})", ix.kind, ix.nprobes()))
+                .unwrap_or_default();
+            writeln!(f, "space  {mark} {}{index}", s.identity())?;
         }
         if self.spaces.is_empty() {
             writeln!(f, "spaces   none")?;

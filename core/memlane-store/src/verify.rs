@@ -182,6 +182,10 @@ impl Store {
         );
         r.push("digests", or_failure(self.check_digests(&records).await));
         r.push("spaces", self.check_spaces());
+        r.push(
+            "indexes",
+            or_failure(crate::checks::index::readable(self.dataset(), &self.state().spaces).await),
+        );
         // read once for both checks
         match self.history().await {
             Ok(history) => {

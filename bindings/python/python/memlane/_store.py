@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -118,11 +119,14 @@ def _progress(progress: Union[bool, Callable[[Dict[str, Any]], None], None]) -> 
 
 class Hits(List[Hit]):
     """Search hits, closest first; ``index`` names the vector index kind that answered
-    (``"ivf_pq"``, ``"ivf_hnsw_sq"``, ``"ivf_flat"``), ``None`` for an exact scan."""
+    (``"ivf_pq"``, ``"ivf_hnsw_sq"``, ``"ivf_flat"``), ``None`` for an exact scan.
+    ``fallback`` says why the space's index was not used although it should have been
+    (its files are missing or unreadable; the hits then come from an exact scan)."""
 
-    def __init__(self, hits: List[Hit], index: Optional[str]) -> None:
+    def __init__(self, hits: List[Hit], index: Optional[str], fallback: Optional[str] = None) -> None:
         super().__init__(hits)
         self.index = index
+        self.fallback = fallback
 
 
 class Store:
@@ -228,7 +232,14 @@ class Store:
                 _vector(vector), k, space, filter, qs, exact=exact, nprobes=nprobes, refine_factor=refine_factor
             )
         )
-        return Hits([Hit(h["id"], h.get("content"), float(h["distance"])) for h in raw["hits"]], raw.get("index"))
+        hits = Hits(
+            [Hit(h["id"], h.get("content"), float(h["distance"])) for h in raw["hits"]],
+            raw.get("index"),
+            raw.get("fallback"),
+        )
+        if hits.fallback:
+            warnings.warn(hits.fallback, RuntimeWarning, stacklevel=2)
+        return hits
 
     def coverage(self, space: Optional[str] = None) -> Tuple[int, int]:
         """(rows with a vector in ``space``, live rows)."""

@@ -51,9 +51,10 @@ pub(crate) async fn run(args: SearchArgs, out: Output) -> Result<ExitStatus> {
                 sp.name
             )?;
         }
-        match found.index {
-            Some(kind) => writeln!(f, "space {}: searched with its {kind} index", sp.name)?,
-            None => writeln!(f, "space {}: exact search", sp.name)?,
+        match (&found.index, &found.fallback) {
+            (Some(kind), _) => writeln!(f, "space {}: searched with its {kind} index", sp.name)?,
+            (None, Some(why)) => writeln!(f, "space {}: warning: {why}", sp.name)?,
+            (None, None) => writeln!(f, "space {}: exact search", sp.name)?,
         }
         for h in hits {
             let c = h.content.as_deref().unwrap_or_default();
@@ -63,7 +64,7 @@ pub(crate) async fn run(args: SearchArgs, out: Output) -> Result<ExitStatus> {
         Ok(())
     });
     out.emit(
-        &json!({"space": sp.name, "index": found.index, "coverage": {"rows_with_vector": with, "rows": total}, "hits": hits}),
+        &json!({"space": sp.name, "index": found.index, "fallback": found.fallback, "coverage": {"rows_with_vector": with, "rows": total}, "hits": hits}),
         shown,
     )?;
     Ok(ExitStatus::Ok)

@@ -4,6 +4,7 @@
 
 mod common;
 mod examples;
+mod index_hostile;
 mod kills;
 mod s3;
 mod tamper;

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::digest16;
+use crate::compat::Approximation;
 use crate::migration::{CheckKind, InvariantSpec};
 use crate::report::{InvariantResult, SAMPLE_IDS};
 
@@ -14,6 +15,7 @@ pub struct DuplicateAudit {
     dupes: u64,
     samples: Vec<String>,
     first: Option<String>,
+    searched: Option<String>,
 }
 
 impl DuplicateAudit {
@@ -58,15 +60,30 @@ impl DuplicateAudit {
         }
     }
 
+    /// Say how the near pairs were searched: `sampled` vectors, through `approx` when
+    /// an HNSW graph was used (its measured recall goes into the message).
+    pub fn searched(&mut self, sampled: usize, approx: Option<&Approximation>) {
+        self.searched = Some(match approx {
+            None => format!("near pairs searched exactly among {sampled} vectors"),
+            Some(a) => format!(
+                "near pairs searched among {sampled} vectors by HNSW (M={}, ef={}), recall@{} vs exact {:.3} on {} checked vectors",
+                a.params.m, a.params.ef_search, a.k, a.recall_vs_exact, a.checked_rows
+            ),
+        });
+    }
+
     /// The result.
     pub fn finish(self, spec: &InvariantSpec, space: &str) -> InvariantResult {
-        let msg = match &self.first {
+        let mut msg = match &self.first {
             None => format!("{} vectors of `{space}`, no duplicates", self.total),
             Some(f) => format!(
                 "{} duplicate vectors among {} of `{space}`; first: {f}",
                 self.dupes, self.total
             ),
         };
+        if let Some(how) = &self.searched {
+            msg = format!("{msg} ({how})");
+        }
         InvariantResult::from_counts(
             spec.label(),
             CheckKind::Duplicates,

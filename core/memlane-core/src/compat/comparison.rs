@@ -6,11 +6,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::ann::{Approximation, KnnPolicy, neighbours};
 use super::fit::{FitOptions, FitReport, QueryPairs, fit_adapters};
 use super::metrics::{
     self, NormStats, PairedScore, Procrustes, cosine_f32, neighborhood_scores, retrieval_recall,
 };
-use super::{CompatError, DEFAULT_TOLERANCE, Matrix, Result, SplitMix64, knn};
+use super::{CompatError, DEFAULT_TOLERANCE, Matrix, Result, SplitMix64};
 use crate::space::Metric;
 
 /// How a new space may stand in for an old one.
@@ -152,6 +153,9 @@ pub struct CompatOptions<'a> {
     pub identical_tolerance: f64,
     /// Keep per-row values (for plots) in the report (default true).
     pub keep_per_row: bool,
+    /// Exact or HNSW neighbours for the overlap and recall (default: exact up to
+    /// [`EXACT_UP_TO`](super::EXACT_UP_TO) rows).
+    pub knn: KnnPolicy,
 }
 
 impl Default for CompatOptions<'_> {
@@ -168,6 +172,7 @@ impl Default for CompatOptions<'_> {
             min_recall: fit.min_recall,
             identical_tolerance: DEFAULT_TOLERANCE,
             keep_per_row: true,
+            knn: KnnPolicy::default(),
         }
     }
 }
@@ -224,6 +229,10 @@ pub struct CompatReport {
     pub metrics: BTreeMap<String, f64>,
     /// The strongest mode the measurements support.
     pub suggested_mode: CompatMode,
+    /// How approximate the neighbour tables behind `overlap` and `recall` are: one entry
+    /// per space searched through an HNSW graph (none when the search was exact).
+    #[serde(default)]
+    pub approximations: Vec<Approximation>,
 }
 
 /// Compare the old and new embeddings of the same records (row `i` of each is one record).
@@ -234,8 +243,9 @@ pub fn compat(
 ) -> Result<CompatReport> {
     super::check_paired(old, new)?;
     let (n, k, metric) = (old.rows(), opts.k, opts.metric);
-    let nn_old = knn(old, k, metric)?;
-    let nn_new = knn(new, k, metric)?;
+    let (nn_old, approx_old) = neighbours(old, k, metric, &opts.knn, "old")?;
+    let (nn_new, approx_new) = neighbours(new, k, metric, &opts.knn, "new")?;
+    let approximations = approx_old.into_iter().chain(approx_new).collect();
     let (mut overlap, mut recall) = neighborhood_scores(&nn_old, &nn_new, opts.seed)?;
     drop((nn_old, nn_new));
     let cka = metrics::cka(old, new, metric)?;
@@ -286,6 +296,7 @@ pub fn compat(
         adapter,
         metrics: BTreeMap::new(),
         suggested_mode,
+        approximations,
     };
     report.metrics = report.metric_map();
     Ok(report)
@@ -432,7 +443,9 @@ impl CompatReport {
     /// adapters: `adapter.retention`, `adapter.recall@K`, `adapter.native_recall@K` (of the
     /// chosen adapter, or of the best one when none passed). With queries:
     /// `retrieval.old_recall@K`, `retrieval.new_recall@K`, `retrieval_ratio@K`, and with a
-    /// chosen adapter `adapter.retrieval_ratio@K`.
+    /// chosen adapter `adapter.retrieval_ratio@K`. With neighbours from an HNSW graph:
+    /// `knn.old.recall_vs_exact` / `knn.new.recall_vs_exact` (the graph's own recall@K
+    /// against exact search, so the error of the neighbourhood metrics is known).
     pub fn metric_map(&self) -> BTreeMap<String, f64> {
         let k = self.k;
         let mut m = BTreeMap::new();
@@ -452,6 +465,9 @@ impl CompatReport {
         put("norm.new.std".into(), self.norms_new.std);
         if let Some(c) = self.identical_mean_cosine {
             put("identical.mean_cosine".into(), c);
+        }
+        for a in &self.approximations {
+            put(format!("knn.{}.recall_vs_exact", a.of), a.recall_vs_exact);
         }
         if let Some(fit) = &self.adapter {
             let best = fit
@@ -502,6 +518,9 @@ impl fmt::Display for CompatReport {
                 Some(b) => writeln!(f, "  {name:<30} {v:>10.4} {b:>10.4}")?,
                 None => writeln!(f, "  {name:<30} {v:>10.4} {:>10}", "")?,
             }
+        }
+        for a in &self.approximations {
+            writeln!(f, "  {}", a.summary())?;
         }
         if let Some(fit) = &self.adapter {
             writeln!(

@@ -7,6 +7,8 @@
 //! same code.
 //!
 //! - [`knn()`] / [`knn_queries`]: exact k-nearest neighbours by blocked matrix products.
+//! - [`ann`] / [`neighbours`]: exact up to [`EXACT_UP_TO`] rows, an HNSW graph (hnsw_rs)
+//!   above, with the graph's own recall against exact search measured and reported.
 //! - [`metrics`]: neighbourhood overlap, recall, retrieval ratio, CKA, Procrustes, norms,
 //!   each paired with a shuffled-pairing baseline where one makes sense.
 //! - [`adapter`] / [`fit_adapters`]: Procrustes, ridge and low-rank affine maps from the new
@@ -18,6 +20,7 @@
 //! faer; with memlane-core's `parallel` feature faer uses rayon's global pool.
 
 pub mod adapter;
+pub mod ann;
 pub mod comparison;
 pub mod fit;
 pub mod gate;
@@ -28,6 +31,7 @@ pub mod metrics;
 pub use crate::error::CompatError;
 pub use adapter::fit_ridge;
 pub use adapter::{Adapter, AdapterKind};
+pub use ann::{Approximation, EXACT_UP_TO, HnswParams, KnnPolicy, neighbours};
 pub use comparison::{
     CompatMode, CompatOptions, CompatReport, ModeThresholds, QuerySet, RetrievalSummary,
     check_fingerprint, compat, fingerprint_deviation, verify_mode,

@@ -38,11 +38,12 @@ pub(crate) async fn recall(
         }
     }
     let (mut slots, mut missed) = (0u64, 0u64);
-    let mut used = None;
+    let (mut used, mut fallback) = (None, None);
     for q in &queries {
         let exact = nearest(ds, sp, q, RECALL_K, None, Probe::EXACT).await?;
         let approx = nearest(ds, sp, q, RECALL_K, None, Probe::default()).await?;
         used = used.or(approx.index);
+        fallback = fallback.or(approx.fallback);
         let found: std::collections::HashSet<&str> =
             approx.hits.iter().map(|h| h.0.as_str()).collect();
         slots += exact.hits.len() as u64;
@@ -59,6 +60,7 @@ pub(crate) async fn recall(
         (slots - missed) as f64 / slots as f64
     };
     let message = match used {
+        None if fallback.is_some() => fallback.unwrap_or_default(),
         None => format!(
             "space `{}` records a {} index but Lance has none on `{}`: searches are exact; rebuild it with `create_index`",
             sp.name, index.kind, sp.column
@@ -147,4 +149,53 @@ fn index_kind(sp: &Space) -> String {
     sp.index
         .as_ref()
         .map_or_else(|| "vector".into(), |i| i.kind.to_string())
+}
+
+/// Whether every recorded index of `spaces` is there and readable (for `verify`): an
+/// indexed query of one stored vector per space must be answered by the index, not by
+/// the exact fallback a missing or damaged index file forces.
+pub(crate) async fn readable(
+    ds: &Dataset,
+    spaces: &[Space],
+) -> Result<std::result::Result<String, String>> {
+    let (mut ok, mut bad) = (Vec::new(), Vec::new());
+    for sp in spaces {
+        let Some(index) = &sp.index else { continue };
+        if !crate::engine::scan::has(ds, &sp.column) {
+            continue;
+        }
+        let Some(q) = first_vector(ds, sp).await? else {
+            continue;
+        };
+        let found = nearest(ds, sp, &q, 1, None, Probe::default()).await?;
+        match (found.index, found.fallback) {
+            (Some(_), _) => ok.push(format!("{} ({})", sp.name, index.kind)),
+            (None, Some(why)) => bad.push(why),
+            (None, None) => bad.push(format!(
+                "space `{}` records a {} index but Lance has none on `{}`; rebuild it with an `optimize_index` step",
+                sp.name, index.kind, sp.column
+            )),
+        }
+    }
+    if !bad.is_empty() {
+        return Ok(Err(bad.join("; ")));
+    }
+    Ok(Ok(if ok.is_empty() {
+        "no space records a vector index".into()
+    } else {
+        format!("indexes readable: {}", ok.join(", "))
+    }))
+}
+
+/// One stored vector of `sp` (the first valid one of a small spread sample).
+async fn first_vector(ds: &Dataset, sp: &Space) -> Result<Option<Vec<f32>>> {
+    for b in spread(ds, &[sp.column.as_str()], 8).await? {
+        let v = b.column(0).as_fixed_size_list();
+        if let Some(i) = (0..b.num_rows()).find(|&i| v.is_valid(i)) {
+            return Ok(Some(
+                v.value(i).as_primitive::<Float32Type>().values().to_vec(),
+            ));
+        }
+    }
+    Ok(None)
 }

@@ -185,7 +185,10 @@ pub(crate) async fn duplicates(
             let off = v.value_offset(i) as usize;
             let x = &vals[off..off + d];
             a.feed(ids.value(i), x);
-            if spec.near.is_some() && sample_ids.len() < 20_000 && x.iter().all(|f| f.is_finite()) {
+            if spec.near.is_some()
+                && sample_ids.len() < NEAR_SAMPLE
+                && x.iter().all(|f| f.is_finite())
+            {
                 sample_ids.push(ids.value(i).to_owned());
                 sample.extend_from_slice(x);
             }
@@ -195,7 +198,14 @@ pub(crate) async fn duplicates(
         && sample_ids.len() > 1
     {
         let m = memlane_core::compat::Matrix::new(&sample, d)?;
-        let nn = memlane_core::compat::knn(&m, 1, memlane_core::space::Metric::Cosine)?;
+        let (nn, approx) = memlane_core::compat::neighbours(
+            &m,
+            1,
+            memlane_core::space::Metric::Cosine,
+            &memlane_core::compat::KnnPolicy::default(),
+            &space.name,
+        )?;
+        a.searched(sample_ids.len(), approx.as_ref());
         let mut pairs = Vec::new();
         for (i, row) in nn.iter_rows().enumerate() {
             let j = row[0] as usize;
@@ -212,6 +222,10 @@ pub(crate) async fn duplicates(
     }
     Ok(a.finish(spec, &space.name))
 }
+
+/// Vectors searched for near-duplicate pairs (exact up to
+/// [`EXACT_UP_TO`](memlane_core::compat::EXACT_UP_TO), an HNSW graph above).
+const NEAR_SAMPLE: usize = 100_000;
 
 pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let (mut d, mut na, mut nb) = (0f64, 0f64, 0f64);

@@ -87,6 +87,9 @@ pub(crate) struct Nearest {
     pub(crate) hits: Vec<Neighbour>,
     /// The index kind used, `None` for an exact (flat) scan.
     pub(crate) index: Option<memlane_core::IndexKind>,
+    /// Why the space's index was not used although it should have been (its files are
+    /// missing or unreadable): the search fell back to an exact scan.
+    pub(crate) fallback: Option<String>,
 }
 
 /// Whether Lance has an index named `name` on this version.
@@ -118,6 +121,10 @@ impl Probe {
 /// The `k` nearest rows of `space` to `query` (rows with a vector, and matching
 /// `filter`): over the space's index when it has one Lance can use and the probe is not
 /// exact, with the spec's nprobes / refine factor / ef unless the probe overrides them.
+///
+/// An index whose files are missing or damaged (deleted by hand, a truncated object)
+/// does not fail the query: it is answered by an exact scan and `fallback` says why and
+/// how to rebuild the index.
 pub(crate) async fn nearest(
     ds: &Dataset,
     space: &memlane_core::Space,
@@ -126,81 +133,129 @@ pub(crate) async fn nearest(
     filter: Option<&str>,
     probe: Probe,
 ) -> Result<Nearest> {
-    let Probe {
-        exact,
-        nprobes,
-        refine,
-    } = probe;
-    use arrow::array::{Array, AsArray, Float32Array};
-    use memlane_core::schema::{CONTENT, ID};
-
     let index_name = format!("{}_idx", space.column);
     let spec = match &space.index {
-        Some(s) if !exact && has_index(ds, &index_name).await? => Some(s.clone()),
+        Some(s) if !probe.exact && has_index(ds, &index_name).await? => Some(s),
         _ => None,
     };
-    let q = Float32Array::from(query.to_vec());
-    let mut s = ds.scan();
-    s.nearest(&space.column, &q, k)?;
-    s.distance_metric(distance(space.metric));
-    match &spec {
-        Some(spec) => {
-            s.use_index(true);
-            s.nprobes(nprobes.unwrap_or(spec.nprobes()));
-            if let Some(r) = refine.or(spec.refine_factor()) {
-                s.refine(r);
-            }
-            if spec.kind == memlane_core::IndexKind::IvfHnswSq {
-                s.ef(spec.ef_for(k));
-            }
-        }
-        None => {
-            s.use_index(false);
-        }
+    let query = Query {
+        space,
+        vector: query,
+        k,
+        filter,
+    };
+    let Some(spec) = spec else {
+        let hits = query.run(ds, None).await?;
+        return Ok(Nearest {
+            hits,
+            index: None,
+            fallback: None,
+        });
+    };
+    match query.run(ds, Some((spec, probe))).await {
+        Ok(hits) => Ok(Nearest {
+            hits,
+            index: Some(spec.kind),
+            fallback: None,
+        }),
+        Err(e) => Ok(Nearest {
+            hits: query.run(ds, None).await?,
+            index: None,
+            fallback: Some(format!(
+                "the {} index `{index_name}` of space `{}` cannot be read ({e}); searched exactly instead: rebuild it with an `optimize_index` step",
+                spec.kind, space.name
+            )),
+        }),
     }
-    let has_content = ds.schema().field(CONTENT).is_some();
-    let cols: Vec<&str> = if has_content {
-        vec![ID, CONTENT, "_distance"]
-    } else {
-        vec![ID, "_distance"]
-    };
-    s.project(&cols)?;
-    s.disable_scoring_autoprojection();
-    let not_null = format!("{} IS NOT NULL", space.column);
-    let f = match filter {
-        Some(f) => format!("({f}) AND {not_null}"),
-        None => not_null,
-    };
-    s.filter(&f)?;
-    s.prefilter(true);
-    let batches: Vec<RecordBatch> = s.try_into_stream().await?.try_collect().await?;
-    let mut hits = Vec::new();
-    for b in batches {
-        let ids = b.column_by_name(ID).map(|c| c.as_string::<i32>().clone());
-        let content = b
-            .column_by_name(CONTENT)
-            .map(|c| c.as_string::<i32>().clone());
-        let dist = b
-            .column_by_name("_distance")
-            .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
-        let (Some(ids), Some(dist)) = (ids, dist) else {
-            continue;
+}
+
+/// One k-NN query, run over an index or exactly.
+struct Query<'a> {
+    space: &'a memlane_core::Space,
+    vector: &'a [f32],
+    k: usize,
+    filter: Option<&'a str>,
+}
+
+impl Query<'_> {
+    /// The hits, closest first: through `index` (its spec and the probe's overrides)
+    /// or, without one, by a flat scan.
+    async fn run(
+        &self,
+        ds: &Dataset,
+        index: Option<(&memlane_core::IndexSpec, Probe)>,
+    ) -> Result<Vec<Neighbour>> {
+        use arrow::array::Float32Array;
+        use memlane_core::schema::{CONTENT, ID};
+
+        let space = self.space;
+        let q = Float32Array::from(self.vector.to_vec());
+        let mut s = ds.scan();
+        s.nearest(&space.column, &q, self.k)?;
+        s.distance_metric(distance(space.metric));
+        match index {
+            Some((spec, probe)) => {
+                s.use_index(true);
+                s.nprobes(probe.nprobes.unwrap_or(spec.nprobes()));
+                if let Some(r) = probe.refine.or(spec.refine_factor()) {
+                    s.refine(r);
+                }
+                if spec.kind == memlane_core::IndexKind::IvfHnswSq {
+                    s.ef(spec.ef_for(self.k));
+                }
+            }
+            None => {
+                s.use_index(false);
+            }
+        }
+        let cols: Vec<&str> = if ds.schema().field(CONTENT).is_some() {
+            vec![ID, CONTENT, "_distance"]
+        } else {
+            vec![ID, "_distance"]
         };
-        for i in 0..b.num_rows() {
-            hits.push((
-                ids.value(i).to_owned(),
-                content
-                    .as_ref()
-                    .and_then(|c| (!c.is_null(i)).then(|| c.value(i).to_owned())),
-                // float noise can push a self-match slightly below zero
-                dist.value(i).max(0.0),
-            ));
+        s.project(&cols)?;
+        s.disable_scoring_autoprojection();
+        let not_null = format!("{} IS NOT NULL", space.column);
+        let f = match self.filter {
+            Some(f) => format!("({f}) AND {not_null}"),
+            None => not_null,
+        };
+        s.filter(&f)?;
+        s.prefilter(true);
+        let batches: Vec<RecordBatch> = s.try_into_stream().await?.try_collect().await?;
+        let mut hits = Vec::new();
+        for b in &batches {
+            hits_of(b, &mut hits);
         }
+        hits.sort_by(|a, b| a.2.total_cmp(&b.2));
+        hits.truncate(self.k);
+        Ok(hits)
     }
-    hits.sort_by(|a, b| a.2.total_cmp(&b.2));
-    hits.truncate(k);
-    Ok(Nearest {
-        hits,
-        index: spec.map(|s| s.kind),
-    })
+}
+
+/// The `(id, content, distance)` rows of one result batch, appended to `out`.
+fn hits_of(b: &RecordBatch, out: &mut Vec<Neighbour>) {
+    use arrow::array::{Array, AsArray};
+    use memlane_core::schema::{CONTENT, ID};
+
+    let ids = b.column_by_name(ID).map(|c| c.as_string::<i32>().clone());
+    let content = b
+        .column_by_name(CONTENT)
+        .map(|c| c.as_string::<i32>().clone());
+    let dist = b
+        .column_by_name("_distance")
+        .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
+    let (Some(ids), Some(dist)) = (ids, dist) else {
+        return;
+    };
+    for i in 0..b.num_rows() {
+        out.push((
+            ids.value(i).to_owned(),
+            content
+                .as_ref()
+                .and_then(|c| (!c.is_null(i)).then(|| c.value(i).to_owned())),
+            // float noise can push a self-match slightly below zero
+            dist.value(i).max(0.0),
+        ));
+    }
 }

@@ -106,6 +106,7 @@ impl Store {
                 })
                 .collect(),
             index: n.index,
+            fallback: n.fallback,
         })
     }
 

@@ -42,6 +42,10 @@ pub struct Searched {
     pub hits: Vec<Hit>,
     /// The vector index kind that answered; `None` for an exact scan.
     pub index: Option<memlane_core::IndexKind>,
+    /// Why the space's index was not used although the search asked for it (its files
+    /// are missing or unreadable): the hits come from an exact scan, and this names the
+    /// index and the fix.
+    pub fallback: Option<String>,
 }
 
 /// One search hit.
