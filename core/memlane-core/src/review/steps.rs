@@ -14,9 +14,11 @@ use crate::report::CompatCheck;
 use crate::space::{Space, normalize_flat, truncate_flat};
 
 /// The compatibility check of `from` -> `to` on paired rows (`old`, `new` row-major, row
-/// `i` of each is one record): the metrics, the declared mode verified, every gate
-/// judged, the worst verdict. `apply` and the preview both call this; neither the
-/// adapter reference nor an approval is filled in here.
+/// `i` of each is one record): the metrics, the declared mode verified against
+/// `thresholds` (which also set the retention an adapter needs to be chosen), every
+/// gate judged (a gate on an `adapter.*` metric fails when no adapter was chosen), the
+/// worst verdict. `apply` and the preview both call this; neither the adapter
+/// reference nor an approval is filled in here.
 #[allow(clippy::too_many_arguments)]
 pub fn check_pair(
     from: &Space,
@@ -24,7 +26,7 @@ pub fn check_pair(
     old: &[f32],
     new: &[f32],
     k: usize,
-    mode: Option<CompatMode>,
+    (mode, thresholds): (Option<CompatMode>, &ModeThresholds),
     gates: &[Gate],
     queries: Option<QuerySet<'_>>,
 ) -> std::result::Result<(CompatCheck, Option<CompatReport>), CompatError> {
@@ -62,6 +64,8 @@ pub fn check_pair(
         k,
         metric: from.metric,
         queries,
+        min_retention: thresholds.min_retention,
+        serve_min_retention: thresholds.serve_min_retention,
         ..CompatOptions::default()
     };
     let report = compat::compat(&om, &nm, &opts)?;
@@ -72,11 +76,11 @@ pub fn check_pair(
         .as_ref()
         .map_or_else(|| "not fitted".to_owned(), |a| a.summary.clone());
     if let Some(mode) = mode
-        && let Err(e) = compat::verify_mode(mode, &report, &ModeThresholds::default())
+        && let Err(e) = compat::verify_mode(mode, &report, thresholds)
     {
         check.mode_failure = Some(e.to_string());
     }
-    check.gates = compat::evaluate(gates, &check.metrics)?;
+    check.gates = compat::evaluate_with(gates, &check.metrics, &report.unreported())?;
     check.verdict = compat::overall(&check.gates);
     if check.mode_failure.is_some() {
         check.verdict = Verdict::Block;
@@ -165,7 +169,14 @@ impl Walk<'_> {
                 k,
                 embedder,
                 ..
-            } => self.reembed((m, i), space, compare_to.as_deref(), *mode, *k, embedder),
+            } => self.reembed(
+                (m, i),
+                space,
+                compare_to.as_deref(),
+                (*mode, step.mode_thresholds()),
+                *k,
+                embedder,
+            ),
             Step::Truncate {
                 from,
                 space,
@@ -186,7 +197,7 @@ impl Walk<'_> {
         (m, i): (&Migration, usize),
         space: &str,
         compare_to: Option<&str>,
-        mode: Option<CompatMode>,
+        mode: (Option<CompatMode>, ModeThresholds),
         k: Option<usize>,
         embedder: &str,
     ) {
@@ -198,7 +209,7 @@ impl Walk<'_> {
                 (m, i, "reembed"),
                 (&from, space),
                 k.unwrap_or(self.opts.k),
-                (mode, &m.gates),
+                (mode.0, &mode.1, &m.gates),
                 Some(embedder),
             );
             self.steps.push(review);
@@ -236,7 +247,7 @@ impl Walk<'_> {
             (m, i, "truncate"),
             (from, space),
             self.opts.k,
-            (None, &[]),
+            (None, &ModeThresholds::default(), &[]),
             None,
         );
         self.steps.push(review);
@@ -249,7 +260,7 @@ impl Walk<'_> {
         (m, index, op): (&Migration, usize, &str),
         (from, to): (&str, &str),
         k: usize,
-        (mode, gates): (Option<CompatMode>, &[Gate]),
+        (mode, thresholds, gates): (Option<CompatMode>, &ModeThresholds, &[Gate]),
         embedder: Option<&str>,
     ) -> StepReview {
         let (p, sample, computed) = (self.plan, self.sample, &self.truncated);
@@ -303,7 +314,7 @@ impl Walk<'_> {
             return out;
         }
         let (old, new) = paired(ca, cb, sample.ids.len());
-        match check_pair(a, b, &old, &new, k, mode, gates, None) {
+        match check_pair(a, b, &old, &new, k, (mode, thresholds), gates, None) {
             Ok((check, report)) => {
                 if projection && report.is_some() {
                     out.projection = project(&old, a)
