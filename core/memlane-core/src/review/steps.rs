@@ -329,3 +329,67 @@ impl Walk<'_> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compat::testdata;
+
+    fn gates(src: &str) -> Vec<Gate> {
+        let doc: toml::Value = toml::from_str(src).unwrap();
+        compat::parse_gates(&doc["gates"]).unwrap()
+    }
+
+    #[test]
+    fn a_gate_on_the_adapter_blocks_when_none_was_chosen() {
+        let (old, new) = (
+            testdata::latent(200, 12, 12, 0.0, 4),
+            testdata::latent(200, 8, 8, 0.0, 5),
+        );
+        let g = gates("[gates]\n\"adapter.retention\" = { block_below = 0.5 }\n");
+        let (check, _) = check_pair(
+            &Space::new("old", 12),
+            &Space::new("new", 8),
+            &old,
+            &new,
+            10,
+            (None, &ModeThresholds::default()),
+            &g,
+            None,
+        )
+        .unwrap();
+        assert_eq!(check.verdict, Verdict::Block, "{check}");
+        assert_eq!(check.gates[0].value, None);
+        assert!(
+            check.gates[0].message.contains("no adapter was chosen"),
+            "{check}"
+        );
+    }
+
+    #[test]
+    fn an_adapter_between_the_thresholds_serves_unless_mode_adapter_is_claimed() {
+        let (old, new) = testdata::cross_family(500, (48, 72, 48), 1.2, 11);
+        let (from, to) = (Space::new("old", 48), Space::new("new", 72));
+        let run = |mode, t: &ModeThresholds| {
+            check_pair(&from, &to, &old, &new, 10, (mode, t), &[], None).unwrap()
+        };
+        let defaults = ModeThresholds::default();
+        let (check, report) = run(None, &defaults);
+        assert_eq!(check.verdict, Verdict::Pass, "{check}");
+        let fit = report.unwrap().adapter.unwrap();
+        let c = fit
+            .chosen_candidate()
+            .expect("an adapter to serve the backfill");
+        assert!((0.7..0.9).contains(&c.retention), "{check}");
+        let (check, _) = run(Some(CompatMode::Adapter), &defaults);
+        assert_eq!(check.verdict, Verdict::Block);
+        let why = check.mode_failure.unwrap_or_default();
+        assert!(why.contains("may serve during the backfill"), "{why}");
+        let lower = ModeThresholds {
+            min_retention: 0.75,
+            ..defaults
+        };
+        let (check, _) = run(Some(CompatMode::Adapter), &lower);
+        assert_eq!(check.verdict, Verdict::Pass, "{check}");
+    }
+}
