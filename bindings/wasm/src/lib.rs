@@ -40,7 +40,7 @@ export interface Plan { version: number; rows: number; applied: number; migratio
 /** Every metric of a compatibility analysis (memlane_core::compat::CompatReport). */
 export interface CompatReport { n: number; k: number; old_dim: number; new_dim: number; metric: string; overlap: any; recall: any; cka: number; procrustes: any; identical_mean_cosine: number | null; norms_old: any; norms_new: any; retrieval: any | null; adapter: any | null; metrics: Record<string, number>; suggested_mode: string; approximations: Array<{ of: string; method: string; rows: number; k: number; params: { m: number; ef_construction: number; ef_search: number }; checked_rows: number; recall_vs_exact: number }> }
 /** The check `apply` makes before a re-embed (memlane_core::CompatCheck). */
-export interface CompatCheck { from: string; to: string; sample: number; k: number; metrics: Record<string, number>; mode: string | null; mode_failure: string | null; suggested_mode: string; gates: { metric: string; value: number; verdict: Verdict; message: string; thresholds: any }[]; verdict: Verdict; adapter_summary: string }
+export interface CompatCheck { from: string; to: string; sample: number; k: number; metrics: Record<string, number>; mode: string | null; mode_failure: string | null; suggested_mode: string; gates: { metric: string; value: number | null; verdict: Verdict; message: string; thresholds: any }[]; verdict: Verdict; adapter_summary: string }
 /** `checkPair`'s result. */
 export interface PairCheck { check: CompatCheck; report: CompatReport | null }
 /** One invariant's result. */
@@ -242,9 +242,18 @@ pub fn check_pair(
         Some(text) => gates(&text)?,
         None => vec![],
     };
-    let (check, report) =
-        memlane_core::check_pair(&from, &to, old_vectors, new_vectors, k, mode, &gates, None)
-            .map_err(compat_error)?;
+    let thresholds = compat::ModeThresholds::default();
+    let (check, report) = memlane_core::check_pair(
+        &from,
+        &to,
+        old_vectors,
+        new_vectors,
+        k,
+        (mode, &thresholds),
+        &gates,
+        None,
+    )
+    .map_err(compat_error)?;
     output(&serde_json::json!({ "check": check, "report": report }))
 }
 

@@ -122,6 +122,15 @@ pub enum Step {
         /// Rows embedded up front to compare the spaces and fit the adapter (default 2000).
         #[serde(default)]
         sample: Option<usize>,
+        /// Retention (share of the old model's hits kept, see `adapter.retention`) the
+        /// chosen adapter needs for `mode = "adapter"` to hold (default 0.9).
+        #[serde(default)]
+        min_retention: Option<f64>,
+        /// Retention an adapter needs to be kept and serve new-model queries against
+        /// the replaced space during the backfill (default 0.7; at most
+        /// `min_retention`).
+        #[serde(default)]
+        serve_min_retention: Option<f64>,
         /// Neighbours per row for the compatibility metrics (default 10).
         #[serde(default)]
         k: Option<usize>,
@@ -289,6 +298,22 @@ impl Step {
             }
             _ => None,
         }
+    }
+
+    /// The adapter thresholds of a `reembed` (its `min_retention` and
+    /// `serve_min_retention`, else the defaults); the defaults for any other step.
+    pub fn mode_thresholds(&self) -> crate::compat::ModeThresholds {
+        let mut t = crate::compat::ModeThresholds::default();
+        if let Step::Reembed {
+            min_retention,
+            serve_min_retention,
+            ..
+        } = self
+        {
+            t.min_retention = min_retention.unwrap_or(t.min_retention);
+            t.serve_min_retention = serve_min_retention.unwrap_or(t.serve_min_retention);
+        }
+        t
     }
 
     /// The space this step makes active, if any.

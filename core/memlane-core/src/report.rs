@@ -189,12 +189,14 @@ impl fmt::Display for CompatCheck {
                 )?;
             }
         }
+        let retrieval = format!("adapter.retrieval_recall@{k}");
         for name in [
             "cka",
             "procrustes.mean_cosine",
             "procrustes.residual",
             "identical.mean_cosine",
             "adapter.retention",
+            retrieval.as_str(),
         ] {
             if let Some(v) = self.metrics.get(name) {
                 writeln!(f, "  {name:<28} {v:.4}")?;
@@ -213,9 +215,10 @@ impl fmt::Display for CompatCheck {
         for g in &self.gates {
             writeln!(
                 f,
-                "  gate {:<23} {:.4}  {}  {}",
+                "  gate {:<23} {}  {}  {}",
                 g.metric,
-                g.value,
+                g.value
+                    .map_or_else(|| "  none".to_owned(), |v| format!("{v:.4}")),
                 g.verdict.as_str().to_uppercase(),
                 g.message
             )?;

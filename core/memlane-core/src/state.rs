@@ -104,7 +104,10 @@ pub struct AdapterRef {
     pub file: String,
     /// blake3 of the file (hex).
     pub digest: String,
-    /// Held-out retention measured when it was fitted.
+    /// Retention measured when it was fitted: the share of the old model's hits that
+    /// adapted new-model queries still find (`adapter.retention`, in `[0, 1]`; states
+    /// written before this measure hold the older adapted / native neighbour-recall
+    /// ratio, which could exceed 1).
     pub retention: f64,
     /// The migration that fitted it.
     pub migration: u32,

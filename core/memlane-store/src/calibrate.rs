@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float32Type;
 use memlane_core::compat::{
-    self, Adapter, CompatMode, CompatOptions, Gate, Matrix, QuerySet, Verdict,
+    self, Adapter, CompatMode, CompatOptions, Gate, Matrix, ModeThresholds, QuerySet, Verdict,
 };
 use memlane_core::schema::ID;
 use memlane_core::{AdapterRef, Approval, CompatCheck, Space};
@@ -208,6 +208,9 @@ pub(crate) struct CheckSpec<'a> {
     pub(crate) sample: usize,
     pub(crate) k: usize,
     pub(crate) mode: Option<CompatMode>,
+    /// The step's `min_retention` (mode `adapter`) and `serve_min_retention` (an
+    /// adapter kept to serve during the backfill).
+    pub(crate) thresholds: ModeThresholds,
     pub(crate) gates: &'a [Gate],
     pub(crate) migration: u32,
     pub(crate) file: &'a str,
@@ -219,7 +222,10 @@ pub(crate) struct CheckSpec<'a> {
 /// Compare the new space to the old one on a sample before a re-embed backfills:
 /// embed up to `sample` rows with the new model, compute the metrics (and fit an
 /// adapter), verify the declared mode and evaluate the gates. A block, or a review
-/// without approval, is an error and nothing is written.
+/// without approval, is an error and nothing is written. An adapter whose retention
+/// reaches `serve_min_retention` is kept (to serve during the backfill) even when it is
+/// below the `min_retention` of mode `adapter`, unless that mode was declared (a
+/// declared mode that does not hold blocks).
 pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<CompatCheck> {
     let batches = crate::engine::scan::spread(
         store.dataset(),
@@ -256,26 +262,29 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
             k,
         )?);
     }
-    let (mut check, report) =
-        memlane_core::check_pair(c.old, c.new, &old, &new, c.k, c.mode, c.gates, None)?;
+    let (mut check, report) = memlane_core::check_pair(
+        c.old,
+        c.new,
+        &old,
+        &new,
+        c.k,
+        (c.mode, &c.thresholds),
+        c.gates,
+        None,
+    )?;
     if let Some(report) = report
         && let (true, Some(fit)) = (c.keep_adapter, report.adapter.as_ref())
-        && let (Some(a), Some(kind)) = (fit.adapter.as_ref(), fit.chosen)
+        && let (Some(a), Some(chosen)) = (fit.adapter.as_ref(), fit.chosen_candidate())
         && check.verdict != Verdict::Block
     {
         let (file, digest) = save_adapter(store.side_files(), a).await?;
-        let retention = fit
-            .candidates
-            .iter()
-            .find(|x| x.kind == kind)
-            .map_or(0.0, |x| x.retention);
         check.adapter = Some(AdapterRef {
             from: c.new.name.clone(),
             to: c.old.name.clone(),
-            kind: kind.as_str().to_owned(),
+            kind: chosen.kind.as_str().to_owned(),
             file,
             digest,
-            retention,
+            retention: chosen.retention,
             migration: c.migration,
         });
     }

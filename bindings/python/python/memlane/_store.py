@@ -442,7 +442,10 @@ def compat(
     (n, d_new), row i of each being record i. ``queries``: optional (old query vectors,
     new query vectors, relevant row indices per query) for retrieval recall and a
     query-trained adapter. Neighbourhood overlap and recall@k come with shuffled-pairing
-    baselines; CKA, Procrustes and the best adapter are included."""
+    baselines; CKA, Procrustes and the adapter fit are included. Adapters are judged on
+    retrieval (the queries when given, else held-out rows as their own queries); the
+    ``adapter.*`` metrics (``adapter.retention``: share of the old model's hits kept, in
+    [0, 1]) describe the chosen adapter and are absent when none was chosen."""
     ob, od = _matrix(old, "old")
     nb, nd = _matrix(new, "new")
     q = None

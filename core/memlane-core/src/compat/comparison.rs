@@ -44,13 +44,18 @@ impl fmt::Display for CompatMode {
     }
 }
 
-/// What a declared mode must reach to be accepted.
+/// What a declared mode must reach to be accepted, and what an adapter needs to serve
+/// during a backfill.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ModeThresholds {
     /// `identical`: mean cosine between paired rows (default 0.999).
     pub identical_cosine: f64,
     /// `adapter`: retention of the chosen adapter (default 0.9).
     pub min_retention: f64,
+    /// Retention an adapter needs to be chosen and serve new-model queries against the
+    /// old space during the backfill, without claiming mode `adapter` (default 0.7).
+    pub serve_min_retention: f64,
 }
 
 impl Default for ModeThresholds {
@@ -58,6 +63,7 @@ impl Default for ModeThresholds {
         ModeThresholds {
             identical_cosine: DEFAULT_TOLERANCE,
             min_retention: 0.9,
+            serve_min_retention: 0.7,
         }
     }
 }
@@ -99,18 +105,13 @@ pub fn verify_mode(
                     "no adapter was fitted; run the analysis with adapter fitting on".into(),
                 );
             };
-            let Some(kind) = fit.chosen else {
+            let Some(c) = fit.chosen_candidate() else {
                 return fail(format!("{}; declare `none`", fit.summary));
             };
-            let retention = fit
-                .candidates
-                .iter()
-                .find(|c| c.kind == kind)
-                .map_or(0.0, |c| c.retention);
-            if retention < thresholds.min_retention {
+            if c.retention < thresholds.min_retention {
                 return fail(format!(
-                    "the chosen {kind} adapter keeps {retention:.3} of native recall, below {}; declare `none`",
-                    thresholds.min_retention
+                    "the chosen {} adapter keeps {:.3} of the old model's hits, below min_retention {}: it may serve during the backfill but does not hold mode `adapter`; declare `none` (or lower `min_retention`)",
+                    c.kind, c.retention, thresholds.min_retention
                 ));
             }
             Ok(())
@@ -145,9 +146,12 @@ pub struct CompatOptions<'a> {
     /// Also train adapters on half of the queries (seeded split); the retrieval metrics
     /// then use only the other half. Helps asymmetric models (query/passage prefixes).
     pub train_adapter_on_queries: bool,
-    /// Adapter choice thresholds (see [`FitOptions`]).
+    /// Retention the chosen adapter needs for the suggested mode to be `adapter` (see
+    /// [`FitOptions::min_retention`]).
     pub min_retention: f64,
-    /// Adapter choice thresholds (see [`FitOptions`]).
+    /// Retention an adapter needs to be chosen (see [`FitOptions::serve_min_retention`]).
+    pub serve_min_retention: f64,
+    /// Retrieval recall an adapter needs to be chosen (see [`FitOptions::min_recall`]).
     pub min_recall: f64,
     /// Paired cosine an `identical` suggestion needs (default 0.999).
     pub identical_tolerance: f64,
@@ -169,6 +173,7 @@ impl Default for CompatOptions<'_> {
             fit_adapters: true,
             train_adapter_on_queries: false,
             min_retention: fit.min_retention,
+            serve_min_retention: fit.serve_min_retention,
             min_recall: fit.min_recall,
             identical_tolerance: DEFAULT_TOLERANCE,
             keep_per_row: true,
@@ -256,7 +261,7 @@ pub fn compat(
     let mut norms_old = metrics::norm_stats(old);
     let mut norms_new = metrics::norm_stats(new);
     let (q_train, q_eval) = split_queries(old, new, opts)?;
-    let adapter = fit_adapter(old, new, opts, q_train.as_ref())?;
+    let adapter = fit_adapter(old, new, opts, q_train.as_ref(), q_eval.as_ref())?;
     let retrieval = q_eval
         .as_ref()
         .map(|q| retrieval(old, new, opts, q, adapter.as_ref()))
@@ -264,7 +269,11 @@ pub fn compat(
         .flatten();
     let suggested_mode = if identical_mean_cosine.is_some_and(|c| c >= opts.identical_tolerance) {
         CompatMode::Identical
-    } else if adapter.as_ref().is_some_and(|f| f.chosen.is_some()) {
+    } else if adapter
+        .as_ref()
+        .and_then(FitReport::chosen_candidate)
+        .is_some_and(|c| c.holds_mode)
+    {
         CompatMode::Adapter
     } else {
         CompatMode::None
@@ -329,12 +338,14 @@ fn split_queries(
 }
 
 /// The adapter search of `opts` (none unless `opts.fit_adapters`), with the training
-/// query pairs when there are any.
+/// query pairs when there are any; retention is measured on the evaluation queries
+/// when there are any, else on held-out passages.
 fn fit_adapter(
     old: &Matrix<'_>,
     new: &Matrix<'_>,
     opts: &CompatOptions<'_>,
     q_train: Option<&TrainQueries>,
+    q_eval: Option<&EvalQueries>,
 ) -> Result<Option<FitReport>> {
     if !opts.fit_adapters {
         return Ok(None);
@@ -346,13 +357,23 @@ fn fit_adapter(
         }),
         _ => None,
     };
+    let eval_queries = match q_eval {
+        Some((o, nw, rel)) if !rel.is_empty() => Some(QuerySet {
+            old: Matrix::new(o, old.dim())?,
+            new: Matrix::new(nw, new.dim())?,
+            relevant: rel,
+        }),
+        _ => None,
+    };
     let fit = FitOptions {
         k: opts.k,
         metric: opts.metric,
         seed: opts.seed,
         min_retention: opts.min_retention,
+        serve_min_retention: opts.serve_min_retention,
         min_recall: opts.min_recall,
         query_pairs: pairs,
+        eval_queries,
         ..FitOptions::default()
     };
     Ok(Some(fit_adapters(old, new, &fit)?))
@@ -439,13 +460,16 @@ impl CompatReport {
     ///
     /// Always: `overlap@K`, `overlap@K.baseline`, `recall@K`, `recall@K.baseline`, `cka`,
     /// `procrustes.residual`, `procrustes.mean_cosine`, `norm.old.mean`, `norm.old.std`,
-    /// `norm.new.mean`, `norm.new.std`. Same dimension: `identical.mean_cosine`. With
-    /// adapters: `adapter.retention`, `adapter.recall@K`, `adapter.native_recall@K` (of the
-    /// chosen adapter, or of the best one when none passed). With queries:
-    /// `retrieval.old_recall@K`, `retrieval.new_recall@K`, `retrieval_ratio@K`, and with a
-    /// chosen adapter `adapter.retrieval_ratio@K`. With neighbours from an HNSW graph:
-    /// `knn.old.recall_vs_exact` / `knn.new.recall_vs_exact` (the graph's own recall@K
-    /// against exact search, so the error of the neighbourhood metrics is known).
+    /// `norm.new.mean`, `norm.new.std`. Same dimension: `identical.mean_cosine`. With a
+    /// chosen adapter (its figures only; absent when none was chosen, see
+    /// [`CompatReport::unreported`]): `adapter.retention` (share of the old model's hits
+    /// it keeps, in `[0, 1]`), `adapter.retrieval_recall@K`,
+    /// `adapter.native_retrieval_recall@K` (the old model on the same queries),
+    /// `adapter.recall@K` (old neighbours found around adapted held-out rows). With
+    /// queries: `retrieval.old_recall@K`, `retrieval.new_recall@K`, `retrieval_ratio@K`,
+    /// and with a chosen adapter `adapter.retrieval_ratio@K`. With neighbours from an HNSW
+    /// graph: `knn.old.recall_vs_exact` / `knn.new.recall_vs_exact` (the graph's own
+    /// recall@K against exact search, so the error of the neighbourhood metrics is known).
     pub fn metric_map(&self) -> BTreeMap<String, f64> {
         let k = self.k;
         let mut m = BTreeMap::new();
@@ -469,20 +493,16 @@ impl CompatReport {
         for a in &self.approximations {
             put(format!("knn.{}.recall_vs_exact", a.of), a.recall_vs_exact);
         }
-        if let Some(fit) = &self.adapter {
-            let best = fit
-                .chosen
-                .and_then(|kind| fit.candidates.iter().find(|c| c.kind == kind))
-                .or_else(|| {
-                    fit.candidates
-                        .iter()
-                        .max_by(|a, b| a.adapted_recall.total_cmp(&b.adapted_recall))
-                });
-            if let Some(c) = best {
-                put("adapter.retention".into(), c.retention);
-                put(format!("adapter.recall@{k}"), c.adapted_recall);
-            }
-            put(format!("adapter.native_recall@{k}"), fit.native_recall);
+        if let Some(fit) = &self.adapter
+            && let Some(c) = fit.chosen_candidate()
+        {
+            put("adapter.retention".into(), c.retention);
+            put(format!("adapter.retrieval_recall@{k}"), c.retrieval_recall);
+            put(
+                format!("adapter.native_retrieval_recall@{k}"),
+                fit.native_retrieval_recall,
+            );
+            put(format!("adapter.recall@{k}"), c.neighbour_recall);
         }
         if let Some(r) = &self.retrieval {
             put(format!("retrieval.old_recall@{k}"), r.old_recall);
@@ -496,6 +516,35 @@ impl CompatReport {
         }
         m
     }
+}
+
+impl CompatReport {
+    /// The `adapter.*` metrics this report leaves out, each with why: they describe the
+    /// chosen adapter, and none was chosen (or adapters were not fitted). A gate on one
+    /// of them fails with that reason ([`super::evaluate_with`]).
+    pub fn unreported(&self) -> BTreeMap<String, String> {
+        let reason = match &self.adapter {
+            Some(fit) if fit.chosen.is_some() => return BTreeMap::new(),
+            Some(fit) => format!("no adapter was chosen: {}", fit.summary),
+            None => "no adapter was chosen: adapters were not fitted".to_owned(),
+        };
+        adapter_metric_names(self.k)
+            .into_iter()
+            .filter(|n| !self.metrics.contains_key(n))
+            .map(|n| (n, reason.clone()))
+            .collect()
+    }
+}
+
+/// The names of the chosen adapter's metrics at `k` neighbours.
+pub fn adapter_metric_names(k: usize) -> Vec<String> {
+    vec![
+        "adapter.retention".to_owned(),
+        format!("adapter.retrieval_recall@{k}"),
+        format!("adapter.native_retrieval_recall@{k}"),
+        format!("adapter.recall@{k}"),
+        format!("adapter.retrieval_ratio@{k}"),
+    ]
 }
 
 impl fmt::Display for CompatReport {
@@ -523,42 +572,57 @@ impl fmt::Display for CompatReport {
             writeln!(f, "  {}", a.summary())?;
         }
         if let Some(fit) = &self.adapter {
-            writeln!(
-                f,
-                "adapters ({} training rows{}, {} held out; native recall@{} {:.4}):",
-                fit.train_rows,
-                if fit.query_pairs > 0 {
-                    format!(" + {} query pairs", fit.query_pairs)
-                } else {
-                    String::new()
-                },
-                fit.holdout_rows,
-                fit.k,
-                fit.native_recall
-            )?;
-            writeln!(
-                f,
-                "  {:<38} {:>8} {:>9} {:>8} {:>9}  ",
-                "candidate", "recall", "retention", "cosine", "cost"
-            )?;
-            for c in &fit.candidates {
-                let mark = if Some(c.kind) == fit.chosen {
-                    "<- chosen"
-                } else if c.passes {
-                    "passes"
-                } else {
-                    ""
-                };
-                writeln!(
-                    f,
-                    "  {:<38} {:>8.4} {:>9.4} {:>8.4} {:>9}  {mark}",
-                    c.description, c.adapted_recall, c.retention, c.holdout_cosine, c.cost
-                )?;
-            }
-            writeln!(f, "  {}", fit.summary)?;
+            fmt_fit(f, fit)?;
         }
         write!(f, "suggested mode: {}", self.suggested_mode)
     }
+}
+
+/// The adapter candidates of `fit`, one line each, and the outcome.
+fn fmt_fit(f: &mut fmt::Formatter<'_>, fit: &FitReport) -> fmt::Result {
+    writeln!(
+        f,
+        "adapters ({} training rows{}, {} held out; {} {} queries, old model recall@{} {:.4}):",
+        fit.train_rows,
+        if fit.query_pairs > 0 {
+            format!(" + {} query pairs", fit.query_pairs)
+        } else {
+            String::new()
+        },
+        fit.holdout_rows,
+        fit.eval_queries,
+        match fit.eval_source {
+            super::fit::EvalSource::HeldOut => "held-out",
+            super::fit::EvalSource::Queries => "labelled",
+        },
+        fit.k,
+        fit.native_retrieval_recall
+    )?;
+    writeln!(
+        f,
+        "  {:<38} {:>9} {:>8} {:>9} {:>8} {:>9}  ",
+        "candidate", "retention", "recall", "nbrs", "cosine", "cost"
+    )?;
+    for c in &fit.candidates {
+        let mark = if Some(c.kind) == fit.chosen {
+            "<- chosen"
+        } else if c.passes {
+            "passes"
+        } else {
+            ""
+        };
+        writeln!(
+            f,
+            "  {:<38} {:>9.4} {:>8.4} {:>9.4} {:>8.4} {:>9}  {mark}",
+            c.description,
+            c.retention,
+            c.retrieval_recall,
+            c.neighbour_recall,
+            c.holdout_cosine,
+            c.cost
+        )?;
+    }
+    writeln!(f, "  {}", fit.summary)
 }
 
 /// The worst cosine between a model's canary vectors now (`got`, flat `n * dim`) and the
@@ -620,7 +684,7 @@ fn worst_canary(expected: &[Vec<f32>], got: &[f32], dim: usize) -> Result<(usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compat::{Verdict, evaluate, overall, parse_gates, testdata};
+    use crate::compat::{Verdict, evaluate, evaluate_with, overall, parse_gates, testdata};
 
     #[test]
     fn identical_spaces() {
@@ -688,6 +752,85 @@ mod tests {
                 .unwrap();
         let g = parse_gates(&doc["gates"]).unwrap();
         assert_eq!(overall(&evaluate(&g, &r.metrics).unwrap()), Verdict::Block);
+    }
+
+    #[test]
+    fn an_adapter_between_the_thresholds_serves_but_does_not_hold_mode_adapter() {
+        let (a, b) = testdata::cross_family(500, (48, 72, 48), 1.2, 11);
+        let (o, n) = (Matrix::new(&a, 48).unwrap(), Matrix::new(&b, 72).unwrap());
+        let r = compat(&o, &n, &CompatOptions::default()).unwrap();
+        let fit = r.adapter.as_ref().unwrap();
+        let c = fit
+            .chosen_candidate()
+            .expect("an adapter serves the backfill");
+        assert!((0.7..0.9).contains(&c.retention), "{r}");
+        assert!(c.passes && !c.holds_mode);
+        assert!(fit.adapter.is_some());
+        assert_eq!(r.metrics["adapter.retention"], c.retention);
+        assert_eq!(r.suggested_mode, CompatMode::None);
+        assert!(
+            fit.summary.contains("serves during the backfill"),
+            "{}",
+            fit.summary
+        );
+        let e = verify_mode(CompatMode::Adapter, &r, &ModeThresholds::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("may serve during the backfill"),
+            "{e}"
+        );
+        let lower = ModeThresholds {
+            min_retention: 0.7,
+            ..ModeThresholds::default()
+        };
+        assert!(verify_mode(CompatMode::Adapter, &r, &lower).is_ok());
+        // a serving threshold above its retention: no adapter at all
+        let strict = CompatOptions {
+            serve_min_retention: 0.9,
+            ..CompatOptions::default()
+        };
+        let r = compat(&o, &n, &strict).unwrap();
+        assert_eq!(r.adapter.as_ref().unwrap().chosen, None);
+        assert!(!r.metrics.contains_key("adapter.retention"));
+    }
+
+    #[test]
+    fn a_gate_on_adapter_metrics_fails_when_no_adapter_was_chosen() {
+        let a = testdata::latent(200, 12, 12, 0.0, 4);
+        let b = testdata::latent(200, 8, 8, 0.0, 5);
+        let (o, n) = (Matrix::new(&a, 12).unwrap(), Matrix::new(&b, 8).unwrap());
+        let r = compat(&o, &n, &CompatOptions::default()).unwrap();
+        let fit = r.adapter.as_ref().unwrap();
+        assert_eq!(fit.chosen, None);
+        // candidates were scored, but their figures are not the gates' to read
+        assert!(!fit.candidates.is_empty());
+        assert!(!r.metrics.keys().any(|m| m.starts_with("adapter.")), "{r}");
+        let missing = r.unreported();
+        assert!(
+            missing["adapter.retention"].starts_with("no adapter was chosen: no adapter reaches")
+        );
+        let doc: toml::Value =
+            toml::from_str("[gates]\n\"adapter.retention\" = { block_below = 0.1 }\n").unwrap();
+        let g = parse_gates(&doc["gates"]).unwrap();
+        let res = evaluate_with(&g, &r.metrics, &missing).unwrap();
+        assert_eq!(res[0].verdict, Verdict::Block);
+        assert_eq!(res[0].value, None);
+        assert!(
+            res[0].message.contains("no adapter was chosen"),
+            "{}",
+            res[0].message
+        );
+        // a chosen adapter leaves nothing unreported
+        let d = 16;
+        let data = testdata::latent(200, d, 10, 0.05, 2);
+        let rotated = testdata::times(&data, d, &testdata::rotation(d, 3), d);
+        let (o, n) = (
+            Matrix::new(&data, d).unwrap(),
+            Matrix::new(&rotated, d).unwrap(),
+        );
+        let r = compat(&o, &n, &CompatOptions::default()).unwrap();
+        assert!(r.unreported().is_empty());
+        let res = evaluate_with(&g, &r.metrics, &r.unreported()).unwrap();
+        assert_eq!(res[0].verdict, Verdict::Pass);
     }
 
     #[test]

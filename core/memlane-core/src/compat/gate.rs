@@ -127,6 +127,22 @@ impl Gate {
         Ok(())
     }
 
+    /// The failed result of this gate on a metric that was not reported, because `why`.
+    fn unreported(&self, why: &str) -> GateResult {
+        let verdict = if self.block_below.is_some() || self.block_above.is_some() {
+            Verdict::Block
+        } else {
+            Verdict::Review
+        };
+        GateResult {
+            metric: self.metric.clone(),
+            value: None,
+            thresholds: self.clone(),
+            verdict,
+            message: format!("{} is not reported: {why}", self.metric),
+        }
+    }
+
     /// The verdict for `value` and a sentence naming the threshold it crossed.
     pub fn judge(&self, value: f64) -> (Verdict, String) {
         let m = &self.metric;
@@ -203,8 +219,10 @@ pub fn parse_gates(table: &toml::Value) -> Result<Vec<Gate>> {
 pub struct GateResult {
     /// Metric name.
     pub metric: String,
-    /// Reported value.
-    pub value: f64,
+    /// Reported value (`None` when the metric was not reported, e.g. an `adapter.*`
+    /// metric when no adapter was chosen).
+    #[serde(default)]
+    pub value: Option<f64>,
     /// The gate's thresholds.
     pub thresholds: Gate,
     /// What the gate says.
@@ -216,10 +234,25 @@ pub struct GateResult {
 /// Apply `gates` to `metrics`. A gate naming a metric that was not reported is an error
 /// listing the names that were (a typo must not pass silently).
 pub fn evaluate(gates: &[Gate], metrics: &BTreeMap<String, f64>) -> Result<Vec<GateResult>> {
+    evaluate_with(gates, metrics, &BTreeMap::new())
+}
+
+/// [`evaluate`], where `unreported` names metrics known to be left out, each with why
+/// (see [`super::CompatReport::unreported`]): a gate on one of them fails with that
+/// reason instead of passing or erroring, at its strictest verdict (block when it has a
+/// block threshold, else review).
+pub fn evaluate_with(
+    gates: &[Gate],
+    metrics: &BTreeMap<String, f64>,
+    unreported: &BTreeMap<String, String>,
+) -> Result<Vec<GateResult>> {
     gates
         .iter()
         .map(|g| {
             g.check_well_formed()?;
+            if let Some(why) = unreported.get(&g.metric) {
+                return Ok(g.unreported(why));
+            }
             let Some(&value) = metrics.get(&g.metric) else {
                 return Err(CompatError::UnknownMetric {
                     metric: g.metric.clone(),
@@ -233,7 +266,7 @@ pub fn evaluate(gates: &[Gate], metrics: &BTreeMap<String, f64>) -> Result<Vec<G
             let (verdict, message) = g.judge(value);
             Ok(GateResult {
                 metric: g.metric.clone(),
-                value,
+                value: Some(value),
                 thresholds: g.clone(),
                 verdict,
                 message,
@@ -322,6 +355,38 @@ mod tests {
             "\"review\""
         );
         assert_eq!(overall(&[]), Verdict::Pass);
+    }
+
+    #[test]
+    fn unreported_metrics_fail_with_the_reason() {
+        let g = gates(
+            "[gates]\n\"adapter.retention\" = { review_below = 0.8 }\n\"adapter.recall@10\" = { block_below = 0.2, review_below = 0.5 }\n",
+        )
+        .unwrap();
+        let why: BTreeMap<String, String> = ["adapter.retention", "adapter.recall@10"]
+            .iter()
+            .map(|m| {
+                (
+                    (*m).to_owned(),
+                    "no adapter was chosen: none fits".to_owned(),
+                )
+            })
+            .collect();
+        let r = evaluate_with(&g, &metrics(&[("cka", 0.8)]), &why).unwrap();
+        assert_eq!(r[0].metric, "adapter.recall@10");
+        assert_eq!(
+            (r[0].verdict, r[1].verdict),
+            (Verdict::Block, Verdict::Review)
+        );
+        assert!(r.iter().all(|x| x.value.is_none()));
+        assert!(
+            r[1].message
+                .contains("adapter.retention is not reported: no adapter was chosen"),
+            "{}",
+            r[1].message
+        );
+        // without the reason it is an unknown metric, never a pass
+        assert!(evaluate(&g, &metrics(&[("cka", 0.8)])).is_err());
     }
 
     #[test]

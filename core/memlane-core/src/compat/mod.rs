@@ -34,10 +34,12 @@ pub use adapter::{Adapter, AdapterKind};
 pub use ann::{Approximation, EXACT_UP_TO, HnswParams, KnnPolicy, neighbours};
 pub use comparison::{
     CompatMode, CompatOptions, CompatReport, ModeThresholds, QuerySet, RetrievalSummary,
-    check_fingerprint, compat, fingerprint_deviation, verify_mode,
+    adapter_metric_names, check_fingerprint, compat, fingerprint_deviation, verify_mode,
 };
-pub use fit::{CandidateResult, FitOptions, FitReport, QueryPairs, fit_adapters, min_sample_rows};
-pub use gate::{Gate, GateResult, Verdict, evaluate, overall, parse_gates};
+pub use fit::{
+    CandidateResult, EvalSource, FitOptions, FitReport, QueryPairs, fit_adapters, min_sample_rows,
+};
+pub use gate::{Gate, GateResult, Verdict, evaluate, evaluate_with, overall, parse_gates};
 pub use knn::{Neighbors, knn, knn_queries};
 pub use metrics::{
     Distribution, Histogram, NormStats, PairedScore, Procrustes, cka, neighborhood_scores,
@@ -255,6 +257,36 @@ pub(crate) mod testdata {
             }
         }
         out
+    }
+
+    /// A cross-family-like pair: `n` old rows of dimension `d_old` with `rank` latent
+    /// factors, and new rows of dimension `d_new` that are a random, badly conditioned
+    /// linear map of them plus Gaussian noise of relative size `noise`. Returns `(old, new)`.
+    #[allow(clippy::cast_possible_truncation)]
+    pub(crate) fn cross_family(
+        n: usize,
+        (d_old, d_new, rank): (usize, usize, usize),
+        noise: f64,
+        seed: u64,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let old = latent(n, d_old, rank, 0.02, seed);
+        // far from orthogonal: input directions scaled over two orders of magnitude
+        let mut map = gaussian(d_old, d_new, seed + 1);
+        for (c, row) in map.chunks_exact_mut(d_new).enumerate() {
+            #[allow(clippy::cast_precision_loss)]
+            let s = 10f64.powf(2.0 * c as f64 / d_old as f64 - 1.0);
+            row.iter_mut().for_each(|x| *x *= s);
+        }
+        let mut new = times(&old, d_old, &map, d_new);
+        let mut rng = SplitMix64::new(seed + 2);
+        #[allow(clippy::cast_precision_loss)]
+        let rms =
+            (new.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / new.len() as f64).sqrt();
+        let scale = noise * rms;
+        for x in &mut new {
+            *x += (scale * rng.normal()) as f32;
+        }
+        (old, new)
     }
 
     /// A Gaussian `d_in x d_out` matrix scaled by `1/sqrt(d_out)`.

@@ -169,4 +169,36 @@ mod tests {
         );
         assert!(p.to_string().contains("truncate space `big` to 256"));
     }
+
+    #[test]
+    fn reembed_adapter_thresholds_are_shares_serving_at_most_claiming() {
+        let lint = |keys: &str| {
+            let files = vec![m(
+                "0001_swap.toml",
+                &format!(
+                    "[[steps]]\nop='add_space'\nspace='new'\nmodel='m'\ndimension=8\n\n[[steps]]\nop='reembed'\nspace='new'\nembedder='e'\n{keys}"
+                ),
+            )];
+            let p = plan(&Snapshot::fresh(), &files).unwrap();
+            p.findings
+                .iter()
+                .filter(|f| f.code == "bad-threshold")
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert!(lint("min_retention = 0.8\nserve_min_retention = 0.6\n").is_empty());
+        let e = lint("serve_min_retention = 0.95\n");
+        assert!(
+            e.len() == 1 && e[0].contains("above `min_retention` (0.9)"),
+            "{e:?}"
+        );
+        let e = lint("min_retention = 1.5\n");
+        assert!(e.len() == 1 && e[0].contains("`min_retention`"), "{e:?}");
+        let step = m(
+            "0001_swap.toml",
+            "[[steps]]\nop='reembed'\nspace='new'\nembedder='e'\nmin_retention=0.8\n",
+        );
+        let t = step.steps[0].step.mode_thresholds();
+        assert_eq!((t.min_retention, t.serve_min_retention), (0.8, 0.7));
+    }
 }

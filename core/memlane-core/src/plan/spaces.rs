@@ -66,6 +66,8 @@ impl Sim {
             mode,
             sample,
             k,
+            min_retention,
+            serve_min_retention,
             query_prefix,
             passage_prefix,
             contract_after,
@@ -75,6 +77,7 @@ impl Sim {
             return Effect::Metadata;
         };
         self.reembed_retention(contract_after.as_deref(), *activate);
+        self.reembed_thresholds(*min_retention, *serve_min_retention);
         self.reembed_pacing(*throttle, *checkpoint_seconds, *batch_size);
         self.reembed_source(source);
         if k == &Some(0) || sample.is_some_and(|n| n < 2) {
@@ -117,6 +120,37 @@ impl Sim {
                 "`contract_after` drops the replaced space, but `activate = false` keeps it active"
                     .into(),
                 "drop `contract_after`, or activate the new space",
+            );
+        }
+    }
+
+    /// A re-embed's adapter thresholds: shares in `[0, 1]`, serving at most claiming.
+    fn reembed_thresholds(&mut self, min_retention: Option<f64>, serve: Option<f64>) {
+        for (key, v) in [
+            ("min_retention", min_retention),
+            ("serve_min_retention", serve),
+        ] {
+            if v.is_some_and(|x| !(0.0..=1.0).contains(&x)) {
+                self.err(
+                    "bad-threshold",
+                    format!("`{key}` is a share of the old model's hits, between 0 and 1"),
+                    "write e.g. min_retention = 0.9, serve_min_retention = 0.7, or drop it to use the default",
+                );
+                return;
+            }
+        }
+        let d = crate::compat::ModeThresholds::default();
+        let (claim, serve) = (
+            min_retention.unwrap_or(d.min_retention),
+            serve.unwrap_or(d.serve_min_retention),
+        );
+        if serve > claim {
+            self.err(
+                "bad-threshold",
+                format!(
+                    "`serve_min_retention` ({serve}) is above `min_retention` ({claim}): an adapter good enough for mode `adapter` could not serve the backfill"
+                ),
+                "lower `serve_min_retention` to at most `min_retention`",
             );
         }
     }

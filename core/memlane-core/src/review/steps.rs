@@ -14,9 +14,11 @@ use crate::report::CompatCheck;
 use crate::space::{Space, normalize_flat, truncate_flat};
 
 /// The compatibility check of `from` -> `to` on paired rows (`old`, `new` row-major, row
-/// `i` of each is one record): the metrics, the declared mode verified, every gate
-/// judged, the worst verdict. `apply` and the preview both call this; neither the
-/// adapter reference nor an approval is filled in here.
+/// `i` of each is one record): the metrics, the declared mode verified against
+/// `thresholds` (which also set the retention an adapter needs to be chosen), every
+/// gate judged (a gate on an `adapter.*` metric fails when no adapter was chosen), the
+/// worst verdict. `apply` and the preview both call this; neither the adapter
+/// reference nor an approval is filled in here.
 #[allow(clippy::too_many_arguments)]
 pub fn check_pair(
     from: &Space,
@@ -24,7 +26,7 @@ pub fn check_pair(
     old: &[f32],
     new: &[f32],
     k: usize,
-    mode: Option<CompatMode>,
+    (mode, thresholds): (Option<CompatMode>, &ModeThresholds),
     gates: &[Gate],
     queries: Option<QuerySet<'_>>,
 ) -> std::result::Result<(CompatCheck, Option<CompatReport>), CompatError> {
@@ -62,6 +64,8 @@ pub fn check_pair(
         k,
         metric: from.metric,
         queries,
+        min_retention: thresholds.min_retention,
+        serve_min_retention: thresholds.serve_min_retention,
         ..CompatOptions::default()
     };
     let report = compat::compat(&om, &nm, &opts)?;
@@ -72,11 +76,11 @@ pub fn check_pair(
         .as_ref()
         .map_or_else(|| "not fitted".to_owned(), |a| a.summary.clone());
     if let Some(mode) = mode
-        && let Err(e) = compat::verify_mode(mode, &report, &ModeThresholds::default())
+        && let Err(e) = compat::verify_mode(mode, &report, thresholds)
     {
         check.mode_failure = Some(e.to_string());
     }
-    check.gates = compat::evaluate(gates, &check.metrics)?;
+    check.gates = compat::evaluate_with(gates, &check.metrics, &report.unreported())?;
     check.verdict = compat::overall(&check.gates);
     if check.mode_failure.is_some() {
         check.verdict = Verdict::Block;
@@ -165,7 +169,14 @@ impl Walk<'_> {
                 k,
                 embedder,
                 ..
-            } => self.reembed((m, i), space, compare_to.as_deref(), *mode, *k, embedder),
+            } => self.reembed(
+                (m, i),
+                space,
+                compare_to.as_deref(),
+                (*mode, step.mode_thresholds()),
+                *k,
+                embedder,
+            ),
             Step::Truncate {
                 from,
                 space,
@@ -186,7 +197,7 @@ impl Walk<'_> {
         (m, i): (&Migration, usize),
         space: &str,
         compare_to: Option<&str>,
-        mode: Option<CompatMode>,
+        mode: (Option<CompatMode>, ModeThresholds),
         k: Option<usize>,
         embedder: &str,
     ) {
@@ -198,7 +209,7 @@ impl Walk<'_> {
                 (m, i, "reembed"),
                 (&from, space),
                 k.unwrap_or(self.opts.k),
-                (mode, &m.gates),
+                (mode.0, &mode.1, &m.gates),
                 Some(embedder),
             );
             self.steps.push(review);
@@ -236,7 +247,7 @@ impl Walk<'_> {
             (m, i, "truncate"),
             (from, space),
             self.opts.k,
-            (None, &[]),
+            (None, &ModeThresholds::default(), &[]),
             None,
         );
         self.steps.push(review);
@@ -249,7 +260,7 @@ impl Walk<'_> {
         (m, index, op): (&Migration, usize, &str),
         (from, to): (&str, &str),
         k: usize,
-        (mode, gates): (Option<CompatMode>, &[Gate]),
+        (mode, thresholds, gates): (Option<CompatMode>, &ModeThresholds, &[Gate]),
         embedder: Option<&str>,
     ) -> StepReview {
         let (p, sample, computed) = (self.plan, self.sample, &self.truncated);
@@ -303,7 +314,7 @@ impl Walk<'_> {
             return out;
         }
         let (old, new) = paired(ca, cb, sample.ids.len());
-        match check_pair(a, b, &old, &new, k, mode, gates, None) {
+        match check_pair(a, b, &old, &new, k, (mode, thresholds), gates, None) {
             Ok((check, report)) => {
                 if projection && report.is_some() {
                     out.projection = project(&old, a)
@@ -316,5 +327,69 @@ impl Walk<'_> {
             Err(e) => out.note = Some(format!("the compatibility check failed: {e}")),
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compat::testdata;
+
+    fn gates(src: &str) -> Vec<Gate> {
+        let doc: toml::Value = toml::from_str(src).unwrap();
+        compat::parse_gates(&doc["gates"]).unwrap()
+    }
+
+    #[test]
+    fn a_gate_on_the_adapter_blocks_when_none_was_chosen() {
+        let (old, new) = (
+            testdata::latent(200, 12, 12, 0.0, 4),
+            testdata::latent(200, 8, 8, 0.0, 5),
+        );
+        let g = gates("[gates]\n\"adapter.retention\" = { block_below = 0.5 }\n");
+        let (check, _) = check_pair(
+            &Space::new("old", 12),
+            &Space::new("new", 8),
+            &old,
+            &new,
+            10,
+            (None, &ModeThresholds::default()),
+            &g,
+            None,
+        )
+        .unwrap();
+        assert_eq!(check.verdict, Verdict::Block, "{check}");
+        assert_eq!(check.gates[0].value, None);
+        assert!(
+            check.gates[0].message.contains("no adapter was chosen"),
+            "{check}"
+        );
+    }
+
+    #[test]
+    fn an_adapter_between_the_thresholds_serves_unless_mode_adapter_is_claimed() {
+        let (old, new) = testdata::cross_family(500, (48, 72, 48), 1.2, 11);
+        let (from, to) = (Space::new("old", 48), Space::new("new", 72));
+        let run = |mode, t: &ModeThresholds| {
+            check_pair(&from, &to, &old, &new, 10, (mode, t), &[], None).unwrap()
+        };
+        let defaults = ModeThresholds::default();
+        let (check, report) = run(None, &defaults);
+        assert_eq!(check.verdict, Verdict::Pass, "{check}");
+        let fit = report.unwrap().adapter.unwrap();
+        let c = fit
+            .chosen_candidate()
+            .expect("an adapter to serve the backfill");
+        assert!((0.7..0.9).contains(&c.retention), "{check}");
+        let (check, _) = run(Some(CompatMode::Adapter), &defaults);
+        assert_eq!(check.verdict, Verdict::Block);
+        let why = check.mode_failure.unwrap_or_default();
+        assert!(why.contains("may serve during the backfill"), "{why}");
+        let lower = ModeThresholds {
+            min_retention: 0.75,
+            ..defaults
+        };
+        let (check, _) = run(Some(CompatMode::Adapter), &lower);
+        assert_eq!(check.verdict, Verdict::Pass, "{check}");
     }
 }

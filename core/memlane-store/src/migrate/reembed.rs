@@ -140,6 +140,7 @@ pub(super) async fn calibrate(
             sample: sample.unwrap_or(crate::calibrate::DEFAULT_SAMPLE),
             k: k.unwrap_or(10),
             mode: *mode,
+            thresholds: step.mode_thresholds(),
             gates: &m.gates,
             migration: m.id,
             file: &m.file,
