@@ -34,7 +34,7 @@ use memlane_core::compat::{
 };
 use memlane_core::space::Metric;
 
-use memlane_benches::paired::{NEW_DIM, OLD_DIM, sample};
+use memlane_benches::paired::{NEW_DIM, OLD_DIM, SEED, sample};
 use memlane_benches::{python, timed, write_f32};
 
 const K: usize = 10;

@@ -24,7 +24,8 @@ use std::process::Command;
 use memlane_benches::paired::{NEW_DIM, OLD_DIM, sample};
 use memlane_benches::{python, record, timed, write_f32};
 use memlane_core::compat::{
-    HnswParams, KnnPolicy, Matrix, Neighbors, knn, neighborhood_scores, neighbours,
+    CompatOptions, CompatReport, HnswParams, KnnPolicy, Matrix, Neighbors, compat, knn,
+    neighborhood_scores, neighbours,
 };
 use memlane_core::space::Metric;
 
@@ -75,6 +76,27 @@ fn faiss(dir: &Path, n: usize, p: HnswParams) -> Option<serde_json::Value> {
     serde_json::from_str(text.lines().last()?).ok()
 }
 
+/// The whole compatibility report (adapters included) with the given neighbour policy.
+fn report(old: &Matrix<'_>, new: &Matrix<'_>, knn: KnnPolicy) -> (f64, CompatReport) {
+    let opts = CompatOptions {
+        knn,
+        keep_per_row: false,
+        ..CompatOptions::default()
+    };
+    timed(1, || compat(old, new, &opts).expect("compat"))
+}
+
+/// The largest difference between two reports' shared metrics (the graphs' own
+/// `knn.*` figures aside), and its name.
+fn worst_difference(a: &CompatReport, b: &CompatReport) -> (String, f64) {
+    a.metrics
+        .iter()
+        .filter(|(name, _)| !name.starts_with("knn."))
+        .filter_map(|(name, x)| b.metrics.get(name).map(|y| (name.clone(), (x - y).abs())))
+        .max_by(|x, y| x.1.total_cmp(&y.1))
+        .unwrap_or_default()
+}
+
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -105,14 +127,25 @@ fn main() {
     let true_old = recall_vs(&eo, &ho);
     let true_new = recall_vs(&en, &hn);
 
+    // the whole report, as `apply` and `memlane review` compute it
+    let (full_exact, r_exact) = report(&om, &nm, KnnPolicy::Exact);
+    let (full_auto, r_auto) = report(&om, &nm, KnnPolicy::default());
+    let (worst_name, worst) = worst_difference(&r_exact, &r_auto);
+
     let dir = tempfile_dir();
     write_f32(&dir.join("new.f32"), &new);
     write_f32(&dir.join("old.f32"), &old);
     let peer = faiss(&dir, n, params);
     let _ = std::fs::remove_dir_all(&dir);
 
-    println!("{:<28} {:>9} {:>9} {:>10} {:>10}", "path", "secs", "speedup", "overlap@10", "recall@10");
-    println!("{:<28} {:>9.2} {:>9} {:>10.4} {:>10.4}", "exact (memlane)", exact_secs, "1.0x", ov_e.mean, rc_e.mean);
+    println!(
+        "{:<28} {:>9} {:>9} {:>10} {:>10}",
+        "path", "secs", "speedup", "overlap@10", "recall@10"
+    );
+    println!(
+        "{:<28} {:>9.2} {:>9} {:>10.4} {:>10.4}",
+        "exact (memlane)", exact_secs, "1.0x", ov_e.mean, rc_e.mean
+    );
     println!(
         "{:<28} {:>9.2} {:>8.1}x {:>10.4} {:>10.4}",
         "hnsw_rs (memlane)",
@@ -141,6 +174,11 @@ fn main() {
             hnsw_secs / secs
         );
     }
+    println!(
+        "whole compatibility report (adapters fitted): exact {full_exact:.2} s, default policy (hnsw above {} rows) {full_auto:.2} s, {:.1}x; largest metric difference {worst:.4} ({worst_name})",
+        memlane_core::compat::EXACT_UP_TO,
+        full_exact / full_auto
+    );
     let path = record(
         "knn_large",
         &serde_json::json!({
@@ -155,6 +193,9 @@ fn main() {
                      "estimated_recall_vs_exact": {"old": ao.recall_vs_exact, "new": an.recall_vs_exact},
                      "metric_error": {"overlap": ov_h.mean - ov_e.mean, "recall": rc_h.mean - rc_e.mean}},
             "faiss_hnsw": peer,
+            "whole_report": {"exact_secs": full_exact, "default_secs": full_auto,
+                             "speedup": full_exact / full_auto,
+                             "largest_metric_difference": worst, "metric": worst_name},
         }),
     );
     println!("figures written to {}", path.display());

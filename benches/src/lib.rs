@@ -111,7 +111,8 @@ pub mod paired {
     pub const OLD_DIM: usize = 256;
     /// Latent factors shared by every vector (gives the neighbourhoods structure).
     const LATENT: usize = 32;
-    const SEED: u64 = 0x636f_6d70_6174;
+    /// Seed of the sample (and of the benchmarks' shuffled baselines).
+    pub const SEED: u64 = 0x636f_6d70_6174;
 
     /// `n x d_in` times `d_in x d_out` (row-major), i-k-j order so the inner loop vectorises.
     fn times(x: &[f32], d_in: usize, m: &[f32], d_out: usize) -> Vec<f32> {
@@ -164,8 +165,11 @@ pub fn record(name: &str, figures: &serde_json::Value) -> std::path::PathBuf {
         "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
         "figures": figures,
     });
-    std::fs::write(&path, serde_json::to_string_pretty(&out).expect("json") + "\n")
-        .expect("write benchmark results");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&out).expect("json") + "\n",
+    )
+    .expect("write benchmark results");
     path
 }
 

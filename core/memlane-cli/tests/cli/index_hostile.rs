@@ -100,6 +100,7 @@ fn search(store: &str) -> Value {
 }
 
 #[test]
+#[allow(clippy::print_stderr)] // kills and writes, for the closing note
 fn index_build_survives_kills_and_writers_and_a_damaged_index_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("corpus.jsonl");
@@ -138,17 +139,17 @@ fn index_build_survives_kills_and_writers_and_a_damaged_index_is_caught() {
         failed.clone(),
     );
 
-    // kill the build at random moments until it lands
+    // kill the build at random moments, then let one run finish
     let mut rng = Lcg(0x1dec5);
     let mut kills = 0;
-    for _ in 0..40 {
+    for _ in 0..6 {
         let mut child = bin()
             .args(["apply", &s, &m, "--yes"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(150 + rng.next() % 1500));
+        std::thread::sleep(Duration::from_millis(300 + rng.next() % 3000));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             kills += 1;
@@ -156,13 +157,8 @@ fn index_build_survives_kills_and_writers_and_a_damaged_index_is_caught() {
         child.wait().unwrap();
         // the store stays readable at every step, and search always answers
         assert!(search(&s)["hits"].as_array().is_some_and(|h| !h.is_empty()));
-        if json(&["status", &s])["applied"]
-            .as_array()
-            .is_some_and(|a| a.len() == 1)
-        {
-            break;
-        }
     }
+    ok(&["apply", &s, &m, "--yes"]);
     // the writer goes on a little after the build landed
     for _ in 0..3 {
         let before = writes.load(Ordering::SeqCst);
@@ -221,7 +217,10 @@ fn index_build_survives_kills_and_writers_and_a_damaged_index_is_caught() {
     let why = found["fallback"].as_str().unwrap_or_default().to_owned();
     assert!(why.contains("old_idx") || why.contains("`old`"), "{why}");
     assert!(why.contains("optimize_index"), "{why}");
-    assert!(!why.contains(".rs:"), "a dependency's source path leaked: {why}");
+    assert!(
+        !why.contains(".rs:"),
+        "a dependency's source path leaked: {why}"
+    );
     assert_eq!(found["hits"].as_array().map(Vec::len), Some(5));
     let text = ok(&[
         "search",

@@ -379,7 +379,7 @@ mod graph {
         metric: Metric,
     ) -> Result<(usize, f64)> {
         let n = m.rows();
-        let mut rows = SplitMix64::new(0x616e_6e5f_7265_63).permutation(n);
+        let mut rows = SplitMix64::new(0x0061_6e6e_5f72_6563).permutation(n);
         rows.truncate(RECALL_CHECK_ROWS.min(n));
         rows.sort_unstable();
         let mut q = Vec::with_capacity(rows.len() * m.dim());
