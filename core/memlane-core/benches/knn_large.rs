@@ -14,15 +14,16 @@
 //!
 //! Prints a table and writes `benches/results/knn_large.json`.
 //!
-//! `cargo bench --workspace --bench knn_large -- [N]` (default 100000).
+//! `cargo bench -p memlane-core --features hnsw --bench knn_large -- [N]` (default
+//! 100000; memlane-core alone, so lance is not built), run by `make bench`.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark prints its figures
 #![allow(clippy::cast_precision_loss)]
 
 use std::path::Path;
 use std::process::Command;
 
-use memlane_benches::paired::{NEW_DIM, OLD_DIM, sample};
-use memlane_benches::{python, record, timed, write_f32};
+use memlane_benchkit::paired::{NEW_DIM, OLD_DIM, sample};
+use memlane_benchkit::{peer_script, python, record, timed, write_f32};
 use memlane_core::compat::{
     CompatOptions, CompatReport, HnswParams, KnnPolicy, Matrix, Neighbors, compat, knn,
     neighborhood_scores, neighbours,
@@ -42,7 +43,7 @@ fn recall_vs(exact: &Neighbors, approx: &Neighbors) -> f64 {
 }
 
 fn faiss(dir: &Path, n: usize, p: HnswParams) -> Option<serde_json::Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("knn_faiss.py");
+    let script = peer_script("knn_faiss.py");
     let out = Command::new(python())
         .arg(&script)
         .arg(dir)
