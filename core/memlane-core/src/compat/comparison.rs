@@ -322,7 +322,7 @@ fn split_queries(
     let Some(q) = &opts.queries else {
         return Ok((None, None));
     };
-    check_queries(q, old, new)?;
+    super::fit::check_queries(q, old, new)?;
     let rows = q.old.rows();
     let mut q_train = None;
     let mut order: Vec<usize> = (0..rows).collect();
@@ -423,30 +423,6 @@ type TrainQueries = (Vec<f32>, Vec<f32>);
 
 /// Old query vectors, new query vectors (flat) and relevance lists used for evaluation.
 type EvalQueries = (Vec<f32>, Vec<f32>, Vec<Vec<u32>>);
-
-/// Refuse a query set whose vectors or relevance lists do not fit the sample.
-fn check_queries(q: &QuerySet<'_>, old: &Matrix<'_>, new: &Matrix<'_>) -> Result<()> {
-    if q.old.rows() != q.new.rows()
-        || q.relevant.len() != q.old.rows()
-        || q.old.dim() != old.dim()
-        || q.new.dim() != new.dim()
-    {
-        return Err(CompatError::Shape {
-            what: "query set".into(),
-            message: format!(
-                "{} old ({}d), {} new ({}d) query vectors and {} relevance lists do not fit a {}d -> {}d sample; embed every query with both models and give one list per query",
-                q.old.rows(),
-                q.old.dim(),
-                q.new.rows(),
-                q.new.dim(),
-                q.relevant.len(),
-                old.dim(),
-                new.dim()
-            ),
-        });
-    }
-    Ok(())
-}
 
 /// Rows `rows` of `m`, flat.
 fn gather(m: &Matrix<'_>, rows: &[usize]) -> Vec<f32> {

@@ -274,13 +274,14 @@ fn check_inputs(old: &Matrix<'_>, new: &Matrix<'_>, opts: &FitOptions<'_>) -> Re
         });
     }
     if let Some(q) = &opts.eval_queries {
-        check_eval_queries(q, old, new)?;
+        check_queries(q, old, new)?;
     }
     Ok(())
 }
 
-/// Refuse evaluation queries whose vectors or relevance lists do not fit the sample.
-fn check_eval_queries(q: &QuerySet<'_>, old: &Matrix<'_>, new: &Matrix<'_>) -> Result<()> {
+/// Refuse queries whose vectors or relevance lists do not fit the sample (relevant rows
+/// must index it).
+pub(super) fn check_queries(q: &QuerySet<'_>, old: &Matrix<'_>, new: &Matrix<'_>) -> Result<()> {
     let n = old.rows();
     let fits = q.old.rows() == q.new.rows()
         && q.relevant.len() == q.old.rows()
@@ -288,7 +289,7 @@ fn check_eval_queries(q: &QuerySet<'_>, old: &Matrix<'_>, new: &Matrix<'_>) -> R
         && q.new.dim() == new.dim();
     if !fits || q.relevant.iter().flatten().any(|&r| r as usize >= n) {
         return Err(CompatError::Shape {
-            what: "evaluation queries".into(),
+            what: "query set".into(),
             message: format!(
                 "{} old ({}d), {} new ({}d) query vectors and {} relevance lists do not fit a {n}-row {}d -> {}d sample; embed every query with both models and give one list of sample rows per query",
                 q.old.rows(),
