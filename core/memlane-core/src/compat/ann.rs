@@ -226,7 +226,8 @@ mod graph {
     /// Euclidean order equals inner-product order (the standard MIPS-to-NN reduction).
     struct Prepared {
         base: Vec<f32>,
-        queries: Vec<f32>,
+        /// Query rows when they differ from the base rows (inner product only).
+        queries: Option<Vec<f32>>,
         dim: usize,
         unit: bool,
     }
@@ -238,15 +239,15 @@ mod graph {
                 let mut v = m.data().to_vec();
                 crate::space::normalize_flat(&mut v, d);
                 Prepared {
-                    base: v.clone(),
-                    queries: v,
+                    base: v,
+                    queries: None,
                     dim: d,
                     unit: true,
                 }
             }
             Metric::L2 => Prepared {
                 base: m.data().to_vec(),
-                queries: m.data().to_vec(),
+                queries: None,
                 dim: d,
                 unit: false,
             },
@@ -263,7 +264,7 @@ mod graph {
                 }
                 Prepared {
                     base,
-                    queries,
+                    queries: Some(queries),
                     dim: d + 1,
                     unit: false,
                 }
@@ -272,8 +273,14 @@ mod graph {
     }
 
     impl Prepared {
+        /// All query rows, flat.
+        fn queries(&self) -> &[f32] {
+            self.queries.as_deref().unwrap_or(&self.base)
+        }
+
         fn distance(&self, q: usize, b: usize) -> f32 {
-            let (d, qa) = (self.dim, &self.queries[q * self.dim..(q + 1) * self.dim]);
+            let d = self.dim;
+            let qa = &self.queries()[q * d..(q + 1) * d];
             let ba = &self.base[b * d..(b + 1) * d];
             if self.unit {
                 UnitDot.eval(qa, ba)
@@ -342,7 +349,11 @@ mod graph {
         let graph = Hnsw::<f32, D>::new(params.m, n, MAX_LAYER, params.ef_construction, dist);
         let rows: Vec<(&[f32], usize)> = p.base.chunks_exact(p.dim).zip(0..n).collect();
         graph.parallel_insert_slice(&rows);
-        let queries: Vec<Vec<f32>> = p.queries.chunks_exact(p.dim).map(<[f32]>::to_vec).collect();
+        let queries: Vec<Vec<f32>> = p
+            .queries()
+            .chunks_exact(p.dim)
+            .map(<[f32]>::to_vec)
+            .collect();
         let ef = params.ef_search.max(k + 1);
         let found = graph.parallel_search(&queries, k + 1, ef);
         let mut ids = Vec::with_capacity(n * k);

@@ -59,13 +59,13 @@ pub(crate) async fn recall(
     } else {
         (slots - missed) as f64 / slots as f64
     };
-    let message = match used {
-        None if fallback.is_some() => fallback.unwrap_or_default(),
-        None => format!(
+    let message = match (used, fallback) {
+        (None, Some(why)) => why,
+        (None, None) => format!(
             "space `{}` records a {} index but Lance has none on `{}`: searches are exact; rebuild it with `create_index`",
             sp.name, index.kind, sp.column
         ),
-        Some(kind) => format!(
+        (Some(kind), _) => format!(
             "{label} = {recall:.3} over {} queries ({kind}, nprobes {}{}); at least {:.2} required",
             queries.len(),
             index.nprobes(),
