@@ -128,6 +128,8 @@ bench: deps-system deps-python deps-bench deps-browser check-wasm ## Benchmarks 
 	cp -r bindings/python/python/memlane "$(CARGO_TARGET_DIR)/pybench/"
 	cp "$(CARGO_TARGET_DIR)/release/lib_memlane.so" "$(CARGO_TARGET_DIR)/pybench/memlane/_memlane.abi3.so"
 	PYTHONPATH="$(CARGO_TARGET_DIR)/pybench" "$(VENV)/bin/python" benches/python/bench_python.py
+	# vector index: build through a migration and indexed search vs lancedb (1M x 384, slow)
+	PYTHONPATH="$(CARGO_TARGET_DIR)/pybench" "$(VENV)/bin/python" benches/python/bench_index.py
 	# the preview page in headless Chromium (wasm build of check-wasm; dev CLI for the samples)
 	$(MAKE) --no-print-directory build
 	MEMLANE="$(MEMLANE)" bash scripts/preview-example.sh "$(PREVIEW_EXAMPLE)"
