@@ -141,6 +141,37 @@ async fn create_index_builds_a_sealed_index_that_search_uses_and_a_reembed_carri
     assert_eq!(via.hits[0].id, recs[40]["id"].as_str().unwrap());
     let v = store.verify(Some(&files2)).await.unwrap();
     assert!(v.ok(), "{v}");
+
+    // rows written after the switch have no vector in the old, still indexed space:
+    // its indexed search (no `IS NOT NULL` prefilter) still answers k hits, all with a
+    // distance, none of them a row without an old vector
+    let late: Vec<serde_json::Value> = (0..60)
+        .map(|i| serde_json::json!({"id": format!("late-{i}"), "content": format!("written after the switch, number {i}")}))
+        .collect();
+    let emb = HashMap::from([("new".to_owned(), hash(96, 7))]);
+    store.add_json(&late, &emb).await.unwrap();
+    let (with, total) = store.coverage(Some("old")).await.unwrap();
+    assert!(
+        with < total,
+        "the late rows have no old vector: {with}/{total}"
+    );
+    let q = hash(64, 0)
+        .embed(&[recs[40]["content"].as_str().unwrap()])
+        .unwrap();
+    let old = store
+        .search_with(Some("old"), &q, 10, None, &SearchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(old.index, Some(IndexKind::IvfPq));
+    assert_eq!(old.hits.len(), 10);
+    assert_eq!(old.hits[0].id, recs[40]["id"].as_str().unwrap());
+    assert!(
+        old.hits
+            .iter()
+            .all(|h| h.distance.is_finite() && !h.id.starts_with("late-")),
+        "{:?}",
+        old.hits
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
