@@ -14,22 +14,10 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema};
 use lance::Dataset;
 use lance::dataset::{BatchUDF, NewColumnTransform, WriteMode, WriteParams};
-use memlane_store::{CreateOptions, EmbedError, Embedder, Store};
+use memlane_benches::ZeroCost;
+use memlane_store::{CreateOptions, Embedder, Store};
 
 const DIM: usize = 384;
-
-/// Returns a fixed unit vector per text: measures everything but the model.
-struct ZeroCost;
-impl Embedder for ZeroCost {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, EmbedError> {
-        #[allow(clippy::cast_precision_loss)]
-        let x = 1.0 / (DIM as f32).sqrt();
-        Ok(vec![x; texts.len() * DIM])
-    }
-    fn batch_size(&self) -> usize {
-        1024
-    }
-}
 
 fn dir() -> String {
     format!("{}/memlane-bench/backfill", std::env::temp_dir().display())
@@ -91,7 +79,7 @@ async fn memlane_backfill(n: usize) -> (f64, f64) {
     let t = Instant::now();
     let r = store
         .migrator(migrations())
-        .embedder("zero", Arc::new(ZeroCost))
+        .embedder("zero", Arc::new(ZeroCost(DIM)))
         .apply()
         .await
         .expect("apply");
@@ -140,7 +128,7 @@ async fn lance_add_columns(n: usize) -> f64 {
                 .downcast_ref::<StringArray>()
                 .map(|a| a.iter().flatten().collect())
                 .unwrap_or_default();
-            let flat = ZeroCost
+            let flat = ZeroCost(DIM)
                 .embed(&texts)
                 .map_err(|e| lance::Error::invalid_input(e.to_string()))?;
             let v = FixedSizeListArray::try_new(
@@ -258,7 +246,7 @@ fn main() {
         let stop2 = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let searcher = tokio::spawn(search_latencies(uri.clone(), stop2.clone(), usize::MAX));
         let mut s = Store::open(&uri).await.expect("open");
-        s.migrator(migrations()).embedder("zero", Arc::new(ZeroCost)).apply().await.expect("apply");
+        s.migrator(migrations()).embedder("zero", Arc::new(ZeroCost(DIM))).apply().await.expect("apply");
         stop2.store(true, std::sync::atomic::Ordering::SeqCst);
         let busy = searcher.await.expect("join");
         println!("search latency, k=10 on {n} rows (ms): idle p50 {:.1} p99 {:.1} (n={}); during backfill p50 {:.1} p99 {:.1} (n={}); p99 ratio {:.2}x",
@@ -293,7 +281,7 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let mut s = Store::open(&uri).await.expect("open");
         let t = Instant::now();
-        let r = s.migrator(migrations()).embedder("zero", Arc::new(ZeroCost)).apply().await.expect("apply");
+        let r = s.migrator(migrations()).embedder("zero", Arc::new(ZeroCost(DIM))).apply().await.expect("apply");
         let took = t.elapsed().as_secs_f64();
         writing.store(false, std::sync::atomic::Ordering::SeqCst);
         let written = writer.await.expect("join");

@@ -12,24 +12,11 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use memlane_benchkit::{median, record};
-use memlane_store::{CreateOptions, EmbedError, Embedder, StorageOptions, Store};
+use memlane_benches::{ZeroCost, median, record};
+use memlane_store::{CreateOptions, StorageOptions, Store};
 use memlane_tests::S3Server;
 
 const DIM: usize = 384;
-
-/// Returns a fixed unit vector per text: measures everything but the model.
-struct ZeroCost;
-impl Embedder for ZeroCost {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, EmbedError> {
-        #[allow(clippy::cast_precision_loss)]
-        let x = 1.0 / (DIM as f32).sqrt();
-        Ok(vec![x; texts.len() * DIM])
-    }
-    fn batch_size(&self) -> usize {
-        1024
-    }
-}
 
 fn records(n: usize) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
@@ -66,7 +53,7 @@ async fn run(uri: &str, storage: StorageOptions, n: usize, migs: &std::path::Pat
     let t = std::time::Instant::now();
     store
         .migrator(migrations(migs))
-        .embedder("zero", Arc::new(ZeroCost))
+        .embedder("zero", Arc::new(ZeroCost(DIM)))
         .apply()
         .await
         .expect("apply");

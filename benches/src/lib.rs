@@ -84,3 +84,18 @@ pub fn peak_rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// An embedder that returns the same unit vector of `dim` for every text, in batches of
+/// 1,024: a re-embed through it measures everything but the model.
+pub struct ZeroCost(pub usize);
+
+impl memlane_store::Embedder for ZeroCost {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, memlane_store::EmbedError> {
+        #[allow(clippy::cast_precision_loss)]
+        let x = 1.0 / (self.0 as f32).sqrt();
+        Ok(vec![x; texts.len() * self.0])
+    }
+    fn batch_size(&self) -> usize {
+        1024
+    }
+}
