@@ -213,3 +213,227 @@ fn two_cli_migrators_on_s3_one_proceeds_the_other_names_the_holder() {
     assert!(out.contains("runner-7"), "{out}");
     assert!(json_on(&s3, &["status", &s])["lock"].is_null());
 }
+
+/// One write through the CLI (a process of its own) on the S3 store: `add`/`upsert` of
+/// one record embedded into `h64`, or `delete` by id. Returns the change it made to the
+/// expected state (`Some(content)` written, `None` deleted) when the write succeeded.
+fn write_once(
+    s3: &S3Server,
+    store: &str,
+    dir: &std::path::Path,
+    k: usize,
+    ids: &[String],
+) -> Result<(String, Option<String>), String> {
+    let f = dir.join(format!("w{k}.jsonl"));
+    let (verb, id, content) = match k % 3 {
+        0 => (
+            "add",
+            format!("w-{k}"),
+            Some(format!("note {k} from the agent")),
+        ),
+        1 => (
+            "upsert",
+            ids[(k * 37) % ids.len()].clone(),
+            Some(format!("memory rewritten by the agent in round {k}")),
+        ),
+        _ => ("delete", format!("w-{}", k - 2), None),
+    };
+    let mut args: Vec<String> = vec![verb.into(), store.into()];
+    match &content {
+        Some(c) => {
+            let rec = serde_json::json!({"id": id, "content": c, "kind": "episodic"});
+            std::fs::write(&f, format!("{rec}\n")).unwrap();
+            args.extend([
+                f.to_str().unwrap().into(),
+                "--embedder".into(),
+                "h64=hash:64:3".into(),
+            ]);
+        }
+        None => args.extend(["--where".into(), format!("id = '{id}'")]),
+    }
+    let o = on(s3).args(&args).output().unwrap();
+    if o.status.success() {
+        Ok((id, content))
+    } else {
+        Err(format!("{args:?}: {}", String::from_utf8_lossy(&o.stderr)))
+    }
+}
+
+/// The hostile day on object storage: a second process writes through the public API
+/// (add, upsert of rows the backfill has or has not reached, delete) while a re-embed
+/// runs on S3, is SIGKILLed once a checkpoint is committed, and is resumed. No write
+/// fails; at the end the id set is exactly what the writes left, every live row's new
+/// vector is the embedding of its current content, and verify passes.
+#[test]
+fn writers_on_s3_never_fail_while_a_reembed_is_killed_and_resumed() {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let s3 = S3Server::start("memlane-cli-writer");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("big.jsonl");
+    write_big_corpus(&data, 1800);
+    let migs = dir.path().join("migs");
+    std::fs::create_dir(&migs).unwrap();
+    // slower than the other tests' run, so the writer and the kill land inside it
+    std::fs::write(
+        migs.join("0001_h64.toml"),
+        REEMBED.replace("throttle = 800.0", "throttle = 300.0"),
+    )
+    .unwrap();
+    let (m, d) = (migs.to_str().unwrap(), data.to_str().unwrap());
+    let s = s3.uri("store");
+    ok_on(
+        &s3,
+        &["init", &s, "--from", d, "--rows-per-fragment", "300"],
+    );
+    let mut expected: BTreeMap<String, String> = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["id"].as_str().unwrap().to_owned(),
+                v["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let ids: Vec<String> = expected.keys().cloned().collect();
+    let emb = "h64=hash:64:3";
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let log = Arc::new(Mutex::new(
+        Vec::<Result<(String, Option<String>), String>>::new(),
+    ));
+    let s3 = Arc::new(s3);
+    let writer = {
+        let (stop, log, s3, s, wdir, ids) = (
+            stop.clone(),
+            log.clone(),
+            s3.clone(),
+            s.clone(),
+            dir.path().to_owned(),
+            ids.clone(),
+        );
+        std::thread::spawn(move || {
+            // from the moment the new space exists, every write embeds into it too
+            while !json_on(&s3, &["status", &s])["spaces"]
+                .to_string()
+                .contains("\"h64\"")
+            {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let mut k = 0;
+            while !stop.load(Ordering::SeqCst) {
+                k += 1;
+                let r = write_once(&s3, &s, &wdir, k, &ids);
+                log.lock().unwrap().push(r);
+            }
+        })
+    };
+
+    // the first apply is SIGKILLed once a checkpoint is committed (polled, not timed)
+    let mut child = on(&s3)
+        .args(["apply", &s, m, "--yes", "--embedder", emb])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut killed = false;
+    loop {
+        let st = json_on(&s3, &["status", &s]);
+        if st["in_flight"]["checkpoint"]["embedded"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+        {
+            killed = child.try_wait().unwrap().is_none();
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint: {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if killed {
+        child.kill().unwrap(); // SIGKILL
+    }
+    child.wait().unwrap();
+    eprintln!("first apply SIGKILLed mid-backfill: {killed}");
+    // the writer keeps writing through the resumed run, then stops; a last apply catches
+    // up what it changed after the switch
+    ok_on(&s3, &["apply", &s, m, "--yes", "--embedder", emb]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while log.lock().unwrap().len() < 12 {
+        assert!(Instant::now() < deadline, "the writer hardly wrote");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    ok_on(&s3, &["apply", &s, m, "--yes", "--embedder", emb]);
+
+    let results = log.lock().unwrap().clone();
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "writes failed: {failed:#?}");
+    eprintln!(
+        "{} writes by the second process, none failed",
+        results.len()
+    );
+    for (id, content) in results.into_iter().map(Result::unwrap) {
+        match content {
+            Some(c) => expected.insert(id, c),
+            None => expected.remove(&id),
+        };
+    }
+    let st = json_on(&s3, &["status", &s]);
+    assert_eq!(st["active_space"], "h64", "{st}");
+    assert!(st["in_flight"].is_null() && st["lock"].is_null(), "{st}");
+
+    // the id set is exact; every vector is the embedding of the row's current content
+    let p = dir.path().join("out.jsonl");
+    ok_on(&s3, &["export", &s, "-o", p.to_str().unwrap()]);
+    let model = memlane_store::HashEmbedder::new(64, 3);
+    let mut seen = BTreeMap::new();
+    for l in std::fs::read_to_string(&p).unwrap().lines() {
+        let r: Value = serde_json::from_str(l).unwrap();
+        let id = r["id"].as_str().unwrap().to_owned();
+        let content = r["content"].as_str().unwrap().to_owned();
+        let col = r
+            .as_object()
+            .unwrap()
+            .keys()
+            .find(|k| k.starts_with("vec_") && k.contains("h64"))
+            .unwrap_or_else(|| panic!("no h64 vector column in {r}"));
+        let got: Vec<f64> = r[col]
+            .as_array()
+            .unwrap_or_else(|| panic!("{id} has no h64 vector"))
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let want = memlane_store::Embedder::embed(&model, &[content.as_str()]).unwrap();
+        assert_eq!(got.len(), want.len(), "{id}");
+        assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(a, b)| (a - f64::from(*b)).abs() < 1e-5),
+            "{id}: its vector is not the embedding of its content {content:?}"
+        );
+        seen.insert(id, content);
+    }
+    assert_eq!(seen, expected);
+    let v = json_on(&s3, &["verify", &s, m]);
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{v}"
+    );
+}
