@@ -385,3 +385,94 @@ async fn retention_contracts_the_replaced_space_once_due() {
         3
     );
 }
+
+/// Blocks once, after `after` rows, until `compacted` is set: a compaction by another
+/// writer lands in the middle of the backfill, at a known point.
+struct WaitsForCompaction {
+    rows: AtomicUsize,
+    after: usize,
+    asked: Arc<std::sync::atomic::AtomicBool>,
+    compacted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Embedder for WaitsForCompaction {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, EmbedError> {
+        let before = self.rows.fetch_add(texts.len(), Ordering::SeqCst);
+        if before >= self.after && !self.asked.swap(true, Ordering::SeqCst) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while !self.compacted.load(Ordering::SeqCst) {
+                if std::time::Instant::now() > deadline {
+                    return Err("the compaction never came".into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        hash(96, 7).embed(texts)
+    }
+    fn batch_size(&self) -> usize {
+        50
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compaction_by_another_writer_during_the_backfill_is_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = memory_store(&dir).await;
+    let n = store.count().await.unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("0001_new.toml"), MIG).unwrap();
+    let files = memlane_store::read_folder(folder.path()).unwrap();
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let compacted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Lance's own compaction, as another process would run it, once the embedder is
+    // half-way through the first fragments
+    let compactor = {
+        let (asked, compacted, at) = (asked.clone(), compacted.clone(), uri(&dir, "g"));
+        tokio::spawn(async move {
+            while !asked.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            let mut ds = lance::Dataset::open(&at).await.unwrap();
+            let before = ds.get_fragments().len();
+            let opts = lance::dataset::optimize::CompactionOptions {
+                target_rows_per_fragment: 10_000,
+                ..Default::default()
+            };
+            lance::dataset::optimize::compact_files(&mut ds, opts, None)
+                .await
+                .unwrap();
+            compacted.store(true, Ordering::SeqCst);
+            (before, ds.get_fragments().len())
+        })
+    };
+    let e = Arc::new(WaitsForCompaction {
+        rows: 0.into(),
+        after: 50 + 150,
+        asked,
+        compacted,
+    });
+    let r = store
+        .migrator(files.clone())
+        .embedder("e", e)
+        .apply()
+        .await
+        .unwrap();
+    let (before, after) = compactor.await.unwrap();
+    assert!(
+        after < before,
+        "the compaction did not rewrite: {before} -> {after}"
+    );
+    let b = r.migrations[0].steps[1].backfill.clone().unwrap();
+    assert!(b.dropped >= 1, "{b:?}");
+    // every row has its vector of the new space, current for its content
+    assert_eq!(store.state().active_space.as_deref(), Some("new"));
+    assert_eq!(store.count().await.unwrap(), n);
+    assert_eq!(store.coverage(Some("new")).await.unwrap(), (n, n));
+    let v = store.verify(Some(&files)).await.unwrap();
+    assert!(v.ok(), "{v}");
+    let q = hash(96, 7)
+        .embed(&[corpus()[7]["content"].as_str().unwrap()])
+        .unwrap();
+    let hit = &store.search(None, &q, 1, None).await.unwrap()[0];
+    assert_eq!(hit.id, corpus()[7]["id"].as_str().unwrap());
+}

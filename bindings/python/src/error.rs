@@ -195,6 +195,16 @@ fn attrs_of(e: &StoreError) -> Attrs {
             ("batch", json!(batch)),
             ("record_id", json!(first_id)),
         ],
+        StoreError::Worker {
+            fragment,
+            attempts,
+            worker,
+            ..
+        } => vec![
+            ("fragment", json!(fragment)),
+            ("attempts", json!(attempts)),
+            ("worker", json!(worker)),
+        ],
         StoreError::MissingEmbedder { name, file } => {
             vec![("embedder", json!(name)), ("file", json!(file))]
         }

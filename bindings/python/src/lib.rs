@@ -13,6 +13,7 @@ mod arrow_ffi;
 mod compat;
 mod embedder;
 mod error;
+mod executor;
 mod space;
 mod store;
 
@@ -89,6 +90,8 @@ mod _memlane {
         MemlaneError, MigrationError, ModelDrift, NotFoundError, ReviewRequired, StateError,
         StorageError, StoreExistsError,
     };
+    #[pymodule_export]
+    use super::executor::run_fragment_task_json;
     #[pymodule_export]
     use super::space::Space;
     #[pymodule_export]

@@ -13,11 +13,14 @@ use pyo3::types::{PyCapsule, PyDict};
 use crate::arrow_ffi;
 use crate::embedder::PyEmbedder;
 use crate::error::{input, to_py};
+use crate::executor::PyExecutor;
 use crate::space::Space;
 
 /// Python embedders by name, and the slot where a raised exception is kept.
 struct Embedders {
     map: HashMap<String, Arc<dyn Embedder>>,
+    /// Embedders that are also fragment executors (the distributed backfill).
+    executors: HashMap<String, Arc<dyn memlane_store::FragmentExecutor>>,
     raised: Arc<Mutex<Option<PyErr>>>,
 }
 
@@ -25,6 +28,8 @@ impl Embedders {
     fn from_py(embedders: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let raised = Arc::new(Mutex::new(None));
         let mut map: HashMap<String, Arc<dyn Embedder>> = HashMap::new();
+        let mut executors: HashMap<String, Arc<dyn memlane_store::FragmentExecutor>> =
+            HashMap::new();
         if let Some(d) = embedders {
             for (k, v) in d.iter() {
                 let name: String = k.extract()?;
@@ -39,13 +44,20 @@ impl Embedders {
                     .and_then(|b| b.extract::<usize>().ok())
                     .filter(|b| *b > 0)
                     .unwrap_or(64);
+                if let Some(ex) = PyExecutor::of(&v)? {
+                    executors.insert(name.clone(), Arc::new(ex));
+                }
                 map.insert(
                     name,
                     Arc::new(PyEmbedder::new(v.unbind(), batch, raised.clone())),
                 );
             }
         }
-        Ok(Embedders { map, raised })
+        Ok(Embedders {
+            map,
+            executors,
+            raised,
+        })
     }
 
     /// Map a store error; an exception raised inside an embedder becomes its cause.
@@ -411,6 +423,7 @@ impl Store {
             memlane_store::MigrationFolder::read(migrations).map_err(|e| to_py(py, e, None))?;
         let emb = Embedders::from_py(embedders)?;
         let map = emb.map.clone();
+        let executors = emb.executors.clone();
         let progress = progress.map(|f| {
             let f = Arc::new(f);
             let cb: memlane_store::ProgressFn = Arc::new(move |p: &Progress| {
@@ -423,6 +436,18 @@ impl Store {
                         let _ = d.set_item("op", &p.op);
                         let _ = d.set_item("done", p.done);
                         let _ = d.set_item("total", p.total);
+                        let _ = d.set_item("rows_per_sec", p.rows_per_sec);
+                        if let Some(b) = &p.backfill {
+                            let _ = d.set_item("commits", b.commits);
+                            let _ = d.set_item("conflicts", b.conflicts);
+                            let _ = d.set_item("retries", b.retries);
+                            let workers: Vec<(String, u64, u64, f64)> = b
+                                .workers
+                                .iter()
+                                .map(|w| (w.worker.clone(), w.fragments, w.rows, w.rows_per_sec()))
+                                .collect();
+                            let _ = d.set_item("workers", workers);
+                        }
                         // a failing progress callback must not fail the migration
                         if let Err(e) = f.bind(py).call1((d,)) {
                             e.print(py);
@@ -440,6 +465,9 @@ impl Store {
                 .to(to);
             for (name, e) in map {
                 m = m.embedder(name, e);
+            }
+            for (name, ex) in executors {
+                m = m.executor(name, ex);
             }
             if let Some(p) = progress {
                 m = m.progress(p);

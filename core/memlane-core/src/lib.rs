@@ -33,8 +33,8 @@ pub use migration::{
 };
 pub use plan::{Effect, Finding, Level, Plan, Snapshot, plan};
 pub use report::{
-    ApplyReport, Approval, CompatCheck, ContextLoss, InvariantResult, MigrationOutcome,
-    MigrationReport, StepReport,
+    ApplyReport, Approval, BackfillStats, CompatCheck, ContextLoss, InvariantResult,
+    MigrationOutcome, MigrationReport, StepReport, WorkerStats,
 };
 pub use review::{Review, ReviewOptions, Sample, VectorColumn, check_pair, review};
 pub use schema::{FieldDef, FieldType, Value};

@@ -116,6 +116,76 @@ pub struct StepReport {
     /// For a re-embed: how the new space compares to the one it replaces, and the gates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compat: Option<CompatCheck>,
+    /// For a re-embed: how its backfill ran in this apply (commits, conflicts with
+    /// writers, retried fragments, and each worker's share when workers embedded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<BackfillStats>,
+}
+
+/// How the backfill of a re-embed ran in one apply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackfillStats {
+    /// Backfill commits (groups of fragments, each one Lance `DataReplacement`).
+    pub commits: u64,
+    /// Commits another writer preempted, redone on the new head.
+    pub conflicts: u64,
+    /// Fragments left out because a writer rewrote them meanwhile (an upsert's rewrite,
+    /// a compaction): their results dropped, or their tasks not run. The next pass
+    /// looks at their rows again.
+    pub dropped: u64,
+    /// Fragment tasks run again after a worker failed or died.
+    pub retries: u64,
+    /// Fragment results a killed run had staged, reused instead of embedded again.
+    pub reused: u64,
+    /// Per worker, when fragments were embedded by workers (empty in one process).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<WorkerStats>,
+}
+
+/// One worker's share of a distributed backfill.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// The worker's name (as its executor reports it).
+    pub worker: String,
+    /// Fragments it embedded.
+    pub fragments: u64,
+    /// Rows it embedded.
+    pub rows: u64,
+    /// Seconds it spent on them (reading, embedding, writing).
+    pub secs: f64,
+}
+
+impl WorkerStats {
+    /// Rows per second of its own time.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn rows_per_sec(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.rows as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+}
+
+impl fmt::Display for BackfillStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "backfill: {} commit(s), {} preempted by writers, {} fragment result(s) dropped, {} fragment task(s) retried, {} reused",
+            self.commits, self.conflicts, self.dropped, self.retries, self.reused
+        )?;
+        for w in &self.workers {
+            write!(
+                f,
+                "\n  worker {}: {} fragment(s), {} rows, {:.0} rows/s",
+                w.worker,
+                w.fragments,
+                w.rows,
+                w.rows_per_sec()
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Who approved a migration whose gates asked for review, when and why.
@@ -263,6 +333,11 @@ impl fmt::Display for StepReport {
         }
         if let Some(c) = &self.compat {
             for l in c.to_string().lines() {
+                write!(f, "\n    {l}")?;
+            }
+        }
+        if let Some(b) = self.backfill.as_ref().filter(|b| b.commits > 0) {
+            for l in b.to_string().lines() {
                 write!(f, "\n    {l}")?;
             }
         }

@@ -477,6 +477,7 @@ mod tests {
             invariants: vec![],
             version: None,
             compat: None,
+            backfill: None,
         });
         assert!(
             h.to_string().contains(&format!("step {}", usize::MAX)),

@@ -178,6 +178,20 @@ pub enum StoreError {
         /// What went wrong.
         message: String,
     },
+    /// Workers failed on a fragment of a distributed backfill as often as allowed.
+    #[error(
+        "fragment {fragment} failed on {attempts} tries (last on worker `{worker}`): {message}; the fragments committed so far stay committed, fix the cause and run apply again (it resumes)"
+    )]
+    Worker {
+        /// Fragment id.
+        fragment: u64,
+        /// Tries made.
+        attempts: u32,
+        /// The worker of the last try.
+        worker: String,
+        /// The last failure.
+        message: String,
+    },
     /// A space name that the store does not have.
     #[error("space `{name}` does not exist in this store (spaces: {known})")]
     UnknownSpace {
@@ -325,7 +339,9 @@ impl StoreError {
             StoreError::LockHeld { .. } | StoreError::LockAlive { .. } => ErrorKind::Locked,
             StoreError::Input(_) => ErrorKind::Input,
             StoreError::InvariantViolation { .. } => ErrorKind::Invariant,
-            StoreError::MissingEmbedder { .. } | StoreError::Embedder { .. } => ErrorKind::Embedder,
+            StoreError::MissingEmbedder { .. }
+            | StoreError::Embedder { .. }
+            | StoreError::Worker { .. } => ErrorKind::Embedder,
             StoreError::UnknownSpace { .. } => ErrorKind::Vector,
             StoreError::ModelDrift { .. } => ErrorKind::Drift,
             StoreError::GateBlocked { .. } => ErrorKind::Gate,

@@ -51,6 +51,7 @@ pub use embed::{EmbedError, Embedder, HashEmbedder};
 pub use error::{Result, StoreError, lance_message};
 pub use export::{export, export_ipc, export_jsonl};
 pub use fingerprint::CANARIES;
+pub use gradual::{FragmentExecutor, FragmentResult, FragmentTask, TaskOutcome, run_fragment_task};
 pub use memlane_core;
 pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};

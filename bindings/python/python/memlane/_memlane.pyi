@@ -153,6 +153,12 @@ def unlock_json(
     uri: str, *, even_if_alive: bool = False, storage_options: Optional[Dict[str, str]] = None
 ) -> Optional[str]: ...
 def read_migrations(folder: str) -> str: ...
+def run_fragment_task_json(
+    task: str, embedder: Callable[[List[str]], Any], *, worker: Optional[str] = None
+) -> str:
+    """Run one fragment task of a distributed re-embed in this process (a worker): read,
+    embed, check, write the columns, stage the result; returns the result as JSON."""
+    ...
 def compat_json(
     old: bytes,
     old_dim: int,

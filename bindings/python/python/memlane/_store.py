@@ -98,6 +98,15 @@ class _Tqdm:
             if p["total"] and self._bar.total != p["total"]:
                 self._bar.total = p["total"]
             self._bar.n = p["done"]
+            post = {}
+            if p.get("workers"):
+                post["workers"] = len(p["workers"])
+            if p.get("conflicts"):
+                post["conflicts"] = p["conflicts"]
+            if p.get("retries"):
+                post["retries"] = p["retries"]
+            if post:
+                self._bar.set_postfix(post, refresh=False)
             self._bar.refresh()
 
     def close(self) -> None:

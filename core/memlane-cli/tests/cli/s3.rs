@@ -265,6 +265,7 @@ fn write_once(
 /// fails; at the end the id set is exactly what the writes left, every live row's new
 /// vector is the embedding of its current content, and verify passes.
 #[test]
+#[allow(clippy::print_stderr)] // what the run did, for the log
 fn writers_on_s3_never_fail_while_a_reembed_is_killed_and_resumed() {
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -13,17 +13,16 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Float32Type, Schema as ArrowSchema, SchemaRef};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
-use lance::dataset::transaction::{DataReplacementGroup, Operation};
+use lance::dataset::transaction::DataReplacementGroup;
 use memlane_core::ReembedCheckpoint;
 use memlane_core::Space;
 use memlane_core::schema::ID;
 
-use crate::engine::commit::Backoff;
 use crate::error::{Result, StoreError};
-use crate::store::now;
 use crate::vectors::embed_checked;
 
-use super::{COMMIT_RETRIES, Gradual, SAVE_EVERY_SECS, SLOW_CALL_SECS};
+use super::replace::Ready;
+use super::{Gradual, SAVE_EVERY_SECS, SLOW_CALL_SECS};
 
 /// A todo row of a fragment: its physical offset and the digest of its current text.
 pub(super) struct Todo {
@@ -199,6 +198,65 @@ impl FragmentReader {
 }
 
 impl Prepared {
+    /// The digest of each todo row's current text, by physical offset.
+    pub(super) fn digest_by_offset(&self) -> HashMap<usize, [u8; 16]> {
+        self.todo.iter().map(|t| (t.offset, t.digest)).collect()
+    }
+
+    /// Embed the rows at `offsets` (batch `k` of the fragment) with the embedder's
+    /// output checked, and put their vectors and digests in the new columns.
+    pub(super) fn embed_chunk(
+        &mut self,
+        name: &str,
+        embedder: &dyn crate::embed::Embedder,
+        offsets: &[usize],
+        k: usize,
+        digest: &HashMap<usize, [u8; 16]>,
+    ) -> Result<()> {
+        let d = self.space.dimension;
+        let prefix = &self.space.passage_prefix;
+        let texts: Vec<std::borrow::Cow<'_, str>> = offsets
+            .iter()
+            .map(|o| {
+                let t = self.texts.value(*o);
+                if prefix.is_empty() {
+                    std::borrow::Cow::Borrowed(t)
+                } else {
+                    std::borrow::Cow::Owned(format!("{prefix}{t}"))
+                }
+            })
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
+        let ids: Vec<String> = offsets
+            .iter()
+            .map(|o| self.ids.value(*o).to_owned())
+            .collect();
+        let v = embed_checked(name, embedder, &refs, &self.space, &ids, k)?;
+        drop(texts);
+        for (j, o) in offsets.iter().enumerate() {
+            self.flat[o * d..(o + 1) * d].copy_from_slice(&v[j * d..(j + 1) * d]);
+            self.valid[*o] = true;
+            self.digests[*o] = digest[o];
+        }
+        self.embedded += offsets.len() as u64;
+        Ok(())
+    }
+
+    /// Embed every todo row, `batch` rows per call (a worker's whole fragment).
+    pub(super) fn embed_all(
+        &mut self,
+        name: &str,
+        embedder: &dyn crate::embed::Embedder,
+        batch: usize,
+    ) -> Result<()> {
+        let digest = self.digest_by_offset();
+        let offsets: Vec<usize> = self.todo.iter().map(|t| t.offset).collect();
+        for (k, chunk) in offsets.chunks(batch.max(1)).enumerate() {
+            self.embed_chunk(name, embedder, chunk, k, &digest)?;
+        }
+        Ok(())
+    }
+
     /// Write the fragment's two new columns (not committed): the replacement group, the
     /// rows re-embedded (side file or embedder) and the rows the embedder produced.
     pub(super) async fn write(self) -> Result<Option<Written>> {
@@ -275,40 +333,30 @@ impl Gradual<'_> {
                 return Err(e);
             }
         };
-        let mut groups = groups;
         let written: std::collections::HashSet<u64> = groups.iter().map(|(g, _)| g.0).collect();
-        let mut backoff = Backoff::new(COMMIT_RETRIES);
-        loop {
-            if groups.is_empty() {
+        let ready = groups
+            .into_iter()
+            .map(|(group, rows)| Ready {
+                source_files: files_before.get(&group.0).cloned().unwrap_or_default(),
+                group,
+                rows,
+            })
+            .collect();
+        let groups = match self.commit_replacements(ready, cp).await {
+            Ok(g) if g.is_empty() => {
                 // every fragment changed meanwhile: the next pass finds their rows again
                 *cp = saved;
                 return Ok(0);
             }
-            cp.at = now();
-            let replacements = groups.iter().map(|(g, _)| g.clone()).collect();
-            match self
-                .commit(Operation::DataReplacement { replacements }, cp)
-                .await
-            {
-                Ok(()) => break,
-                Err(e) if backoff.retry(&e).await => {
-                    // a writer's commit touched one of these fragments: the column files
-                    // already written stay valid for every fragment whose data files are
-                    // unchanged (a new deletion file does not move rows); commit those on
-                    // the new head, the next pass finds the rows of the others
-                    self.store.refresh_data().await?;
-                    let now: HashMap<u64, Vec<String>> = fragment_files(self.store.dataset());
-                    groups.retain(|(g, _)| now.get(&g.0) == files_before.get(&g.0));
-                }
-                Err(e) => {
-                    *cp = saved;
-                    return Err(e);
-                }
+            Ok(g) => g,
+            Err(e) => {
+                *cp = saved;
+                return Err(e);
             }
-        }
-        let rows: u64 = groups.iter().map(|(_, n)| *n).sum();
+        };
+        let rows: u64 = groups.iter().map(|r| r.rows).sum();
         // side files of these fragments are spent, but for a dropped one's
-        let kept: std::collections::HashSet<u64> = groups.iter().map(|(g, _)| g.0).collect();
+        let kept: std::collections::HashSet<u64> = groups.iter().map(|r| r.group.0).collect();
         for id in ids
             .iter()
             .filter(|id| kept.contains(id) || !written.contains(id))
@@ -407,50 +455,24 @@ impl Gradual<'_> {
                 pending.push(t.offset);
             }
         }
-        let by_offset: HashMap<usize, [u8; 16]> =
-            p.todo.iter().map(|t| (t.offset, t.digest)).collect();
-        let prefix = self.space.passage_prefix.clone();
+        let by_offset = p.digest_by_offset();
         for (k, chunk) in pending.chunks(self.batch.max(1)).enumerate() {
-            let texts: Vec<std::borrow::Cow<'_, str>> = chunk
-                .iter()
-                .map(|o| {
-                    let t = p.texts.value(*o);
-                    if prefix.is_empty() {
-                        std::borrow::Cow::Borrowed(t)
-                    } else {
-                        std::borrow::Cow::Owned(format!("{prefix}{t}"))
-                    }
-                })
-                .collect();
-            let refs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
-            let cids: Vec<String> = chunk.iter().map(|o| p.ids.value(*o).to_owned()).collect();
             let call = Instant::now();
             let r = blocking(|| {
-                embed_checked(
+                p.embed_chunk(
                     &self.embedder_name,
                     self.embedder.as_ref(),
-                    &refs,
-                    &self.space,
-                    &cids,
+                    chunk,
                     k,
+                    &by_offset,
                 )
             });
-            let v = match r {
-                Ok(v) => v,
-                Err(e) => {
-                    // keep what this fragment embedded so far for the resumed run
-                    let _ = self.save_side(&unsaved, &p, &by_offset).await;
-                    return Err(e);
-                }
-            };
-            drop(texts);
-            for (j, o) in chunk.iter().enumerate() {
-                p.flat[o * d..(o + 1) * d].copy_from_slice(&v[j * d..(j + 1) * d]);
-                p.valid[*o] = true;
-                p.digests[*o] = by_offset[o];
+            if let Err(e) = r {
+                // keep what this fragment embedded so far for the resumed run
+                let _ = self.save_side(&unsaved, &p, &by_offset).await;
+                return Err(e);
             }
             unsaved.extend_from_slice(chunk);
-            p.embedded += chunk.len() as u64;
             *embedded_now += chunk.len() as u64;
             cp.remaining = cp.remaining.saturating_sub(chunk.len() as u64);
             // side file: what a killed run would otherwise embed again

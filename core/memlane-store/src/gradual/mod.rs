@@ -28,10 +28,14 @@ use crate::ops::{Progress, ProgressFn};
 use crate::store::{Store, now};
 
 mod count;
+mod dispatch;
 mod fragments;
+mod remote;
+mod replace;
 mod side;
 
 pub(crate) use count::sample;
+pub use remote::{FragmentExecutor, FragmentResult, FragmentTask, TaskOutcome, run_fragment_task};
 
 /// A version at which every live row with source text had a current vector in the
 /// target space, each checked when it was produced (by the embedder output checks, or
@@ -51,6 +55,8 @@ pub(crate) struct Outcome {
     pub(crate) commits: u64,
     /// Where the last pass left the space.
     pub(crate) settled: Settled,
+    /// How it ran: commits, conflicts, retries, workers.
+    pub(crate) stats: memlane_core::BackfillStats,
 }
 
 /// Inputs of a gradual re-embed.
@@ -73,6 +79,10 @@ pub(crate) struct Gradual<'a> {
     pub(crate) step: usize,
     pub(crate) file: String,
     pub(crate) checksum: String,
+    /// Workers that embed the fragments (none: this process does).
+    pub(crate) executor: Option<Arc<dyn FragmentExecutor>>,
+    /// Counted while it runs.
+    pub(crate) stats: memlane_core::BackfillStats,
 }
 
 /// At most this many fragments go into one backfill commit.
@@ -124,13 +134,20 @@ impl Gradual<'_> {
 
     /// Run until a pass finds nothing to embed. Resumable at any point.
     pub(crate) async fn run(&mut self) -> Result<Outcome> {
+        let mut out = self.passes().await?;
+        self.stats.commits = out.commits;
+        out.stats = self.stats.clone();
+        Ok(out)
+    }
+
+    async fn passes(&mut self) -> Result<Outcome> {
         let mut out = Outcome::default();
         let mut cp = self.checkpoint();
         // expand: the digest column (the vector column came with add_space)
         if !self.expand(&mut cp, &mut out).await? {
             // preempted by a writer's append: expand again on the new head
             self.store.refresh_data().await?;
-            return Box::pin(self.run()).await;
+            return Box::pin(self.passes()).await;
         }
         let started = Instant::now();
         let mut embedded_now = 0u64;
@@ -146,6 +163,9 @@ impl Gradual<'_> {
             self.store.refresh_data().await?;
             let ds = self.store.dataset().clone();
             let t = Instant::now();
+            // the rows this pass looks at (kept for a pass that must look again)
+            let scope = since;
+            let dropped_before = self.stats.dropped;
             let count = self.count_todo(&ds, since.map(|s| s.version)).await?;
             let remaining = count.remaining();
             tracing::debug!(
@@ -186,6 +206,13 @@ impl Gradual<'_> {
             )
             .await?;
             cp.pass += 1;
+            if self.stats.dropped > dropped_before {
+                // fragments a writer rewrote (a compaction) were left out: their rows
+                // kept their row versions, so a pass over what changed since this one
+                // started would miss them; the next pass looks at this pass's rows again
+                since = scope;
+                continue;
+            }
             if last_pass {
                 return Ok(out);
             }
@@ -262,6 +289,11 @@ impl Gradual<'_> {
         embedded_now: &mut u64,
         started: Instant,
     ) -> Result<()> {
+        if let Some(ex) = self.executor.clone() {
+            return self
+                .pass_remote(ex, per_frag, cp, out, embedded_now, started)
+                .await;
+        }
         let mut frags: Vec<u64> = per_frag.keys().copied().collect();
         frags.sort_unstable();
         let per_commit = 4 * self.state.fragment_rows() as u64;
@@ -300,6 +332,8 @@ impl Gradual<'_> {
             let mut p = p.clone();
             p.total = cp.total;
             p.done = cp.total.saturating_sub(cp.remaining);
+            p.rows_per_sec = cp.rows_per_sec;
+            p.backfill = Some(self.stats.clone());
             f(&p);
         }
     }

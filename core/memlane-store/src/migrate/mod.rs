@@ -10,6 +10,7 @@ use memlane_core::{ApplyReport, InvariantSpec, Migration, Plan};
 
 use crate::embed::Embedder;
 use crate::error::Result;
+use crate::gradual::FragmentExecutor;
 use crate::ops::ProgressFn;
 use crate::store::Store;
 
@@ -29,6 +30,7 @@ pub struct Migrator<'a> {
     lease: Duration,
     approve: Option<String>,
     invariants: Vec<InvariantSpec>,
+    executors: HashMap<String, Arc<dyn FragmentExecutor>>,
 }
 
 impl Store {
@@ -45,6 +47,7 @@ impl Store {
             lease: Duration::from_secs(60),
             approve: None,
             invariants: Vec::new(),
+            executors: HashMap::new(),
         }
     }
 
@@ -82,6 +85,21 @@ impl<'a> Migrator<'a> {
     #[must_use]
     pub fn embedder(mut self, name: impl Into<String>, e: Arc<dyn Embedder>) -> Self {
         self.embedders.insert(name.into(), e);
+        self
+    }
+
+    /// Backfill the re-embeds that use embedder `name` on `executor`'s workers (each
+    /// fragment embedded and written by a worker, committed here): the distributed
+    /// path of a re-embed, same gates, history, resume and catch-up. The embedder given
+    /// under the same name still serves the driver's own calls (fingerprint, the
+    /// compatibility sample, rows a writer changed after completion).
+    #[must_use]
+    pub fn executor(
+        mut self,
+        name: impl Into<String>,
+        executor: Arc<dyn FragmentExecutor>,
+    ) -> Self {
+        self.executors.insert(name.into(), executor);
         self
     }
 
@@ -150,6 +168,7 @@ impl<'a> Migrator<'a> {
             lease,
             approve,
             invariants,
+            executors,
         } = self;
         let _guard = if dry_run {
             None
@@ -163,6 +182,7 @@ impl<'a> Migrator<'a> {
             progress,
             approve,
             invariants,
+            executors,
         };
         // boxed: an apply is a deep future; callers keep a small one
         Box::pin(run::Run::new(store, settings).execute(&migrations)).await

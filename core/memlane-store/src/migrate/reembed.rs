@@ -24,6 +24,7 @@ pub(super) async fn backfill(
     e: Arc<dyn Embedder>,
     progress: Option<ProgressFn>,
     since: Option<crate::gradual::Settled>,
+    executor: Option<Arc<dyn crate::gradual::FragmentExecutor>>,
 ) -> Result<(StoreState, crate::gradual::Outcome)> {
     let memlane_core::Step::Reembed {
         embedder,
@@ -58,6 +59,7 @@ pub(super) async fn backfill(
                     op: "reembed".into(),
                     done: 0,
                     total: 0,
+                    ..Progress::default()
                 },
             )
         }),
@@ -65,6 +67,8 @@ pub(super) async fn backfill(
         step: i,
         file: m.file.clone(),
         checksum: checksum.to_owned(),
+        executor,
+        stats: memlane_core::BackfillStats::default(),
     };
     let out = g.run().await?;
     Ok((g.state, out))

@@ -39,6 +39,8 @@ pub(super) struct Settings {
     pub(super) progress: Option<ProgressFn>,
     pub(super) approve: Option<String>,
     pub(super) invariants: Vec<InvariantSpec>,
+    /// Fragment executors, by embedder name (the distributed backfill).
+    pub(super) executors: HashMap<String, Arc<dyn crate::gradual::FragmentExecutor>>,
 }
 
 /// An apply in progress.
@@ -66,6 +68,8 @@ struct Reembedded {
     rows: Option<u64>,
     /// Where the backfill left the space.
     settled: Option<Settled>,
+    /// How the backfill ran (commits, conflicts, workers).
+    stats: Option<memlane_core::BackfillStats>,
 }
 
 /// A step staged on a detached commit, checked, and ready to commit.
@@ -309,6 +313,7 @@ impl<'a> Run<'a> {
             e,
             self.settings.progress.clone(),
             self.settled_at.get(space).copied(),
+            self.settings.executors.get(embedder).cloned(),
         )
         .await?;
         self.state = st;
@@ -316,6 +321,7 @@ impl<'a> Run<'a> {
         self.index_reembedded(m, i, step).await?;
         out.rows = Some(out.rows.unwrap_or(0) + n.embedded);
         out.settled = Some(n.settled);
+        out.stats = Some(n.stats);
         self.settled_at.insert(space.clone(), n.settled);
         Ok(())
     }
@@ -377,6 +383,7 @@ impl<'a> Run<'a> {
                     invariants: vec![r],
                     version: Some(self.base.version_id()),
                     compat: None,
+                    backfill: None,
                 }),
             });
         }
@@ -448,6 +455,7 @@ impl<'a> Run<'a> {
             compat: matches!(s.step, memlane_core::Step::Reembed { .. })
                 .then(|| self.state.in_flight.as_ref().and_then(|f| f.compat.clone()))
                 .flatten(),
+            backfill: reembedded.stats.clone(),
         };
         Ok(Attempt {
             staged,
@@ -481,6 +489,7 @@ impl<'a> Run<'a> {
                         op: s.step.op().into(),
                         done: 0,
                         total: rows_before,
+                        ..Progress::default()
                     },
                 )
             }),
@@ -675,6 +684,7 @@ impl<'a> Run<'a> {
             e,
             self.settings.progress.clone(),
             self.settled_at.get(space).copied(),
+            None,
         )
         .await?;
         self.settled_at.insert(space.clone(), n.settled);
@@ -722,6 +732,7 @@ impl<'a> Run<'a> {
                     e,
                     self.settings.progress.clone(),
                     self.settled_at.get(space).copied(),
+                    self.settings.executors.get(embedder).cloned(),
                 )
                 .await?;
                 self.settled_at.insert(space.clone(), n.settled);

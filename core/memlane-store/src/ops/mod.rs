@@ -29,7 +29,7 @@ mod truncate;
 use crate::vectors::{flat_values, lance_err, vectors};
 
 /// Progress of a running step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Progress {
     /// Migration id.
     pub migration: u32,
@@ -43,6 +43,11 @@ pub struct Progress {
     pub done: u64,
     /// Rows to process.
     pub total: u64,
+    /// A re-embed: rows embedded per second since the apply started (0: not known yet).
+    pub rows_per_sec: f64,
+    /// A re-embed: backfill commits, commits preempted by writers, fragment tasks
+    /// retried, and the workers' shares when workers embed.
+    pub backfill: Option<memlane_core::BackfillStats>,
 }
 
 /// Progress callback.
