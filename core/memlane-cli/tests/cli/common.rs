@@ -46,6 +46,13 @@ pub(crate) fn json(args: &[&str]) -> Value {
     serde_json::from_str(&ok(&a)).unwrap()
 }
 
+/// Whether every check of a `verify --json` report passed.
+pub(crate) fn all_checks_ok(v: &Value) -> bool {
+    v["checks"]
+        .as_array()
+        .is_some_and(|c| c.iter().all(|c| c["ok"] == true))
+}
+
 pub(crate) fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }

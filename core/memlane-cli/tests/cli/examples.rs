@@ -50,14 +50,7 @@ fn every_command_on_the_examples() {
     assert_eq!(actions, vec!["create", "step", "checkpoint", "migration"]);
     assert_eq!(hist[3]["tags"][0], "migration-0001-spaces");
     let ver = json(&["verify", s, &ex("01-agent-memory-bootstrap")]);
-    assert!(
-        ver["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["ok"] == true),
-        "{ver}"
-    );
+    assert!(all_checks_ok(&ver), "{ver}");
 
     let hits = json(&[
         "search",
@@ -562,14 +555,7 @@ fn a_hung_command_embedder_times_out() {
     );
     // the store is readable and verifies; the migration resumes with a working model
     let v = json(&["verify", s]);
-    assert!(
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["ok"] == true),
-        "{v}"
-    );
+    assert!(all_checks_ok(&v), "{v}");
     let rep = json(&["apply", s, m, "--yes", "--embedder", "slow=hash:8"]);
     assert_eq!(rep["migrations"][0]["outcome"], "applied", "{rep}");
 

@@ -103,14 +103,7 @@ fn sigkill_during_apply_leaves_a_consistent_resumable_store() {
             assert!(in_flight.is_null(), "round {round}: {in_flight}");
         }
         let v = json(&["verify", s, m]);
-        assert!(
-            v["checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|c| c["ok"] == true),
-            "round {round}: {v}"
-        );
+        assert!(all_checks_ok(&v), "round {round}: {v}");
     }
     assert!(
         kills >= 10,
@@ -129,14 +122,7 @@ fn sigkill_during_apply_leaves_a_consistent_resumable_store() {
         assert_eq!(x, y);
     }
     let v = json(&["verify", s, m]);
-    assert!(
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["ok"] == true),
-        "{v}"
-    );
+    assert!(all_checks_ok(&v), "{v}");
 }
 
 /// Issue 3's chaos test: a gradual re-embed of 50k rows in a child process, SIGKILLed
@@ -278,14 +264,7 @@ fn chaos_gradual_reembed_under_concurrent_writes() {
         let st = json(&["status", &s]);
         assert!(st["version"].as_u64().unwrap() > 1, "round {round}");
         let v: Value = serde_json::from_slice(&run(&["verify", &s, &m, "--json"]).stdout).unwrap();
-        assert!(
-            v["checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|c| c["ok"] == true),
-            "round {round}: {v}"
-        );
+        assert!(all_checks_ok(&v), "round {round}: {v}");
     }
     assert!(kills >= 10, "only {kills} kills landed");
     // let the writer go on a little while the migration finishes, then stop it
@@ -335,14 +314,7 @@ fn chaos_gradual_reembed_under_concurrent_writes() {
         );
     }
     let v = json(&["verify", &s, &m]);
-    assert!(
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["ok"] == true),
-        "{v}"
-    );
+    assert!(all_checks_ok(&v), "{v}");
 }
 
 /// Issue 14: a re-embed SIGKILLed every few seconds while a second process keeps
@@ -534,12 +506,5 @@ fn writers_never_fail_and_the_reembed_converges_under_kills() {
         "{total} texts embedded for {distinct} distinct ones after {kills} kills"
     );
     let v = json(&["verify", &s, &m]);
-    assert!(
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["ok"] == true),
-        "{v}"
-    );
+    assert!(all_checks_ok(&v), "{v}");
 }

@@ -2,6 +2,7 @@
 //! `MEMLANE_STORAGE_OPTIONS`, a re-embed SIGKILLed and resumed, two migrators, verify
 //! of a flipped byte, restore and `unlock --force`.
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,15 +43,26 @@ fn json_on(s3: &S3Server, args: &[&str]) -> Value {
 const REEMBED: &str = "[[steps]]\nop = \"add_space\"\nspace = \"h64\"\nmodel = \"hash\"\nrevision = \"1\"\ndimension = 64\nnormalized = true\n\n\
     [[steps]]\nop = \"reembed\"\nspace = \"h64\"\nembedder = \"h64\"\nbatch_size = 100\nthrottle = 800.0\n";
 
-#[test]
-fn a_reembed_on_s3_killed_and_resumed_matches_a_clean_run() {
-    let s3 = S3Server::start("memlane-cli");
+/// A moto server, a temp dir with `rows` generated records (`big.jsonl`) and a
+/// migrations folder holding `migration` as `0001_h64.toml`.
+fn setup(
+    bucket: &str,
+    rows: usize,
+    migration: &str,
+) -> (S3Server, tempfile::TempDir, PathBuf, PathBuf) {
+    let s3 = S3Server::start(bucket);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("big.jsonl");
-    write_big_corpus(&data, 2400);
+    write_big_corpus(&data, rows);
     let migs = dir.path().join("migs");
     std::fs::create_dir(&migs).unwrap();
-    std::fs::write(migs.join("0001_h64.toml"), REEMBED).unwrap();
+    std::fs::write(migs.join("0001_h64.toml"), migration).unwrap();
+    (s3, dir, migs, data)
+}
+
+#[test]
+fn a_reembed_on_s3_killed_and_resumed_matches_a_clean_run() {
+    let (s3, dir, migs, data) = setup("memlane-cli", 2400, REEMBED);
     let (m, d) = (migs.to_str().unwrap(), data.to_str().unwrap());
     let emb = "h64=hash:64:3";
 
@@ -125,26 +137,12 @@ fn a_reembed_on_s3_killed_and_resumed_matches_a_clean_run() {
     assert_eq!(a.len(), 2400);
     assert_eq!(a, b);
     let v = json_on(&s3, &["verify", &s, m]);
-    assert!(
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["ok"] == true),
-        "{v}"
-    );
+    assert!(all_checks_ok(&v), "{v}");
 
     // restore to the import, verified; then a byte flipped in a data object is named
     ok_on(&s3, &["restore", &s, "--to", "1", "--reason", "start over"]);
     let v = json_on(&s3, &["verify", &s]);
-    assert!(
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["ok"] == true),
-        "{v}"
-    );
+    assert!(all_checks_ok(&v), "{v}");
     let key = imported[imported.len() / 2].clone();
     let mut bytes = s3.get(&key);
     let mid = bytes.len() / 3;
@@ -158,13 +156,7 @@ fn a_reembed_on_s3_killed_and_resumed_matches_a_clean_run() {
 
 #[test]
 fn two_cli_migrators_on_s3_one_proceeds_the_other_names_the_holder() {
-    let s3 = S3Server::start("memlane-cli-lock");
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("big.jsonl");
-    write_big_corpus(&data, 2400);
-    let migs = dir.path().join("migs");
-    std::fs::create_dir(&migs).unwrap();
-    std::fs::write(migs.join("0001_h64.toml"), REEMBED).unwrap();
+    let (s3, _dir, migs, data) = setup("memlane-cli-lock", 2400, REEMBED);
     let (m, d) = (migs.to_str().unwrap(), data.to_str().unwrap());
     let s = s3.uri("store");
     ok_on(&s3, &["init", &s, "--from", d]);
@@ -271,18 +263,9 @@ fn writers_on_s3_never_fail_while_a_reembed_is_killed_and_resumed() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
-    let s3 = S3Server::start("memlane-cli-writer");
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("big.jsonl");
-    write_big_corpus(&data, 1800);
-    let migs = dir.path().join("migs");
-    std::fs::create_dir(&migs).unwrap();
     // slower than the other tests' run, so the writer and the kill land inside it
-    std::fs::write(
-        migs.join("0001_h64.toml"),
-        REEMBED.replace("throttle = 800.0", "throttle = 300.0"),
-    )
-    .unwrap();
+    let slower = REEMBED.replace("throttle = 800.0", "throttle = 300.0");
+    let (s3, dir, migs, data) = setup("memlane-cli-writer", 1800, &slower);
     let (m, d) = (migs.to_str().unwrap(), data.to_str().unwrap());
     let s = s3.uri("store");
     ok_on(
@@ -429,12 +412,5 @@ fn writers_on_s3_never_fail_while_a_reembed_is_killed_and_resumed() {
     }
     assert_eq!(seen, expected);
     let v = json_on(&s3, &["verify", &s, m]);
-    assert!(
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["ok"] == true),
-        "{v}"
-    );
+    assert!(all_checks_ok(&v), "{v}");
 }

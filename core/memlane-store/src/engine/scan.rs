@@ -109,15 +109,6 @@ pub(crate) struct Probe {
     pub(crate) refine: Option<u32>,
 }
 
-impl Probe {
-    /// An exact scan.
-    pub(crate) const EXACT: Probe = Probe {
-        exact: true,
-        nprobes: None,
-        refine: None,
-    };
-}
-
 /// The `k` nearest rows of `space` to `query` (rows with a vector, and matching
 /// `filter`): over the space's index when it has one Lance can use and the probe is not
 /// exact, with the spec's nprobes / refine factor / ef unless the probe overrides them.
