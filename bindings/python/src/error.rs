@@ -205,6 +205,7 @@ fn attrs_of(e: &StoreError) -> Attrs {
             ("attempts", json!(attempts)),
             ("worker", json!(worker)),
         ],
+        StoreError::Executor { embedder, .. } => vec![("embedder", json!(embedder))],
         StoreError::MissingEmbedder { name, file } => {
             vec![("embedder", json!(name)), ("file", json!(file))]
         }

@@ -104,6 +104,11 @@ def _checkpoint_embedded(store: memlane.Store) -> int:
     return int(cp.get("embedded") or 0)
 
 
+def _written_after_compaction(workdir: Path) -> bool:
+    ops = [json.loads(line).get("op") for line in (workdir / "writes.log").read_text().splitlines()]
+    return "compact" in ops and any(op in ("put", "delete") for op in ops[ops.index("compact") + 1 :])
+
+
 def _expected(workdir: Path) -> Dict[str, str]:
     state = {f"r-{i}": f"memory {i}: the user mentioned topic {i % 977} on day {i % 365}" for i in range(ROWS)}
     for line in (workdir / "writes.log").read_text().splitlines():
@@ -163,8 +168,10 @@ def test_ray_reembed_survives_actor_and_driver_kills_and_concurrent_writers(
     assert stats["commits"] >= 1, stats
 
     # 3. the writer stops after its compaction; a last apply catches up its last writes
+    # (and until one write through memlane follows it: `verify` reports a foreign commit
+    # after memlane's last as a problem, which is not what this test is about)
     deadline = time.monotonic() + 300
-    while '"compact"' not in (work / "writes.log").read_text():
+    while not _written_after_compaction(work):
         assert writer.poll() is None, writer.communicate()
         assert time.monotonic() < deadline, "the compaction never landed"
         time.sleep(0.2)

@@ -192,6 +192,17 @@ pub enum StoreError {
         /// The last failure.
         message: String,
     },
+    /// The fragment executor of a distributed backfill failed as a whole (its workers
+    /// are gone, it cannot reach its cluster).
+    #[error(
+        "the workers of embedder `{embedder}` failed: {message}; the fragments committed so far stay committed, fix the cluster and run apply again (it resumes)"
+    )]
+    Executor {
+        /// The embedder whose executor failed.
+        embedder: String,
+        /// What it said.
+        message: String,
+    },
     /// A space name that the store does not have.
     #[error("space `{name}` does not exist in this store (spaces: {known})")]
     UnknownSpace {
@@ -341,7 +352,8 @@ impl StoreError {
             StoreError::InvariantViolation { .. } => ErrorKind::Invariant,
             StoreError::MissingEmbedder { .. }
             | StoreError::Embedder { .. }
-            | StoreError::Worker { .. } => ErrorKind::Embedder,
+            | StoreError::Worker { .. }
+            | StoreError::Executor { .. } => ErrorKind::Embedder,
             StoreError::UnknownSpace { .. } => ErrorKind::Vector,
             StoreError::ModelDrift { .. } => ErrorKind::Drift,
             StoreError::GateBlocked { .. } => ErrorKind::Gate,

@@ -39,14 +39,14 @@ struct Flight {
     tries: HashMap<u64, u32>,
 }
 
-fn executor_error(e: &crate::embed::EmbedError) -> StoreError {
-    StoreError::Storage {
-        path: "the fragment executor".into(),
-        message: format!("{e}; the committed fragments stay committed, run apply again to resume"),
-    }
-}
-
 impl Gradual<'_> {
+    fn executor_error(&self, e: &crate::embed::EmbedError) -> StoreError {
+        StoreError::Executor {
+            embedder: self.embedder_name.clone(),
+            message: e.to_string(),
+        }
+    }
+
     /// The task of fragment `fragment` at `version`.
     fn task(&self, fragment: u64, version: u64, attempt: u32) -> FragmentTask {
         FragmentTask {
@@ -120,13 +120,13 @@ impl Gradual<'_> {
                 let attempt = flight.tries.entry(f).or_insert(0);
                 *attempt += 1;
                 let task = self.task(f, version, *attempt);
-                ex.submit(&task).map_err(|e| executor_error(&e))?;
+                ex.submit(&task).map_err(|e| self.executor_error(&e))?;
                 flight.running.insert(f);
             }
             if flight.running.is_empty() {
                 break;
             }
-            match blocking(|| ex.next(POLL)).map_err(|e| executor_error(&e))? {
+            match blocking(|| ex.next(POLL)).map_err(|e| self.executor_error(&e))? {
                 // a result of a task this pass no longer waits for (retried) is dropped:
                 // its twin's is the one committed
                 Some(TaskOutcome::Done(r)) if flight.running.remove(&r.fragment) => {
