@@ -2,6 +2,7 @@
 
 mod common;
 mod compat;
+mod distributed;
 mod gradual;
 mod index;
 mod migrate;
