@@ -186,9 +186,8 @@ class RayExecutor:
             except self._ray.exceptions.RayActorError as e:
                 last = e
                 with self._lock:
-                    if self._actors[slot] is actor and self._replacements > 0:
-                        self._replacements -= 1
-                        self._actors[slot] = self._spawn(slot)
+                    if self._actors[slot] is actor:
+                        self._respawn(slot)
         raise RuntimeError(f"the Ray actors died on three tries: {_first_line(last or RuntimeError())}")
 
     # -- the executor side (called by memlane's driver) -----------------------------------
@@ -241,12 +240,18 @@ class RayExecutor:
     def _failed(fragment: int, worker: str, error: str) -> str:
         return json.dumps({"failed": {"fragment": fragment, "worker": worker, "error": error}})
 
-    def _replace(self, slot: int) -> None:
+    def _respawn(self, slot: int) -> bool:
+        """A new actor in a dead one's slot, while the replacement budget lasts."""
         if self._replacements <= 0:
-            return  # the pool shrinks; memlane's driver retries on the others
+            return False
         self._replacements -= 1
         self._actors[slot] = self._spawn(slot)
-        self._idle.append(slot)
+        return True
+
+    def _replace(self, slot: int) -> None:
+        # without a replacement the pool shrinks; memlane's driver retries on the others
+        if self._respawn(slot):
+            self._idle.append(slot)
 
     def _cancel(self) -> None:
         for ref in list(self._running):
