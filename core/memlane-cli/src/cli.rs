@@ -43,8 +43,9 @@ pub(crate) struct OutputArgs {
 /// the environment).
 #[derive(Args)]
 pub(crate) struct EmbedderTimeoutArgs {
-    /// Seconds a `cmd:` embedder may take per batch before it is killed and the
-    /// command fails (the store stays resumable). Default 300.
+    /// Seconds a command, model-process or HTTP embedder may take per batch (or
+    /// request) when its own configuration sets none; a `cmd:` or `proc:` model is
+    /// killed, an HTTP request retried. Default 300 (HTTP: 60).
     #[arg(long, global = true, env = "MEMLANE_EMBEDDER_TIMEOUT")]
     pub(crate) embedder_timeout: Option<f64>,
 }
@@ -94,13 +95,19 @@ impl StoreArgs {
     }
 }
 
-/// Embedders a command may call, `--embedder NAME=SPEC` (repeatable), parsed with
-/// `embedders::parse_all`.
+/// Embedders a command may call: `--embedder NAME=SPEC` (repeatable) and `--embedders
+/// FILE`, gathered by `embedders::load`.
 #[derive(Args)]
 pub(crate) struct EmbedderArgs {
-    /// Embedder NAME=hash:DIM[:SEED] | NAME=cmd:COMMAND (repeatable).
+    /// Embedder NAME=SPEC (repeatable): hash:DIM[:SEED] | cmd:COMMAND (one process a
+    /// batch) | proc:COMMAND (one model process, JSON lines) | http:URL,model=NAME[,batch=N,concurrency=N,timeout=S,retries=N,rpm=N,tpm=N,key_env=VAR,dimensions=N]
+    /// (OpenAI embeddings API).
     #[arg(long = "embedder")]
     pub(crate) embedders: Vec<String>,
+    /// A memlane.toml with [embedders.NAME] tables (the migrations folder's own
+    /// memlane.toml is read too; flags override both).
+    #[arg(long = "embedders", env = "MEMLANE_EMBEDDERS", value_name = "FILE")]
+    pub(crate) file: Option<PathBuf>,
 }
 
 /// Parse a `--space NAME:DIM[:METRIC[:normalized]]` argument (a bad one fails the

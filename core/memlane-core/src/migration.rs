@@ -730,6 +730,10 @@ const CHECKS_HINT: &str = "`check` is one of rows_accounted, ids_unique, vectors
 /// every migration and by `memlane validate`.
 pub const STORE_INVARIANTS: &str = "invariants.toml";
 
+/// The configuration file a migrations folder may hold beside its migrations
+/// (`[embedders.NAME]` tables); never read as a migration.
+pub const CONFIG_FILE: &str = "memlane.toml";
+
 /// The `vectors_valid` check of space `space`: the one `declared` names it in, else the
 /// built-in for that space.
 pub fn vectors_spec<'a>(

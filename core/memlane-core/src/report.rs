@@ -140,6 +140,57 @@ pub struct BackfillStats {
     /// Per worker, when fragments were embedded by workers (empty in one process).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<WorkerStats>,
+    /// What the embedder was asked for during the backfill (requests, retries, model
+    /// process restarts, tokens), when it counts them (HTTP and model-process embedders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedder: Option<EmbedderCalls>,
+}
+
+/// What an embedder was asked for: its calls to a model server or process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbedderCalls {
+    /// Requests sent (HTTP requests, or lines sent to a model process), retries included.
+    pub requests: u64,
+    /// Requests sent again after a retryable failure (429, 5xx, a dropped connection,
+    /// a timeout).
+    pub retries: u64,
+    /// Model processes started again after a crash or a hang.
+    pub restarts: u64,
+    /// Texts embedded (answered, not counting retries).
+    pub texts: u64,
+    /// Tokens the API reported it used (`usage.total_tokens`); none when it reports none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+}
+
+impl EmbedderCalls {
+    /// What was asked between `earlier` and `self` (two readings of one embedder).
+    pub fn since(&self, earlier: &EmbedderCalls) -> EmbedderCalls {
+        EmbedderCalls {
+            requests: self.requests.saturating_sub(earlier.requests),
+            retries: self.retries.saturating_sub(earlier.retries),
+            restarts: self.restarts.saturating_sub(earlier.restarts),
+            texts: self.texts.saturating_sub(earlier.texts),
+            tokens: match (self.tokens, earlier.tokens) {
+                (Some(a), b) => Some(a.saturating_sub(b.unwrap_or(0))),
+                (None, _) => None,
+            },
+        }
+    }
+}
+
+impl fmt::Display for EmbedderCalls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "embedder: {} request(s), {} retried, {} restart(s), {} text(s)",
+            self.requests, self.retries, self.restarts, self.texts
+        )?;
+        if let Some(t) = self.tokens {
+            write!(f, ", {t} token(s)")?;
+        }
+        Ok(())
+    }
 }
 
 /// One worker's share of a distributed backfill.
@@ -183,6 +234,9 @@ impl fmt::Display for BackfillStats {
                 w.rows,
                 w.rows_per_sec()
             )?;
+        }
+        if let Some(e) = &self.embedder {
+            write!(f, "\n  {e}")?;
         }
         Ok(())
     }
@@ -336,7 +390,11 @@ impl fmt::Display for StepReport {
                 write!(f, "\n    {l}")?;
             }
         }
-        if let Some(b) = self.backfill.as_ref().filter(|b| b.commits > 0) {
+        if let Some(b) = self
+            .backfill
+            .as_ref()
+            .filter(|b| b.commits > 0 || b.embedder.is_some())
+        {
             for l in b.to_string().lines() {
                 write!(f, "\n    {l}")?;
             }

@@ -164,6 +164,14 @@ pub enum StoreError {
         /// Embedder name.
         name: String,
     },
+    /// An embedder's configuration (a `--embedder` form or a `memlane.toml` table) is wrong.
+    #[error("embedder configuration at {at}: {message}")]
+    EmbedderConfig {
+        /// Where: the file and line and table, or the flag.
+        at: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// An embedder failed or returned unusable output.
     #[error(
         "embedder `{name}` failed on batch {batch} (first record `{first_id}`): {message}; nothing of this step was committed, fix the embedder and run apply again"
@@ -348,7 +356,7 @@ impl StoreError {
             | StoreError::NoAdapter { .. } => ErrorKind::NotFound,
             StoreError::Exists { .. } => ErrorKind::Exists,
             StoreError::LockHeld { .. } | StoreError::LockAlive { .. } => ErrorKind::Locked,
-            StoreError::Input(_) => ErrorKind::Input,
+            StoreError::Input(_) | StoreError::EmbedderConfig { .. } => ErrorKind::Input,
             StoreError::InvariantViolation { .. } => ErrorKind::Invariant,
             StoreError::MissingEmbedder { .. }
             | StoreError::Embedder { .. }

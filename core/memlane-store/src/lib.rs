@@ -47,7 +47,10 @@ mod verify;
 pub use calibrate::{DEFAULT_SAMPLE, PairedSample, Queries, compat_report};
 pub use checks::context::SpaceDrift;
 pub use convert::{SPACE_META, arrow_type, check_batch, conform};
-pub use embed::{EmbedError, Embedder, HashEmbedder};
+pub use embed::{
+    DEFAULT_TIMEOUT_SECS, EmbedError, EmbedFailure, Embedder, EmbedderSpec, HashEmbedder,
+    HttpSettings, load_config, parse_config,
+};
 pub use error::{Result, StoreError, lance_message};
 pub use export::{export, export_ipc, export_jsonl};
 pub use fingerprint::CANARIES;

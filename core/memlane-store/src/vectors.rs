@@ -137,9 +137,14 @@ pub(crate) fn embed_checked(
         first_id,
         message,
     };
-    let out = e
-        .embed(texts)
-        .map_err(|err| fail(first.clone(), err.to_string()))?;
+    let out = e.embed(texts).map_err(|err| {
+        // a failure inside the batch (one request of many) names that request's first record
+        let at = err
+            .downcast_ref::<crate::embed::EmbedFailure>()
+            .and_then(|f| ids.get(f.offset))
+            .unwrap_or(&first);
+        fail(at.clone(), err.to_string())
+    })?;
     let d = space.dimension;
     if out.len() != texts.len() * d {
         return Err(fail(

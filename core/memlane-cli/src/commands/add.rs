@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::cli::{AddArgs, EmbedderArgs};
+use crate::cli::AddArgs;
 use crate::embedders;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
@@ -12,10 +12,10 @@ pub(crate) async fn run(args: AddArgs, out: Output) -> Result<ExitStatus> {
     let AddArgs {
         store,
         file,
-        embedders: EmbedderArgs { embedders },
+        embedders,
     } = args;
     let mut st = store.open().await?;
-    let emb = embedders::parse_all(&embedders)?;
+    let emb = embedders::load(&embedders, None)?;
     let r = st.add(st.load_records(&file)?, &emb).await?;
     out.emit(
         &r,

@@ -25,7 +25,7 @@ pub(crate) async fn run(args: ApplyArgs, out: Output) -> Result<ExitStatus> {
         dry_run,
         to,
         yes,
-        embedders: EmbedderArgs { embedders },
+        embedders,
         approve,
     } = args;
     let mut st = store.open().await?;
@@ -59,7 +59,7 @@ pub(crate) async fn run(args: ApplyArgs, out: Output) -> Result<ExitStatus> {
     {
         return Ok(status);
     }
-    let emb = resolve_embedders(&embedders, files)?;
+    let emb = resolve_embedders(&embedders, &migrations, files)?;
     let mut m = st
         .migrator_for(folder)
         .dry_run(dry_run)
@@ -114,14 +114,15 @@ fn confirm(plan: &Plan, store: &str) -> Result<Option<ExitStatus>> {
     Ok(None)
 }
 
-/// The given embedders, plus a hashing embedder for every embedder the folder names
+/// The given embedders (flags, `--embedders FILE`, the folder's `memlane.toml`), plus a hashing embedder for every embedder the folder names
 /// that is not given and names one (applied migrations too: apply catches up a
 /// completed re-embed of the active space).
 fn resolve_embedders(
-    given: &[String],
+    given: &EmbedderArgs,
+    folder: &std::path::Path,
     files: &[Migration],
 ) -> Result<HashMap<String, Arc<dyn Embedder>>> {
-    let mut e = embedders::parse_all(given)?;
+    let mut e = embedders::load(given, Some(folder))?;
     let names = files
         .iter()
         .flat_map(|m| &m.steps)

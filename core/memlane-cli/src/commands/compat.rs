@@ -21,7 +21,7 @@ pub(crate) async fn run(args: CompatArgs, out: Output) -> Result<ExitStatus> {
         sample,
         k,
         queries,
-        embedders: EmbedderArgs { embedders },
+        embedders,
     } = args;
     let st = store.open().await?;
     let (old, new) = (st.space(Some(&from))?.clone(), st.space(Some(&to))?.clone());
@@ -44,9 +44,9 @@ pub(crate) async fn run(args: CompatArgs, out: Output) -> Result<ExitStatus> {
 
 /// Read a queries file: each line `{"query": TEXT, "relevant": [ids]}` (embedded with
 /// `--embedder SPACE=SPEC` for both spaces) or `{"old": [..], "new": [..], "relevant": [ids]}`.
-fn read_queries(path: &Path, old: &Space, new: &Space, specs: &[String]) -> Result<Queries> {
+fn read_queries(path: &Path, old: &Space, new: &Space, specs: &EmbedderArgs) -> Result<Queries> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let emb = embedders::parse_all(specs)?;
+    let emb = embedders::load(specs, None)?;
     let mut q = Queries {
         old: vec![],
         new: vec![],

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::cli::{EmbedderArgs, ExportSampleArgs};
+use crate::cli::ExportSampleArgs;
 use crate::embedders;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
@@ -15,14 +15,14 @@ pub(crate) async fn run(args: ExportSampleArgs, out: Output) -> Result<ExitStatu
         migrations,
         rows,
         output,
-        embedders: EmbedderArgs { embedders },
+        embedders,
     } = args;
     let st = store.open().await?;
     let files = match &migrations {
         Some(d) => Some(memlane_store::read_folder(d)?),
         None => None,
     };
-    let emb = embedders::parse_all(&embedders)?;
+    let emb = embedders::load(&embedders, migrations.as_deref())?;
     let info = st
         .export_sample(&output, rows, files.as_deref(), &emb)
         .await?;

@@ -4,7 +4,7 @@ use anyhow::Result;
 use memlane_store::{CreateOptions, Store};
 use serde_json::json;
 
-use crate::cli::{EmbedderArgs, InitArgs, parse_space};
+use crate::cli::{InitArgs, parse_space};
 use crate::embedders;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
@@ -16,7 +16,7 @@ pub(crate) async fn run(args: InitArgs, out: Output) -> Result<ExitStatus> {
         plain,
         spaces,
         from,
-        embedders: EmbedderArgs { embedders },
+        embedders,
         rows_per_fragment,
     } = args;
     let spaces = spaces
@@ -31,7 +31,7 @@ pub(crate) async fn run(args: InitArgs, out: Output) -> Result<ExitStatus> {
         storage: store.storage.parse()?,
     };
     let store = store.store;
-    let emb = embedders::parse_all(&embedders)?;
+    let emb = embedders::load(&embedders, None)?;
     let mut st = match &from {
         Some(f) => {
             Store::create_from_json(&store, opts, &memlane_store::read_jsonl(f)?, &emb).await?

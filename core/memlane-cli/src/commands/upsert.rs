@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::cli::{EmbedderArgs, UpsertArgs};
+use crate::cli::UpsertArgs;
 use crate::embedders;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
@@ -12,10 +12,10 @@ pub(crate) async fn run(args: UpsertArgs, out: Output) -> Result<ExitStatus> {
     let UpsertArgs {
         store,
         file,
-        embedders: EmbedderArgs { embedders },
+        embedders,
     } = args;
     let mut st = store.open().await?;
-    let emb = embedders::parse_all(&embedders)?;
+    let emb = embedders::load(&embedders, None)?;
     let r = st.upsert(st.load_records(&file)?, &emb).await?;
     out.emit(
         &r,

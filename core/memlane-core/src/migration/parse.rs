@@ -7,7 +7,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::locate::{KeyPath, Seg, TomlFile, culprit_key, expected, plain, quoted};
-use super::{CHECKS_HINT, InvariantSpec, Migration, OPS, STORE_INVARIANTS, Step, StepAt};
+use super::{
+    CHECKS_HINT, CONFIG_FILE, InvariantSpec, Migration, OPS, STORE_INVARIANTS, Step, StepAt,
+};
 use crate::compat::gate::GateThresholds;
 use crate::error::{CompatError, CoreError, Result};
 
@@ -266,7 +268,7 @@ pub fn parse_migration(file: &str, text: &str) -> Result<Migration> {
 pub fn parse_folder(files: &[(String, String)]) -> Result<Vec<Migration>> {
     let mut by_id: BTreeMap<u32, Migration> = BTreeMap::new();
     for (name, text) in files {
-        if !name.ends_with(".toml") || name == STORE_INVARIANTS {
+        if !name.ends_with(".toml") || name == STORE_INVARIANTS || name == CONFIG_FILE {
             continue;
         }
         let m = parse_migration(name, text)?;

@@ -83,6 +83,9 @@ pub(crate) struct Gradual<'a> {
     pub(crate) executor: Option<Arc<dyn FragmentExecutor>>,
     /// Counted while it runs.
     pub(crate) stats: memlane_core::BackfillStats,
+    /// The embedder's call counters when the backfill started (for embedders that
+    /// count their requests): the report gives what this backfill asked.
+    pub(crate) calls_from: Option<memlane_core::EmbedderCalls>,
 }
 
 /// At most this many fragments go into one backfill commit.
@@ -136,6 +139,7 @@ impl Gradual<'_> {
     pub(crate) async fn run(&mut self) -> Result<Outcome> {
         let mut out = self.passes().await?;
         self.stats.commits = out.commits;
+        self.count_calls();
         out.stats = self.stats.clone();
         Ok(out)
     }
@@ -322,17 +326,29 @@ impl Gradual<'_> {
         Ok(())
     }
 
-    fn report(&self, cp: &mut ReembedCheckpoint, embedded_now: u64, started: Instant) {
+    /// What the embedder was asked since the backfill started.
+    fn count_calls(&mut self) {
+        if let (Some(from), Some(now)) = (self.calls_from, self.embedder.calls()) {
+            self.stats.embedder = Some(now.since(&from));
+        }
+    }
+
+    fn report(&mut self, cp: &mut ReembedCheckpoint, embedded_now: u64, started: Instant) {
         let secs = started.elapsed().as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
         if secs > 0.0 {
             cp.rows_per_sec = embedded_now as f64 / secs;
         }
+        self.count_calls();
         if let Some((f, p)) = &self.progress {
             let mut p = p.clone();
             p.total = cp.total;
             p.done = cp.total.saturating_sub(cp.remaining);
             p.rows_per_sec = cp.rows_per_sec;
+            #[allow(clippy::cast_precision_loss)]
+            if cp.rows_per_sec > 0.0 {
+                p.eta_secs = Some(cp.remaining as f64 / cp.rows_per_sec);
+            }
             p.backfill = Some(self.stats.clone());
             f(&p);
         }

@@ -43,6 +43,7 @@ pub(super) async fn backfill(
         store,
         space,
         batch: batch_size.unwrap_or_else(|| e.batch_size()),
+        calls_from: e.calls(),
         embedder: e,
         embedder_name: embedder.clone(),
         source: source.clone(),

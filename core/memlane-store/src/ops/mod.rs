@@ -45,6 +45,8 @@ pub struct Progress {
     pub total: u64,
     /// A re-embed: rows embedded per second since the apply started (0: not known yet).
     pub rows_per_sec: f64,
+    /// A re-embed: seconds left at that rate (none until a rate is known).
+    pub eta_secs: Option<f64>,
     /// A re-embed: backfill commits, commits preempted by writers, fragment tasks
     /// retried, and the workers' shares when workers embed.
     pub backfill: Option<memlane_core::BackfillStats>,

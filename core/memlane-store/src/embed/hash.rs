@@ -1,29 +1,8 @@
-//! Embedders: supplied by the host program, named in migration files.
+//! The built-in hashing embedder.
 
 use std::sync::Arc;
 
-/// Error type embedders return.
-pub type EmbedError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Something that turns texts into vectors.
-pub trait Embedder: Send + Sync {
-    /// Embed a batch of texts; returns `texts.len() * dimension` floats, row-major.
-    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, EmbedError>;
-
-    /// Preferred rows per call.
-    fn batch_size(&self) -> usize {
-        256
-    }
-}
-
-impl<F> Embedder for F
-where
-    F: Fn(&[&str]) -> Result<Vec<f32>, EmbedError> + Send + Sync,
-{
-    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, EmbedError> {
-        self(texts)
-    }
-}
+use super::{EmbedError, Embedder};
 
 /// A deterministic, model-free embedder: signed feature hashing of words and
 /// character trigrams, L2-normalised. Texts that share words get close vectors, so
@@ -60,6 +39,16 @@ impl HashEmbedder {
             None => (rest.parse().ok()?, 0),
         };
         (dim > 0).then(|| HashEmbedder::new(dim, seed))
+    }
+
+    /// Vector dimension.
+    pub fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    /// Seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
     }
 
     /// Shared handle.
