@@ -70,7 +70,7 @@ impl Embedder for CommandEmbedder {
         if !status.success() {
             return Err(format!("`{}` exited with {}", self.cmd, status).into());
         }
-        let value: serde_json::Value = serde_json::from_slice(&out).map_err(|e| {
+        let value = answer(&out).map_err(|e| {
             format!(
                 "`{}` wrote something that is not JSON ({e}); write one JSON array of vectors to stdout, and logs to stderr",
                 self.cmd
@@ -102,6 +102,20 @@ impl CommandEmbedder {
         )
         .into()
     }
+}
+
+/// The command's answer: its whole output as JSON, or else its last line that is JSON
+/// (a library's banner printed to stdout before the answer is skipped).
+fn answer(out: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::from_slice(out).or_else(|e| {
+        String::from_utf8_lossy(out)
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('[') || l.starts_with('{'))
+            .and_then(|l| serde_json::from_str(l).ok())
+            .ok_or(e)
+    })
 }
 
 /// `sh -c CMD` in a process group of its own, so a timeout kills what the shell started.
