@@ -84,6 +84,8 @@ mod _memlane {
     #[pymodule_export]
     use super::compat::compat_json;
     #[pymodule_export]
+    use super::embedder::NativeEmbedder;
+    #[pymodule_export]
     use super::error::{
         ChecksumMismatch, ConflictError, EmbedderError, GateBlocked, IncompatibleSpaceError,
         IntegrityError, InternalError, InvalidInputError, InvariantViolation, LockHeld,

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict};
 
 use crate::arrow_ffi;
-use crate::embedder::PyEmbedder;
+use crate::embedder::{NativeEmbedder, PyEmbedder};
 use crate::error::{input, to_py};
 use crate::executor::PyExecutor;
 use crate::space::Space;
@@ -31,11 +31,19 @@ impl Embedders {
         let mut executors: HashMap<String, Arc<dyn memlane_store::FragmentExecutor>> =
             HashMap::new();
         if let Some(d) = embedders {
+            // duck-typed models (sentence-transformers, fastembed, an OpenAI client, a
+            // spec string) become callables or native embedders in the facade
+            let adapt = d.py().import("memlane._embedders")?.getattr("adapt")?;
             for (k, v) in d.iter() {
                 let name: String = k.extract()?;
+                let v = adapt.call1((v, &name))?;
+                if let Ok(native) = v.cast::<NativeEmbedder>() {
+                    map.insert(name, native.get().inner.clone());
+                    continue;
+                }
                 if !v.is_callable() {
                     return Err(input(format!(
-                        "embedder `{name}` is not callable; pass a function list[str] -> numpy.ndarray (n, dimension)"
+                        "embedder `{name}` is not callable; pass a function list[str] -> numpy.ndarray (n, dimension), a model (sentence-transformers, fastembed, memlane.embedder(openai_client, model=...)) or a spec such as \"http:URL,model=NAME\""
                     )));
                 }
                 let batch = v
@@ -422,7 +430,11 @@ impl Store {
         let folder =
             memlane_store::MigrationFolder::read(migrations).map_err(|e| to_py(py, e, None))?;
         let emb = Embedders::from_py(embedders)?;
-        let map = emb.map.clone();
+        // the folder's memlane.toml, overridden by the embedders given here
+        let mut map =
+            memlane_store::configured_embedders(Some(std::path::Path::new(migrations)), None, None)
+                .map_err(|e| to_py(py, e, None))?;
+        map.extend(emb.map.clone());
         let executors = emb.executors.clone();
         let progress = progress.map(|f| {
             let f = Arc::new(f);
@@ -437,6 +449,7 @@ impl Store {
                         let _ = d.set_item("done", p.done);
                         let _ = d.set_item("total", p.total);
                         let _ = d.set_item("rows_per_sec", p.rows_per_sec);
+                        let _ = d.set_item("eta_secs", p.eta_secs);
                         if let Some(b) = &p.backfill {
                             let _ = d.set_item("commits", b.commits);
                             let _ = d.set_item("conflicts", b.conflicts);
@@ -447,6 +460,12 @@ impl Store {
                                 .map(|w| (w.worker.clone(), w.fragments, w.rows, w.rows_per_sec()))
                                 .collect();
                             let _ = d.set_item("workers", workers);
+                            if let Some(c) = b.embedder {
+                                let _ = d.set_item("requests", c.requests);
+                                let _ = d.set_item("request_retries", c.retries);
+                                let _ = d.set_item("restarts", c.restarts);
+                                let _ = d.set_item("tokens", c.tokens);
+                            }
                         }
                         // a failing progress callback must not fail the migration
                         if let Err(e) = f.bind(py).call1((d,)) {

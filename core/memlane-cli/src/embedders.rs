@@ -1,8 +1,7 @@
-//! Embedders from the command line: `--embedder NAME=SPEC` flags, a `--embedders FILE`
-//! (or `MEMLANE_EMBEDDERS`), and the `memlane.toml` beside the migrations. The forms and
-//! the file format are the library's (`memlane_store::EmbedderSpec`); this module only
-//! gathers them, later sources overriding earlier ones by name: the folder's file, the
-//! named file, the flags.
+//! Embedders from the command line: `--embedder NAME=SPEC` flags over the library's
+//! configured embedders (the `memlane.toml` beside the migrations, then `--embedders FILE`
+//! or `MEMLANE_EMBEDDERS`). The forms, the file format and the merge are the library's
+//! (`memlane_store::EmbedderSpec`, `configured_embedders`); this module adds the flags.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use memlane_store::{EmbedError, Embedder, EmbedderSpec, StoreError};
+use memlane_store::Embedder;
 
 use crate::cli::EmbedderArgs;
 
@@ -36,29 +35,7 @@ fn timeout() -> Option<Duration> {
 
 /// Parse and make one one-line embedder (`hash:`, `cmd:`, `proc:`, `http:`).
 pub(crate) fn parse_spec(spec: &str) -> Result<Arc<dyn Embedder>> {
-    let s = EmbedderSpec::parse(spec).map_err(|message| StoreError::EmbedderConfig {
-        at: format!("`{spec}`"),
-        message,
-    })?;
-    s.build(timeout()).map_err(|message| {
-        StoreError::EmbedderConfig {
-            at: format!("`{spec}`"),
-            message,
-        }
-        .into()
-    })
-}
-
-/// An embedder from a file that could not be made (an unset API key variable, say): the
-/// command fails only if it calls it, with the reason.
-struct Unavailable {
-    why: String,
-}
-
-impl Embedder for Unavailable {
-    fn embed(&self, _: &[&str]) -> std::result::Result<Vec<f32>, EmbedError> {
-        Err(self.why.clone().into())
-    }
+    Ok(memlane_store::embedder_from_spec(spec, timeout())?)
 }
 
 /// The embedders a command may call: the migrations folder's `memlane.toml` (when the
@@ -67,20 +44,7 @@ pub(crate) fn load(
     args: &EmbedderArgs,
     folder: Option<&Path>,
 ) -> Result<HashMap<String, Arc<dyn Embedder>>> {
-    let mut out: HashMap<String, Arc<dyn Embedder>> = HashMap::new();
-    let beside = folder
-        .map(|d| d.join(memlane_store::memlane_core::migration::CONFIG_FILE))
-        .filter(|p| p.is_file());
-    for file in beside.iter().chain(args.file.iter()) {
-        for (name, spec) in memlane_store::load_config(file)? {
-            let e = spec.build(timeout()).unwrap_or_else(|why| {
-                Arc::new(Unavailable {
-                    why: format!("{}: [embedders.{name}]: {why}", file.display()),
-                })
-            });
-            out.insert(name, e);
-        }
-    }
+    let mut out = memlane_store::configured_embedders(folder, args.file.as_deref(), timeout())?;
     for it in &args.embedders {
         let (name, spec) = it
             .split_once('=')

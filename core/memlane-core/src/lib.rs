@@ -33,7 +33,7 @@ pub use migration::{
 };
 pub use plan::{Effect, Finding, Level, Plan, Snapshot, plan};
 pub use report::{
-    ApplyReport, Approval, BackfillStats, CompatCheck, EmbedderCalls, ContextLoss, InvariantResult,
+    ApplyReport, Approval, BackfillStats, CompatCheck, ContextLoss, EmbedderCalls, InvariantResult,
     MigrationOutcome, MigrationReport, StepReport, WorkerStats,
 };
 pub use review::{Review, ReviewOptions, Sample, VectorColumn, check_pair, review};

@@ -49,7 +49,7 @@ pub use checks::context::SpaceDrift;
 pub use convert::{SPACE_META, arrow_type, check_batch, conform};
 pub use embed::{
     DEFAULT_TIMEOUT_SECS, EmbedError, EmbedFailure, Embedder, EmbedderSpec, HashEmbedder,
-    HttpSettings, load_config, parse_config,
+    HttpSettings, configured_embedders, embedder_from_spec, load_config, parse_config,
 };
 pub use error::{Result, StoreError, lance_message};
 pub use export::{export, export_ipc, export_jsonl};

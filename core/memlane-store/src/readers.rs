@@ -87,15 +87,24 @@ pub struct MigrationFolder {
     pub migrations: Vec<Migration>,
     /// The store-level invariants, checked after every step of every migration.
     pub invariants: Vec<memlane_core::InvariantSpec>,
+    /// The embedders its `memlane.toml` declares (checked when the folder is read, so
+    /// plan and lint report a broken file before an apply needs it).
+    pub embedders: std::collections::BTreeMap<String, crate::EmbedderSpec>,
 }
 
 impl MigrationFolder {
     /// Read and parse the folder at `dir`.
     pub fn read(dir: impl AsRef<Path>) -> Result<MigrationFolder> {
         let dir = dir.as_ref();
+        let config = dir.join(memlane_core::migration::CONFIG_FILE);
         Ok(MigrationFolder {
             migrations: read_folder(dir)?,
             invariants: read_invariants(dir)?,
+            embedders: if config.is_file() {
+                crate::load_config(&config)?
+            } else {
+                Default::default()
+            },
         })
     }
 }

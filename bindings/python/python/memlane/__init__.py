@@ -9,7 +9,13 @@
 
 Embedders are plain callables ``f(list[str]) -> numpy.ndarray`` of shape (n, dimension),
 float32 (anything numpy can convert). They are called in batches (``f.batch_size`` if set,
-else 64) with the GIL held only while they run.
+else 64) with the GIL held only while they run. Models can be passed as they are
+(sentence-transformers, fastembed, LanceDB embedding functions;
+``memlane.embedder(openai_client, model=...)``), and so can memlane's own embedders:
+``"http:URL,model=NAME"`` (an OpenAI-compatible server, with batching, concurrency,
+retries and rate limits), ``"proc:python serve.py"`` (one long-lived model process), or
+the ``[embedders.NAME]`` tables of a ``memlane.toml`` (``memlane.load_embedders``; the
+migrations folder's own is read by ``apply``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 from ._memlane import (
     ChecksumMismatch,
     ConflictError,
+    Embedder,
     EmbedderError,
     GateBlocked,
     IncompatibleSpaceError,
@@ -49,6 +56,7 @@ from ._reports import (
     VerifyReport,
 )
 from ._store import Hits, Store, compat, create, open, review, unlock
+from ._embedders import embedder, load_embedders
 from ._interop import export_jsonl, import_chroma, import_jsonl, import_lancedb, to_chroma
 
 __all__ = [
@@ -60,7 +68,10 @@ __all__ = [
     "StorageError",
     "IntegrityError",
     "CompatReport",
+    "Embedder",
     "EmbedderError",
+    "embedder",
+    "load_embedders",
     "GateBlocked",
     "History",
     "Hit",

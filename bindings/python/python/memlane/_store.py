@@ -14,7 +14,9 @@ import pyarrow.compute as pc
 from . import _memlane
 from ._reports import ApplyReport, CompatReport, History, Hit, Plan, Review, Status, ValidateReport, VerifyReport
 
-Embedder = Callable[[List[str]], Any]
+# a function list[str] -> array (n, d); a model object, a spec string or a memlane.Embedder
+# (adapted by memlane._embedders.adapt)
+Embedder = Union[Callable[[List[str]], Any], str, Any]
 """A callable ``f(list[str]) -> array (n, dimension)``; ``f.batch_size`` sets its batch."""
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -105,6 +107,14 @@ class _Tqdm:
                 post["conflicts"] = p["conflicts"]
             if p.get("retries"):
                 post["retries"] = p["retries"]
+            if p.get("requests"):
+                post["requests"] = p["requests"]
+            if p.get("request_retries"):
+                post["retried"] = p["request_retries"]
+            if p.get("restarts"):
+                post["restarts"] = p["restarts"]
+            if p.get("tokens"):
+                post["tokens"] = p["tokens"]
             if post:
                 self._bar.set_postfix(post, refresh=False)
             self._bar.refresh()

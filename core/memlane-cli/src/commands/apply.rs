@@ -153,13 +153,23 @@ fn progress_bar() -> Option<ProgressFn> {
     );
     Some(Arc::new(move |p: &Progress| {
         bar.set_length(p.total);
-        bar.set_message(format!(
+        let mut msg = format!(
             "{:04} step {}/{} {}",
             p.migration,
             p.step + 1,
             p.steps,
             p.op
-        ));
+        );
+        if let Some(c) = p.backfill.as_ref().and_then(|b| b.embedder) {
+            msg.push_str(&format!(" · {} req", c.requests));
+            if c.retries > 0 {
+                msg.push_str(&format!(", {} retried", c.retries));
+            }
+            if let Some(t) = c.tokens {
+                msg.push_str(&format!(", {t} tok"));
+            }
+        }
+        bar.set_message(msg);
         bar.set_position(p.done);
         if p.done >= p.total {
             bar.println(format!(

@@ -17,7 +17,8 @@ pub(crate) async fn run(args: LintArgs, out: Output) -> Result<ExitStatus> {
         store,
         storage,
     } = args;
-    let files = memlane_store::read_folder(&migrations)?;
+    // the whole folder: a broken memlane.toml is reported here, before an apply needs it
+    let files = memlane_store::MigrationFolder::read(&migrations)?.migrations;
     let plan = match &store {
         Some(s) => {
             Store::open_with(s, storage.parse()?)

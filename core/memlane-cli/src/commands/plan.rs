@@ -10,7 +10,9 @@ use crate::output::{Output, line};
 pub(crate) async fn run(args: PlanArgs, out: Output) -> Result<ExitStatus> {
     let PlanArgs { store, migrations } = args;
     let st = store.open().await?;
-    let plan = st.plan(&memlane_store::read_folder(&migrations)?).await?;
+    let plan = st
+        .plan(&memlane_store::MigrationFolder::read(&migrations)?.migrations)
+        .await?;
     out.emit(&plan, line(&plan))?;
     if plan.errors().next().is_some() {
         return Ok(ExitStatus::Blocked);

@@ -76,7 +76,8 @@ impl Embedder for CommandEmbedder {
                 self.cmd
             )
         })?;
-        let v = super::parse_vectors(value, texts.len()).map_err(|e| format!("`{}` {e}", self.cmd))?;
+        let v =
+            super::parse_vectors(value, texts.len()).map_err(|e| format!("`{}` {e}", self.cmd))?;
         self.counters.answered(texts.len(), None);
         Ok(v)
     }

@@ -153,7 +153,9 @@ impl EmbedderSpec {
         let timeout = |own: Option<f64>, fallback: f64| -> std::result::Result<Duration, String> {
             match own {
                 Some(s) if s > 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
-                Some(s) => Err(format!("timeout_secs = {s} must be a positive number of seconds")),
+                Some(s) => Err(format!(
+                    "timeout_secs = {s} must be a positive number of seconds"
+                )),
                 None => Ok(default_timeout.unwrap_or(Duration::from_secs_f64(fallback))),
             }
         };
@@ -192,10 +194,9 @@ impl EmbedderSpec {
                 batch(*batch_size, 256)?,
                 max_restarts.unwrap_or(3),
             )),
-            EmbedderSpec::Http { .. } => Arc::new(HttpEmbedder::new(self.http_settings(
-                timeout,
-                batch,
-            )?)?),
+            EmbedderSpec::Http { .. } => {
+                Arc::new(HttpEmbedder::new(self.http_settings(timeout, batch)?)?)
+            }
         })
     }
 
@@ -239,7 +240,11 @@ impl EmbedderSpec {
         s.max_retries = max_retries.unwrap_or(6);
         s.max_backoff = match max_backoff_secs {
             Some(b) if *b >= 0.0 && b.is_finite() => Duration::from_secs_f64(*b),
-            Some(b) => return Err(format!("max_backoff_secs = {b} must be a number of seconds")),
+            Some(b) => {
+                return Err(format!(
+                    "max_backoff_secs = {b} must be a number of seconds"
+                ));
+            }
             None => Duration::from_secs(30),
         };
         s.requests_per_minute = per_minute("requests_per_minute", *requests_per_minute)?;
@@ -329,6 +334,60 @@ pub fn load_config(path: impl AsRef<std::path::Path>) -> Result<BTreeMap<String,
     parse_config(&path.display().to_string(), &text)
 }
 
+/// Make an embedder from a one-line form (`hash:`, `cmd:`, `proc:`, `http:`); errors
+/// name the form.
+pub fn embedder_from_spec(
+    spec: &str,
+    default_timeout: Option<Duration>,
+) -> Result<Arc<dyn Embedder>> {
+    let bad = |message: String| StoreError::EmbedderConfig {
+        at: format!("`{spec}`"),
+        message,
+    };
+    EmbedderSpec::parse(spec)
+        .map_err(bad)?
+        .build(default_timeout)
+        .map_err(bad)
+}
+
+/// An embedder from a file that could not be made (an unset API key variable, say): a
+/// run fails only if it calls it, with the reason.
+struct Unavailable {
+    why: String,
+}
+
+impl Embedder for Unavailable {
+    fn embed(&self, _: &[&str]) -> std::result::Result<Vec<f32>, super::EmbedError> {
+        Err(self.why.clone().into())
+    }
+}
+
+/// The embedders configured for a run: the migrations folder's `memlane.toml` (when
+/// there is one), then `file` (overriding by name). An entry that cannot be made (its
+/// API key variable unset) fails only when called, so a file can declare embedders a
+/// given run does not use. `default_timeout` applies where an entry sets none.
+pub fn configured_embedders(
+    folder: Option<&std::path::Path>,
+    file: Option<&std::path::Path>,
+    default_timeout: Option<Duration>,
+) -> Result<std::collections::HashMap<String, Arc<dyn Embedder>>> {
+    let beside = folder
+        .map(|d| d.join(memlane_core::migration::CONFIG_FILE))
+        .filter(|p| p.is_file());
+    let mut out = std::collections::HashMap::new();
+    for path in beside.as_deref().into_iter().chain(file) {
+        for (name, spec) in load_config(path)? {
+            let e = spec.build(default_timeout).unwrap_or_else(|why| {
+                Arc::new(Unavailable {
+                    why: format!("{} [embedders.{name}]: {why}", path.display()),
+                }) as Arc<dyn Embedder>
+            });
+            out.insert(name, e);
+        }
+    }
+    Ok(out)
+}
+
 /// The 1-based line of `[embedders.NAME]` (1 when it is written another way).
 fn header_line(text: &str, name: &str) -> usize {
     let quoted = format!("[embedders.\"{name}\"]");
@@ -362,8 +421,10 @@ mod tests {
             timeout_secs,
             requests_per_minute,
             ..
-        } = EmbedderSpec::parse("http:http://127.0.0.1:9/v1,model=e5,batch=32,concurrency=8,timeout=2.5,rpm=600")
-            .unwrap()
+        } = EmbedderSpec::parse(
+            "http:http://127.0.0.1:9/v1,model=e5,batch=32,concurrency=8,timeout=2.5,rpm=600",
+        )
+        .unwrap()
         else {
             panic!("not http")
         };
@@ -371,7 +432,10 @@ mod tests {
             (url.as_str(), model.as_str(), batch_size, concurrency),
             ("http://127.0.0.1:9/v1", "e5", Some(32), Some(8))
         );
-        assert_eq!((timeout_secs, requests_per_minute), (Some(2.5), Some(600.0)));
+        assert_eq!(
+            (timeout_secs, requests_per_minute),
+            (Some(2.5), Some(600.0))
+        );
         let e = EmbedderSpec::parse("http:http://x/v1,modle=e5").unwrap_err();
         assert!(e.contains("modle"), "{e}");
         let e = EmbedderSpec::parse("http:http://x/v1,model=e5,api_key=sk-123").unwrap_err();
@@ -394,10 +458,17 @@ mod tests {
         assert!(c["a"].build(None).is_ok());
         let bad = "[embedders.x]\ntype = \"http\"\nurl = \"http://h/v1\"\nmodel = \"m\"\nconcurency = 3\n";
         let e = parse_config("memlane.toml", bad).unwrap_err().to_string();
-        assert!(e.contains("memlane.toml line 1 [embedders.x]") && e.contains("concurency"), "{e}");
-        let e = parse_config("memlane.toml", "[embedder.x]\n").unwrap_err().to_string();
+        assert!(
+            e.contains("memlane.toml line 1 [embedders.x]") && e.contains("concurency"),
+            "{e}"
+        );
+        let e = parse_config("memlane.toml", "[embedder.x]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("embedder"), "{e}");
-        let e = parse_config("m.toml", "[embedders.k]\ncommand = \"x\"\n").unwrap_err().to_string();
+        let e = parse_config("m.toml", "[embedders.k]\ncommand = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no `type`"), "{e}");
     }
 }

@@ -165,7 +165,10 @@ impl Drop for HttpEmbedder {
 
 impl Embedder for HttpEmbedder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, EmbedError> {
-        let rt = self.runtime.as_ref().ok_or("the HTTP embedder was shut down")?;
+        let rt = self
+            .runtime
+            .as_ref()
+            .ok_or("the HTTP embedder was shut down")?;
         let batch = self.shared.settings.batch_size.max(1);
         let requests: Vec<(usize, Vec<String>)> = texts
             .chunks(batch)
@@ -234,7 +237,10 @@ impl Shared {
     /// One request of texts (the call's texts from `offset`), with its retries.
     async fn request(&self, offset: usize, texts: &[String]) -> Result<Vec<f32>, EmbedError> {
         let started = Instant::now();
-        let est_tokens: f64 = texts.iter().map(|t| (t.len() as f64 / 4.0).ceil().max(1.0)).sum();
+        let est_tokens: f64 = texts
+            .iter()
+            .map(|t| (t.len() as f64 / 4.0).ceil().max(1.0))
+            .sum();
         let mut attempt = 0u32;
         loop {
             self.wait_for_limits(est_tokens).await;
@@ -372,7 +378,11 @@ impl Shared {
         } else if e.is_connect() {
             format!("could not connect to {}", self.endpoint)
         } else {
-            format!("the connection to {} failed ({})", self.endpoint, root_cause(e))
+            format!(
+                "the connection to {} failed ({})",
+                self.endpoint,
+                root_cause(e)
+            )
         };
         Failure {
             retryable: true,
@@ -449,7 +459,9 @@ mod tests {
         s.api_key_env = Some("MEMLANE_TEST_SURELY_UNSET_KEY".into());
         let e = HttpEmbedder::new(s).err().unwrap();
         assert!(e.contains("MEMLANE_TEST_SURELY_UNSET_KEY"), "{e}");
-        let e = HttpEmbedder::new(HttpSettings::new("ftp://x", "m")).err().unwrap();
+        let e = HttpEmbedder::new(HttpSettings::new("ftp://x", "m"))
+            .err()
+            .unwrap();
         assert!(e.contains("not an http"), "{e}");
         assert_eq!(excerpt(b"  a\n b "), "a b");
         assert_eq!(excerpt(b""), "(empty body)");

@@ -67,12 +67,17 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
     }
     let v = headers.get("retry-after")?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(3600.0)));
     }
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let secs = at.signed_duration_since(chrono::Utc::now()).num_milliseconds();
+    let secs = at
+        .signed_duration_since(chrono::Utc::now())
+        .num_milliseconds();
     #[allow(clippy::cast_precision_loss)]
-    Some(Duration::from_secs_f64((secs.max(0) as f64 / 1000.0).min(3600.0)))
+    Some(Duration::from_secs_f64(
+        (secs.max(0) as f64 / 1000.0).min(3600.0),
+    ))
 }
 
 /// A number in [0, 1) from a small generator seeded by the clock and a counter (no
@@ -103,7 +108,10 @@ mod tests {
         assert!(b.take(1.0).is_none());
         assert!(b.take(1.0).is_none());
         let w = b.take(1.0).expect("the third waits");
-        assert!(w > Duration::from_millis(300) && w <= Duration::from_millis(500), "{w:?}");
+        assert!(
+            w > Duration::from_millis(300) && w <= Duration::from_millis(500),
+            "{w:?}"
+        );
         // a request larger than the bucket waits for a full one, then overdraws
         let t = Bucket::per_minute(60.0);
         assert!(t.take(5.0).is_none());
@@ -116,10 +124,16 @@ mod tests {
         for a in 0..10 {
             let d = backoff(a, max, None);
             let full = (0.5 * 2f64.powi(i32::try_from(a).unwrap())).min(8.0);
-            assert!(d.as_secs_f64() >= full * 0.5 - 1e-9 && d.as_secs_f64() <= full + 1e-9, "{a}: {d:?}");
+            assert!(
+                d.as_secs_f64() >= full * 0.5 - 1e-9 && d.as_secs_f64() <= full + 1e-9,
+                "{a}: {d:?}"
+            );
         }
         let d = backoff(0, max, Some(Duration::from_secs(3)));
-        assert!(d >= Duration::from_secs(3) && d <= Duration::from_millis(3300), "{d:?}");
+        assert!(
+            d >= Duration::from_secs(3) && d <= Duration::from_millis(3300),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -130,7 +144,10 @@ mod tests {
         h.insert("retry-after-ms", "250".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
         let mut d = reqwest::header::HeaderMap::new();
-        d.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        d.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&d), Some(Duration::ZERO));
         d.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&d), None);

@@ -25,9 +25,12 @@ mod http;
 mod limit;
 mod process;
 
-pub use config::{DEFAULT_TIMEOUT_SECS, EmbedderSpec, load_config, parse_config};
-pub use http::HttpSettings;
+pub use config::{
+    DEFAULT_TIMEOUT_SECS, EmbedderSpec, configured_embedders, embedder_from_spec, load_config,
+    parse_config,
+};
 pub use hash::HashEmbedder;
+pub use http::HttpSettings;
 
 /// Error type embedders return.
 pub type EmbedError = Box<dyn std::error::Error + Send + Sync>;

@@ -80,10 +80,10 @@ impl ProcessEmbedder {
     /// Send one batch and wait for its answer line.
     fn exchange(&self, run: &mut Running, request: &[u8]) -> Result<serde_json::Value, Lost> {
         let exited = |run: &mut Running| {
-            let status = run
-                .child
-                .wait_timeout_status()
-                .map_or_else(|| "closed its output".to_owned(), |s| format!("exited with {s}"));
+            let status = run.child.wait_timeout_status().map_or_else(
+                || "closed its output".to_owned(),
+                |s| format!("exited with {s}"),
+            );
             Lost::Exited(status)
         };
         if run
