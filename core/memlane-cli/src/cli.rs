@@ -107,7 +107,7 @@ pub(crate) struct EmbedderArgs {
     /// A memlane.toml with [embedders.NAME] tables (the migrations folder's own
     /// memlane.toml is read too; flags override both).
     #[arg(long = "embedders", env = "MEMLANE_EMBEDDERS", value_name = "FILE")]
-    pub(crate) file: Option<PathBuf>,
+    pub(crate) embedders_file: Option<PathBuf>,
 }
 
 /// Parse a `--space NAME:DIM[:METRIC[:normalized]]` argument (a bad one fails the

@@ -89,7 +89,7 @@ pub struct MigrationFolder {
     pub invariants: Vec<memlane_core::InvariantSpec>,
     /// The embedders its `memlane.toml` declares (checked when the folder is read, so
     /// plan and lint report a broken file before an apply needs it).
-    pub embedders: std::collections::BTreeMap<String, crate::EmbedderSpec>,
+    pub embedders: std::collections::BTreeMap<String, crate::embed::EmbedderSpec>,
 }
 
 impl MigrationFolder {
@@ -101,7 +101,7 @@ impl MigrationFolder {
             migrations: read_folder(dir)?,
             invariants: read_invariants(dir)?,
             embedders: if config.is_file() {
-                crate::load_config(&config)?
+                crate::embed::load_config(&config)?
             } else {
                 Default::default()
             },
