@@ -78,7 +78,7 @@ def memlane_run(tmp: Path, data: List[str], embedder: Any, dim: int) -> float:
     store = memlane.create(tmp / "mem", data=[{"id": f"m{i}", "content": t} for i, t in enumerate(data)])
     folder = tmp / "migrations"
     folder.mkdir()
-    (folder / "0001.toml").write_text(MIGRATION.format(dim=dim))
+    (folder / "0001_embed.toml").write_text(MIGRATION.format(dim=dim))
     t0 = time.perf_counter()
     report = store.apply(folder, embedders={"m": embedder}, progress=False)
     secs = time.perf_counter() - t0

@@ -152,11 +152,11 @@ def test_http_embedder_reembeds_with_a_served_model(tmp_path: Path, server, mode
     assert_vectors_are_the_models(store, model)
     reqs = requests_of(log)
     calls = embedder_calls(report)
-    # the backfill's requests (the fingerprint's canaries come before it)
-    backfill = [r for r in reqs if r["status"] == 200][1:]
-    assert calls["requests"] == len(backfill) and calls["retries"] == 0
-    assert calls["texts"] == sum(r["n"] for r in backfill) == len(vectors(store))
-    assert calls["tokens"] == sum(sum(len(t.split()) for t in r["texts"]) for r in backfill)
+    # every request of the step: the fingerprint's 8 canaries, then the backfill
+    assert all(r["status"] == 200 for r in reqs)
+    assert calls["requests"] == len(reqs) and calls["retries"] == 0
+    assert calls["texts"] == sum(r["n"] for r in reqs) == len(vectors(store)) + 8
+    assert calls["tokens"] == sum(sum(len(t.split()) for t in r["texts"]) for r in reqs)
     assert max(r["n"] for r in reqs) <= 16
     run("verify", store)
 
@@ -341,3 +341,27 @@ def test_configuration_errors_name_the_file_line_and_fix(tmp_path: Path, server)
     # the one-line form on the command line overrides the file
     wrong = run("apply", store, folder, "--yes", "--embedder", "wl=http:http://127.0.0.1:9/v1,model=wordllama,modle=x", ok=False)
     assert "modle" in wrong.stderr
+
+
+def test_a_refused_request_names_the_status_and_is_not_retried(tmp_path: Path, server) -> None:
+    url, log = server()
+    store, folder = make_store(tmp_path)
+    table = http_table(url).replace('model = "wordllama"', 'model = "no-such-model"')
+    write_config(folder, table)
+    err = failed_apply_commits_nothing(store, folder, ["HTTP 404 Not Found", "no-such-model", "check the URL"])
+    assert "after" not in err.split("HTTP 404")[1].split(";")[0]
+    assert len(requests_of(log)) == 1, "a 404 is not retried"
+
+
+def test_the_request_rate_limit_holds(tmp_path: Path, server, model) -> None:
+    url, log = server()
+    store, folder = make_store(tmp_path)
+    # 600 a minute: a bucket of 10, refilled at 10 a second
+    write_config(folder, http_table(url, requests_per_minute=600))
+    apply(store, folder)
+    t = sorted(r["t"] for r in requests_of(log))
+    assert len(t) > 25
+    # any 21 consecutive requests span at least the 1 s the bucket needs to refill
+    # (a lower bound, whatever the machine's speed; 0.2 s allowed for answer jitter)
+    assert min(t[i + 20] - t[i] for i in range(len(t) - 20)) >= 0.8
+    assert_vectors_are_the_models(store, model)

@@ -91,12 +91,13 @@ def test_openai_client_is_an_embedder(tmp_path: Path, server: str, wl: Any) -> N
 
 def test_memlanes_http_embedder_from_python_counts_its_requests(tmp_path: Path, server: str, wl: Any) -> None:
     e = memlane.Embedder(f"http:{server},model=wordllama,batch=16,concurrency=2")
-    assert e.batch_size == 32
+    assert e.batch_size == 16 * 2 * 4
     seen: List[Dict[str, Any]] = []
     store, report = migrate(tmp_path, {"wl": e}, progress=seen.append)
     assert_wordllama_vectors(store, wl)
     calls = [s["backfill"]["embedder"] for s in report.steps if s.get("backfill")]
-    assert calls and calls[0]["texts"] == 120 and calls[0]["requests"] == 120 // 16 + 1 and calls[0]["retries"] == 0
+    # the fingerprint's 8 canaries (one request), then 120 rows in requests of 16
+    assert calls and calls[0]["texts"] == 128 and calls[0]["requests"] == 1 + 8 and calls[0]["retries"] == 0
     assert calls[0]["tokens"] > 0
     assert any(p.get("requests") for p in seen) and any(p.get("eta_secs") is not None for p in seen)
     # the native embedder is callable from Python too, and counts those calls
@@ -111,7 +112,7 @@ def test_apply_reads_the_folders_memlane_toml(tmp_path: Path, server: str, wl: A
     assert report.ok
     assert_wordllama_vectors(store, wl)
     loaded = memlane.load_embedders(tmp_path / "migrations" / "memlane.toml")
-    assert set(loaded) == {"wl"} and loaded["wl"].batch_size == 40 * 4
+    assert set(loaded) == {"wl"} and loaded["wl"].batch_size == 40 * 4 * 4
     with pytest.raises(memlane.NotFoundError):
         memlane.load_embedders(tmp_path / "nope.toml")
     bad = tmp_path / "bad.toml"

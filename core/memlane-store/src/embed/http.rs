@@ -3,8 +3,8 @@
 //! `{"data": [{"index", "embedding"}], "usage": {"total_tokens"}}`). OpenAI, Azure
 //! OpenAI, Ollama, Hugging Face TEI, vLLM, LiteLLM and infinity speak it.
 //!
-//! A call of the backfill (`batch_size × concurrency` texts) is split into requests of
-//! `batch_size` texts sent `concurrency` at a time on a runtime of the embedder's own
+//! A call of the backfill (`batch_size × concurrency × 4` texts) is split into requests
+//! of `batch_size` texts, `concurrency` in flight at a time on a runtime of the embedder's own
 //! (so a call never blocks the store's async workers, whatever thread it comes from).
 //! A request that gets 408, 409, 429 or 5xx, a dropped connection, a cut body or no
 //! answer within the timeout is sent again after a jittered exponential backoff (the
@@ -22,6 +22,9 @@ use serde::Deserialize;
 
 use super::limit::{Bucket, backoff, retry_after};
 use super::{Counters, EmbedError, EmbedFailure, Embedder};
+
+/// Rounds of `concurrency` requests in one call of the backfill (see `batch_size`).
+const ROUNDS: usize = 4;
 
 /// The settings of an HTTP embedder.
 #[derive(Clone, PartialEq)]
@@ -195,8 +198,11 @@ impl Embedder for HttpEmbedder {
         Ok(parts.concat())
     }
 
+    /// `ROUNDS` rounds of `concurrency` requests: within a call the requests run as a
+    /// sliding window (a slow answer does not hold the others back), and only the call's
+    /// end waits for the last ones.
     fn batch_size(&self) -> usize {
-        self.shared.settings.batch_size.max(1) * self.shared.settings.concurrency.max(1)
+        self.shared.settings.batch_size.max(1) * self.shared.settings.concurrency.max(1) * ROUNDS
     }
 
     fn calls(&self) -> Option<memlane_core::EmbedderCalls> {

@@ -11,7 +11,8 @@ use crate::ops::{Progress, ProgressFn};
 use crate::store::Store;
 
 /// Run the gradual backfill of a `reembed` step; returns the state it left (with the
-/// checkpoint) and the rows it embedded.
+/// checkpoint) and the rows it embedded. `calls_from`: the embedder's counters when the
+/// step began (its comparison sample counts too), else taken now.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn backfill(
     store: &mut Store,
@@ -25,6 +26,7 @@ pub(super) async fn backfill(
     progress: Option<ProgressFn>,
     since: Option<crate::gradual::Settled>,
     executor: Option<Arc<dyn crate::gradual::FragmentExecutor>>,
+    calls_from: Option<memlane_core::EmbedderCalls>,
 ) -> Result<(StoreState, crate::gradual::Outcome)> {
     let memlane_core::Step::Reembed {
         embedder,
@@ -43,7 +45,7 @@ pub(super) async fn backfill(
         store,
         space,
         batch: batch_size.unwrap_or_else(|| e.batch_size()),
-        calls_from: e.calls(),
+        calls_from: calls_from.or_else(|| e.calls()),
         embedder: e,
         embedder_name: embedder.clone(),
         source: source.clone(),

@@ -286,6 +286,8 @@ impl<'a> Run<'a> {
         let e = self.embedder(m, embedder)?;
         let approve = self.settings.approve.clone();
         let dry_run = self.settings.dry_run;
+        // the step's embedder requests count from here: the comparison sample's too
+        let calls_from = e.calls();
         let sp = calibrate(
             self.store,
             &mut self.state,
@@ -314,6 +316,7 @@ impl<'a> Run<'a> {
             self.settings.progress.clone(),
             self.settled_at.get(space).copied(),
             self.settings.executors.get(embedder).cloned(),
+            calls_from,
         )
         .await?;
         self.state = st;
@@ -685,6 +688,7 @@ impl<'a> Run<'a> {
             self.settings.progress.clone(),
             self.settled_at.get(space).copied(),
             None,
+            None,
         )
         .await?;
         self.settled_at.insert(space.clone(), n.settled);
@@ -733,6 +737,7 @@ impl<'a> Run<'a> {
                     self.settings.progress.clone(),
                     self.settled_at.get(space).copied(),
                     self.settings.executors.get(embedder).cloned(),
+                    None,
                 )
                 .await?;
                 self.settled_at.insert(space.clone(), n.settled);
