@@ -44,7 +44,8 @@ pub(crate) fn load(
     args: &EmbedderArgs,
     folder: Option<&Path>,
 ) -> Result<HashMap<String, Arc<dyn Embedder>>> {
-    let mut out = memlane_store::configured_embedders(folder, args.embedders_file.as_deref(), timeout())?;
+    let mut out =
+        memlane_store::configured_embedders(folder, args.embedders_file.as_deref(), timeout())?;
     for it in &args.embedders {
         let (name, spec) = it
             .split_once('=')
