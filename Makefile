@@ -132,6 +132,8 @@ bench: deps-system deps-python deps-bench deps-browser check-wasm ## Benchmarks 
 	PYTHONPATH="$(CARGO_TARGET_DIR)/pybench" "$(VENV)/bin/python" benches/python/bench_index.py
 	# distributed re-embed on a local Ray cluster vs lance-ray add_columns, 1/2/4/8 actors (1M x 384)
 	PYTHONPATH="$(CARGO_TARGET_DIR)/pybench" "$(VENV)/bin/python" benches/python/bench_ray.py
+	# embedders: the http: embedder vs an asyncio+httpx peer (20k texts, 100 ms a request), proc: vs cmd:
+	PYTHONPATH="$(CARGO_TARGET_DIR)/pybench" "$(VENV)/bin/python" benches/python/bench_embedders.py
 	# the preview page in headless Chromium (wasm build of check-wasm; dev CLI for the samples)
 	$(MAKE) --no-print-directory build
 	MEMLANE="$(MEMLANE)" bash scripts/preview-example.sh "$(PREVIEW_EXAMPLE)"
