@@ -154,6 +154,14 @@ pub(crate) enum Cmd {
     Validate(ValidateArgs),
     /// Tag a version (the current one by default), or list tags.
     Tag(TagArgs),
+    /// Branches of a store for rehearsals: zero-copy clones beside it
+    /// (`<store>.branches/<name>`) that never write inside the store.
+    #[command(subcommand)]
+    Branch(BranchCmd),
+    /// Apply a folder's pending migrations for real on a branch (optionally cut to a
+    /// sample), report gates, invariants, context loss, duration and embedder cost, then
+    /// delete the branch. The store is not touched. Exit 0 pass, 3 blocked, 4 review.
+    Rehearse(RehearseArgs),
     /// Commit a new version equal to an old one (forward-only restore).
     Restore(RestoreArgs),
     /// Remove a dead holder's migration lock.
@@ -405,6 +413,77 @@ pub(crate) struct TagArgs {
     /// Version to tag.
     #[arg(long)]
     pub(crate) version: Option<u64>,
+}
+
+/// `memlane branch ...`.
+#[derive(Subcommand)]
+pub(crate) enum BranchCmd {
+    /// Branch the store (at its latest version, or `--at VERSION`).
+    Create(BranchCreateArgs),
+    /// List the store's branches.
+    List(BranchListArgs),
+    /// Delete a branch.
+    Delete(BranchNameArgs),
+}
+
+/// `memlane branch create`.
+#[derive(Args)]
+pub(crate) struct BranchCreateArgs {
+    /// The store to branch.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Branch name (letters, digits, `.`, `_`, `-`).
+    pub(crate) name: String,
+    /// Version to branch at (default: the latest).
+    #[arg(long)]
+    pub(crate) at: Option<u64>,
+}
+
+/// `memlane branch list`.
+#[derive(Args)]
+pub(crate) struct BranchListArgs {
+    /// The store.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+/// `memlane branch delete`.
+#[derive(Args)]
+pub(crate) struct BranchNameArgs {
+    /// The store.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Branch name.
+    pub(crate) name: String,
+}
+
+/// `memlane rehearse`.
+#[derive(Args)]
+pub(crate) struct RehearseArgs {
+    /// The store to rehearse on (not changed).
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Migrations folder.
+    pub(crate) migrations: PathBuf,
+    /// Cut the branch to this many evenly spread rows first; the duration and embedder
+    /// cost are extrapolated to the whole store.
+    #[arg(long)]
+    pub(crate) sample: Option<u64>,
+    /// Keep the branch afterwards (`memlane branch delete` removes it).
+    #[arg(long)]
+    pub(crate) keep: bool,
+    /// The branch's name (default rehearse-<unix ms>).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Approve gates that ask for review, with a reason (as `apply --approve`).
+    #[arg(long)]
+    pub(crate) approve: Option<String>,
+    /// Apply up to this migration id.
+    #[arg(long)]
+    pub(crate) to: Option<u32>,
+    /// Embedders the migrations name.
+    #[command(flatten)]
+    pub(crate) embedders: EmbedderArgs,
 }
 
 /// `memlane restore`.

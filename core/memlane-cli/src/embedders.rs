@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use memlane_store::Embedder;
+use memlane_store::memlane_core::{Migration, Step};
+use memlane_store::{Embedder, HashEmbedder};
 
 use crate::cli::EmbedderArgs;
 
@@ -53,4 +54,30 @@ pub(crate) fn load(
         out.insert(name.to_owned(), parse_spec(spec)?);
     }
     Ok(out)
+}
+
+/// The given embedders (flags, `--embedders FILE`, the folder's `memlane.toml`), plus a hashing embedder for every embedder the folder names
+/// that is not given and names one (applied migrations too: apply catches up a
+/// completed re-embed of the active space).
+pub(crate) fn for_folder(
+    given: &EmbedderArgs,
+    folder: &std::path::Path,
+    files: &[Migration],
+) -> Result<HashMap<String, Arc<dyn Embedder>>> {
+    let mut e = load(given, Some(folder))?;
+    let names = files
+        .iter()
+        .flat_map(|m| &m.steps)
+        .filter_map(|s| match &s.step {
+            Step::Reembed { embedder, .. } => Some(embedder),
+            _ => None,
+        });
+    for name in names {
+        if !e.contains_key(name)
+            && let Some(h) = HashEmbedder::from_name(name)
+        {
+            e.insert(name.clone(), h.arc());
+        }
+    }
+    Ok(e)
 }

@@ -245,6 +245,17 @@ pub enum Action {
     Abort,
     /// An inactive space was dropped.
     Contract,
+    /// The store was branched from another at a version (its first memlane commit).
+    Branch,
+}
+
+/// Where a branch came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchOrigin {
+    /// The store it was branched from.
+    pub uri: String,
+    /// The version it was branched at.
+    pub version: u64,
 }
 
 /// The record of one memlane commit.
@@ -277,6 +288,9 @@ pub struct HistoryEntry {
     /// Source version, for restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<u64>,
+    /// For a branch: the store and version it was branched from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branched_from: Option<BranchOrigin>,
     /// Active space after the commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_space: Option<String>,
@@ -296,6 +310,7 @@ impl HistoryEntry {
             rows: None,
             reason: None,
             restored_from: None,
+            branched_from: None,
             active_space: None,
         }
     }
@@ -352,6 +367,10 @@ impl std::fmt::Display for HistoryEntry {
                 self.active_space.as_deref().unwrap_or("?")
             ),
             Action::Repair => write!(f, "repair of {file} — {reason}"),
+            Action::Branch => match &self.branched_from {
+                Some(o) => write!(f, "branch of {} at v{} — {reason}", o.uri, o.version),
+                None => write!(f, "branch — {reason}"),
+            },
         }
     }
 }

@@ -52,7 +52,14 @@ impl Store {
         let store = self.dataset().object_store(None).await?;
         let data = self.dataset().data_dir();
         let (mut ok, mut other, mut legacy, mut bad) = (0usize, Vec::new(), 0usize, Vec::new());
+        let inherited_files = files::inherited_files(self.dataset());
+        let mut inherited = 0usize;
         for (frag, file, rows) in files::version_files(self.dataset()) {
+            if inherited_files.contains(&file) {
+                // a branch reads these from the store it was branched from
+                inherited += 1;
+                continue;
+            }
             let at = format!("fragment {frag} (rows 0..{rows}): data file data/{file}");
             let want = match origin.get(&file) {
                 Some(Origin::Memlane(d)) => d,
@@ -91,6 +98,11 @@ impl Store {
                     .map(u64::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
+            ));
+        }
+        if inherited > 0 {
+            notes.push_str(&format!(
+                "; {inherited} read from the store this branch was branched from are checked by `memlane verify` there"
             ));
         }
         if legacy > 0 {

@@ -15,8 +15,8 @@
 //! 5. `store` — the `Store` facade: the only writer of its head and state.
 //! 6. `calibrate`, `gradual` — a re-embed calibrated against the space it replaces
 //!    (compatibility check, gates, adapters); the online backfill.
-//! 7. `migrate`, `validate`, `verify`, `sample`, `export`, `digests`, `status` — the
-//!    orchestrators.
+//! 7. `migrate`, `validate`, `verify`, `sample`, `export`, `digests`, `status`,
+//!    `rehearse` — the orchestrators.
 
 /// Layer of each top-level module.
 pub(crate) const LAYERS: &[(&str, u8)] = &[
@@ -43,6 +43,7 @@ pub(crate) const LAYERS: &[(&str, u8)] = &[
     ("export", 7),
     ("digests", 7),
     ("status", 7),
+    ("rehearse", 7),
 ];
 
 /// The layer of the crate root (`lib.rs`, which only declares and re-exports) and of

@@ -35,6 +35,7 @@ mod migrate;
 mod ops;
 mod predicates;
 mod readers;
+mod rehearse;
 mod sample;
 mod sidecar;
 mod status;
@@ -58,13 +59,14 @@ pub use gradual::{FragmentExecutor, FragmentResult, FragmentTask, TaskOutcome, r
 pub use memlane_core;
 pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};
+pub use rehearse::{Rehearsal, RehearsalOutcome, RehearseOptions, rehearse};
 pub use readers::{MigrationFolder, read_folder, read_invariants, read_ipc, read_jsonl};
 pub use sample::{SAMPLE_META, SNAPSHOT_META, SampleInfo, read_sample, review_sample};
 pub use sidecar::{SideFiles, StorageOptions};
 pub use status::{ReembedProgress, Status, space_summaries};
 pub use store::{
-    AddReport, CreateOptions, HistoryItem, Hit, Record, SearchOptions, Searched, Store,
-    UpsertReport,
+    AddReport, BranchInfo, CreateOptions, HistoryItem, Hit, Record, SearchOptions, Searched, Store,
+    UpsertReport, branch_uri, branches_root,
 };
 pub use validate::{CheckMetric, ValidateReport};
 pub use verdict::{Verdict, verdict_json};

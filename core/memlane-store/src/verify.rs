@@ -304,6 +304,13 @@ impl Store {
             external = if h.entry.is_some() { 0 } else { external + 1 };
         }
         let tags = self.tags().await?;
+        // a branch's history starts at its branch commit: what was applied before it
+        // completed on the store it came from
+        let origin = history
+            .iter()
+            .filter_map(|h| h.entry.as_ref())
+            .find(|e| e.action == Action::Branch)
+            .and_then(|e| e.branched_from.clone());
         for a in &self.state().applied {
             let done = history.iter().rev().find(|h| {
                 h.entry
@@ -313,6 +320,14 @@ impl Store {
             let prefix = format!("migration-{:04}-", a.id);
             let tag = tags.iter().find(|(n, _)| n.starts_with(&prefix));
             match (done, tag) {
+                (None, _) if origin.is_some() => {
+                    if let Some(o) = &origin {
+                        notes.push(format!(
+                            "{} was applied on {} before the branch at version {}",
+                            a.file, o.uri, o.version
+                        ));
+                    }
+                }
                 (None, _) => problems.push(format!(
                     "applied migration {} has no completing commit in history",
                     a.file

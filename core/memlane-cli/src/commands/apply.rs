@@ -1,16 +1,15 @@
 //! `memlane apply`: apply pending migrations, with a confirmation, the embedders the
 //! folder names and a progress bar on a terminal.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use memlane_store::memlane_core::{ApplyReport, Migration, Plan, Step};
-use memlane_store::{Embedder, HashEmbedder, MigrationFolder, Progress, ProgressFn, StoreError};
+use memlane_store::memlane_core::{ApplyReport, Plan, Step};
+use memlane_store::{MigrationFolder, Progress, ProgressFn, StoreError};
 
-use crate::cli::{ApplyArgs, EmbedderArgs};
+use crate::cli::ApplyArgs;
 use crate::embedders;
 use crate::exit::ExitStatus;
 use crate::output::{Output, line};
@@ -59,7 +58,7 @@ pub(crate) async fn run(args: ApplyArgs, out: Output) -> Result<ExitStatus> {
     {
         return Ok(status);
     }
-    let emb = resolve_embedders(&embedders, &migrations, files)?;
+    let emb = embedders::for_folder(&embedders, &migrations, files)?;
     let mut m = st
         .migrator_for(folder)
         .dry_run(dry_run)
@@ -112,32 +111,6 @@ fn confirm(plan: &Plan, store: &str) -> Result<Option<ExitStatus>> {
         return Ok(Some(ExitStatus::Failed));
     }
     Ok(None)
-}
-
-/// The given embedders (flags, `--embedders FILE`, the folder's `memlane.toml`), plus a hashing embedder for every embedder the folder names
-/// that is not given and names one (applied migrations too: apply catches up a
-/// completed re-embed of the active space).
-fn resolve_embedders(
-    given: &EmbedderArgs,
-    folder: &std::path::Path,
-    files: &[Migration],
-) -> Result<HashMap<String, Arc<dyn Embedder>>> {
-    let mut e = embedders::load(given, Some(folder))?;
-    let names = files
-        .iter()
-        .flat_map(|m| &m.steps)
-        .filter_map(|s| match &s.step {
-            Step::Reembed { embedder, .. } => Some(embedder),
-            _ => None,
-        });
-    for name in names {
-        if !e.contains_key(name)
-            && let Some(h) = HashEmbedder::from_name(name)
-        {
-            e.insert(name.clone(), h.arc());
-        }
-    }
-    Ok(e)
 }
 
 /// A progress bar on stderr when it is a terminal: one line per step as it completes.

@@ -6,6 +6,7 @@ mod abort;
 mod add;
 mod adopt;
 mod apply;
+mod branch;
 mod compat;
 mod contract;
 mod delete;
@@ -15,6 +16,7 @@ mod history;
 mod init;
 mod lint;
 mod plan;
+mod rehearse;
 mod repair;
 mod restore;
 mod review;
@@ -52,6 +54,8 @@ pub(crate) async fn run(cli: Cli, out: Output) -> Result<ExitStatus> {
         Cmd::Verify(args) => verify::run(args, out).await,
         Cmd::Validate(args) => validate::run(args, out).await,
         Cmd::Tag(args) => tag::run(args, out).await,
+        Cmd::Branch(cmd) => branch::run(cmd, out).await,
+        Cmd::Rehearse(args) => rehearse::run(args, out).await,
         Cmd::Restore(args) => restore::run(args, out).await,
         Cmd::Unlock(args) => unlock::run(args, out).await,
         Cmd::Repair(args) => repair::run(args, out).await,

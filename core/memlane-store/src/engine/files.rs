@@ -58,6 +58,17 @@ pub(crate) fn version_files(ds: &Dataset) -> Vec<(u64, String, u64)> {
         .collect()
 }
 
+/// The data files of the version that live under another dataset's root (a branch's
+/// files read from the store it was branched from: a base path in the manifest).
+pub(crate) fn inherited_files(ds: &Dataset) -> HashSet<String> {
+    ds.fragments()
+        .iter()
+        .flat_map(|f| f.files.iter())
+        .filter(|d| d.base_id.is_some())
+        .map(|d| d.path.clone())
+        .collect()
+}
+
 /// The files `op` adds on top of `base` (none for a new dataset's base).
 pub(crate) fn new_files(base: Option<&Dataset>, op: &Operation) -> Vec<(u64, String)> {
     let known: HashSet<String> = base

@@ -258,3 +258,37 @@ fn hits_of(b: &RecordBatch, out: &mut Vec<Neighbour>) {
         ));
     }
 }
+
+/// A `Delete` of the rows at `addresses` (`_rowaddr`: fragment id in the high 32 bits,
+/// offset in the low), as deletion files beside the dataset; fragments left empty are
+/// dropped whole.
+pub(crate) async fn delete_rows(
+    ds: &Dataset,
+    addresses: Vec<u64>,
+    predicate: String,
+) -> Result<lance::dataset::transaction::Operation> {
+    let mut by_frag: std::collections::HashMap<u64, Vec<u32>> = std::collections::HashMap::new();
+    for a in addresses {
+        #[allow(clippy::cast_possible_truncation)]
+        by_frag
+            .entry(a >> 32)
+            .or_default()
+            .push((a & 0xffff_ffff) as u32);
+    }
+    let mut updated = Vec::new();
+    let mut deleted_ids = Vec::new();
+    for frag in ds.get_fragments() {
+        let id = frag.id() as u64;
+        if let Some(offsets) = by_frag.remove(&id) {
+            match frag.extend_deletions(offsets).await? {
+                Some(f) => updated.push(f.metadata().clone()),
+                None => deleted_ids.push(id),
+            }
+        }
+    }
+    Ok(lance::dataset::transaction::Operation::Delete {
+        updated_fragments: updated,
+        deleted_fragment_ids: deleted_ids,
+        predicate,
+    })
+}

@@ -80,31 +80,9 @@ async fn dedupe(ds: &Arc<Dataset>, by: &str, order_by: &str) -> Result<(Operatio
         }
     }
     let n = losers.len() as u64;
-    let mut by_frag: HashMap<u64, Vec<u32>> = HashMap::new();
-    for a in losers {
-        #[allow(clippy::cast_possible_truncation)]
-        by_frag
-            .entry(a >> 32)
-            .or_default()
-            .push((a & 0xffff_ffff) as u32);
-    }
-    let mut updated = Vec::new();
-    let mut deleted_ids = Vec::new();
-    for frag in ds.get_fragments() {
-        let id = frag.id() as u64;
-        if let Some(offsets) = by_frag.remove(&id) {
-            match frag.extend_deletions(offsets).await? {
-                Some(f) => updated.push(f.metadata().clone()),
-                None => deleted_ids.push(id),
-            }
-        }
-    }
+    let op = crate::engine::scan::delete_rows(ds, losers, format!("memlane dedupe by {by}")).await?;
     Ok((
-        Operation::Delete {
-            updated_fragments: updated,
-            deleted_fragment_ids: deleted_ids,
-            predicate: format!("memlane dedupe by {by}"),
-        },
+        op,
         n,
     ))
 }

@@ -18,12 +18,14 @@ use crate::error::{Result, StoreError};
 use crate::sidecar::{SideFiles, StorageOptions};
 
 mod admin;
+mod branch;
 mod read;
 mod records;
 mod write;
 
 use write::prepare_batches;
 
+pub use branch::{BranchInfo, branch_uri, branches_root};
 pub use records::{
     AddReport, CreateOptions, HistoryItem, Hit, Record, SearchOptions, Searched, UpsertReport,
 };
