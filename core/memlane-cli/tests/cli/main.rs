@@ -2,6 +2,7 @@
 //! and JSON output (`examples`); SIGKILL and concurrent writers (`kills`); hand-tampered
 //! stores (`tamper`); a store in S3 (`s3`); helpers in `common`.
 
+mod branches;
 mod common;
 mod examples;
 mod index_hostile;
