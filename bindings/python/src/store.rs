@@ -545,6 +545,60 @@ impl Store {
         self.with(py, None, async move |s| s.tag(&name, version).await)
     }
 
+    /// Branch the store (at `at`, default its latest version) beside it, at
+    /// `<store>.branches/<name>`; returns the branch, a store of its own.
+    #[pyo3(signature = (name, at=None))]
+    fn branch(&self, py: Python<'_>, name: String, at: Option<u64>) -> PyResult<Store> {
+        self.with(py, None, async move |s| s.branch(&name, at).await)
+            .map(Store::wrap)
+    }
+
+    /// The store's branches (JSON list).
+    fn branches_json(&self, py: Python<'_>) -> PyResult<String> {
+        let b = self.with(py, None, async |s| s.branches().await)?;
+        json(&b)
+    }
+
+    /// Delete a branch.
+    fn delete_branch(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        self.with(py, None, async move |s| s.delete_branch(&name).await)
+    }
+
+    /// Rehearse a folder's pending migrations on a branch; the rehearsal as JSON and
+    /// text. The store itself is not changed.
+    #[pyo3(signature = (migrations, embedders=None, *, sample=None, keep=false, name=None, approve=None, to=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn rehearse_json(
+        &self,
+        py: Python<'_>,
+        migrations: &str,
+        embedders: Option<&Bound<'_, PyDict>>,
+        sample: Option<u64>,
+        keep: bool,
+        name: Option<String>,
+        approve: Option<String>,
+        to: Option<u32>,
+    ) -> PyResult<(String, String)> {
+        let folder =
+            memlane_store::MigrationFolder::read(migrations).map_err(|e| to_py(py, e, None))?;
+        let emb = Embedders::from_py(embedders)?;
+        let mut map =
+            memlane_store::configured_embedders(Some(std::path::Path::new(migrations)), None, None)
+                .map_err(|e| to_py(py, e, None))?;
+        map.extend(emb.map.clone());
+        let opts = memlane_store::RehearseOptions {
+            name,
+            sample,
+            keep,
+            approve,
+            to,
+        };
+        let r = self.with(py, Some(&emb), async move |s| {
+            memlane_store::rehearse(s, folder, &map, opts).await
+        })?;
+        Ok((json(&r)?, r.to_string()))
+    }
+
     /// Tags as (name, version) pairs.
     fn tags(&self, py: Python<'_>) -> PyResult<Vec<(String, u64)>> {
         self.with(py, None, async |s| s.tags().await)

@@ -41,7 +41,7 @@ pub use schema::{FieldDef, FieldType, Value};
 pub use seal::{FileDigest, Link, Seal, SealError};
 pub use space::{Fingerprint, Metric, Space};
 pub use state::{
-    Action, AdapterRef, BranchOrigin, AppliedMigration, HistoryEntry, InFlight, PendingContract,
+    Action, AdapterRef, AppliedMigration, BranchOrigin, HistoryEntry, InFlight, PendingContract,
     ReembedCheckpoint, StoreState,
 };
 

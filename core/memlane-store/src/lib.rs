@@ -59,8 +59,8 @@ pub use gradual::{FragmentExecutor, FragmentResult, FragmentTask, TaskOutcome, r
 pub use memlane_core;
 pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};
-pub use rehearse::{Rehearsal, RehearsalOutcome, RehearseOptions, rehearse};
 pub use readers::{MigrationFolder, read_folder, read_invariants, read_ipc, read_jsonl};
+pub use rehearse::{Rehearsal, RehearsalOutcome, RehearseOptions, rehearse};
 pub use sample::{SAMPLE_META, SNAPSHOT_META, SampleInfo, read_sample, review_sample};
 pub use sidecar::{SideFiles, StorageOptions};
 pub use status::{ReembedProgress, Status, space_summaries};

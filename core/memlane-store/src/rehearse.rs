@@ -90,9 +90,10 @@ pub async fn rehearse(
     embedders: &HashMap<String, Arc<dyn Embedder>>,
     opts: RehearseOptions,
 ) -> Result<Rehearsal> {
-    let name = opts.name.clone().unwrap_or_else(|| {
-        format!("rehearse-{}", chrono::Utc::now().timestamp_millis())
-    });
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("rehearse-{}", chrono::Utc::now().timestamp_millis()));
     let rows = store.count().await?;
     let mut branch = store.branch(&name, None).await?;
     let result = run_on_branch(&mut branch, folder, embedders, &opts, rows).await;
@@ -102,7 +103,14 @@ pub async fn rehearse(
         store.delete_branch(&name).await?;
     }
     let (rows_rehearsed, outcome) = result?;
-    Ok(rehearsal(store, uri, opts.keep, rows, rows_rehearsed, outcome))
+    Ok(rehearsal(
+        store,
+        uri,
+        opts.keep,
+        rows,
+        rows_rehearsed,
+        outcome,
+    ))
 }
 
 /// What the apply on the branch gave: a report, or the error it stopped on.
@@ -186,7 +194,11 @@ fn rehearsal(
         if rows_rehearsed == 0 || rows_rehearsed >= rows {
             return x;
         }
-        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss, clippy::cast_sign_loss)]
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_precision_loss,
+            clippy::cast_sign_loss
+        )]
         let y = (x as f64 * rows as f64 / rows_rehearsed as f64).round() as u64;
         y
     };
@@ -246,16 +258,18 @@ fn embedder_calls(r: &ApplyReport) -> Option<EmbedderCalls> {
         .filter_map(|s| s.backfill.as_ref().and_then(|b| b.embedder))
         .collect();
     (!calls.is_empty()).then(|| {
-        calls.iter().fold(EmbedderCalls::default(), |a, c| EmbedderCalls {
-            requests: a.requests + c.requests,
-            retries: a.retries + c.retries,
-            restarts: a.restarts + c.restarts,
-            texts: a.texts + c.texts,
-            tokens: match (a.tokens, c.tokens) {
-                (None, None) => None,
-                (x, y) => Some(x.unwrap_or(0) + y.unwrap_or(0)),
-            },
-        })
+        calls
+            .iter()
+            .fold(EmbedderCalls::default(), |a, c| EmbedderCalls {
+                requests: a.requests + c.requests,
+                retries: a.retries + c.retries,
+                restarts: a.restarts + c.restarts,
+                texts: a.texts + c.texts,
+                tokens: match (a.tokens, c.tokens) {
+                    (None, None) => None,
+                    (x, y) => Some(x.unwrap_or(0) + y.unwrap_or(0)),
+                },
+            })
     })
 }
 
@@ -284,7 +298,11 @@ impl fmt::Display for Rehearsal {
         }
         #[allow(clippy::cast_precision_loss)]
         let secs = |ms: u64| ms as f64 / 1000.0;
-        write!(f, "  duration on the branch: {:.1} s", secs(self.duration_ms))?;
+        write!(
+            f,
+            "  duration on the branch: {:.1} s",
+            secs(self.duration_ms)
+        )?;
         if let Some(ms) = self.estimated_full_ms {
             write!(f, "; estimated for the whole store: {:.1} s", secs(ms))?;
         }

@@ -363,6 +363,44 @@ class VerifyReport(Report):
         return f"<b>memlane verify</b> {_badge('pass' if self.ok else 'fail')}" + _table(["", "check", ""], rows)
 
 
+class Rehearsal(Report):
+    """A rehearsal on a branch: ``outcome`` is ``pass``, ``review``, ``blocked`` or
+    ``failed``; ``report`` is the apply report on the branch (an :class:`ApplyReport`),
+    with the duration and embedder cost, extrapolated when the branch was sampled."""
+
+    @property
+    def outcome(self) -> str:
+        return str(self.data["outcome"])
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "pass"
+
+    @property
+    def report(self) -> Optional["ApplyReport"]:
+        r = self.data.get("report")
+        return None if r is None else ApplyReport(r, "")
+
+    def _repr_html_(self) -> str:
+        d = self.data
+        badge = {"pass": "pass", "review": "review"}.get(self.outcome, "block")
+        rows = [
+            ["store", _e(f"{d['store']} (version {d['store_version']}, unchanged)")],
+            ["branch", _e(f"{d['branch']} ({'kept' if d['kept'] else 'deleted'})")],
+            ["rows", _e(f"{d['rows_rehearsed']} of {d['rows']}")],
+            ["duration", _e(f"{d['duration_ms'] / 1000:.1f} s")],
+        ]
+        if d.get("estimated_full_ms") is not None:
+            rows.append(["estimated, whole store", _e(f"{d['estimated_full_ms'] / 1000:.1f} s")])
+        if d.get("embedder"):
+            rows.append(["embedder", _e(json.dumps(d["embedder"]))])
+        if d.get("error"):
+            rows.append(["error", _e(d["error"])])
+        out = f"<b>memlane rehearsal</b> {_badge(badge)}" + _table(["", ""], rows)
+        rep = self.report
+        return out + (rep._repr_html_() if rep is not None else "")
+
+
 class ValidateReport(Report):
     """Every data check on one version; ``report.ok`` is False when a ``fail`` check failed."""
 

@@ -12,7 +12,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _memlane
-from ._reports import ApplyReport, CompatReport, History, Hit, Plan, Review, Status, ValidateReport, VerifyReport
+from ._reports import (
+    ApplyReport,
+    CompatReport,
+    History,
+    Hit,
+    Plan,
+    Rehearsal,
+    Review,
+    Status,
+    ValidateReport,
+    VerifyReport,
+)
 
 # a function list[str] -> array (n, d); a model object, a spec string or a memlane.Embedder
 # (adapted by memlane._embedders.adapt)
@@ -366,6 +377,39 @@ class Store:
     def tags(self) -> List[Tuple[str, int]]:
         """(tag, version) pairs."""
         return self._s.tags()
+
+    def branch(self, name: str, at: Optional[int] = None) -> "Store":
+        """A zero-copy branch of the store (at version ``at``, default the latest),
+        beside it at ``<store>.branches/<name>``: a store of its own, for rehearsing
+        migrations. Nothing inside this store is written."""
+        return Store(self._s.branch(name, at))
+
+    def branches(self) -> List[Dict[str, Any]]:
+        """The store's branches: name, uri, from_version, created_at, version, applied."""
+        return json.loads(self._s.branches_json())
+
+    def delete_branch(self, name: str) -> None:
+        """Delete a branch."""
+        self._s.delete_branch(name)
+
+    def rehearse(
+        self,
+        migrations: PathLike,
+        embedders: Optional[Mapping[str, Embedder]] = None,
+        *,
+        sample: Optional[int] = None,
+        keep: bool = False,
+        name: Optional[str] = None,
+        approve: Optional[str] = None,
+        to: Optional[int] = None,
+    ) -> Rehearsal:
+        """Apply the folder's pending migrations for real on a branch (cut to ``sample``
+        evenly spread rows when given, with the duration and embedder cost extrapolated),
+        report, and delete the branch unless ``keep``. This store is not changed."""
+        raw, text = self._s.rehearse_json(
+            os.fspath(migrations), dict(embedders or {}), sample=sample, keep=keep, name=name, approve=approve, to=to
+        )
+        return Rehearsal(json.loads(raw), text)
 
     def restore(self, to: Union[int, str], reason: str) -> int:
         """Commit a new version equal to an old one (version or tag): forward only."""

@@ -2,7 +2,7 @@
 //! the branch deleted; the store is not touched.
 
 use anyhow::Result;
-use memlane_store::{MigrationFolder, RehearseOptions, RehearsalOutcome};
+use memlane_store::{MigrationFolder, RehearsalOutcome, RehearseOptions};
 
 use crate::cli::RehearseArgs;
 use crate::embedders;

@@ -22,7 +22,12 @@ fn files(dir: &Path) -> BTreeMap<String, String> {
                 stack.push(p);
             } else {
                 let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string());
+                out.insert(
+                    rel,
+                    blake3::hash(&std::fs::read(&p).unwrap())
+                        .to_hex()
+                        .to_string(),
+                );
             }
         }
     }
@@ -33,8 +38,22 @@ fn store_with_old_space(dir: &Path, rows: usize) -> String {
     let data = dir.join("data.jsonl");
     write_big_corpus(&data, rows);
     let s = dir.join("store").to_str().unwrap().to_owned();
-    ok(&["init", &s, "--from", data.to_str().unwrap(), "--rows-per-fragment", "500"]);
-    ok(&["apply", &s, &ex("04-reembed-new-model"), "--to", "1", "--yes"]);
+    ok(&[
+        "init",
+        &s,
+        "--from",
+        data.to_str().unwrap(),
+        "--rows-per-fragment",
+        "500",
+    ]);
+    ok(&[
+        "apply",
+        &s,
+        &ex("04-reembed-new-model"),
+        "--to",
+        "1",
+        "--yes",
+    ]);
     s
 }
 
@@ -46,14 +65,27 @@ fn a_rehearsal_reembeds_on_a_branch_and_leaves_the_store_untouched() {
     let version = json(&["status", &s])["version"].as_u64().unwrap();
 
     // the whole store: a real re-embed (hash-embed-v2, 384-d) on the branch
-    let r = json(&["rehearse", &s, &ex("04-reembed-new-model"), "--keep", "--name", "full"]);
+    let r = json(&[
+        "rehearse",
+        &s,
+        &ex("04-reembed-new-model"),
+        "--keep",
+        "--name",
+        "full",
+    ]);
     assert_eq!(r["outcome"], "pass", "{r:#}");
     assert_eq!(r["store_version"].as_u64(), Some(version));
-    assert_eq!((r["rows"].as_u64(), r["rows_rehearsed"].as_u64()), (Some(3000), Some(3000)));
+    assert_eq!(
+        (r["rows"].as_u64(), r["rows_rehearsed"].as_u64()),
+        (Some(3000), Some(3000))
+    );
     let steps = &r["report"]["migrations"][0]["steps"];
     assert_eq!(steps[1]["op"], "reembed");
     assert_eq!(steps[1]["rows_written"].as_u64(), Some(3000));
-    assert!(r["report"]["context"]["context_kept"].as_f64().is_some(), "{r:#}");
+    assert!(
+        r["report"]["context"]["context_kept"].as_f64().is_some(),
+        "{r:#}"
+    );
     let branch = r["branch"].as_str().unwrap().to_owned();
     assert_eq!(branch, format!("{s}.branches/full"));
 
@@ -65,16 +97,30 @@ fn a_rehearsal_reembeds_on_a_branch_and_leaves_the_store_untouched() {
     assert_eq!(st["rows"].as_u64(), Some(3000));
 
     // sampled: 600 of 3000 rows, duration and cost extrapolated, branch deleted
-    let r = json(&["rehearse", &s, &ex("04-reembed-new-model"), "--sample", "600"]);
+    let r = json(&[
+        "rehearse",
+        &s,
+        &ex("04-reembed-new-model"),
+        "--sample",
+        "600",
+    ]);
     assert_eq!(r["outcome"], "pass", "{r:#}");
     assert_eq!(r["rows_rehearsed"].as_u64(), Some(600));
-    assert_eq!(r["report"]["migrations"][0]["steps"][1]["rows_written"].as_u64(), Some(600));
+    assert_eq!(
+        r["report"]["migrations"][0]["steps"][1]["rows_written"].as_u64(),
+        Some(600)
+    );
     let ms = r["duration_ms"].as_u64().unwrap();
     assert_eq!(r["estimated_full_ms"].as_u64(), Some(ms * 5));
     assert!(!Path::new(r["branch"].as_str().unwrap()).exists());
 
     let list = json(&["branch", "list", &s]);
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["full"]);
     assert_eq!(list[0]["from_version"].as_u64(), Some(version));
 
@@ -127,7 +173,13 @@ fn a_killed_rehearsal_beside_a_writer_leaves_the_store_as_its_writer_left_it() {
             ),
         )
         .unwrap();
-        ok(&["add", &s, f.to_str().unwrap(), "--embedder", "old256=hash:256"]);
+        ok(&[
+            "add",
+            &s,
+            f.to_str().unwrap(),
+            "--embedder",
+            "old256=hash:256",
+        ]);
         writes += 1;
         assert!(writes < 400, "the branch never appeared");
     }
@@ -171,6 +223,9 @@ fn a_blocked_rehearsal_exits_3_and_names_the_invariant() {
     assert_eq!(r["outcome"], "blocked");
     let text = r.to_string();
     assert!(text.contains("row_count"), "{r:#}");
-    assert_eq!(json(&["status", &s])["applied"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(&["status", &s])["applied"].as_array().unwrap().len(),
+        1
+    );
     assert!(json(&["branch", "list", &s]).as_array().unwrap().is_empty());
 }

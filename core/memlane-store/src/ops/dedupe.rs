@@ -80,9 +80,7 @@ async fn dedupe(ds: &Arc<Dataset>, by: &str, order_by: &str) -> Result<(Operatio
         }
     }
     let n = losers.len() as u64;
-    let op = crate::engine::scan::delete_rows(ds, losers, format!("memlane dedupe by {by}")).await?;
-    Ok((
-        op,
-        n,
-    ))
+    let op =
+        crate::engine::scan::delete_rows(ds, losers, format!("memlane dedupe by {by}")).await?;
+    Ok((op, n))
 }

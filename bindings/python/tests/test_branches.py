@@ -1,0 +1,100 @@
+"""Branches and rehearsals from Python: a real model upgrade (wordllama, 256-d) rehearsed
+on a branch of a store, with the store's version and every file byte-identical after it;
+the branch API (branch, branches, delete_branch) and the rehearsal's notebook view."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+import pytest
+
+import memlane
+from conftest import corpus, write_migration
+
+wordllama = pytest.importorskip("wordllama")
+
+OLD = """
+description = "Embed with the hashing model"
+
+[[steps]]
+op = "add_space"
+space = "old"
+dimension = 64
+
+[[steps]]
+op = "reembed"
+space = "old"
+embedder = "old"
+"""
+
+UPGRADE = """
+description = "Upgrade to wordllama"
+
+[[steps]]
+op = "add_space"
+space = "wl"
+provider = "dleemiller"
+model = "wordllama-l2-supercat"
+dimension = 256
+metric = "cosine"
+normalized = true
+
+[[steps]]
+op = "reembed"
+space = "wl"
+embedder = "wl"
+"""
+
+
+def files(root: Path) -> Dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.blake2b(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+
+def test_rehearse_a_real_model_upgrade_on_a_branch(tmp_path: Path, model: Any) -> None:
+    wl = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+
+    def embed(texts: list) -> np.ndarray:
+        v = np.asarray(wl.embed(texts), dtype=np.float64)
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    old = model(64)
+    store = memlane.create(tmp_path / "mem", data=corpus())
+    folder = tmp_path / "migrations"
+    write_migration(folder, "0001_old.toml", OLD)
+    store.apply(folder, embedders={"old": old}, progress=False)
+    write_migration(folder, "0002_wl.toml", UPGRADE)
+    before, version = files(Path(store.uri)), store.version
+
+    r = store.rehearse(folder, embedders={"old": old, "wl": embed}, keep=True, name="upgrade")
+    assert r.ok and r.outcome == "pass", str(r)
+    rep = r.report
+    assert rep is not None and rep.steps[-1]["op"] == "reembed" and rep.steps[-1]["rows_written"] == len(corpus())
+    assert r.data["report"]["context"]["context_kept"] is not None
+    assert "memlane rehearsal" in r._repr_html_() and "PASS" in r._repr_html_()
+    assert [b["name"] for b in store.branches()] == ["upgrade"]
+
+    branch = memlane.open(r.data["branch"])
+    assert branch.status().data["active_space"] == "wl"
+    assert branch.verify().ok
+
+    sampled = store.rehearse(folder, embedders={"old": old, "wl": embed}, sample=100)
+    assert sampled.ok and sampled.data["rows_rehearsed"] == 100
+    assert sampled.data["estimated_full_ms"] >= sampled.data["duration_ms"]
+
+    # the store: same version, same files
+    store.refresh()
+    assert store.version == version and files(Path(store.uri)) == before
+    store.delete_branch("upgrade")
+    assert store.branches() == []
+    with pytest.raises(memlane.NotFoundError):
+        store.delete_branch("upgrade")
+
+    b = store.branch("manual")
+    assert b.uri.endswith(".branches/manual") and len(b) == len(store)
+    with pytest.raises(memlane.StoreExistsError):
+        store.branch("manual")
+    with pytest.raises(memlane.InvalidInputError, match="branch name"):
+        store.branch("../escape")
