@@ -162,6 +162,11 @@ pub(crate) enum Cmd {
     /// sample), report gates, invariants, context loss, duration and embedder cost, then
     /// delete the branch. The store is not touched. Exit 0 pass, 3 blocked, 4 review.
     Rehearse(RehearseArgs),
+    /// Compare two stores (dev vs prod, or a store and a branch): applied migrations,
+    /// schema, spaces (identity, fingerprints, the same records' vectors, drift), rows
+    /// per kind and scope, records only on one side or changed. Exit 0 same, 4 differ,
+    /// 3 incompatible (an applied migration edited, or another model under a space's name).
+    Diff(DiffArgs),
     /// Commit a new version equal to an old one (forward-only restore).
     Restore(RestoreArgs),
     /// Remove a dead holder's migration lock.
@@ -484,6 +489,18 @@ pub(crate) struct RehearseArgs {
     /// Embedders the migrations name.
     #[command(flatten)]
     pub(crate) embedders: EmbedderArgs,
+}
+
+/// `memlane diff`.
+#[derive(Args)]
+pub(crate) struct DiffArgs {
+    /// Store A (path or URI).
+    pub(crate) a: String,
+    /// Store B.
+    pub(crate) b: String,
+    /// How to reach them (both sides).
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
 }
 
 /// `memlane restore`.

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod chain;
 pub mod compat;
+pub mod diff;
 pub mod drift;
 pub mod error;
 pub mod index;

@@ -21,6 +21,7 @@
 mod calibrate;
 mod checks;
 mod convert;
+mod diff;
 mod digests;
 mod embed;
 mod engine;
@@ -47,6 +48,7 @@ mod verify;
 
 pub use calibrate::{DEFAULT_SAMPLE, PairedSample, Queries, compat_report};
 pub use checks::context::SpaceDrift;
+pub use diff::diff;
 pub use convert::{SPACE_META, arrow_type, check_batch, conform};
 pub use embed::{
     DEFAULT_TIMEOUT_SECS, EmbedError, EmbedFailure, Embedder, EmbedderSpec, HashEmbedder,

@@ -10,6 +10,7 @@ mod branch;
 mod compat;
 mod contract;
 mod delete;
+mod diff;
 mod export;
 mod export_sample;
 mod history;
@@ -56,6 +57,7 @@ pub(crate) async fn run(cli: Cli, out: Output) -> Result<ExitStatus> {
         Cmd::Tag(args) => tag::run(args, out).await,
         Cmd::Branch(cmd) => branch::run(cmd, out).await,
         Cmd::Rehearse(args) => rehearse::run(args, out).await,
+        Cmd::Diff(args) => diff::run(args, out).await,
         Cmd::Restore(args) => restore::run(args, out).await,
         Cmd::Unlock(args) => unlock::run(args, out).await,
         Cmd::Repair(args) => repair::run(args, out).await,

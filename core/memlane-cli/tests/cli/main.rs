@@ -4,6 +4,7 @@
 
 mod branches;
 mod common;
+mod diff;
 mod examples;
 mod index_hostile;
 mod kills;

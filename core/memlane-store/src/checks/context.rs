@@ -125,7 +125,7 @@ async fn sample_before(
 }
 
 /// The usable vectors in `space` of the records `ids` in `after`, by id.
-async fn vectors_after(
+pub(crate) async fn vectors_after(
     after: &Dataset,
     space: &Space,
     ids: &[String],
