@@ -98,7 +98,8 @@ mod _memlane {
     use super::space::Space;
     #[pymodule_export]
     use super::store::{
-        Store, create, create_from_jsonl, open, read_migrations, review_json, unlock_json,
+        Store, create, create_from_jsonl, diff_json, open, read_migrations, review_json,
+        unlock_json,
     };
 
     #[pymodule_init]

@@ -151,6 +151,27 @@ pub(crate) fn open(
     r.map(Store::wrap).map_err(|e| to_py(py, e, None))
 }
 
+/// Compare two stores (paths or URIs): the diff as JSON and text.
+#[pyfunction]
+#[pyo3(signature = (a, b, *, storage_options=None))]
+pub(crate) fn diff_json(
+    py: Python<'_>,
+    a: &str,
+    b: &str,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<(String, String)> {
+    let storage = storage_of(storage_options);
+    let r = py.detach(|| {
+        crate::block_on(async {
+            let sa = CoreStore::open_with(a, storage.clone()).await?;
+            let sb = CoreStore::open_with(b, storage).await?;
+            memlane_store::diff(&sa, &sb).await
+        })
+    });
+    let d = r.map_err(|e| to_py(py, e, None))?;
+    Ok((json(&d)?, d.to_string()))
+}
+
 /// Remove the migration lock of the store at `uri` (as `memlane unlock --force`);
 /// returns the removed lock as JSON, or `None`.
 #[pyfunction]

@@ -98,3 +98,26 @@ def test_rehearse_a_real_model_upgrade_on_a_branch(tmp_path: Path, model: Any) -
         store.branch("manual")
     with pytest.raises(memlane.InvalidInputError, match="branch name"):
         store.branch("../escape")
+
+
+def test_diff_two_stores(tmp_path: Path, model: Any) -> None:
+    folder = tmp_path / "migrations"
+    write_migration(folder, "0001_old.toml", OLD)
+    dev = memlane.create(tmp_path / "dev", data=corpus())
+    dev.apply(folder, embedders={"old": model(64)}, progress=False)
+    prod = memlane.create(tmp_path / "prod", data=corpus())
+    prod.apply(folder, embedders={"old": model(64)}, progress=False)
+    d = memlane.diff(dev, prod)
+    assert d.same and d.verdict == "same" and "SAME" in d._repr_html_()
+    # the same space name, identity and migration, another model
+    swapped = memlane.create(tmp_path / "swapped", data=corpus())
+    swapped.apply(folder, embedders={"old": model(64, seed=5)}, progress=False)
+    d = memlane.diff(dev.uri, swapped.uri)
+    assert d.verdict == "incompatible", str(d)
+    assert d.spaces[0]["paired_cosine"] < 0.5 and "another model" in d.reasons[0]
+    # a branch with a migration more is a store that differs
+    write_migration(folder, "0002_wl.toml", UPGRADE.replace("wordllama-l2-supercat", "hash").replace("256", "32"))
+    r = dev.rehearse(folder, embedders={"old": model(64), "wl": model(32)}, keep=True, name="next")
+    assert r.ok, str(r)
+    d = memlane.diff(dev, r.data["branch"])
+    assert d.verdict == "differ" and any("only on B: 0002_wl.toml" in x for x in d.reasons), d.reasons

@@ -31,8 +31,24 @@ pub async fn diff(a: &Store, b: &Store) -> Result<StoreDiff> {
     let mut cmp = RecordComparer::new(PAIRED);
     let mut rows_by_kind = BTreeMap::new();
     let mut rows_by_scope = BTreeMap::new();
-    let na = scan(da, &fields, &mut |id, d| cmp.a(id, d), &mut rows_by_kind, &mut rows_by_scope, 0).await?;
-    let nb = scan(db, &fields, &mut |id, d| cmp.b(id, d), &mut rows_by_kind, &mut rows_by_scope, 1).await?;
+    let na = scan(
+        da,
+        &fields,
+        &mut |id, d| cmp.a(id, d),
+        &mut rows_by_kind,
+        &mut rows_by_scope,
+        0,
+    )
+    .await?;
+    let nb = scan(
+        db,
+        &fields,
+        &mut |id, d| cmp.b(id, d),
+        &mut rows_by_kind,
+        &mut rows_by_scope,
+        1,
+    )
+    .await?;
     let (records, paired) = cmp.finish();
     let spaces = spaces(a, b, &paired).await?;
     let mut out = StoreDiff {

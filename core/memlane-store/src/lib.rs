@@ -48,8 +48,8 @@ mod verify;
 
 pub use calibrate::{DEFAULT_SAMPLE, PairedSample, Queries, compat_report};
 pub use checks::context::SpaceDrift;
-pub use diff::diff;
 pub use convert::{SPACE_META, arrow_type, check_batch, conform};
+pub use diff::diff;
 pub use embed::{
     DEFAULT_TIMEOUT_SECS, EmbedError, EmbedFailure, Embedder, EmbedderSpec, HashEmbedder,
     HttpSettings, configured_embedders, embedder_from_spec, load_config, parse_config,

@@ -53,10 +53,11 @@ from ._reports import (
     Report,
     Review,
     Status,
+    StoreDiff,
     ValidateReport,
     VerifyReport,
 )
-from ._store import Hits, Store, compat, create, open, review, unlock
+from ._store import Hits, Store, compat, create, diff, open, review, unlock
 from ._embedders import embedder, load_embedders
 from ._interop import export_jsonl, import_chroma, import_jsonl, import_lancedb, to_chroma
 
@@ -92,6 +93,8 @@ __all__ = [
     "ReviewRequired",
     "Space",
     "Status",
+    "StoreDiff",
+    "diff",
     "Store",
     "StoreExistsError",
     "ValidateReport",

@@ -9,6 +9,9 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 _COLOURS = {
     "pass": "#1a7f37",
     "ok": "#1a7f37",
+    "same": "#1a7f37",
+    "differ": "#9a6700",
+    "incompatible": "#cf222e",
     "review": "#9a6700",
     "warn": "#9a6700",
     "warning": "#9a6700",
@@ -399,6 +402,49 @@ class Rehearsal(Report):
         out = f"<b>memlane rehearsal</b> {_badge(badge)}" + _table(["", ""], rows)
         rep = self.report
         return out + (rep._repr_html_() if rep is not None else "")
+
+
+class StoreDiff(Report):
+    """Two stores compared (:func:`memlane.diff`): ``verdict`` is ``same``, ``differ``
+    or ``incompatible``; ``reasons`` says why; ``spaces``, ``records``, ``migrations``
+    and ``schema`` hold the details."""
+
+    @property
+    def verdict(self) -> str:
+        return str(self.data["verdict"])
+
+    @property
+    def same(self) -> bool:
+        return self.verdict == "same"
+
+    @property
+    def reasons(self) -> List[str]:
+        return list(self.data.get("reasons", []))
+
+    @property
+    def spaces(self) -> List[Dict[str, Any]]:
+        return self.data["spaces"]
+
+    @property
+    def records(self) -> Dict[str, Any]:
+        return self.data["records"]
+
+    def _repr_html_(self) -> str:
+        badge = self.verdict
+        a, b = self.data["a"], self.data["b"]
+        head = (
+            f"<b>memlane diff</b> {_badge(badge)} A: {_e(a['uri'])} (v{_e(a['version'])}, {_e(a['rows'])} rows) · "
+            f"B: {_e(b['uri'])} (v{_e(b['version'])}, {_e(b['rows'])} rows)"
+        )
+        reasons = _table(["why"], [[_e(r)] for r in self.reasons]) if self.reasons else ""
+        spaces = _table(
+            ["space", "A", "B", "same records' cosine", "drift MMD²"],
+            [
+                [_e(s["name"]), _e(s.get("a")), _e(s.get("b")), _e(s.get("paired_cosine")), _e(s.get("mmd2"))]
+                for s in self.spaces
+            ],
+        )
+        return head + reasons + spaces
 
 
 class ValidateReport(Report):

@@ -20,6 +20,7 @@ from ._reports import (
     Plan,
     Rehearsal,
     Review,
+    StoreDiff,
     Status,
     ValidateReport,
     VerifyReport,
@@ -526,3 +527,13 @@ def review(sample: PathLike, migrations: PathLike, *, k: int = 10) -> Review:
     an overall verdict — the browser preview's answer, computed by the same code."""
     raw, text = _memlane.review_json(os.fspath(sample), os.fspath(migrations), k=k)
     return Review(json.loads(raw), text)
+
+
+def diff(a: Union[Store, PathLike], b: Union[Store, PathLike], *, storage_options: Optional[Mapping[str, str]] = None) -> StoreDiff:
+    """Compare two stores (dev and prod, a store and a branch) as the state they carry:
+    applied migrations, schema, spaces (identity, fingerprints, the same records' vectors,
+    drift), rows per kind and scope, records only on one side or changed."""
+    ua = a.uri if isinstance(a, Store) else os.fspath(a)
+    ub = b.uri if isinstance(b, Store) else os.fspath(b)
+    raw, text = _memlane.diff_json(ua, ub, storage_options=dict(storage_options) if storage_options else None)
+    return StoreDiff(json.loads(raw), text)

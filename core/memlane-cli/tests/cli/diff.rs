@@ -10,13 +10,25 @@ use crate::common::{code, ex, ok, run, write_big_corpus};
 
 fn diff(a: &str, b: &str) -> (i32, Value) {
     let o = run(&["--json", "diff", a, b]);
-    (code(&o), serde_json::from_slice(&o.stdout).unwrap_or(Value::Null))
+    (
+        code(&o),
+        serde_json::from_slice(&o.stdout).unwrap_or(Value::Null),
+    )
 }
 
 fn store(dir: &Path, name: &str, data: &Path, migs: &str, embedder: &str) -> String {
     let s = dir.join(name).to_str().unwrap().to_owned();
     ok(&["init", &s, "--from", data.to_str().unwrap()]);
-    ok(&["apply", &s, migs, "--to", "1", "--yes", "--embedder", embedder]);
+    ok(&[
+        "apply",
+        &s,
+        migs,
+        "--to",
+        "1",
+        "--yes",
+        "--embedder",
+        embedder,
+    ]);
     s
 }
 
@@ -43,23 +55,44 @@ fn diff_finds_a_model_swapped_under_the_same_space_name() {
     assert_eq!(sp["a"], sp["b"], "same identity on both sides");
     assert!(sp["paired_cosine"].as_f64().unwrap() < 0.5, "{sp:#}");
     assert!(sp["fingerprint_cosine"].as_f64().unwrap() < 0.9, "{sp:#}");
-    assert!(d["reasons"][0].as_str().unwrap().contains("another model"), "{d:#}");
+    assert!(
+        d["reasons"][0].as_str().unwrap().contains("another model"),
+        "{d:#}"
+    );
     assert_eq!(sp["moved"], true, "{sp:#}");
 
     // an edited record and a new one on prod: differ, named
     let f = dir.path().join("edit.jsonl");
-    let line = std::fs::read_to_string(&data).unwrap().lines().next().unwrap().to_owned();
+    let line = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
     let mut rec: Value = serde_json::from_str(&line).unwrap();
     let id = rec["id"].as_str().unwrap().to_owned();
     rec["content"] = "edited on prod".into();
     let mut new = rec.clone();
     new["id"] = "only-on-prod".into();
     std::fs::write(&f, format!("{rec}\n{new}\n")).unwrap();
-    ok(&["upsert", &prod, f.to_str().unwrap(), "--embedder", "old256=hash:256"]);
+    ok(&[
+        "upsert",
+        &prod,
+        f.to_str().unwrap(),
+        "--embedder",
+        "old256=hash:256",
+    ]);
     let (c, d) = diff(&dev, &prod);
     assert_eq!((c, d["verdict"].as_str()), (4, Some("differ")), "{d:#}");
     let r = &d["records"];
-    assert_eq!((r["only_a"].as_u64(), r["only_b"].as_u64(), r["changed"].as_u64()), (Some(0), Some(1), Some(1)));
+    assert_eq!(
+        (
+            r["only_a"].as_u64(),
+            r["only_b"].as_u64(),
+            r["changed"].as_u64()
+        ),
+        (Some(0), Some(1), Some(1))
+    );
     assert_eq!(r["sample_only_b"][0], "only-on-prod");
     assert_eq!(r["sample_changed"][0].as_str(), Some(id.as_str()));
 
@@ -67,7 +100,11 @@ fn diff_finds_a_model_swapped_under_the_same_space_name() {
     let edited = dir.path().join("edited");
     std::fs::create_dir(&edited).unwrap();
     let text = std::fs::read_to_string(Path::new(&migs).join("0001_old.toml")).unwrap();
-    std::fs::write(edited.join("0001_old.toml"), text.replace("min = 1", "min = 2")).unwrap();
+    std::fs::write(
+        edited.join("0001_old.toml"),
+        text.replace("min = 1", "min = 2"),
+    )
+    .unwrap();
     let other = dir.path().join("other").to_str().unwrap().to_owned();
     ok(&["init", &other, "--from", data.to_str().unwrap()]);
     ok(&["apply", &other, edited.to_str().unwrap(), "--yes"]);
