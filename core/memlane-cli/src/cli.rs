@@ -167,6 +167,11 @@ pub(crate) enum Cmd {
     /// per kind and scope, records only on one side or changed. Exit 0 same, 4 differ,
     /// 3 incompatible (an applied migration edited, or another model under a space's name).
     Diff(DiffArgs),
+    /// The pre-deploy check of a CI job: plan + lint + verify + the review of pending
+    /// re-embeds on a sample, one verdict. Writes a Markdown summary to
+    /// $GITHUB_STEP_SUMMARY (or --summary FILE) and, under GitHub Actions, error and
+    /// warning annotations naming file and line. Exit 0 pass, 3 block, 4 review.
+    Ci(CiArgs),
     /// Commit a new version equal to an old one (forward-only restore).
     Restore(RestoreArgs),
     /// Remove a dead holder's migration lock.
@@ -501,6 +506,25 @@ pub(crate) struct DiffArgs {
     /// How to reach them (both sides).
     #[command(flatten)]
     pub(crate) storage: StorageArgs,
+}
+
+/// `memlane ci`.
+#[derive(Args)]
+pub(crate) struct CiArgs {
+    /// The store the pipeline deploys to (read only).
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Migrations folder.
+    pub(crate) migrations: PathBuf,
+    /// Rows sampled for the review of pending re-embeds.
+    #[arg(long, default_value_t = memlane_store::CI_SAMPLE_ROWS)]
+    pub(crate) sample_rows: usize,
+    /// Also write the Markdown summary here (besides $GITHUB_STEP_SUMMARY).
+    #[arg(long)]
+    pub(crate) summary: Option<PathBuf>,
+    /// Embedders the pending re-embeds name (their new spaces are embedded on the sample).
+    #[command(flatten)]
+    pub(crate) embedders: EmbedderArgs,
 }
 
 /// `memlane restore`.

@@ -49,6 +49,16 @@ impl Output {
         }
     }
 
+    /// Workflow commands for a CI runner (annotations): on stdout, where the runner reads
+    /// them, unless stdout carries the JSON result (then on stderr).
+    pub(crate) fn workflow_commands(self, text: impl Display) {
+        if self.json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    }
+
     /// Report a failed run: `error: ...` on stderr, and with `--json` also
     /// `{"error", "exit_code"}` on one line of stdout.
     pub(crate) fn error(self, e: &anyhow::Error, status: ExitStatus) {

@@ -20,6 +20,7 @@
 
 mod calibrate;
 mod checks;
+mod ci;
 mod convert;
 mod diff;
 mod digests;
@@ -48,6 +49,7 @@ mod verify;
 
 pub use calibrate::{DEFAULT_SAMPLE, PairedSample, Queries, compat_report};
 pub use checks::context::SpaceDrift;
+pub use ci::{CI_SAMPLE_ROWS, CiReport, ci};
 pub use convert::{SPACE_META, arrow_type, check_batch, conform};
 pub use diff::diff;
 pub use embed::{

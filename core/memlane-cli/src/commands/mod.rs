@@ -7,6 +7,7 @@ mod add;
 mod adopt;
 mod apply;
 mod branch;
+mod ci;
 mod compat;
 mod contract;
 mod delete;
@@ -58,6 +59,7 @@ pub(crate) async fn run(cli: Cli, out: Output) -> Result<ExitStatus> {
         Cmd::Branch(cmd) => branch::run(cmd, out).await,
         Cmd::Rehearse(args) => rehearse::run(args, out).await,
         Cmd::Diff(args) => diff::run(args, out).await,
+        Cmd::Ci(args) => ci::run(args, out).await,
         Cmd::Restore(args) => restore::run(args, out).await,
         Cmd::Unlock(args) => unlock::run(args, out).await,
         Cmd::Repair(args) => repair::run(args, out).await,
