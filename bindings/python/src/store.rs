@@ -471,6 +471,7 @@ impl Store {
                         let _ = d.set_item("total", p.total);
                         let _ = d.set_item("rows_per_sec", p.rows_per_sec);
                         let _ = d.set_item("eta_secs", p.eta_secs);
+                        let _ = d.set_item("phase", &p.phase);
                         if let Some(b) = &p.backfill {
                             let _ = d.set_item("commits", b.commits);
                             let _ = d.set_item("conflicts", b.conflicts);

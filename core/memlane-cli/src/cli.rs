@@ -346,6 +346,20 @@ pub(crate) struct ApplyArgs {
     /// Approve compatibility gates that ask for review (recorded with who and when).
     #[arg(long, value_name = "REASON")]
     pub(crate) approve: Option<String>,
+    /// Serve Prometheus metrics of the running apply at http://ADDR/metrics (rows
+    /// embedded, rows/s, lag, phase, commits, conflicts, retries, gate verdicts,
+    /// invariant failures); port 0 picks a free port (the address is printed on stderr).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) metrics_addr: Option<String>,
+    /// Keep serving the metrics this many seconds after the apply ends, so a scraper
+    /// sees the final values.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 0.0,
+        requires = "metrics_addr"
+    )]
+    pub(crate) metrics_linger: f64,
 }
 
 /// `memlane compat`.

@@ -9,6 +9,7 @@ mod commands;
 mod embedders;
 mod exit;
 mod log;
+mod metrics_server;
 mod output;
 
 use std::process::ExitCode;

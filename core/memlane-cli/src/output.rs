@@ -49,6 +49,11 @@ impl Output {
         }
     }
 
+    /// A status line on stderr (never part of the result): where a side service listens.
+    pub(crate) fn status(self, text: impl Display) {
+        eprintln!("{text}");
+    }
+
     /// Workflow commands for a CI runner (annotations): on stdout, where the runner reads
     /// them, unless stdout carries the JSON result (then on stderr).
     pub(crate) fn workflow_commands(self, text: impl Display) {

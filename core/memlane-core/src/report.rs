@@ -164,6 +164,20 @@ pub struct EmbedderCalls {
 }
 
 impl EmbedderCalls {
+    /// Two counts added up (tokens when either side reports them).
+    pub fn plus(&self, other: &EmbedderCalls) -> EmbedderCalls {
+        EmbedderCalls {
+            requests: self.requests + other.requests,
+            retries: self.retries + other.retries,
+            restarts: self.restarts + other.restarts,
+            texts: self.texts + other.texts,
+            tokens: match (self.tokens, other.tokens) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+            },
+        }
+    }
+
     /// What was asked between `earlier` and `self` (two readings of one embedder).
     pub fn since(&self, earlier: &EmbedderCalls) -> EmbedderCalls {
         EmbedderCalls {

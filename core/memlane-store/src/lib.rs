@@ -33,6 +33,7 @@ mod gradual;
 #[cfg(test)]
 mod layers;
 pub mod lock;
+mod metrics;
 mod migrate;
 mod ops;
 mod predicates;
@@ -61,6 +62,7 @@ pub use export::{export, export_ipc, export_jsonl};
 pub use fingerprint::CANARIES;
 pub use gradual::{FragmentExecutor, FragmentResult, FragmentTask, TaskOutcome, run_fragment_task};
 pub use memlane_core;
+pub use metrics::ApplyMetrics;
 pub use migrate::{Migrator, migration_tag};
 pub use ops::{Progress, ProgressFn};
 pub use readers::{MigrationFolder, read_folder, read_invariants, read_ipc, read_jsonl};

@@ -260,16 +260,7 @@ fn embedder_calls(r: &ApplyReport) -> Option<EmbedderCalls> {
     (!calls.is_empty()).then(|| {
         calls
             .iter()
-            .fold(EmbedderCalls::default(), |a, c| EmbedderCalls {
-                requests: a.requests + c.requests,
-                retries: a.retries + c.retries,
-                restarts: a.restarts + c.restarts,
-                texts: a.texts + c.texts,
-                tokens: match (a.tokens, c.tokens) {
-                    (None, None) => None,
-                    (x, y) => Some(x.unwrap_or(0) + y.unwrap_or(0)),
-                },
-            })
+            .fold(EmbedderCalls::default(), |a, c| a.plus(c))
     })
 }
 

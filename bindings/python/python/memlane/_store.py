@@ -102,6 +102,11 @@ class _Tqdm:
         self._key: Any = None
 
     def __call__(self, p: Dict[str, Any]) -> None:
+        if p.get("phase") in ("start", "blocked"):
+            return
+        if p.get("phase") == "committed":
+            self.close()
+            return
         key = (p["migration"], p["step"])
         if key != self._key:
             self.close()

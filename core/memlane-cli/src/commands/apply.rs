@@ -26,6 +26,8 @@ pub(crate) async fn run(args: ApplyArgs, out: Output) -> Result<ExitStatus> {
         yes,
         embedders,
         approve,
+        metrics_addr,
+        metrics_linger,
     } = args;
     let mut st = store.open().await?;
     let folder = MigrationFolder::read(&migrations)?;
@@ -71,10 +73,26 @@ pub(crate) async fn run(args: ApplyArgs, out: Output) -> Result<ExitStatus> {
     for (name, e) in emb {
         m = m.embedder(name, e);
     }
-    if let Some(p) = progress_bar() {
+    let bar = progress_bar();
+    if let Some(addr) = &metrics_addr {
+        let metrics = memlane_store::ApplyMetrics::new(store.store.clone());
+        let at = crate::metrics_server::serve(addr, metrics.clone())?;
+        out.status(format_args!("metrics: http://{at}/metrics"));
+        m = m.progress(metrics.progress(bar));
+    } else if let Some(p) = bar {
         m = m.progress(p);
     }
-    match m.apply().await {
+    let status = report(m.apply().await, out);
+    if metrics_addr.is_some() && metrics_linger > 0.0 {
+        // the final values stay up for a scraper's last look
+        tokio::time::sleep(std::time::Duration::from_secs_f64(metrics_linger)).await;
+    }
+    status
+}
+
+/// Show the apply's outcome: the report, or the check behind a block (JSON), or the error.
+fn report(result: std::result::Result<ApplyReport, StoreError>, out: Output) -> Result<ExitStatus> {
+    match result {
         Ok(report) => out.emit(&report, line(&report))?,
         // in text the error says it; JSON shows the report or check behind it
         Err(StoreError::InvariantViolation { report, .. }) if out.is_json() => {
@@ -125,6 +143,21 @@ fn progress_bar() -> Option<ProgressFn> {
             .progress_chars("=> "),
     );
     Some(Arc::new(move |p: &Progress| {
+        match p.phase.as_str() {
+            "start" | "blocked" => return,
+            "committed" => {
+                let rows = p.report.as_ref().map_or(0, |r| r.rows_after);
+                bar.println(format!(
+                    "  {:04} step {}/{} {} done ({rows} rows)",
+                    p.migration,
+                    p.step + 1,
+                    p.steps,
+                    p.op
+                ));
+                return;
+            }
+            _ => {}
+        }
         bar.set_length(p.total);
         let mut msg = format!(
             "{:04} step {}/{} {}",
@@ -144,15 +177,5 @@ fn progress_bar() -> Option<ProgressFn> {
         }
         bar.set_message(msg);
         bar.set_position(p.done);
-        if p.done >= p.total {
-            bar.println(format!(
-                "  {:04} step {}/{} {} done ({} rows)",
-                p.migration,
-                p.step + 1,
-                p.steps,
-                p.op,
-                p.total
-            ));
-        }
     }))
 }

@@ -345,6 +345,7 @@ impl Gradual<'_> {
             p.total = cp.total;
             p.done = cp.total.saturating_sub(cp.remaining);
             p.rows_per_sec = cp.rows_per_sec;
+            p.phase.clone_from(&cp.phase);
             #[allow(clippy::cast_precision_loss)]
             if cp.rows_per_sec > 0.0 {
                 p.eta_secs = Some(cp.remaining as f64 / cp.rows_per_sec);

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use memlane_core::{ApplyReport, InvariantSpec, Migration, Plan};
 
@@ -184,8 +185,11 @@ impl<'a> Migrator<'a> {
             invariants,
             executors,
         };
+        let span = tracing::info_span!("apply", store = %store.uri(), dry_run);
         // boxed: an apply is a deep future; callers keep a small one
-        Box::pin(run::Run::new(store, settings).execute(&migrations)).await
+        Box::pin(run::Run::new(store, settings).execute(&migrations))
+            .instrument(span)
+            .await
     }
 }
 

@@ -16,6 +16,7 @@ use memlane_core::{
     Action, AppliedMigration, ApplyReport, HistoryEntry, InvariantResult, InvariantSpec, Migration,
     MigrationOutcome, MigrationReport, StepReport, StoreState,
 };
+use tracing::Instrument;
 
 use crate::embed::Embedder;
 use crate::engine::commit::{self as engine, Conflict, Options, Record, conflict};
@@ -204,10 +205,21 @@ impl<'a> Run<'a> {
             self.state.in_flight = Some(in_flight(m, pm, self.base.version_id()));
         }
         for i in first..m.steps.len() {
-            match Box::pin(self.step(m, pm, i)).await {
-                Ok(sreport) => mreport.steps.push(sreport),
+            self.event(m, i, "start", None);
+            let span = tracing::info_span!(
+                "step",
+                migration = m.id,
+                step = i + 1,
+                op = m.steps[i].step.op()
+            );
+            match Box::pin(self.step(m, pm, i)).instrument(span).await {
+                Ok(sreport) => {
+                    self.event(m, i, "committed", Some(&sreport));
+                    mreport.steps.push(sreport);
+                }
                 Err(e) => {
                     if let StoreError::InvariantViolation { report, .. } = &e {
+                        self.event(m, i, "blocked", Some(report));
                         mreport.outcome = MigrationOutcome::Blocked;
                         mreport.steps.push((**report).clone());
                         self.report.migrations.push(mreport);
@@ -219,6 +231,25 @@ impl<'a> Run<'a> {
         }
         self.report.migrations.push(mreport);
         Ok(())
+    }
+
+    /// Tell the progress callback where a step is (`start`, `committed`, `blocked`),
+    /// with its report when it ended.
+    fn event(&self, m: &Migration, i: usize, phase: &str, report: Option<&StepReport>) {
+        if let Some(f) = &self.settings.progress {
+            f(&Progress {
+                migration: m.id,
+                step: i,
+                steps: m.steps.len(),
+                op: m.steps[i].step.op().into(),
+                phase: phase.to_owned(),
+                // an ended step: all of its rows
+                done: report.map_or(0, |r| r.rows_after),
+                total: report.map_or(0, |r| r.rows_after),
+                report: report.map(|r| Box::new(r.clone())),
+                ..Progress::default()
+            });
+        }
     }
 
     /// One step: re-embed first if it is one, stage, check, and commit (a commit
@@ -298,6 +329,7 @@ impl<'a> Run<'a> {
             approve.as_deref(),
             dry_run,
         )
+        .instrument(tracing::info_span!("calibrate", space = %space))
         .await?;
         if dry_run {
             let n = crate::gradual::sample(&self.base, &sp, embedder, e.as_ref(), source).await?;
@@ -318,6 +350,7 @@ impl<'a> Run<'a> {
             self.settings.executors.get(embedder).cloned(),
             calls_from,
         )
+        .instrument(tracing::info_span!("backfill", space = %space))
         .await?;
         self.state = st;
         self.base = self.store.dataset().clone();

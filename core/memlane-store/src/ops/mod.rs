@@ -47,6 +47,11 @@ pub struct Progress {
     pub rows_per_sec: f64,
     /// A re-embed: seconds left at that rate (none until a rate is known).
     pub eta_secs: Option<f64>,
+    /// Where the step is: `start`, a re-embed's `expand` / `backfill` / `catch_up`,
+    /// `committed` or `blocked` (empty: running).
+    pub phase: String,
+    /// The step's report, on its `committed` or `blocked` event.
+    pub report: Option<Box<memlane_core::StepReport>>,
     /// A re-embed: backfill commits, commits preempted by writers, fragment tasks
     /// retried, and the workers' shares when workers embed.
     pub backfill: Option<memlane_core::BackfillStats>,

@@ -1,0 +1,102 @@
+"""`memlane apply --metrics-addr`: the Prometheus endpoint scraped during a real apply
+(a throttled re-embed of 6000 rows) and parsed with prometheus_client's text-format
+parser; the values move the way the apply does (rows embedded only grow, the phase names
+the backfill while it runs) and the last scrape, after the apply ended, equals the
+report: rows embedded, commits, steps, the gate verdict, invariant failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+
+from test_interop import ROOT, memlane_bin, run
+
+parser = pytest.importorskip("prometheus_client.parser")
+
+EX04 = ROOT / "migrations-examples" / "04-reembed-new-model"
+
+
+def scrape(url: str) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]:
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    out = {}
+    for fam in parser.text_string_to_metric_families(text):
+        for s in fam.samples:
+            labels = tuple(sorted((k, v) for k, v in s.labels.items() if k != "store"))
+            out[(s.name, labels)] = s.value
+    return out
+
+
+def value(m: Dict, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    assert key in m, f"{key} not in {sorted(m)}"
+    return m[key]
+
+
+def test_metrics_endpoint_during_a_real_apply(tmp_path: Path) -> None:
+    rows = [json.loads(x) for x in (ROOT / "migrations-examples/data/corpus.jsonl").read_text().splitlines()]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({**rows[i % len(rows)], "id": f"m{i}", "content": f"{rows[i % len(rows)]['content']} #{i}"}) + "\n" for i in range(6000)))
+    store = tmp_path / "store"
+    run("init", store, "--from", data, "--rows-per-fragment", "1000")
+    folder = tmp_path / "migs"
+    folder.mkdir()
+    (folder / "0001_old.toml").write_text((EX04 / "0001_old.toml").read_text())
+    run("apply", store, folder, "--yes")
+    # a slow re-embed: 2000 rows a second, so the backfill is seen in flight
+    (folder / "0002_new.toml").write_text(
+        (EX04 / "0002_new_model.toml").read_text().replace('embedder = "hash384v2"', 'embedder = "hash384v2"\nthrottle = 2000')
+    )
+    p = subprocess.Popen(
+        [memlane_bin(), "--json", "apply", str(store), str(folder), "--yes", "--metrics-addr", "127.0.0.1:0", "--metrics-linger", "3"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = p.stderr.readline() if p.stderr else ""
+    assert line.startswith("metrics: http://"), line
+    url = line.split()[1]
+    scrapes: List[Dict] = []
+    while True:
+        try:
+            scrapes.append(scrape(url))
+        except (urllib.error.URLError, ConnectionError):
+            if p.poll() is not None:
+                break
+        time.sleep(0.05)
+    out, err = p.communicate()
+    assert p.returncode == 0, err
+    report = json.loads(out)
+    assert len(scrapes) > 3
+
+    embedded = [value(m, "memlane_rows_embedded_total") for m in scrapes]
+    assert embedded == sorted(embedded), "rows embedded went down"
+    in_flight = [
+        m for m in scrapes
+        if 0 < value(m, "memlane_rows_embedded_total") < 6000
+        and any(k[0] == "memlane_phase" and ("phase", "backfill") in k[1] for k in m)
+    ]
+    assert in_flight, "no scrape saw the backfill in flight"
+    mid = in_flight[len(in_flight) // 2]
+    assert value(mid, "memlane_backfill_remaining_rows") + value(mid, "memlane_rows_embedded_total") <= 6000
+    assert value(mid, "memlane_rows_per_second") > 0
+
+    # the last scrape came after the apply ended: it equals the report
+    last = scrapes[-1]
+    steps = report["migrations"][0]["steps"]
+    reembed = steps[1]
+    assert value(last, "memlane_rows_embedded_total") == reembed["rows_written"] == 6000
+    assert value(last, "memlane_commits_total") == len(steps) + reembed["backfill"]["commits"]
+    assert value(last, "memlane_commit_conflicts_total") == reembed["backfill"]["conflicts"]
+    assert value(last, "memlane_steps_completed_total") == len(steps)
+    assert value(last, "memlane_gate_verdicts_total", verdict=reembed["compat"]["verdict"]) == 1
+    assert value(last, "memlane_invariant_failures_total", severity="fail") == 0
+    assert value(last, "memlane_backfill_remaining_rows") == 0
