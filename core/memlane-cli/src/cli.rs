@@ -172,6 +172,14 @@ pub(crate) enum Cmd {
     /// $GITHUB_STEP_SUMMARY (or --summary FILE) and, under GitHub Actions, error and
     /// warning annotations naming file and line. Exit 0 pass, 3 block, 4 review.
     Ci(CiArgs),
+    /// Write a store (every version, its history, tags, indexes, adapters) to one file
+    /// with a manifest of blake3 digests; encrypted with a key when given.
+    Bundle(BundleArgs),
+    /// Restore a bundle into a new store (local or object storage), after checking
+    /// every digest; a changed or cut bundle is refused and nothing is written.
+    Unbundle(UnbundleArgs),
+    /// Print a new random bundle key (64 hex characters) for --key-file / MEMLANE_BUNDLE_KEY.
+    BundleKey,
     /// Commit a new version equal to an old one (forward-only restore).
     Restore(RestoreArgs),
     /// Remove a dead holder's migration lock.
@@ -539,6 +547,41 @@ pub(crate) struct CiArgs {
     /// Embedders the pending re-embeds name (their new spaces are embedded on the sample).
     #[command(flatten)]
     pub(crate) embedders: EmbedderArgs,
+}
+
+/// A bundle key: `--key-file FILE` or `MEMLANE_BUNDLE_KEY` (64 hex characters).
+#[derive(Args)]
+pub(crate) struct BundleKeyArgs {
+    /// File holding the bundle key (64 hex characters); else MEMLANE_BUNDLE_KEY.
+    #[arg(long)]
+    pub(crate) key_file: Option<PathBuf>,
+}
+
+/// `memlane bundle`.
+#[derive(Args)]
+pub(crate) struct BundleArgs {
+    /// The store to bundle.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// The bundle file to write.
+    #[arg(long, short)]
+    pub(crate) output: PathBuf,
+    /// Encrypt with this key.
+    #[command(flatten)]
+    pub(crate) key: BundleKeyArgs,
+}
+
+/// `memlane unbundle`.
+#[derive(Args)]
+pub(crate) struct UnbundleArgs {
+    /// The bundle file.
+    pub(crate) bundle: PathBuf,
+    /// Where to restore the store (must not hold one).
+    #[command(flatten)]
+    pub(crate) dest: StoreArgs,
+    /// The key it was encrypted with.
+    #[command(flatten)]
+    pub(crate) key: BundleKeyArgs,
 }
 
 /// `memlane restore`.

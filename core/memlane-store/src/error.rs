@@ -164,6 +164,16 @@ pub enum StoreError {
         /// Embedder name.
         name: String,
     },
+    /// A bundle failed its checks; nothing was written.
+    #[error(
+        "bundle {file} is refused: {problem}; nothing was written: copy the bundle again from its source (or give the key it was made with)"
+    )]
+    BadBundle {
+        /// The bundle file.
+        file: String,
+        /// What is wrong, naming the part.
+        problem: String,
+    },
     /// An embedder's configuration (a `--embedder` form or a `memlane.toml` table) is wrong.
     #[error("embedder configuration at {at}: {message}")]
     EmbedderConfig {
@@ -365,6 +375,7 @@ impl StoreError {
             StoreError::UnknownSpace { .. } => ErrorKind::Vector,
             StoreError::ModelDrift { .. } => ErrorKind::Drift,
             StoreError::GateBlocked { .. } => ErrorKind::Gate,
+            StoreError::BadBundle { .. } => ErrorKind::Integrity,
             StoreError::ReviewRequired { .. } => ErrorKind::Review,
         }
     }

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod bundle;
 mod calibrate;
 mod checks;
 mod ci;
@@ -48,6 +49,7 @@ mod vectors;
 mod verdict;
 mod verify;
 
+pub use bundle::{BundleKey, BundleManifest, BundledFile, bundle, open_bundle, unbundle};
 pub use calibrate::{DEFAULT_SAMPLE, PairedSample, Queries, compat_report};
 pub use checks::context::SpaceDrift;
 pub use ci::{CI_SAMPLE_ROWS, CiReport, ci};

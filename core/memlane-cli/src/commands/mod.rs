@@ -7,6 +7,7 @@ mod add;
 mod adopt;
 mod apply;
 mod branch;
+mod bundle;
 mod ci;
 mod compat;
 mod contract;
@@ -60,6 +61,9 @@ pub(crate) async fn run(cli: Cli, out: Output) -> Result<ExitStatus> {
         Cmd::Rehearse(args) => rehearse::run(args, out).await,
         Cmd::Diff(args) => diff::run(args, out).await,
         Cmd::Ci(args) => ci::run(args, out).await,
+        Cmd::Bundle(args) => bundle::run(args, out).await,
+        Cmd::Unbundle(args) => bundle::unbundle(args, out).await,
+        Cmd::BundleKey => bundle::key(out),
         Cmd::Restore(args) => restore::run(args, out).await,
         Cmd::Unlock(args) => unlock::run(args, out).await,
         Cmd::Repair(args) => repair::run(args, out).await,

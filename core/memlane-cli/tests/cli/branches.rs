@@ -3,36 +3,12 @@
 //! writes to the store; a rehearsal SIGKILLed mid-apply leaves the store as it was and a
 //! branch `branch list` shows and `branch delete` removes; a blocked rehearsal exits 3.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{Lcg, bin, code, ex, json, ok, run, write_big_corpus};
-
-/// Every file under a directory: relative path -> blake3 of its bytes.
-fn files(dir: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                out.insert(
-                    rel,
-                    blake3::hash(&std::fs::read(&p).unwrap())
-                        .to_hex()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    out
-}
+use crate::common::{Lcg, bin, code, ex, files, json, ok, run, write_big_corpus};
 
 fn store_with_old_space(dir: &Path, rows: usize) -> String {
     let data = dir.join("data.jsonl");

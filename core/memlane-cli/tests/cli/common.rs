@@ -126,3 +126,26 @@ json.dump(out, sys.stdout)
     .unwrap();
     format!("cmd:python3 {}", script.display())
 }
+
+/// Every file under a directory: relative path -> blake3 of its bytes.
+pub(crate) fn files(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(
+                    rel,
+                    blake3::hash(&std::fs::read(&p).unwrap())
+                        .to_hex()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    out
+}

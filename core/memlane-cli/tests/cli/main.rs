@@ -3,6 +3,7 @@
 //! stores (`tamper`); a store in S3 (`s3`); helpers in `common`.
 
 mod branches;
+mod bundles;
 mod common;
 mod diff;
 mod examples;

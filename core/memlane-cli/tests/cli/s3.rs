@@ -414,3 +414,47 @@ fn writers_on_s3_never_fail_while_a_reembed_is_killed_and_resumed() {
     let v = json_on(&s3, &["verify", &s, m]);
     assert!(all_checks_ok(&v), "{v}");
 }
+
+#[test]
+fn a_bundle_made_from_s3_restores_to_disk_and_back_to_s3() {
+    let (s3, dir, migs, data) = setup("bundles", 1500, REEMBED);
+    let uri = s3.uri("agent");
+    ok_on(&s3, &["init", &uri, "--from", data.to_str().unwrap()]);
+    ok_on(&s3, &["apply", &uri, migs.to_str().unwrap(), "--yes", "--embedder", "h64=hash:64"]);
+    let key = dir.path().join("key.hex");
+    std::fs::write(&key, ok_on(&s3, &["bundle-key"])).unwrap();
+    let b = dir.path().join("agent.mlb");
+    let k = key.to_str().unwrap();
+    ok_on(
+        &s3,
+        &["bundle", &uri, "-o", b.to_str().unwrap(), "--key-file", k],
+    );
+    // S3 -> disk: a verified store with the same rows and history
+    let local = dir.path().join("local");
+    let l = local.to_str().unwrap();
+    ok_on(&s3, &["unbundle", b.to_str().unwrap(), l, "--key-file", k]);
+    let v = json_on(&s3, &["verify", l]);
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(json_on(&s3, &["status", l])["rows"].as_u64(), Some(1500));
+    // disk -> S3 again: byte for byte the objects the first store had
+    let b2 = dir.path().join("local.mlb");
+    ok_on(&s3, &["bundle", l, "-o", b2.to_str().unwrap()]);
+    let again = s3.uri("again");
+    ok_on(&s3, &["unbundle", b2.to_str().unwrap(), &again]);
+    let v = json_on(&s3, &["verify", &again]);
+    assert_eq!(v["ok"], true, "{v:#}");
+    let objects = |prefix: &str| -> Vec<(String, Vec<u8>)> {
+        s3.list(prefix)
+            .into_iter()
+            .filter(|k| !k.contains("_memlane/lock.json"))
+            .map(|k| (k[prefix.len()..].to_owned(), s3.get(&k)))
+            .collect()
+    };
+    assert_eq!(objects("agent/"), objects("again/"));
+    // a bundle must not land on an existing store
+    let o = on(&s3)
+        .args(["unbundle", b2.to_str().unwrap(), &again])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+}
