@@ -98,8 +98,8 @@ mod _memlane {
     use super::space::Space;
     #[pymodule_export]
     use super::store::{
-        Store, create, create_from_jsonl, diff_json, open, read_migrations, review_json,
-        unlock_json,
+        Store, bundle_json, create, create_from_jsonl, diff_json, open, read_migrations,
+        review_json, unbundle_json, unlock_json,
     };
 
     #[pymodule_init]

@@ -151,6 +151,66 @@ pub(crate) fn open(
     r.map(Store::wrap).map_err(|e| to_py(py, e, None))
 }
 
+fn bundle_key(py: Python<'_>, key: Option<&str>) -> PyResult<Option<memlane_store::BundleKey>> {
+    key.map(|k| memlane_store::BundleKey::parse(k, "key="))
+        .transpose()
+        .map_err(|e| to_py(py, e, None))
+}
+
+/// Bundle the store at `uri` into the file `output`; returns its manifest as JSON.
+#[pyfunction]
+#[pyo3(signature = (uri, output, *, key=None, storage_options=None))]
+pub(crate) fn bundle_json(
+    py: Python<'_>,
+    uri: &str,
+    output: std::path::PathBuf,
+    key: Option<&str>,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<String> {
+    let key = bundle_key(py, key)?;
+    let storage = storage_of(storage_options);
+    let (bytes, manifest) = py
+        .detach(|| crate::block_on(memlane_store::bundle(uri, &storage, key.as_ref())))
+        .map_err(|e| to_py(py, e, None))?;
+    std::fs::write(&output, bytes).map_err(|e| {
+        crate::error::StorageError::new_err(format!("cannot write {}: {e}", output.display()))
+    })?;
+    json(&manifest)
+}
+
+/// Restore the bundle file `path` into a new store at `dest`; returns its manifest as JSON.
+#[pyfunction]
+#[pyo3(signature = (path, dest, *, key=None, storage_options=None))]
+pub(crate) fn unbundle_json(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    dest: &str,
+    key: Option<&str>,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<String> {
+    let key = bundle_key(py, key)?;
+    let storage = storage_of(storage_options);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        crate::error::NotFoundError::new_err(format!(
+            "cannot read the bundle {}: {e}",
+            path.display()
+        ))
+    })?;
+    let name = path.display().to_string();
+    let m = py
+        .detach(|| {
+            crate::block_on(memlane_store::unbundle(
+                &bytes,
+                &name,
+                dest,
+                &storage,
+                key.as_ref(),
+            ))
+        })
+        .map_err(|e| to_py(py, e, None))?;
+    json(&m)
+}
+
 /// Compare two stores (paths or URIs): the diff as JSON and text.
 #[pyfunction]
 #[pyo3(signature = (a, b, *, storage_options=None))]

@@ -121,3 +121,29 @@ def test_diff_two_stores(tmp_path: Path, model: Any) -> None:
     assert r.ok, str(r)
     d = memlane.diff(dev, r.data["branch"])
     assert d.verdict == "differ" and any("only on B: 0002_wl.toml" in x for x in d.reasons), d.reasons
+
+
+def test_bundle_round_trip_opens_in_pylance(tmp_path: Path, model: Any) -> None:
+    import lance
+
+    folder = tmp_path / "migrations"
+    write_migration(folder, "0001_old.toml", OLD)
+    store = memlane.create(tmp_path / "mem", data=corpus())
+    store.apply(folder, embedders={"old": model(64)}, progress=False)
+    key = "ab" * 32
+    m = memlane.bundle(store, tmp_path / "mem.mlb", key=key)
+    assert m["version"] == store.version and len(m["files"]) > 5
+    restored = memlane.unbundle(tmp_path / "mem.mlb", tmp_path / "restored", key=key)
+    assert restored.version == store.version and restored.verify().ok
+    a = lance.dataset(store.uri).to_table().sort_by("id")
+    b = lance.dataset(restored.uri).to_table().sort_by("id")
+    assert a.equals(b)
+    assert files(Path(restored.uri)) == {k: v for k, v in files(Path(store.uri)).items() if k != "_memlane/lock.json"}
+    raw = bytearray((tmp_path / "mem.mlb").read_bytes())
+    raw[len(raw) // 2] ^= 1
+    (tmp_path / "bad.mlb").write_bytes(bytes(raw))
+    with pytest.raises(memlane.IntegrityError, match="does not authenticate"):
+        memlane.unbundle(tmp_path / "bad.mlb", tmp_path / "never", key=key)
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(memlane.InvalidInputError, match="encrypted"):
+        memlane.unbundle(tmp_path / "mem.mlb", tmp_path / "never")

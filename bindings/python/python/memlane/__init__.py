@@ -57,7 +57,7 @@ from ._reports import (
     ValidateReport,
     VerifyReport,
 )
-from ._store import Hits, Store, compat, create, diff, open, review, unlock
+from ._store import Hits, Store, bundle, compat, create, diff, open, review, unbundle, unlock
 from ._embedders import embedder, load_embedders
 from ._interop import export_jsonl, import_chroma, import_jsonl, import_lancedb, to_chroma
 
@@ -95,6 +95,8 @@ __all__ = [
     "Status",
     "StoreDiff",
     "diff",
+    "bundle",
+    "unbundle",
     "Store",
     "StoreExistsError",
     "ValidateReport",

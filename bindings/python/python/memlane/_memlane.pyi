@@ -175,6 +175,20 @@ def create_from_jsonl(
     storage_options: Optional[Dict[str, str]] = None,
 ) -> Store: ...
 def open(uri: str, *, storage_options: Optional[Dict[str, str]] = None) -> Store: ...
+def bundle_json(
+    uri: str,
+    output: Union[str, os.PathLike[str]],
+    *,
+    key: Optional[str] = None,
+    storage_options: Optional[Mapping[str, str]] = None,
+) -> str: ...
+def unbundle_json(
+    path: Union[str, os.PathLike[str]],
+    dest: str,
+    *,
+    key: Optional[str] = None,
+    storage_options: Optional[Mapping[str, str]] = None,
+) -> str: ...
 def diff_json(
     a: str, b: str, *, storage_options: Optional[Mapping[str, str]] = None
 ) -> Tuple[str, str]: ...

@@ -542,3 +542,33 @@ def diff(a: Union[Store, PathLike], b: Union[Store, PathLike], *, storage_option
     ub = b.uri if isinstance(b, Store) else os.fspath(b)
     raw, text = _memlane.diff_json(ua, ub, storage_options=dict(storage_options) if storage_options else None)
     return StoreDiff(json.loads(raw), text)
+
+
+def bundle(
+    store: Union[Store, PathLike],
+    output: PathLike,
+    *,
+    key: Optional[str] = None,
+    storage_options: Optional[Mapping[str, str]] = None,
+) -> Dict[str, Any]:
+    """Write a store (every version, its history, tags, indexes, adapters) to one file with
+    a manifest of blake3 digests; encrypted when ``key`` (64 hex characters) is given.
+    Returns the manifest (store, version, files with their bytes and blake3)."""
+    uri = store.uri if isinstance(store, Store) else os.fspath(store)
+    return json.loads(
+        _memlane.bundle_json(uri, os.fspath(output), key=key, storage_options=dict(storage_options) if storage_options else None)
+    )
+
+
+def unbundle(
+    path: PathLike,
+    dest: PathLike,
+    *,
+    key: Optional[str] = None,
+    storage_options: Optional[Mapping[str, str]] = None,
+) -> Store:
+    """Restore a bundle into a new store at ``dest`` after checking every digest (a changed
+    or cut bundle raises :class:`IntegrityError` naming the part; nothing is written)."""
+    opts = dict(storage_options) if storage_options else None
+    _memlane.unbundle_json(os.fspath(path), os.fspath(dest), key=key, storage_options=opts)
+    return open(dest, storage_options=opts)

@@ -420,7 +420,17 @@ fn a_bundle_made_from_s3_restores_to_disk_and_back_to_s3() {
     let (s3, dir, migs, data) = setup("bundles", 1500, REEMBED);
     let uri = s3.uri("agent");
     ok_on(&s3, &["init", &uri, "--from", data.to_str().unwrap()]);
-    ok_on(&s3, &["apply", &uri, migs.to_str().unwrap(), "--yes", "--embedder", "h64=hash:64"]);
+    ok_on(
+        &s3,
+        &[
+            "apply",
+            &uri,
+            migs.to_str().unwrap(),
+            "--yes",
+            "--embedder",
+            "h64=hash:64",
+        ],
+    );
     let key = dir.path().join("key.hex");
     std::fs::write(&key, ok_on(&s3, &["bundle-key"])).unwrap();
     let b = dir.path().join("agent.mlb");
