@@ -132,7 +132,8 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    (s.len() % 2 == 0)
+    s.len()
+        .is_multiple_of(2)
         .then(|| {
             (0..s.len() / 2)
                 .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
