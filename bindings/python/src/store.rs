@@ -75,6 +75,27 @@ impl Embedders {
     }
 }
 
+/// A migrations folder and the embedders a run of it gets: the folder's `memlane.toml`,
+/// overridden by the ones passed from Python.
+fn folder_with_embedders(
+    py: Python<'_>,
+    migrations: &str,
+    embedders: Option<&Bound<'_, PyDict>>,
+) -> PyResult<(
+    memlane_store::MigrationFolder,
+    Embedders,
+    HashMap<String, Arc<dyn Embedder>>,
+)> {
+    let folder =
+        memlane_store::MigrationFolder::read(migrations).map_err(|e| to_py(py, e, None))?;
+    let emb = Embedders::from_py(embedders)?;
+    let mut map =
+        memlane_store::configured_embedders(Some(std::path::Path::new(migrations)), None, None)
+            .map_err(|e| to_py(py, e, None))?;
+    map.extend(emb.map.clone());
+    Ok((folder, emb, map))
+}
+
 fn json<T: serde::Serialize>(v: &T) -> PyResult<String> {
     serde_json::to_string(v).map_err(|e| input(e.to_string()))
 }
@@ -508,14 +529,7 @@ impl Store {
         approve: Option<String>,
         to: Option<u32>,
     ) -> PyResult<(String, String)> {
-        let folder =
-            memlane_store::MigrationFolder::read(migrations).map_err(|e| to_py(py, e, None))?;
-        let emb = Embedders::from_py(embedders)?;
-        // the folder's memlane.toml, overridden by the embedders given here
-        let mut map =
-            memlane_store::configured_embedders(Some(std::path::Path::new(migrations)), None, None)
-                .map_err(|e| to_py(py, e, None))?;
-        map.extend(emb.map.clone());
+        let (folder, emb, map) = folder_with_embedders(py, migrations, embedders)?;
         let executors = emb.executors.clone();
         let progress = progress.map(|f| {
             let f = Arc::new(f);
@@ -661,13 +675,7 @@ impl Store {
         approve: Option<String>,
         to: Option<u32>,
     ) -> PyResult<(String, String)> {
-        let folder =
-            memlane_store::MigrationFolder::read(migrations).map_err(|e| to_py(py, e, None))?;
-        let emb = Embedders::from_py(embedders)?;
-        let mut map =
-            memlane_store::configured_embedders(Some(std::path::Path::new(migrations)), None, None)
-                .map_err(|e| to_py(py, e, None))?;
-        map.extend(emb.map.clone());
+        let (folder, emb, map) = folder_with_embedders(py, migrations, embedders)?;
         let opts = memlane_store::RehearseOptions {
             name,
             sample,

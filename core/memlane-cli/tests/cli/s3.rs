@@ -468,3 +468,53 @@ fn a_bundle_made_from_s3_restores_to_disk_and_back_to_s3() {
         .unwrap();
     assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn a_rehearsal_on_s3_leaves_every_object_of_the_store_unchanged() {
+    let (s3, _dir, migs, data) = setup("branches", 1200, REEMBED);
+    let uri = s3.uri("agent");
+    ok_on(&s3, &["init", &uri, "--from", data.to_str().unwrap()]);
+    let objects = |prefix: &str| -> Vec<(String, Vec<u8>)> {
+        s3.list(prefix)
+            .into_iter()
+            .filter(|k| !k.contains("_memlane/lock.json"))
+            .map(|k| {
+                let v = s3.get(&k);
+                (k, v)
+            })
+            .collect()
+    };
+    let before = objects("agent/");
+    let r = json_on(
+        &s3,
+        &[
+            "rehearse",
+            &uri,
+            migs.to_str().unwrap(),
+            "--keep",
+            "--name",
+            "r1",
+            "--embedder",
+            "h64=hash:64",
+        ],
+    );
+    assert_eq!(r["outcome"], "pass", "{r:#}");
+    assert_eq!(
+        r["report"]["migrations"][0]["steps"][1]["rows_written"].as_u64(),
+        Some(1200)
+    );
+    // the branch's objects live beside the store's, under agent.branches/r1/
+    assert!(!s3.list("agent.branches/r1/").is_empty());
+    assert_eq!(
+        objects("agent/"),
+        before,
+        "a rehearsal changed the store's objects"
+    );
+    let b = json_on(&s3, &["branch", "list", &uri]);
+    assert_eq!(b[0]["name"], "r1", "{b:#}");
+    let v = json_on(&s3, &["verify", b[0]["uri"].as_str().unwrap()]);
+    assert_eq!(v["ok"], true, "{v:#}");
+    ok_on(&s3, &["branch", "delete", &uri, "r1"]);
+    assert!(s3.list("agent.branches/r1/").is_empty());
+    assert_eq!(objects("agent/"), before);
+}

@@ -265,6 +265,7 @@ impl<'a> Run<'a> {
             self.reembed(m, pm, i, &mut reembedded).await?;
             let mut a = self
                 .stage_and_check(m, pm, i, &reembedded, prev_invariants.take())
+                .instrument(tracing::info_span!("stage_and_check", attempt))
                 .await?;
             if a.report.blocked() {
                 a.report.duration_ms = elapsed_ms(t0);
@@ -278,7 +279,11 @@ impl<'a> Run<'a> {
                 return Ok(a.report);
             }
             self.record_step(m, pm, i, &mut a, t0);
-            match self.commit(&a).await {
+            match self
+                .commit(&a)
+                .instrument(tracing::info_span!("commit", attempt))
+                .await
+            {
                 Ok(committed) => return self.committed(m, pm, i, committed, a).await,
                 Err(e) if attempt < STEP_RETRIES && conflict(&e) == Some(Conflict::Retryable) => {
                     prev_invariants = Some(a.report.invariants);
