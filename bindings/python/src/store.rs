@@ -75,17 +75,16 @@ impl Embedders {
     }
 }
 
+/// Embedders by name, as the library takes them.
+type EmbedderMap = HashMap<String, Arc<dyn Embedder>>;
+
 /// A migrations folder and the embedders a run of it gets: the folder's `memlane.toml`,
 /// overridden by the ones passed from Python.
 fn folder_with_embedders(
     py: Python<'_>,
     migrations: &str,
     embedders: Option<&Bound<'_, PyDict>>,
-) -> PyResult<(
-    memlane_store::MigrationFolder,
-    Embedders,
-    HashMap<String, Arc<dyn Embedder>>,
-)> {
+) -> PyResult<(memlane_store::MigrationFolder, Embedders, EmbedderMap)> {
     let folder =
         memlane_store::MigrationFolder::read(migrations).map_err(|e| to_py(py, e, None))?;
     let emb = Embedders::from_py(embedders)?;
