@@ -34,6 +34,14 @@ pub(crate) async fn run(cmd: BranchCmd, out: Output) -> Result<ExitStatus> {
                     return writeln!(f, "no branches");
                 }
                 for b in &list {
+                    if !b.complete {
+                        writeln!(
+                            f,
+                            "{:<24} incomplete (a killed `branch create`): `memlane branch delete` it  {}",
+                            b.name, b.uri
+                        )?;
+                        continue;
+                    }
                     writeln!(
                         f,
                         "{:<24} from v{:<6} now v{:<6} {} migration(s)  {}  {}",

@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use lance::io::{ObjectStore, ObjectStoreRegistry};
 use memlane_core::{Action, BranchOrigin, HistoryEntry};
 use object_store::path::Path;
@@ -41,6 +42,8 @@ pub struct BranchInfo {
     pub version: u64,
     /// Migrations applied on it (the store's, then its own).
     pub applied: usize,
+    /// False for what a killed `branch create` left (no memlane record): delete it.
+    pub complete: bool,
 }
 
 /// The directory holding a store's branches: `<store>.branches`.
@@ -147,9 +150,19 @@ impl Store {
             let Some(name) = p.filename().map(str::to_owned) else {
                 continue;
             };
-            if let Some(info) = self.branch_info(&name).await? {
-                out.push(info);
-            }
+            let info = self
+                .branch_info(&name)
+                .await?
+                .unwrap_or_else(|| BranchInfo {
+                    uri: branch_uri(&self.uri, &name),
+                    name,
+                    from_version: 0,
+                    created_at: String::new(),
+                    version: 0,
+                    applied: 0,
+                    complete: false,
+                });
+            out.push(info);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -176,17 +189,26 @@ impl Store {
             created_at: first.at,
             version: b.version(),
             applied: b.state().applied.len(),
+            complete: true,
         }))
     }
 
-    /// Delete branch `name` (everything under `<store>.branches/<name>`).
+    /// Delete branch `name` (everything under `<store>.branches/<name>`, also what a
+    /// killed `branch create` left).
     pub async fn delete_branch(&self, name: &str) -> Result<()> {
         check_name(name)?;
         let uri = branch_uri(&self.uri, name);
-        if self.branch_info(name).await?.is_none() {
+        let (store, base) = locate(&uri, &self.storage).await?;
+        // a branch whose creation was killed has no memlane record yet: it goes too
+        let any = store
+            .inner
+            .list(Some(&base))
+            .next()
+            .await
+            .is_some_and(|r| r.is_ok());
+        if !any {
             return Err(StoreError::NotFound { uri });
         }
-        let (store, base) = locate(&uri, &self.storage).await?;
         store.remove_dir_all(base).await?;
         Ok(())
     }
