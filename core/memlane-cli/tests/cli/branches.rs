@@ -204,4 +204,15 @@ fn a_blocked_rehearsal_exits_3_and_names_the_invariant() {
         1
     );
     assert!(json(&["branch", "list", &s]).as_array().unwrap().is_empty());
+    // what a killed `branch create` leaves (files, no memlane record): listed, removable
+    let half = Path::new(&format!("{s}.branches/half")).join("data");
+    std::fs::create_dir_all(&half).unwrap();
+    std::fs::write(half.join("x.lance"), b"partial").unwrap();
+    let list = json(&["branch", "list", &s]);
+    assert_eq!(
+        (list[0]["name"].as_str(), list[0]["complete"].as_bool()),
+        (Some("half"), Some(false))
+    );
+    ok(&["branch", "delete", &s, "half"]);
+    assert!(json(&["branch", "list", &s]).as_array().unwrap().is_empty());
 }
