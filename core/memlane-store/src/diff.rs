@@ -5,6 +5,7 @@
 //! the same content, and the drift statistic `validate` uses.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write as _;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
@@ -175,23 +176,25 @@ async fn scan(
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
             .collect::<std::result::Result<_, _>>()?;
         let ids = b.column(0).as_string::<i32>();
-        let text = |name: &str, i: usize| -> Option<String> {
-            column(&b, name).and_then(|c| c.is_valid(i).then(|| format_one(c, i)))
-        };
+        // the grouping columns, looked up once a batch
+        let (kind, agent, user) = (
+            column(&b, "kind"),
+            column(&b, "agent_id"),
+            column(&b, "user_id"),
+        );
         for i in 0..b.num_rows() {
+            // every shared field's display, streamed into the hash (no string per value)
             let mut h = blake3::Hasher::new();
             for f in &fmts[1..] {
-                h.update(f.value(i).to_string().as_bytes());
-                h.update(b"\x1f");
+                let _ = write!(h, "{}\x1f", f.value(i));
             }
-            let d = h.finalize();
             let mut k = [0u8; 16];
-            k.copy_from_slice(&d.as_bytes()[..16]);
+            k.copy_from_slice(&h.finalize().as_bytes()[..16]);
             feed(ids.value(i), u128::from_le_bytes(k));
-            if let Some(kind) = text("kind", i) {
+            if let Some(kind) = text(kind, i) {
                 bump(by_kind, kind);
             }
-            let (agent, user) = (text("agent_id", i), text("user_id", i));
+            let (agent, user) = (text(agent, i), text(user, i));
             if agent.is_some() || user.is_some() {
                 bump(
                     by_scope,
@@ -212,8 +215,10 @@ fn column<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a dyn Array> {
     b.column_by_name(name).map(AsRef::as_ref)
 }
 
-fn format_one(c: &dyn Array, i: usize) -> String {
-    arrow::util::display::array_value_to_string(c, i).unwrap_or_default()
+/// A grouping column's value at row `i` (none when the column is absent or null).
+fn text(c: Option<&dyn Array>, i: usize) -> Option<String> {
+    c.filter(|c| c.is_valid(i))
+        .map(|c| arrow::util::display::array_value_to_string(c, i).unwrap_or_default())
 }
 
 /// Every space of either side, compared.
