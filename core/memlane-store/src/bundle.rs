@@ -399,6 +399,49 @@ fn locate_offset(m: &BundleManifest, start: usize, at: usize) -> Option<String> 
     None
 }
 
+/// The files already under `dest` (path -> length).
+async fn present_files(os: &ObjectStore, base: &Path, dest: &str) -> Result<BTreeMap<String, u64>> {
+    let prefix = format!("{}/", base.as_ref());
+    let metas: Vec<_> = match os.inner.list(Some(base)).try_collect().await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(StoreError::Input(format!("cannot list {dest}: {e}"))),
+    };
+    Ok(metas
+        .into_iter()
+        .filter_map(|m| {
+            let rel = m.location.as_ref().strip_prefix(&prefix)?.to_owned();
+            Some((rel, m.size))
+        })
+        .collect())
+}
+
+/// Whether what `dest` holds is part of this bundle (a restore that was stopped): every
+/// file one of the bundle's, with its length, and at least one version manifest missing.
+fn is_partial_restore(present: &BTreeMap<String, u64>, m: &BundleManifest) -> bool {
+    let ours: BTreeMap<&str, u64> = m.files.iter().map(|f| (f.path.as_str(), f.bytes)).collect();
+    present
+        .iter()
+        .all(|(p, n)| transient(p) || ours.get(p.as_str()) == Some(n))
+        && m.files.iter().any(|f| !present.contains_key(&f.path))
+}
+
+/// The Lance version a `_versions/` manifest holds (its name is the version, or
+/// `u64::MAX - version` in Lance's newer naming); 0 for other files.
+fn version_of(path: &str) -> u64 {
+    let Some(stem) = path
+        .strip_prefix("_versions/")
+        .and_then(|n| n.strip_suffix(".manifest"))
+    else {
+        return 0;
+    };
+    match stem.parse::<u64>() {
+        Ok(n) if n > u64::MAX / 2 => u64::MAX - n,
+        Ok(n) => n,
+        Err(_) => 0,
+    }
+}
+
 /// Restore a checked bundle into `dest` (which must not hold a dataset), then open it.
 pub async fn unbundle(
     bytes: &[u8],
@@ -408,29 +451,33 @@ pub async fn unbundle(
     key: Option<&BundleKey>,
 ) -> Result<BundleManifest> {
     let (manifest, contents) = open_bundle(bytes, file, key)?;
-    if crate::store::Store::open_with(dest, storage.clone())
-        .await
-        .is_ok()
-    {
+    let (os, base) = locate(dest, storage).await?;
+    let present = present_files(&os, &base, dest).await?;
+    if !present.is_empty() && !is_partial_restore(&present, &manifest) {
         return Err(StoreError::Exists {
             uri: dest.to_owned(),
         });
     }
-    let (os, base) = locate(dest, storage).await?;
-    let mut by_path: BTreeMap<&str, &Bytes> = BTreeMap::new();
-    for (f, c) in manifest.files.iter().zip(&contents) {
-        by_path.insert(f.path.as_str(), c);
-    }
-    // the version manifests last: a reader that finds one finds every file it names
-    let (versions, others): (Vec<_>, Vec<_>) = by_path
-        .into_iter()
-        .partition(|(p, _)| p.starts_with("_versions/"));
-    for (p, c) in others.into_iter().chain(versions) {
-        let path = p.split('/').fold(base.clone(), |acc, part| acc.join(part));
+    // data first, then the version manifests oldest to newest: a restore killed midway
+    // is a store at an earlier version of the bundle with its whole history up to it,
+    // and unbundling again into it finishes the restore
+    let mut order: Vec<(&BundledFile, &Bytes)> = manifest.files.iter().zip(&contents).collect();
+    order.sort_by_key(|(f, _)| {
+        (
+            f.path.starts_with("_versions/"),
+            version_of(&f.path),
+            f.path.clone(),
+        )
+    });
+    for (f, c) in order {
+        let path = f
+            .path
+            .split('/')
+            .fold(base.clone(), |acc, part| acc.join(part));
         os.inner
             .put(&path, PutPayload::from_bytes(c.clone()))
             .await
-            .map_err(|e| StoreError::Input(format!("cannot write {dest}/{p}: {e}")))?;
+            .map_err(|e| StoreError::Input(format!("cannot write {dest}/{}: {e}", f.path)))?;
     }
     crate::store::Store::open_with(dest, storage.clone()).await?;
     Ok(manifest)

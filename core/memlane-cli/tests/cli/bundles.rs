@@ -48,6 +48,29 @@ fn a_bundle_round_trips_byte_for_byte_and_refuses_tampering() {
         json(&["history", &s]).as_array().map(Vec::len)
     );
 
+    // a restore killed before its last version manifests: a store at an earlier version
+    // that verify flags as cut short; unbundling again finishes it, byte for byte
+    let killed = dir.path().join("killed").to_str().unwrap().to_owned();
+    ok(&["unbundle", bs, &killed]);
+    let mut manifests: Vec<_> = std::fs::read_dir(Path::new(&killed).join("_versions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    manifests.sort(); // newest first in Lance's naming
+    for m in &manifests[..2] {
+        std::fs::remove_file(m).unwrap();
+    }
+    let st = json(&["status", &killed]);
+    assert!(st["version"].as_u64().unwrap() < json(&["status", &s])["version"].as_u64().unwrap());
+    // not silently older: verify names the missing newer manifest
+    let o = run(&["--json", "verify", &killed]);
+    assert_eq!(code(&o), 3);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("manifest (_versions/) is gone"));
+    ok(&["unbundle", bs, &killed]);
+    let v = json(&["verify", &killed]);
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(files(Path::new(&killed)), want);
+
     // a flipped byte in a data file's part, a cut bundle, an existing destination
     let bytes = std::fs::read(&b).unwrap();
     let flipped = dir.path().join("flipped.mlb");
