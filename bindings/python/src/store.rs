@@ -659,6 +659,17 @@ impl Store {
         self.with(py, None, async move |s| s.delete_branch(&name).await)
     }
 
+    /// Promote branch `name` into the store (its commits replayed; see
+    /// `memlane_store::promote`); the report as JSON and text.
+    #[pyo3(signature = (name, *, keep=false))]
+    fn promote_json(&self, py: Python<'_>, name: String, keep: bool) -> PyResult<(String, String)> {
+        let opts = memlane_store::PromoteOptions { keep };
+        let r = self.with(py, None, async move |s| {
+            memlane_store::promote(s, &name, &opts).await
+        })?;
+        Ok((json(&r)?, r.to_string()))
+    }
+
     /// Rehearse a folder's pending migrations on a branch; the rehearsal as JSON and
     /// text. The store itself is not changed.
     #[pyo3(signature = (migrations, embedders=None, *, sample=None, keep=false, name=None, approve=None, to=None))]

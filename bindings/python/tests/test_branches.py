@@ -1,6 +1,7 @@
 """Branches and rehearsals from Python: a real model upgrade (wordllama, 256-d) rehearsed
 on a branch of a store, with the store's version and every file byte-identical after it;
-the branch API (branch, branches, delete_branch) and the rehearsal's notebook view."""
+the branch API (branch, branches, delete_branch, promote: the rehearsed vectors become
+the store's, read back through pylance, with no model call) and the notebook views."""
 
 from __future__ import annotations
 
@@ -87,10 +88,22 @@ def test_rehearse_a_real_model_upgrade_on_a_branch(tmp_path: Path, model: Any) -
     # the store: same version, same files
     store.refresh()
     assert store.version == version and files(Path(store.uri)) == before
-    store.delete_branch("upgrade")
+    # promoted: the rehearsal's vectors become the store's, no model called again
+    p = store.promote("upgrade")
+    assert isinstance(p, memlane.PromoteReport) and p.migrations == ["0002_wl.toml"], str(p)
+    assert p.data["branch_deleted"] and p.version == store.version and "promote" in p._repr_html_()
+    assert store.status().data["active_space"] == "wl" and store.verify().ok
+    assert store.plan(folder).data["migrations"] == []
+    lance = pytest.importorskip("lance")
+    t = lance.dataset(store.uri).to_table(columns=["content", "vec_wl"]).to_pydict()
+    got = np.asarray(t["vec_wl"], dtype=np.float32)
+    want = embed(t["content"])
+    assert float(np.min(np.sum(got * want, axis=1))) > 0.9999
     assert store.branches() == []
     with pytest.raises(memlane.NotFoundError):
         store.delete_branch("upgrade")
+    with pytest.raises(memlane.NotFoundError):
+        store.promote("nope")
 
     b = store.branch("manual")
     assert b.uri.endswith(".branches/manual") and len(b) == len(store)
@@ -98,6 +111,8 @@ def test_rehearse_a_real_model_upgrade_on_a_branch(tmp_path: Path, model: Any) -
         store.branch("manual")
     with pytest.raises(memlane.InvalidInputError, match="branch name"):
         store.branch("../escape")
+    with pytest.raises(memlane.StateError, match="nothing to promote"):
+        store.promote("manual")
 
 
 def test_diff_two_stores(tmp_path: Path, model: Any) -> None:

@@ -456,6 +456,24 @@ pub(crate) enum BranchCmd {
     List(BranchListArgs),
     /// Delete a branch.
     Delete(BranchNameArgs),
+    /// Make a branch's commits the store's (a rehearsed migration, without calling its
+    /// models again): its commits are replayed onto the store, which must not have moved
+    /// since the branch point; the branch is deleted afterwards unless --keep. A killed
+    /// promote is finished by running it again.
+    Promote(BranchPromoteArgs),
+}
+
+/// `memlane branch promote`.
+#[derive(Args)]
+pub(crate) struct BranchPromoteArgs {
+    /// The store.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Branch name.
+    pub(crate) name: String,
+    /// Keep the branch after promoting it.
+    #[arg(long)]
+    pub(crate) keep: bool,
 }
 
 /// `memlane branch create`.

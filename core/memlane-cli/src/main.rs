@@ -20,8 +20,21 @@ use crate::cli::Cli;
 use crate::exit::ExitStatus;
 use crate::output::Output;
 
+/// A closed pipe (`memlane history STORE | head`) ends the process quietly, as it
+/// does for other command-line tools, instead of panicking in `print!`.
+#[cfg(unix)]
+fn default_sigpipe() {
+    // SAFETY: resetting a signal's disposition to its default before any thread starts.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[allow(clippy::print_stderr)]
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -247,6 +247,12 @@ pub enum Action {
     Contract,
     /// The store was branched from another at a version (its first memlane commit).
     Branch,
+    /// A rehearsal branch was cut to an evenly spread sample of its rows (such a branch
+    /// cannot be promoted: its deletions are not the store's).
+    Sample,
+    /// A branch's commits were replayed onto the store (`branch promote`) and are now
+    /// its own; the entry names the branch and the version it was promoted at.
+    Promote,
 }
 
 /// Where a branch came from.
@@ -291,6 +297,10 @@ pub struct HistoryEntry {
     /// For a branch: the store and version it was branched from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branched_from: Option<BranchOrigin>,
+    /// On a commit replayed by `branch promote` (and on its closing `Promote` entry):
+    /// the branch and its version this commit was first made as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<BranchOrigin>,
     /// Active space after the commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_space: Option<String>,
@@ -311,6 +321,7 @@ impl HistoryEntry {
             reason: None,
             restored_from: None,
             branched_from: None,
+            promoted_from: None,
             active_space: None,
         }
     }
@@ -318,6 +329,19 @@ impl HistoryEntry {
 
 impl std::fmt::Display for HistoryEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.fmt_action(f)?;
+        match &self.promoted_from {
+            Some(o) if self.action != Action::Promote => {
+                write!(f, " [promoted from {} v{}]", o.uri, o.version)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl HistoryEntry {
+    /// What the commit did, in words.
+    fn fmt_action(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let file = self.file.as_deref().unwrap_or("?");
         let reason = self.reason.as_deref().unwrap_or("");
         match self.action {
@@ -370,6 +394,11 @@ impl std::fmt::Display for HistoryEntry {
             Action::Branch => match &self.branched_from {
                 Some(o) => write!(f, "branch of {} at v{} — {reason}", o.uri, o.version),
                 None => write!(f, "branch — {reason}"),
+            },
+            Action::Sample => write!(f, "sample — {reason}"),
+            Action::Promote => match &self.promoted_from {
+                Some(o) => write!(f, "promote of {} at v{} — {reason}", o.uri, o.version),
+                None => write!(f, "promote — {reason}"),
             },
         }
     }

@@ -16,7 +16,7 @@
 //! 6. `calibrate`, `gradual` — a re-embed calibrated against the space it replaces
 //!    (compatibility check, gates, adapters); the online backfill.
 //! 7. `migrate`, `validate`, `verify`, `sample`, `export`, `digests`, `status`,
-//!    `rehearse`, `diff`, `ci`, `metrics`, `bundle` — the orchestrators.
+//!    `rehearse`, `diff`, `ci`, `metrics`, `bundle`, `promote` — the orchestrators.
 
 /// Layer of each top-level module.
 pub(crate) const LAYERS: &[(&str, u8)] = &[
@@ -48,6 +48,7 @@ pub(crate) const LAYERS: &[(&str, u8)] = &[
     ("ci", 7),
     ("metrics", 7),
     ("bundle", 7),
+    ("promote", 7),
 ];
 
 /// The layer of the crate root (`lib.rs`, which only declares and re-exports) and of

@@ -173,7 +173,7 @@ async fn cut_to_sample(branch: &mut Store, keep: u64, rows: u64) -> Result<()> {
         format!("memlane rehearsal sample: keep {keep} of {rows} rows"),
     )
     .await?;
-    let mut entry = HistoryEntry::new(Action::Delete, now());
+    let mut entry = HistoryEntry::new(Action::Sample, now());
     entry.reason = Some(format!(
         "rehearsal sample: {keep} of {rows} rows kept, evenly spread"
     ));

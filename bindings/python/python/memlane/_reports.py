@@ -404,6 +404,34 @@ class Rehearsal(Report):
         return out + (rep._repr_html_() if rep is not None else "")
 
 
+class PromoteReport(Report):
+    """A branch promoted into its store (:meth:`Store.promote`): ``commits`` replayed,
+    ``migrations`` now applied, ``version_before`` -> ``version``."""
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+    @property
+    def version(self) -> int:
+        return int(self.data["version"])
+
+    @property
+    def migrations(self) -> List[str]:
+        return [str(m) for m in self.data["migrations"]]
+
+    def _repr_html_(self) -> str:
+        d = self.data
+        rows = [
+            ["store", _e(f"{d['store']}: v{d['version_before']} -> v{d['version']}")],
+            ["branch", _e(f"{d['branch']} (branched at v{d['branched_at']}, its v{d['branch_version']})")],
+            ["commits replayed", _e(str(d["commits"]) + (" (resumed)" if d["resumed"] else ""))],
+            ["files copied", _e(f"{d['files_copied']} ({d['bytes_copied']} bytes)")],
+            ["migrations", _e(", ".join(d["migrations"]) or "none")],
+        ]
+        return f"<b>memlane branch promote</b> {_badge('pass')}" + _table(["", ""], rows)
+
+
 class StoreDiff(Report):
     """Two stores compared (:func:`memlane.diff`): ``verdict`` is ``same``, ``differ``
     or ``incompatible``; ``reasons`` says why; ``spaces``, ``records``, ``migrations``

@@ -18,6 +18,7 @@ from ._reports import (
     History,
     Hit,
     Plan,
+    PromoteReport,
     Rehearsal,
     Review,
     StoreDiff,
@@ -397,6 +398,14 @@ class Store:
     def delete_branch(self, name: str) -> None:
         """Delete a branch."""
         self._s.delete_branch(name)
+
+    def promote(self, name: str, *, keep: bool = False) -> PromoteReport:
+        """Make branch ``name``'s commits this store's (a rehearsed migration, without
+        calling its models again): they are replayed onto the store, which must not have
+        moved since the branch point, and the branch is deleted unless ``keep``. A killed
+        promote is finished by calling it again."""
+        raw, text = self._s.promote_json(name, keep=keep)
+        return PromoteReport(json.loads(raw), text)
 
     def rehearse(
         self,

@@ -1,4 +1,4 @@
-//! `memlane branch create|list|delete`: branches of a store for rehearsals.
+//! `memlane branch create|list|delete|promote`: branches of a store for rehearsals.
 
 use std::fmt;
 
@@ -59,6 +59,12 @@ pub(crate) async fn run(cmd: BranchCmd, out: Output) -> Result<ExitStatus> {
                 &json!({"deleted": a.name}),
                 line(format_args!("deleted branch {}", a.name)),
             )?;
+        }
+        BranchCmd::Promote(a) => {
+            let mut st = a.store.open().await?;
+            let opts = memlane_store::PromoteOptions { keep: a.keep };
+            let report = memlane_store::promote(&mut st, &a.name, &opts).await?;
+            out.emit(&report, &report)?;
         }
     }
     Ok(ExitStatus::Ok)

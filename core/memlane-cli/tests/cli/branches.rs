@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::common::{Lcg, bin, code, ex, files, json, ok, run, write_big_corpus};
 
-fn store_with_old_space(dir: &Path, rows: usize) -> String {
+pub(crate) fn store_with_old_space(dir: &Path, rows: usize) -> String {
     let data = dir.join("data.jsonl");
     write_big_corpus(&data, rows);
     let s = dir.join("store").to_str().unwrap().to_owned();

@@ -9,5 +9,6 @@ mod diff;
 mod examples;
 mod index_hostile;
 mod kills;
+mod promote;
 mod s3;
 mod tamper;

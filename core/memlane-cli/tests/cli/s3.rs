@@ -470,7 +470,7 @@ fn a_bundle_made_from_s3_restores_to_disk_and_back_to_s3() {
 }
 
 #[test]
-fn a_rehearsal_on_s3_leaves_every_object_of_the_store_unchanged() {
+fn a_rehearsal_on_s3_leaves_every_object_of_the_store_unchanged_and_promotes() {
     let (s3, _dir, migs, data) = setup("branches", 1200, REEMBED);
     let uri = s3.uri("agent");
     ok_on(&s3, &["init", &uri, "--from", data.to_str().unwrap()]);
@@ -517,4 +517,26 @@ fn a_rehearsal_on_s3_leaves_every_object_of_the_store_unchanged() {
     ok_on(&s3, &["branch", "delete", &uri, "r1"]);
     assert!(s3.list("agent.branches/r1/").is_empty());
     assert_eq!(objects("agent/"), before);
+
+    // rehearsed again and promoted: the branch's objects copied into the store's prefix
+    ok_on(
+        &s3,
+        &[
+            "rehearse",
+            &uri,
+            migs.to_str().unwrap(),
+            "--keep",
+            "--name",
+            "r2",
+            "--embedder",
+            "h64=hash:64",
+        ],
+    );
+    let p = json_on(&s3, &["branch", "promote", &uri, "r2"]);
+    assert!(p["files_copied"].as_u64().unwrap() > 0, "{p:#}");
+    assert!(s3.list("agent.branches/r2/").is_empty());
+    let v = json_on(&s3, &["verify", &uri]);
+    assert_eq!(v["ok"], true, "{v:#}");
+    let st = json_on(&s3, &["status", &uri]);
+    assert_eq!(st["applied"].as_array().map(Vec::len), Some(1), "{st:#}");
 }

@@ -193,4 +193,5 @@ impl<'a> Migrator<'a> {
     }
 }
 
+pub(crate) use tags::ensure_tags;
 pub use tags::migration_tag;

@@ -27,7 +27,7 @@ async fn set_tag(store: &Store, tag: &str, version: u64) -> Result<()> {
 /// Put the tags of applied migrations where they belong: at the commit that last
 /// completed each (a crash between commit and tag leaves one missing; stores written by
 /// earlier versions placed it after a catch-up).
-pub(super) async fn ensure_tags(store: &Store) -> Result<()> {
+pub(crate) async fn ensure_tags(store: &Store) -> Result<()> {
     if store.state().applied.is_empty() {
         return Ok(());
     }

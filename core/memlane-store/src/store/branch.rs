@@ -57,7 +57,7 @@ pub fn branch_uri(store_uri: &str, name: &str) -> String {
 }
 
 /// Branch names are one path segment of letters, digits, `.`, `_` and `-`.
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name
@@ -73,7 +73,10 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 /// The object store and path of a URI (which need not exist yet).
-async fn locate(uri: &str, storage: &StorageOptions) -> Result<(Arc<ObjectStore>, Path)> {
+pub(crate) async fn locate(
+    uri: &str,
+    storage: &StorageOptions,
+) -> Result<(Arc<ObjectStore>, Path)> {
     let registry = Arc::new(ObjectStoreRegistry::default());
     Ok(ObjectStore::from_uri_and_params(registry, uri, &storage.params()).await?)
 }
@@ -124,7 +127,7 @@ impl Store {
     }
 
     /// Copy the store's adapter side files to the branch at `target`.
-    async fn copy_adapters(&self, target: &str) -> Result<()> {
+    pub(crate) async fn copy_adapters(&self, target: &str) -> Result<()> {
         let to = SideFiles::open(target, &self.storage).await?;
         for name in self.side.list(ADAPTERS).await? {
             if let Some(f) = self.side.get(&name).await? {

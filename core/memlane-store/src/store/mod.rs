@@ -26,6 +26,7 @@ mod write;
 use write::prepare_batches;
 
 pub use branch::{BranchInfo, branch_uri, branches_root};
+pub(crate) use branch::{check_name, locate};
 pub use records::{
     AddReport, CreateOptions, HistoryItem, Hit, Record, SearchOptions, Searched, UpsertReport,
 };
@@ -293,6 +294,25 @@ impl Store {
             entry,
         };
         let ds = engine::commit(&self.ds, op, rec, opts).await?;
+        self.set_head(Arc::new(ds), state);
+        Ok(self.version())
+    }
+
+    /// [`Store::commit`] with the digests of the files `op` adds already taken (a
+    /// promoted branch commit: its copied files were hashed to check them against the
+    /// branch's seal).
+    pub(crate) async fn commit_with_files(
+        &mut self,
+        op: Operation,
+        state: Option<StoreState>,
+        entry: &HistoryEntry,
+        files: std::collections::BTreeMap<String, memlane_core::FileDigest>,
+    ) -> Result<u64> {
+        let rec = Sealed {
+            state: state.as_ref(),
+            entry,
+        };
+        let ds = engine::commit_with_files(&self.ds, op, rec, files, Options::default()).await?;
         self.set_head(Arc::new(ds), state);
         Ok(self.version())
     }
