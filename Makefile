@@ -29,13 +29,20 @@ help: ## List the targets
 
 deps: deps-system deps-python ## Install protoc (apt) and the Python test venv (idempotent)
 
-deps-system: ## Install protoc (protobuf-compiler) with apt-get if it is missing
+deps-system: ## Install protoc (protobuf-compiler) and, for the metrics test, Prometheus with apt-get if missing
 	@if command -v protoc >/dev/null 2>&1; then
 	  echo "deps: protoc present ($$(protoc --version))"
 	else
 	  echo "deps: installing protobuf-compiler"
 	  $(SUDO) apt-get update
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y protobuf-compiler
+	fi
+	if command -v prometheus >/dev/null 2>&1; then
+	  echo "deps: prometheus present"
+	else
+	  echo "deps: installing prometheus (Debian's server, scraped by the metrics test)"
+	  $(SUDO) apt-get update
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
 	fi
 
 deps-python: ## Create the venv and pip install bindings/python/requirements-test.txt (skipped when its stamp matches)

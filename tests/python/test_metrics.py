@@ -7,9 +7,12 @@ report: rows embedded, commits, steps, the gate verdict, invariant failures."""
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -100,3 +103,95 @@ def test_metrics_endpoint_during_a_real_apply(tmp_path: Path) -> None:
     assert value(last, "memlane_gate_verdicts_total", verdict=reembed["compat"]["verdict"]) == 1
     assert value(last, "memlane_invariant_failures_total", severity="fail") == 0
     assert value(last, "memlane_backfill_remaining_rows") == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prom_query(base: str, q: str) -> List[Dict]:
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+    body = json.loads(urllib.request.urlopen(url, timeout=5).read())
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus is installed by `make deps-system`")
+def test_a_prometheus_server_scrapes_an_apply(tmp_path: Path) -> None:
+    """Debian's Prometheus 2.42 scrapes `apply --metrics-addr` every 200 ms while a
+    throttled re-embed runs; its query API then holds the series the report gives."""
+    rows = [json.loads(x) for x in (ROOT / "migrations-examples/data/corpus.jsonl").read_text().splitlines()]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({**rows[i % len(rows)], "id": f"p{i}", "content": f"{rows[i % len(rows)]['content']} #{i}"}) + "\n" for i in range(4000)))
+    store = tmp_path / "store"
+    run("init", store, "--from", data, "--rows-per-fragment", "500")
+    folder = tmp_path / "migs"
+    folder.mkdir()
+    (folder / "0001_old.toml").write_text((EX04 / "0001_old.toml").read_text())
+    run("apply", store, folder, "--yes")
+    (folder / "0002_new.toml").write_text(
+        (EX04 / "0002_new_model.toml").read_text().replace('embedder = "hash384v2"', 'embedder = "hash384v2"\nthrottle = 1000')
+    )
+    target = free_port()
+    web = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\n"
+        f"scrape_configs:\n  - job_name: memlane\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+    )
+    prom = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{web}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{web}"
+    # Prometheus scraping first (its target down until the apply starts), so it sees the
+    # whole run: its scrape manager picks targets up a few seconds after it is ready
+    for _ in range(600):
+        try:
+            if prom_query(base, 'up{job="memlane"}'):
+                break
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        assert prom.poll() is None, "prometheus exited"
+        time.sleep(0.1)
+    apply = subprocess.Popen(
+        [memlane_bin(), "--json", "apply", str(store), str(folder), "--yes", "--metrics-addr", f"127.0.0.1:{target}", "--metrics-linger", "120"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # until Prometheus holds the apply's end (it lingers with its values up), bounded
+        final: List[Dict] = []
+        for _ in range(1200):
+            try:
+                final = prom_query(base, "memlane_rows_embedded_total")
+                done = prom_query(base, "memlane_steps_completed_total")
+            except (urllib.error.URLError, ConnectionError):
+                final, done = [], []
+            if done and float(done[0]["value"][1]) == 2:
+                break
+            assert apply.poll() is None, apply.stderr.read() if apply.stderr else ""
+            time.sleep(0.1)
+        assert final and float(final[0]["value"][1]) == 4000, final
+        assert final[0]["metric"]["job"] == "memlane"
+        assert float(prom_query(base, 'up{job="memlane"}')[0]["value"][1]) == 1
+        # the series Prometheus stored climbed while the backfill ran
+        seen = prom_query(base, "count_over_time(memlane_rows_embedded_total[10m])")
+        assert float(seen[0]["value"][1]) >= 2
+        low = prom_query(base, "min_over_time(memlane_rows_embedded_total[10m])")
+        assert float(low[0]["value"][1]) < 4000
+        steps = prom_query(base, "memlane_steps_completed_total")
+        assert float(steps[0]["value"][1]) == 2
+        fails = prom_query(base, 'memlane_invariant_failures_total{severity="fail"}')
+        assert float(fails[0]["value"][1]) == 0
+    finally:
+        prom.terminate()
+        apply.terminate()
+        prom.wait(timeout=30)
+        apply.wait(timeout=30)

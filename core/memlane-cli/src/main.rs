@@ -10,6 +10,8 @@ mod embedders;
 mod exit;
 mod log;
 mod metrics_server;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod output;
 
 use std::process::ExitCode;
@@ -42,7 +44,7 @@ fn main() -> ExitCode {
             return ExitStatus::of_clap(&e).into();
         }
     };
-    log::init();
+    let _log = log::init();
     let out = Output::new(cli.output.json);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

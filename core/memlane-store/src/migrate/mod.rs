@@ -185,11 +185,22 @@ impl<'a> Migrator<'a> {
             invariants,
             executors,
         };
-        let span = tracing::info_span!("apply", store = %store.uri(), dry_run);
+        let span = tracing::info_span!(
+            "apply",
+            store = %store.uri(),
+            dry_run,
+            version = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
         // boxed: an apply is a deep future; callers keep a small one
-        Box::pin(run::Run::new(store, settings).execute(&migrations))
-            .instrument(span)
-            .await
+        let result = Box::pin(run::Run::new(store, settings).execute(&migrations))
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(r) => span.record("version", r.version_after),
+            Err(e) => span.record("error", tracing::field::display(e)),
+        };
+        result
     }
 }
 

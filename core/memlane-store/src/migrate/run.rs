@@ -210,9 +210,17 @@ impl<'a> Run<'a> {
                 "step",
                 migration = m.id,
                 step = i + 1,
-                op = m.steps[i].step.op()
+                op = m.steps[i].step.op(),
+                rows_written = tracing::field::Empty,
+                error = tracing::field::Empty,
             );
-            match Box::pin(self.step(m, pm, i)).instrument(span).await {
+            let result = Box::pin(self.step(m, pm, i)).instrument(span.clone()).await;
+            match &result {
+                Ok(r) => span.record("rows_written", r.rows_written),
+                Err(e) => span.record("error", tracing::field::display(e)),
+            };
+            drop(span);
+            match result {
                 Ok(sreport) => {
                     self.event(m, i, "committed", Some(&sreport));
                     mreport.steps.push(sreport);
