@@ -299,9 +299,19 @@ impl Store {
     ) -> Result<std::result::Result<String, String>> {
         let mut problems = Vec::new();
         let mut notes: Vec<String> = Vec::new();
+        // commits by another writer after memlane's last: an index another tool built
+        // (lancedb's `create_index`) changes no data and is noted; anything else fails
         let mut external = 0;
+        let mut foreign_indexes = Vec::new();
         for h in history {
-            external = if h.entry.is_some() { 0 } else { external + 1 };
+            if h.entry.is_some() {
+                external = 0;
+                foreign_indexes.clear();
+            } else if h.operation == "CreateIndex" {
+                foreign_indexes.push(h.version);
+            } else {
+                external += 1;
+            }
         }
         let tags = self.tags().await?;
         // a branch's history starts at its branch commit: what was applied before it
@@ -346,6 +356,17 @@ impl Store {
         if external > 0 {
             problems.push(format!(
                 "{external} commit(s) by another writer after memlane's last commit"
+            ));
+        }
+        if !foreign_indexes.is_empty() {
+            notes.push(format!(
+                "{} index commit(s) by another writer (version(s) {}): an index changes no data",
+                foreign_indexes.len(),
+                foreign_indexes
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         let mut msg = format!("{} version(s), recorded by memlane", history.len());

@@ -60,7 +60,7 @@ from ._reports import (
 )
 from ._store import Hits, Store, bundle, compat, create, diff, open, review, unbundle, unlock
 from ._embedders import embedder, load_embedders
-from ._interop import export_jsonl, import_chroma, import_jsonl, import_lancedb, to_chroma
+from ._interop import ExportReport, export_jsonl, import_chroma, import_jsonl, import_lancedb, to_chroma
 
 __all__ = [
     "ApplyReport",
@@ -113,5 +113,6 @@ __all__ = [
     "open",
     "review",
     "to_chroma",
+    "ExportReport",
     "unlock",
 ]

@@ -98,6 +98,31 @@ pub(crate) async fn has_index(ds: &Dataset, name: &str) -> Result<bool> {
     Ok(ds.load_indices().await?.iter().any(|i| i.name == name))
 }
 
+/// A vector index on the space's column that memlane did not build (no spec in the
+/// state), as a spec with the default query settings: only when its metric is the
+/// space's (an index of another metric would rank differently) and its kind is one
+/// memlane knows.
+async fn foreign_index(
+    ds: &Dataset,
+    space: &memlane_core::Space,
+) -> Option<memlane_core::IndexSpec> {
+    use lance::index::DatasetIndexExt;
+    use memlane_core::IndexKind;
+    let field = ds.schema().field(&space.column)?.id;
+    let field = u32::try_from(field).ok()?;
+    let described = ds.describe_indices(None).await.ok()?;
+    let d = described.iter().find(|d| d.field_ids() == [field])?;
+    let kind = match d.index_type().to_ascii_uppercase().as_str() {
+        "IVF_PQ" => IndexKind::IvfPq,
+        "IVF_HNSW_SQ" => IndexKind::IvfHnswSq,
+        "IVF_FLAT" => IndexKind::IvfFlat,
+        _ => return None,
+    };
+    let details: serde_json::Value = serde_json::from_str(&d.details().ok()?).ok()?;
+    let metric = details.get("metric_type")?.as_str()?.to_ascii_lowercase();
+    (metric == space.metric.as_str()).then(|| memlane_core::IndexSpec::new(kind))
+}
+
 /// How a k-NN query may use the space's index.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Probe {
@@ -125,8 +150,15 @@ pub(crate) async fn nearest(
     probe: Probe,
 ) -> Result<Nearest> {
     let index_name = format!("{}_idx", space.column);
+    let foreign;
     let spec = match &space.index {
         Some(s) if !probe.exact && has_index(ds, &index_name).await? => Some(s),
+        // an index another tool built on the column (lancedb's `create_index`) serves
+        // too, when it ranks by the space's metric
+        None if !probe.exact => {
+            foreign = foreign_index(ds, space).await;
+            foreign.as_ref()
+        }
         _ => None,
     };
     let query = Query {
