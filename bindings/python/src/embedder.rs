@@ -22,6 +22,12 @@ impl PyEmbedder {
 
     fn call(&self, py: Python<'_>, texts: &[&str]) -> PyResult<Vec<f32>> {
         let out = self.f.bind(py).call1((texts.to_vec(),))?;
+        if out.is_none() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "the embedder returned None for {} texts; return an array of shape (n_texts, dimension) (a numpy array or a list of lists)",
+                texts.len()
+            )));
+        }
         // any array-like: numpy, a list of lists, torch on CPU through __array__
         let np = py.import("numpy")?;
         let arr = np.call_method1("ascontiguousarray", (out, "float32"))?;

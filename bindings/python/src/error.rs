@@ -264,6 +264,14 @@ fn new_err(kind: memlane_core::ErrorKind, msg: String) -> PyErr {
 /// from a Python embedder that raised, that exception becomes the `__cause__`, so its
 /// traceback is kept.
 pub(crate) fn to_py(py: Python<'_>, e: StoreError, cause: Option<PyErr>) -> PyErr {
+    // Ctrl-C inside an embedder: the batch was not written, what was committed stays,
+    // and the caller gets the KeyboardInterrupt itself, not an EmbedderError
+    if let Some(c) = cause.as_ref()
+        && (c.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+            || c.is_instance_of::<pyo3::exceptions::PySystemExit>(py))
+    {
+        return c.clone_ref(py);
+    }
     let attrs = attrs_of(&e);
     let err = new_err(e.kind(), e.to_string());
     let value = err.value(py);

@@ -478,7 +478,7 @@ impl Store {
         &self,
         py: Python<'_>,
         vector: &[u8],
-        k: usize,
+        k: i64,
         space: Option<String>,
         filter: Option<String>,
         query_space: Option<String>,
@@ -487,6 +487,8 @@ impl Store {
         refine_factor: Option<u32>,
     ) -> PyResult<String> {
         let q = crate::floats(vector);
+        // a negative k is the library's "k must be at least 1" too
+        let k = usize::try_from(k).unwrap_or(0);
         let opts = memlane_store::SearchOptions {
             exact,
             nprobes,
@@ -668,6 +670,11 @@ impl Store {
             memlane_store::promote(s, &name, &opts).await
         })?;
         Ok((json(&r)?, r.to_string()))
+    }
+
+    /// The fields a caller sees (memlane's internal digest columns left out).
+    fn user_fields(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.with(py, None, async |s| Ok(s.user_fields()))
     }
 
     /// Rehearse a folder's pending migrations on a branch; the rehearsal as JSON and

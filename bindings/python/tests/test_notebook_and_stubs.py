@@ -49,3 +49,16 @@ def test_stub_matches_native_module() -> None:
         timeout=300,
     )
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_typed_user_code_passes_mypy_strict() -> None:
+    """The stubs carry every documented attribute (exception fields, reports, the
+    search and embedder surface): a user's typed code checks under `mypy --strict`."""
+    usage = Path(__file__).with_name("typing_usage.py")
+    p = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", "/dev/null", str(usage)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr

@@ -174,7 +174,9 @@ pub enum VectorError {
         space: String,
     },
     /// Missing vector for a space that requires one.
-    #[error("record `{id}`: no vector for space `{space}`; supply one or write without that space")]
+    #[error(
+        "record `{id}`: no vector for space `{space}`; give it one (a vector under `{space}` or its column), an embedder for `{space}` (CLI `--embedder {space}=SPEC`, Python `embedders={{\"{space}\": model}}`), or write without that space"
+    )]
     Missing {
         /// Record id.
         id: String,

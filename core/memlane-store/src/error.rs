@@ -156,7 +156,7 @@ pub enum StoreError {
     },
     /// The host did not supply an embedder a migration needs.
     #[error(
-        "migration `{file}` needs embedder `{name}`, which was not supplied; pass it to the migrator (CLI: `--embedder {name}=hash:DIM`)"
+        "migration `{file}` needs embedder `{name}`, which was not supplied; pass it (CLI: `--embedder {name}=SPEC` or a `[embedders.{name}]` table in the folder's memlane.toml; Python: `embedders={{\"{name}\": model}}`; Rust: `Migrator::embedder`)"
     )]
     MissingEmbedder {
         /// Migration file.
@@ -184,7 +184,7 @@ pub enum StoreError {
     },
     /// An embedder failed or returned unusable output.
     #[error(
-        "embedder `{name}` failed on batch {batch} (first record `{first_id}`): {message}; nothing of this step was committed, fix the embedder and run apply again"
+        "embedder `{name}` failed on batch {batch} (first record `{first_id}`): {message}; nothing of that batch was written: fix the embedder and run the same write or apply again (an apply resumes)"
     )]
     Embedder {
         /// Embedder name.
@@ -352,6 +352,11 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::Core(c) => c.kind(),
+            // Lance refusing the caller's input (a filter, a column) is the caller's to fix
+            StoreError::Lance(lance::Error::InvalidInput { .. }) => ErrorKind::Input,
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
             StoreError::Lance(_) | StoreError::Arrow(_) | StoreError::Io { .. } => {
                 ErrorKind::Storage
             }

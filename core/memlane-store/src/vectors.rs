@@ -67,7 +67,7 @@ pub(crate) fn fill_missing_vectors(
         .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let got = embed_checked(
-        "(add)",
+        &space.name,
         e,
         &refs,
         space,

@@ -43,7 +43,25 @@ from ._memlane import (
     StoreExistsError,
     __version__,
 )
-from ._reports import (
+# The documented attributes of each exception exist on every instance (None where an
+# error does not carry one), as the stub declares them.
+for _cls, _names in (
+    (MigrationError, ("file",)),
+    (IntegrityError, ("version",)),
+    (InvariantViolation, ("step", "report")),
+    (GateBlocked, ("check",)),
+    (EmbedderError, ("embedder", "batch", "record_id", "fragment", "attempts", "worker")),
+    (IncompatibleSpaceError, ("record_id", "space", "expected", "got", "query_space")),
+    (ModelDrift, ("embedder", "cosine", "canary")),
+    (LockHeld, ("holder", "host", "pid", "uri")),
+    (NotFoundError, ("uri", "version")),
+    (StoreExistsError, ("uri",)),
+):
+    for _n in _names:
+        if not hasattr(_cls, _n):
+            setattr(_cls, _n, None)
+
+from ._reports import (  # noqa: E402
     ApplyReport,
     CompatReport,
     History,

@@ -5,19 +5,58 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union, f
 
 __version__: str
 
+# Every attribute exists on every instance: None where the error does not carry it.
 class MemlaneError(Exception): ...
-class MigrationError(MemlaneError): ...
+class MigrationError(MemlaneError):
+    file: Optional[str]
+
 class ChecksumMismatch(MigrationError): ...
-class IntegrityError(MigrationError): ...
-class InvariantViolation(MigrationError): ...
-class GateBlocked(MigrationError): ...
+
+class IntegrityError(MigrationError):
+    version: Optional[int]
+
+class InvariantViolation(MigrationError):
+    step: Optional[int]
+    report: Optional[Dict[str, Any]]
+
+class GateBlocked(MigrationError):
+    check: Optional[Dict[str, Any]]
+
 class ReviewRequired(GateBlocked): ...
-class EmbedderError(MigrationError): ...
-class IncompatibleSpaceError(MemlaneError): ...
-class ModelDrift(IncompatibleSpaceError): ...
-class LockHeld(MemlaneError): ...
-class NotFoundError(MemlaneError): ...
-class StoreExistsError(MemlaneError): ...
+
+class EmbedderError(MigrationError):
+    embedder: Optional[str]
+    batch: Optional[int]
+    record_id: Optional[str]
+    fragment: Optional[int]
+    attempts: Optional[int]
+    worker: Optional[str]
+
+class IncompatibleSpaceError(MemlaneError):
+    record_id: Optional[str]
+    space: Optional[str]
+    expected: Optional[int]
+    got: Optional[int]
+    query_space: Optional[str]
+
+class ModelDrift(IncompatibleSpaceError):
+    embedder: Optional[str]
+    cosine: Optional[float]
+    canary: Optional[str]
+
+class LockHeld(MemlaneError):
+    holder: Optional[str]
+    host: Optional[str]
+    pid: Optional[int]
+    uri: Optional[str]
+
+class NotFoundError(MemlaneError):
+    uri: Optional[str]
+    version: Optional[str]
+
+class StoreExistsError(MemlaneError):
+    uri: Optional[str]
+
 class InvalidInputError(MemlaneError): ...
 class ConflictError(MemlaneError): ...
 class StateError(MemlaneError): ...
@@ -131,6 +170,7 @@ class Store:
     def branches_json(self) -> str: ...
     def delete_branch(self, name: str) -> None: ...
     def promote_json(self, name: str, *, keep: bool = False) -> Tuple[str, str]: ...
+    def user_fields(self) -> List[str]: ...
     def rehearse_json(
         self,
         migrations: str,

@@ -72,7 +72,18 @@ class Report:
         return json.dumps(self.data, indent=indent)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.to_json(None)[:200]})"
+        """The report's scalar fields and the size of its lists, never cut mid-value
+        (``str()`` gives the whole text, ``.data`` the whole dict)."""
+        parts = []
+        for k, v in self.data.items():
+            if isinstance(v, (str, int, float, bool)) or v is None:
+                parts.append(f"{k}={v!r}")
+            elif isinstance(v, (list, dict)):
+                parts.append(f"{k}=<{len(v)} {'items' if isinstance(v, list) else 'keys'}>")
+            if len(parts) == 8:
+                parts.append("...")
+                break
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     def _repr_html_(self) -> str:  # pragma: no cover - overridden
         return f"<pre>{_e(self.to_json())}</pre>"
@@ -303,6 +314,14 @@ class History(Report):
     @property
     def versions(self) -> List[Dict[str, Any]]:
         return self.data["versions"]
+
+    def __repr__(self) -> str:
+        v = self.versions
+        if not v:
+            return "History(0 versions)"
+        last = v[-1]
+        action = (last.get("entry") or {}).get("action", last.get("operation"))
+        return f"History({len(v)} versions, latest v{last['version']}: {action} at {last['timestamp']})"
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         return iter(self.versions)

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import _memlane
+from . import _embedders, _memlane
 from ._reports import (
     ApplyReport,
     CompatReport,
@@ -160,6 +160,9 @@ class Hits(List[Hit]):
     ``fallback`` says why the space's index was not used although it should have been
     (its files are missing or unreadable; the hits then come from an exact scan)."""
 
+    index: Optional[str]  # type: ignore[assignment]  # the attribute, not list.index
+    fallback: Optional[str]
+
     def __init__(self, hits: List[Hit], index: Optional[str], fallback: Optional[str] = None) -> None:
         super().__init__(hits)
         self.index = index
@@ -175,6 +178,8 @@ class Store:
 
     def __init__(self, native: _memlane.Store) -> None:
         self._s = native
+        # embedders this handle was given for its spaces (see use_embedder)
+        self._embedders: Dict[str, Any] = {}
 
     # -- identity ------------------------------------------------------------------
     @property
@@ -208,17 +213,44 @@ class Store:
     def __repr__(self) -> str:
         return f"memlane.Store({self.uri!r}, version={self.version}, active_space={self.active_space!r})"
 
+    # -- embedders ------------------------------------------------------------------
+    def use_embedder(self, space: str, embedder: Embedder) -> "Store":
+        """Remember ``embedder`` for ``space`` on this handle: :meth:`add` and
+        :meth:`upsert` embed records without a vector with it, and :meth:`search` takes
+        text. Any model :func:`memlane.embedder` adapts, a function ``list[str] ->
+        array (n, dimension)``, or a spec string (``"http:URL,model=NAME"``)."""
+        sp = self._space(space)
+        self._embedders[sp.name] = _embedders.adapt(embedder, sp.name)
+        return self
+
+    def _with_defaults(self, embedders: Optional[Mapping[str, Embedder]]) -> Dict[str, Any]:
+        return {**self._embedders, **dict(embedders or {})}
+
+    def _embed_query(self, text: str, sp: _memlane.Space, embedder: Optional[Embedder]) -> np.ndarray:
+        e = embedder if embedder is not None else self._embedders.get(sp.name)
+        if e is None:
+            raise _memlane.InvalidInputError(
+                f"search got text ({text[:40]!r}) but has no embedder for space `{sp.name}`: pass embedder=model, "
+                f"call store.use_embedder({sp.name!r}, model) once, or pass a query vector of dimension {sp.dimension}"
+            )
+        f = _embedders.adapt(e, sp.name)
+        out = f([sp.query_prefix + text])
+        if out is None:
+            raise _memlane.InvalidInputError(f"the embedder for space `{sp.name}` returned None for the query; return an array (1, {sp.dimension})")
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
     # -- data ----------------------------------------------------------------------
     def add(self, data: Any, embedders: Optional[Mapping[str, Embedder]] = None) -> Dict[str, Any]:
         """Add records: a pyarrow Table/RecordBatch, anything with ``__arrow_c_stream__``
         (polars, pandas >= 2.2), a dict of columns or a list of dicts. Vectors go under
-        the space name or its column; rows without one get it from ``embedders[space]``.
+        the space name or its column; rows without one get it from ``embedders[space]``
+        (or the embedder :meth:`use_embedder` gave the space).
         Everything is validated first: on error nothing is written."""
-        return json.loads(self._s.add(_arrow(data), dict(embedders or {})))
+        return json.loads(self._s.add(_arrow(data), self._with_defaults(embedders)))
 
     def upsert(self, data: Any, embedders: Optional[Mapping[str, Embedder]] = None) -> Dict[str, Any]:
         """Insert or replace records by id (same inputs as :meth:`add`)."""
-        return json.loads(self._s.upsert(_arrow(data), dict(embedders or {})))
+        return json.loads(self._s.upsert(_arrow(data), self._with_defaults(embedders)))
 
     def delete(self, where: str) -> int:
         """Delete the records matching a SQL predicate over the store's fields (e.g.
@@ -228,8 +260,13 @@ class Store:
         return int(n)
 
     def to_arrow(self, columns: Optional[Sequence[str]] = None, filter: Optional[str] = None) -> pa.Table:
-        """Live rows as a pyarrow Table (all columns, or ``columns``; ``filter`` in SQL)."""
-        cap = self._s.to_arrow_capsule(list(columns) if columns is not None else None, filter)
+        """Live rows as a pyarrow Table (every field, or ``columns``; ``filter`` in SQL).
+        memlane's internal digest columns (``vec_<space>__src``) are left out unless
+        named in ``columns``."""
+        if isinstance(columns, str):
+            columns = [columns]
+        cols = list(columns) if columns is not None else self._s.user_fields()
+        cap = self._s.to_arrow_capsule(cols, filter)
         return pa.RecordBatchReader.from_stream(_Capsule(cap)).read_all()
 
     def vectors(self, space: Optional[str] = None, filter: Optional[str] = None) -> Tuple[List[str], np.ndarray]:
@@ -254,6 +291,7 @@ class Store:
         exact: bool = False,
         nprobes: Optional[int] = None,
         refine_factor: Optional[int] = None,
+        embedder: Optional[Embedder] = None,
     ) -> "Hits":
         """The ``k`` nearest records to ``vector`` in ``space`` (the active one by default).
 
@@ -262,8 +300,15 @@ class Store:
         space answers new-model queries during and after a migration. A space with a vector
         index (``create_index``) is searched through it (``nprobes``/``refine_factor``
         override its recorded ones; ``exact=True`` scans every vector); the result's
-        ``index`` says which index answered (``None``: an exact scan)."""
+        ``index`` says which index answered (``None``: an exact scan).
+
+        ``vector`` may be text when the space has an embedder (``embedder=``, or
+        :meth:`use_embedder`); the space's query prefix is added."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise _memlane.InvalidInputError(f"k must be an int (the number of results), got {type(k).__name__} {k!r}")
         qs = query_space or adapter
+        if isinstance(vector, str):
+            vector = self._embed_query(vector, self._space(qs or space), embedder)
         raw = json.loads(
             self._s.search(
                 _vector(vector), k, space, filter, qs, exact=exact, nprobes=nprobes, refine_factor=refine_factor

@@ -62,6 +62,20 @@ impl std::fmt::Debug for Store {
 }
 
 /// Now, RFC 3339.
+/// A store that cannot be written where the caller asked, naming the place.
+fn cannot_create(uri: &str, e: lance::Error) -> StoreError {
+    match e {
+        lance::Error::IO { .. } => StoreError::Storage {
+            path: uri.to_owned(),
+            message: format!(
+                "cannot create a store there ({}); check that the parent directory (or bucket) exists and is writable",
+                crate::error::lance_message(&e)
+            ),
+        },
+        e => e.into(),
+    }
+}
+
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -170,7 +184,8 @@ impl Store {
         let mut tx = InsertBuilder::new(uri)
             .with_params(&params)
             .execute_uncommitted_stream(reader)
-            .await?;
+            .await
+            .map_err(|e| cannot_create(uri, e))?;
         // the data files' digests, from the bytes just written, go into the seal
         let registry = Arc::new(lance::io::ObjectStoreRegistry::default());
         let (os, base) =
@@ -189,7 +204,8 @@ impl Store {
             .with_store_params(storage.params())
             .use_stable_row_ids(true)
             .execute(tx)
-            .await?;
+            .await
+            .map_err(|e| cannot_create(uri, e))?;
         record::note_head(&ds, seal).await;
         let version = ds.version_id();
         Ok(Store {

@@ -30,12 +30,57 @@ impl Store {
     ) -> Result<lance::dataset::scanner::DatasetRecordBatchStream> {
         let mut s = self.ds.scan();
         if let Some(c) = columns {
+            self.check_fields(c)?;
             s.project(c)?;
         }
         if let Some(f) = filter {
-            s.filter(f)?;
+            s.filter(f).map_err(|e| self.sql_error("filter", f, e))?;
         }
-        Ok(s.try_into_stream().await?)
+        s.try_into_stream()
+            .await
+            .map_err(|e| self.sql_error("filter", filter.unwrap_or(""), e))
+    }
+
+    /// The fields a caller sees (memlane's internal `<space column>__src` digests left
+    /// out).
+    pub fn user_fields(&self) -> Vec<String> {
+        self.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| !n.ends_with("__src"))
+            .collect()
+    }
+
+    /// Every name in `columns` is a field of the store.
+    fn check_fields(&self, columns: &[&str]) -> Result<()> {
+        let schema = self.schema();
+        match columns.iter().find(|c| schema.field_with_name(c).is_err()) {
+            None => Ok(()),
+            Some(c) => Err(StoreError::Input(format!(
+                "the store has no field `{c}`; its fields are {}",
+                self.user_fields().join(", ")
+            ))),
+        }
+    }
+
+    /// A SQL expression Lance refused, as the caller's error (Lance's list of valid
+    /// fields, which names internal columns, replaced by the store's own).
+    pub(crate) fn sql_error(&self, what: &str, sql: &str, e: lance::Error) -> StoreError {
+        if !matches!(e, lance::Error::InvalidInput { .. }) {
+            return e.into();
+        }
+        let msg = crate::error::lance_message(&e);
+        let msg = msg
+            .split(". Valid fields are")
+            .next()
+            .unwrap_or(&msg)
+            .trim_end_matches('.');
+        let msg = msg.trim_start_matches("Invalid user input: ");
+        StoreError::Input(format!(
+            "{what} `{sql}` is not valid SQL over the store's fields ({msg}); the fields are {}",
+            self.user_fields().join(", ")
+        ))
     }
 
     /// Rows with a vector in `space` (active when `None`) and live rows: how much of
@@ -75,6 +120,11 @@ impl Store {
         opts: &SearchOptions,
     ) -> Result<Searched> {
         let space = self.space(space)?;
+        if k == 0 {
+            return Err(StoreError::Input(
+                "k (the number of results) must be at least 1".into(),
+            ));
+        }
         if query.len() != space.dimension {
             return Err(StoreError::Input(format!(
                 "query vector has dimension {} but space `{}` is {}-d; embed the query with that space's model ({})",
@@ -94,7 +144,12 @@ impl Store {
             nprobes: opts.nprobes,
             refine: opts.refine_factor,
         };
-        let n = crate::engine::scan::nearest(&self.ds, space, query, k, filter, probe).await?;
+        let n = crate::engine::scan::nearest(&self.ds, space, query, k, filter, probe)
+            .await
+            .map_err(|e| match (e, filter) {
+                (StoreError::Lance(le), Some(f)) => self.sql_error("filter", f, le),
+                (e, _) => e,
+            })?;
         Ok(Searched {
             hits: n
                 .hits

@@ -267,12 +267,7 @@ impl Store {
             let d = lance::dataset::DeleteBuilder::new(self.ds.clone(), predicate)
                 .execute_uncommitted()
                 .await
-                .map_err(|e| {
-                    StoreError::Input(format!(
-                        "delete predicate `{predicate}` is not valid SQL over the store's fields: {}",
-                        crate::error::lance_message(&e)
-                    ))
-                })?;
+                .map_err(|e| self.sql_error("delete predicate", predicate, e))?;
             if d.num_deleted_rows == 0 {
                 return Ok((0, self.version()));
             }
