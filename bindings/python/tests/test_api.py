@@ -467,9 +467,9 @@ def test_a_deleted_index_falls_back_to_exact_search_with_a_warning_and_verify_na
         if f.is_file():
             f.unlink()
     q = HashingModel(64)([recs[9]["content"]])[0]
-    with pytest.warns(RuntimeWarning, match="optimize_index"):
-        hits = memlane.open(tmp_path / "ix").search(q, k=3)
-    assert hits.index is None and hits[0].id == recs[9]["id"]
+    hits = memlane.open(tmp_path / "ix").search(q, k=3)
+    with pytest.warns(RuntimeWarning, match="optimize_index"):  # when the query runs
+        assert hits.index is None and hits[0].id == recs[9]["id"]
     assert hits.fallback is not None and "vec_old_idx" in hits.fallback
     report = memlane.open(tmp_path / "ix").verify()
     assert not report.ok

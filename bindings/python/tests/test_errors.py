@@ -50,7 +50,7 @@ def test_wrong_arguments_are_memlane_errors_naming_them(tmp_path: Path) -> None:
     with pytest.raises(memlane.InvalidInputError, match="k must be an int"):
         s.search(q, k="3")  # type: ignore[arg-type]
     with pytest.raises(memlane.InvalidInputError, match=r"filter `nope = 1` is not valid SQL.*fields are id, content") as e:
-        s.search(q, filter="nope = 1")
+        list(s.search(q, filter="nope = 1"))  # a query runs when its hits are used
     assert "__src" not in str(e.value) and ".rs:" not in str(e.value)
     with pytest.raises(memlane.InvalidInputError, match="no field `nope`"):
         s.to_arrow(["nope"])

@@ -76,6 +76,7 @@ from ._reports import (  # noqa: E402
     ValidateReport,
     VerifyReport,
 )
+from ._query import Query
 from ._store import Hits, Store, bundle, compat, create, diff, open, review, unbundle, unlock
 from ._embedders import embedder, load_embedders
 from ._interop import ExportReport, export_jsonl, import_chroma, import_jsonl, import_lancedb, to_chroma
@@ -97,6 +98,7 @@ __all__ = [
     "History",
     "Hit",
     "Hits",
+    "Query",
     "IncompatibleSpaceError",
     "InvalidInputError",
     "InvariantViolation",

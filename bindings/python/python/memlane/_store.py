@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _embedders, _memlane
+from ._query import Hits, Query
 from ._reports import (
     ApplyReport,
     CompatReport,
@@ -72,6 +73,13 @@ def _row(r: Any) -> Dict[str, Any]:
     if not isinstance(r, Mapping):
         raise _memlane.InvalidInputError(f"records must be dicts, got {type(r).__name__}")
     return {k: (v.astype(np.float32).tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
+
+
+def _check_k(k: Any, name: str = "k") -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise _memlane.InvalidInputError(f"{name} must be an int (the number of results), got {type(k).__name__} {k!r}")
+    if k < 1:
+        raise _memlane.InvalidInputError(f"{name} (the number of results) must be at least 1, got {k}")
 
 
 def _vector(v: Any) -> bytes:
@@ -152,21 +160,6 @@ def _progress(progress: Union[bool, Callable[[Dict[str, Any]], None], None]) -> 
     if callable(progress):
         return progress
     return None
-
-
-class Hits(List[Hit]):
-    """Search hits, closest first; ``index`` names the vector index kind that answered
-    (``"ivf_pq"``, ``"ivf_hnsw_sq"``, ``"ivf_flat"``), ``None`` for an exact scan.
-    ``fallback`` says why the space's index was not used although it should have been
-    (its files are missing or unreadable; the hits then come from an exact scan)."""
-
-    index: Optional[str]  # type: ignore[assignment]  # the attribute, not list.index
-    fallback: Optional[str]
-
-    def __init__(self, hits: List[Hit], index: Optional[str], fallback: Optional[str] = None) -> None:
-        super().__init__(hits)
-        self.index = index
-        self.fallback = fallback
 
 
 class Store:
@@ -292,36 +285,105 @@ class Store:
         nprobes: Optional[int] = None,
         refine_factor: Optional[int] = None,
         embedder: Optional[Embedder] = None,
-    ) -> "Hits":
-        """The ``k`` nearest records to ``vector`` in ``space`` (the active one by default).
-
-        ``query_space`` (alias ``adapter``): the space whose model embedded the query; it is
-        mapped into ``space`` through the adapter a re-embed stored for the pair, so the old
-        space answers new-model queries during and after a migration. A space with a vector
-        index (``create_index``) is searched through it (``nprobes``/``refine_factor``
-        override its recorded ones; ``exact=True`` scans every vector); the result's
-        ``index`` says which index answered (``None``: an exact scan).
+    ) -> Query:
+        """The ``k`` nearest records to ``vector`` in ``space`` (the active one by
+        default), as a lazy :class:`Query`: a list of :class:`Hit` when used as one, or
+        refined LanceDB-style (``.where(sql).select([...]).limit(k).to_pandas()``).
 
         ``vector`` may be text when the space has an embedder (``embedder=``, or
-        :meth:`use_embedder`); the space's query prefix is added."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise _memlane.InvalidInputError(f"k must be an int (the number of results), got {type(k).__name__} {k!r}")
+        :meth:`use_embedder`); the space's query prefix is added. ``query_space`` (alias
+        ``adapter``): the space whose model embedded the query; it is mapped into
+        ``space`` through the adapter a re-embed stored for the pair, so the old space
+        answers new-model queries during and after a migration. A space with a vector
+        index (``create_index``, or one LanceDB built with the space's metric) is searched
+        through it (``nprobes``/``refine_factor`` override; ``exact=True`` scans every
+        vector); ``.index`` says which index answered (``None``: an exact scan)."""
         qs = query_space or adapter
         if isinstance(vector, str):
             vector = self._embed_query(vector, self._space(qs or space), embedder)
+        params = dict(k=k, space=space, filter=filter, query_space=qs, exact=exact, nprobes=nprobes, refine_factor=refine_factor)
+        _check_k(k)
+        return Query(self, _vector(vector), params)
+
+    def _search_now(
+        self,
+        vector: bytes,
+        *,
+        k: int,
+        space: Optional[str],
+        filter: Optional[str],
+        query_space: Optional[str],
+        exact: bool,
+        nprobes: Optional[int],
+        refine_factor: Optional[int],
+    ) -> Hits:
+        _check_k(k)
         raw = json.loads(
-            self._s.search(
-                _vector(vector), k, space, filter, qs, exact=exact, nprobes=nprobes, refine_factor=refine_factor
-            )
+            self._s.search(vector, k, space, filter, query_space, exact=exact, nprobes=nprobes, refine_factor=refine_factor)
         )
-        hits = Hits(
+        return Hits(
             [Hit(h["id"], h.get("content"), float(h["distance"])) for h in raw["hits"]],
             raw.get("index"),
             raw.get("fallback"),
         )
-        if hits.fallback:
-            warnings.warn(hits.fallback, RuntimeWarning, stacklevel=2)
-        return hits
+
+    # -- LanceDB-shaped reads and writes -----------------------------------------------
+    @property
+    def schema(self) -> pa.Schema:
+        """The store's fields (memlane's internal digest columns left out)."""
+        return self.to_arrow(filter="false").schema
+
+    def count_rows(self, filter: Optional[str] = None) -> int:
+        """Live rows (matching ``filter``, SQL, when given)."""
+        if filter is None:
+            return int(self._s.count())
+        return int(self.to_arrow(["id"], filter).num_rows)
+
+    def head(self, n: int = 5, columns: Optional[Sequence[str]] = None) -> pa.Table:
+        """The first ``n`` live rows."""
+        _check_k(n, "n")
+        return self.to_arrow(columns).slice(0, n)
+
+    def to_pandas(self, columns: Optional[Sequence[str]] = None, filter: Optional[str] = None) -> Any:
+        """Live rows as a pandas DataFrame (as :meth:`to_arrow`)."""
+        return self.to_arrow(columns, filter).to_pandas()
+
+    def to_polars(self, columns: Optional[Sequence[str]] = None, filter: Optional[str] = None) -> Any:
+        """Live rows as a polars DataFrame (as :meth:`to_arrow`)."""
+        import polars as pl  # noqa: PLC0415 - optional dependency
+
+        return pl.from_arrow(self.to_arrow(columns, filter))
+
+    def update(
+        self,
+        where: str,
+        values: Mapping[str, Any],
+        embedders: Optional[Mapping[str, Embedder]] = None,
+    ) -> int:
+        """Set fields of the records matching ``where`` (SQL) to ``values`` (a value per
+        field, as LanceDB's ``update(where=..., values=...)``); returns the records
+        updated. Changing ``content`` re-embeds the record in every space (with
+        ``embedders`` or the ones :meth:`use_embedder` gave): its old vectors would no
+        longer match it. One upsert: on error nothing is written."""
+        if not isinstance(values, Mapping) or not values:
+            raise _memlane.InvalidInputError("update() takes values={field: value, ...} with at least one field")
+        fields = set(self._s.user_fields())
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise _memlane.InvalidInputError(f"update: the store has no field(s) {unknown}; its fields are {sorted(fields)}")
+        vectors = {sp.column for sp in self.spaces} | {sp.name for sp in self.spaces}
+        if vectors & set(values):
+            raise _memlane.InvalidInputError("update sets fields, not vectors: upsert records with their vectors instead")
+        keep = [c for c in self._s.user_fields() if "content" not in values or c not in {sp.column for sp in self.spaces}]
+        t = self.to_arrow(keep, where)
+        if t.num_rows == 0:
+            return 0
+        for name, value in values.items():
+            i = t.schema.get_field_index(name)
+            col = pa.array([value] * t.num_rows, type=t.schema.field(name).type)
+            t = t.set_column(i, name, col)
+        self.upsert(t, embedders)
+        return int(t.num_rows)
 
     def coverage(self, space: Optional[str] = None) -> Tuple[int, int]:
         """(rows with a vector in ``space``, live rows)."""
