@@ -14,6 +14,8 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/memlane/target
 export CARGO_TARGET_DIR
 CARGO   ?= cargo
 PYTHON  ?= python3
+# where `make install-python` installs the release wheel (a venv's python, or the python3 on PATH)
+PYTHON_TARGET ?= $(PYTHON)
 VENV    ?= $(HOME)/.cache/memlane/venv
 MEMLANE  = $(CARGO_TARGET_DIR)/debug/memlane
 PY_REQS  = bindings/python/requirements-test.txt
@@ -21,7 +23,7 @@ PY_REQS  = bindings/python/requirements-test.txt
 # root runs apt-get directly; anyone else through sudo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps deps-system deps-python deps-bench deps-browser build python wheel demo test test-rust test-python check-wasm test-wasm preview bench fmt lint fuzz
+.PHONY: help deps deps-system deps-python deps-bench deps-browser build python wheel install-python demo test test-rust test-python check-wasm test-wasm preview bench fmt lint fuzz
 
 help: ## List the targets
 	@echo "memlane make targets (CARGO_TARGET_DIR=$(CARGO_TARGET_DIR), VENV=$(VENV)):"
@@ -84,8 +86,14 @@ python: deps-python build ## Build the abi3 wheel with maturin (dev profile, sam
 	"$(VENV)/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$(CARGO_TARGET_DIR)"/wheels/memlane-*.whl
 	echo "python: memlane installed into $(VENV)"
 
-wheel: deps-python ## Release abi3 wheel into dist/ (release profile: compiles lance optimised; not in CI)
-	"$(VENV)/bin/maturin" build --release -m bindings/python/Cargo.toml -o dist
+wheel: deps-python ## Release abi3 wheel into dist/ (release profile, symbols stripped: compiles lance optimised; not in CI)
+	rm -f dist/memlane-*.whl
+	"$(VENV)/bin/maturin" build --release --strip -m bindings/python/Cargo.toml -o dist
+	ls -l dist/memlane-*.whl
+
+install-python: wheel ## Install the release wheel into PYTHON's environment (default: the python3 on PATH), for use outside this repository
+	"$(PYTHON_TARGET)" -m pip install --disable-pip-version-check --force-reinstall dist/memlane-*.whl
+	echo "python: memlane (release build) installed for $(PYTHON_TARGET)"
 
 test-python: python ## pytest: CLI interop (tests/python) and the Python package (bindings/python/tests), pylance/lancedb/chromadb as peers
 	MEMLANE_BIN="$(MEMLANE)" "$(VENV)/bin/python" -m pytest -p no:cacheprovider tests/python bindings/python/tests

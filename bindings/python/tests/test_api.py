@@ -3,6 +3,8 @@ polars, pandas, dicts), search, plan/apply with Python embedders, reports, error
 
 from __future__ import annotations
 
+import os
+
 import threading
 from pathlib import Path
 
@@ -151,9 +153,17 @@ def test_gates_review_needs_approval(store: memlane.Store, tmp_path: Path) -> No
     assert isinstance(ei.value, memlane.GateBlocked)
     assert ei.value.check["verdict"] == "review"
     assert store.refresh().active_space == "old"
-    report = store.apply(folder, embedders=emb, progress=False, approve="checked the neighbours by hand")
+    # the approver is named the way git names an author
+    os.environ["GIT_AUTHOR_NAME"], os.environ["GIT_AUTHOR_EMAIL"] = "Ada Lovelace", "ada@example.org"
+    try:
+        report = store.apply(folder, embedders=emb, progress=False, approve="checked the neighbours by hand")
+    finally:
+        del os.environ["GIT_AUTHOR_NAME"], os.environ["GIT_AUTHOR_EMAIL"]
     (check,) = report.compat_checks
     assert check["approval"]["reason"] == "checked the neighbours by hand"
+    assert check["approval"]["by"] == "Ada Lovelace <ada@example.org>"
+    # and the report's notebook view does not call a passed apply blocked
+    assert "BLOCK" not in report._repr_html_()
 
 
 def test_gate_block(store: memlane.Store, tmp_path: Path) -> None:

@@ -261,7 +261,8 @@ impl fmt::Display for BackfillStats {
 pub struct Approval {
     /// The reason given (`--approve "reason"`).
     pub reason: String,
-    /// Who approved (user@host).
+    /// Who approved (`MEMLANE_APPROVER`, else the git author `Name <email>`, else the CI
+    /// actor, else user@host).
     pub by: String,
     /// When (RFC 3339).
     pub at: String,

@@ -217,6 +217,22 @@ pub(crate) struct CheckSpec<'a> {
     pub(crate) approve: Option<&'a str>,
     /// Write the adapter into the store (false in a dry run).
     pub(crate) keep_adapter: bool,
+    /// Where the sample's progress goes (phase `sample` while it is embedded, then
+    /// `compat` while the spaces are compared and the adapter fitted).
+    pub(crate) progress: Option<(crate::ops::ProgressFn, crate::ops::Progress)>,
+}
+
+impl CheckSpec<'_> {
+    /// Tell the progress callback where the sample stands.
+    fn report(&self, phase: &str, done: usize, total: usize) {
+        if let Some((f, base)) = &self.progress {
+            let mut p = base.clone();
+            p.phase = phase.to_owned();
+            p.done = done as u64;
+            p.total = total as u64;
+            f(&p);
+        }
+    }
 }
 
 /// Compare the new space to the old one on a sample before a re-embed backfills:
@@ -251,6 +267,7 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
     }
     let mut new = Vec::with_capacity(ids.len() * c.new.dimension);
     let bs = c.embedder.batch_size().max(1);
+    c.report("sample", 0, texts.len());
     for (k, (t, i)) in texts.chunks(bs).zip(ids.chunks(bs)).enumerate() {
         let refs: Vec<&str> = t.iter().map(String::as_str).collect();
         new.extend(embed_checked(
@@ -261,7 +278,9 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
             i,
             k,
         )?);
+        c.report("sample", (k * bs + t.len()).min(texts.len()), texts.len());
     }
+    c.report("compat", texts.len(), texts.len());
     let (mut check, report) = memlane_core::check_pair(
         c.old,
         c.new,
@@ -313,14 +332,49 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
     }
 }
 
-/// `user@host` of this process, for approvals.
+/// Who approves a review, named the way git names an author: `MEMLANE_APPROVER`;
+/// else `GIT_AUTHOR_NAME <GIT_AUTHOR_EMAIL>` (or `GIT_COMMITTER_*`, or git's configured
+/// `user.name`/`user.email`); else the CI run's actor (`GITHUB_ACTOR`); else `user@host`.
 fn who() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    if let Some(a) = var("MEMLANE_APPROVER") {
+        return a;
+    }
+    let git = |key: &str| {
+        std::process::Command::new("git")
+            .args(["config", "--get", key])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let name = var("GIT_AUTHOR_NAME")
+        .or_else(|| var("GIT_COMMITTER_NAME"))
+        .or_else(|| git("user.name"));
+    if let Some(name) = name {
+        let email = var("GIT_AUTHOR_EMAIL")
+            .or_else(|| var("GIT_COMMITTER_EMAIL"))
+            .or_else(|| git("user.email"));
+        return match email {
+            Some(e) => format!("{name} <{e}>"),
+            None => name,
+        };
+    }
+    if let Some(actor) = var("GITHUB_ACTOR") {
+        return format!("{actor} (GitHub Actions)");
+    }
+    let user = var("USER")
+        .or_else(|| var("USERNAME"))
+        .or_else(|| var("LOGNAME"))
+        .unwrap_or_else(|| "unknown".into());
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into());
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
     format!("{user}@{host}")
 }
 

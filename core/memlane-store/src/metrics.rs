@@ -75,7 +75,9 @@ impl ApplyMetrics {
         };
         s.current = Some((p.migration, p.step, p.op.clone(), phase.to_owned()));
         let boundary = matches!(phase, "start" | "committed" | "blocked");
-        if p.op == "reembed" && !boundary {
+        // the compatibility sample's rows are not the backfill's
+        let sample = matches!(phase, "sample" | "compat");
+        if p.op == "reembed" && !boundary && !sample {
             s.embedded_now = p.done;
             s.rows_per_sec = p.rows_per_sec;
             s.remaining = p.total.saturating_sub(p.done);

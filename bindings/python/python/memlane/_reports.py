@@ -184,11 +184,11 @@ class ApplyReport(Report):
         ]
         ctx = self.context
         if ctx:
+            # a measure, not a verdict: the gates and invariants above decide
             kept = ctx["context_kept"]
-            verdict = "pass" if kept >= 0.9 else ("review" if kept >= 0.5 else "block")
             nb = ctx.get("neighbours_kept")
             out.append(
-                f"<b>context kept</b> {kept * 100:.1f}% {_badge(verdict)}: {_e(ctx['records_lost'])} of "
+                f"<b>context kept</b> {kept * 100:.1f}%: {_e(ctx['records_lost'])} of "
                 f"{_e(ctx['records_before'])} records lost, {_e(ctx['content_changed'])} with changed content"
                 + (f"; {nb * 100:.1f}% of {_e(ctx['k'])} nearest neighbours kept on {_e(ctx['sample'])} records "
                    f"({_e(ctx['space_before'])} → {_e(ctx['space_after'])})" if nb is not None else "")

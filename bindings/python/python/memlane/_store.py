@@ -104,7 +104,12 @@ class _Tqdm:
     """Progress through tqdm, one bar per step."""
 
     def __init__(self) -> None:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+        try:  # notebook bars need ipywidgets; without it tqdm.auto would warn on every bar
+            import ipywidgets  # type: ignore[import-untyped]  # noqa: F401
+
+            from tqdm.auto import tqdm  # type: ignore[import-untyped]
+        except ImportError:
+            from tqdm import tqdm  # type: ignore[import-untyped]
 
         self._tqdm = tqdm
         self._bar: Any = None
@@ -116,12 +121,15 @@ class _Tqdm:
         if p.get("phase") == "committed":
             self.close()
             return
-        key = (p["migration"], p["step"])
+        sample = p.get("phase") in ("sample", "compat")
+        key = (p["migration"], p["step"], sample)
         if key != self._key:
             self.close()
             self._key = key
-            desc = f"{p['migration']:04d} step {p['step'] + 1}/{p['steps']} {p['op']}"
-            self._bar = self._tqdm(total=p["total"] or None, desc=desc, unit="rows")
+            desc = f"{p['migration']:04d} step {p['step'] + 1}/{p['steps']} {p['op']}" + (" (compat sample)" if sample else "")
+            # a resumed or catching-up step starts where it is: rows done before this run
+            # are not counted into the rate
+            self._bar = self._tqdm(total=p["total"] or None, desc=desc, unit="rows", initial=p["done"])
         if self._bar is not None:
             if p["total"] and self._bar.total != p["total"]:
                 self._bar.total = p["total"]

@@ -142,6 +142,9 @@ fn progress_bar() -> Option<ProgressFn> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    // a new step, or the step's compatibility sample ending: a fresh bar (position,
+    // rate and ETA start over rather than jumping back)
+    let last = std::sync::Mutex::new(None::<(u32, usize, bool)>);
     Some(Arc::new(move |p: &Progress| {
         match p.phase.as_str() {
             "start" | "blocked" => return,
@@ -158,13 +161,21 @@ fn progress_bar() -> Option<ProgressFn> {
             }
             _ => {}
         }
+        let sample = matches!(p.phase.as_str(), "sample" | "compat");
+        if let Ok(mut l) = last.lock()
+            && *l != Some((p.migration, p.step, sample))
+        {
+            *l = Some((p.migration, p.step, sample));
+            bar.reset();
+        }
         bar.set_length(p.total);
         let mut msg = format!(
-            "{:04} step {}/{} {}",
+            "{:04} step {}/{} {}{}",
             p.migration,
             p.step + 1,
             p.steps,
-            p.op
+            p.op,
+            if sample { " (compat sample)" } else { "" }
         );
         if let Some(c) = p.backfill.as_ref().and_then(|b| b.embedder) {
             msg.push_str(&format!(" · {} req", c.requests));

@@ -186,7 +186,13 @@ impl Gradual<'_> {
                 without_text,
             };
             since = Some(out.settled);
-            cp.total = count.total;
+            // a catch-up pass reads only what changed: its progress stays out of the
+            // whole store (done = live rows - remaining), so a bar does not restart at 0
+            cp.total = if scope.is_none() {
+                count.total
+            } else {
+                (ds.count_rows(None).await? as u64).max(remaining)
+            };
             cp.remaining = remaining;
             cp.pass = cp.pass.max(1);
             if remaining == 0 {

@@ -93,6 +93,7 @@ pub(super) async fn calibrate(
     e: &Arc<dyn Embedder>,
     approve: Option<&str>,
     dry_run: bool,
+    (i, progress): (usize, Option<ProgressFn>),
 ) -> Result<memlane_core::Space> {
     let memlane_core::Step::Reembed {
         space,
@@ -153,6 +154,18 @@ pub(super) async fn calibrate(
             file: &m.file,
             approve,
             keep_adapter: !dry_run,
+            progress: progress.map(|f| {
+                (
+                    f,
+                    Progress {
+                        migration: m.id,
+                        step: i,
+                        steps: m.steps.len(),
+                        op: "reembed".into(),
+                        ..Progress::default()
+                    },
+                )
+            }),
         },
     )
     .await?;

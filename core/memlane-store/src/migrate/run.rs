@@ -341,6 +341,7 @@ impl<'a> Run<'a> {
             &e,
             approve.as_deref(),
             dry_run,
+            (i, self.settings.progress.clone()),
         )
         .instrument(tracing::info_span!("calibrate", space = %space))
         .await?;

@@ -1,0 +1,107 @@
+"""Feedback during an apply: the compatibility sample reports its progress (phase
+`sample`, then `compat` for the comparison and fit) before the backfill; a catch-up pass
+(records written while the backfill ran) keeps the store's size as its total, so a bar
+does not restart at zero; a resumed backfill starts from the rows already committed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+
+import memlane
+from conftest import HashingModel, corpus, write_migration
+
+OLD = """
+[[steps]]
+op = "add_space"
+space = "old"
+dimension = 16
+
+[[steps]]
+op = "reembed"
+space = "old"
+embedder = "old"
+"""
+
+NEW = """
+[[steps]]
+op = "add_space"
+space = "new"
+dimension = 24
+
+[[steps]]
+op = "reembed"
+space = "new"
+embedder = "new"
+batch_size = 40
+checkpoint_seconds = 0.001
+"""
+
+
+def test_sample_then_backfill_then_catch_up_report_true_progress(tmp_path: Path) -> None:
+    s = memlane.create(tmp_path / "m", data=corpus(), rows_per_fragment=50)
+    folder = tmp_path / "migs"
+    write_migration(folder, "0001_old.toml", OLD)
+    s.apply(folder, embedders={"old": HashingModel(16)}, progress=False)
+    write_migration(folder, "0002_new.toml", NEW)
+    writer = memlane.open(s.uri)
+    new = HashingModel(24, seed=3)
+    wrote: List[str] = []
+
+    def embed(texts: List[str]) -> np.ndarray:
+        # during the backfill's first batches, another handle writes 30 records (with
+        # the old space's model only: the re-embed catches them up)
+        if len(texts) == 40 and not wrote:
+            rows = [{"id": f"late{i}", "content": f"written during the backfill {i}"} for i in range(30)]
+            writer.add(rows, embedders={"old": HashingModel(16)})
+            wrote.extend(r["id"] for r in rows)
+        return new(texts)
+
+    events: List[Dict[str, Any]] = []
+    s.apply(folder, embedders={"new": embed}, progress=lambda p: events.append(dict(p)))
+    step = [e for e in events if e["step"] == 1 and e["phase"] not in ("start", "committed")]
+    phases = [e["phase"] for e in step]
+    first_backfill = phases.index("backfill")
+    assert "sample" in phases[:first_backfill] and "compat" in phases[:first_backfill], phases
+    sample = [e for e in step if e["phase"] == "sample"]
+    assert [e["done"] for e in sample] == sorted(e["done"] for e in sample)
+    assert sample[-1]["done"] == sample[-1]["total"] > 0
+    rows = len(corpus())
+    assert all(e["total"] >= rows for e in step if e["phase"] == "backfill")
+    catch_up = [e for e in step if e["phase"] == "catch_up"]
+    # the late records (written without the new space's model) were caught up, and the
+    # bar stayed near its end instead of restarting at 0 of 30
+    assert wrote and catch_up, phases
+    assert all(e["total"] >= rows + 30 for e in catch_up), catch_up
+    assert all(e["done"] >= rows - 40 for e in catch_up), catch_up
+    s.refresh()
+    assert s.coverage("new") == (len(s), len(s)) and s.verify().ok
+
+
+def test_a_resumed_backfill_starts_from_what_was_committed(tmp_path: Path) -> None:
+    s = memlane.create(tmp_path / "m", data=corpus(), rows_per_fragment=50)
+    folder = tmp_path / "migs"
+    write_migration(folder, "0001_old.toml", OLD)
+    s.apply(folder, embedders={"old": HashingModel(16)}, progress=False)
+    write_migration(folder, "0002_new.toml", NEW)
+    new = HashingModel(24, seed=3)
+    calls = [0]
+
+    def failing(texts: List[str]) -> np.ndarray:
+        calls[0] += 1
+        if calls[0] == 16:  # canaries and the sample first, then backfill batches
+            raise RuntimeError("model server went away")
+        return new(texts)
+
+    try:
+        s.apply(folder, embedders={"new": failing}, progress=False)
+    except memlane.EmbedderError:
+        pass
+    committed = s.refresh().coverage("new")[0]
+    assert 0 < committed < len(s)
+    events: List[Dict[str, Any]] = []
+    s.apply(folder, embedders={"new": new}, progress=lambda p: events.append(dict(p)))
+    fill = [e for e in events if e["phase"] in ("backfill", "catch_up")]
+    assert fill and fill[0]["done"] >= committed and fill[0]["total"] == len(s)
