@@ -37,6 +37,7 @@ space = "new"
 embedder = "new"
 batch_size = 40
 checkpoint_seconds = 0.001
+sample = 100
 """
 
 
@@ -49,11 +50,14 @@ def test_sample_then_backfill_then_catch_up_report_true_progress(tmp_path: Path)
     writer = memlane.open(s.uri)
     new = HashingModel(24, seed=3)
     wrote: List[str] = []
+    calls = [0]
 
     def embed(texts: List[str]) -> np.ndarray:
+        calls[0] += 1
         # during the backfill's first batches, another handle writes 30 records (with
         # the old space's model only: the re-embed catches them up)
-        if len(texts) == 40 and not wrote:
+        # (call 1: the fingerprint's canaries, 2-4: the compat sample, then the backfill)
+        if calls[0] == 7 and not wrote:
             rows = [{"id": f"late{i}", "content": f"written during the backfill {i}"} for i in range(30)]
             writer.add(rows, embedders={"old": HashingModel(16)})
             wrote.extend(r["id"] for r in rows)
@@ -91,7 +95,7 @@ def test_a_resumed_backfill_starts_from_what_was_committed(tmp_path: Path) -> No
 
     def failing(texts: List[str]) -> np.ndarray:
         calls[0] += 1
-        if calls[0] == 16:  # canaries and the sample first, then backfill batches
+        if calls[0] == 8:  # canaries and the sample first, then backfill batches
             raise RuntimeError("model server went away")
         return new(texts)
 
@@ -105,3 +109,33 @@ def test_a_resumed_backfill_starts_from_what_was_committed(tmp_path: Path) -> No
     s.apply(folder, embedders={"new": new}, progress=lambda p: events.append(dict(p)))
     fill = [e for e in events if e["phase"] in ("backfill", "catch_up")]
     assert fill and fill[0]["done"] >= committed and fill[0]["total"] == len(s)
+
+
+def test_the_compatibility_sample_is_not_embedded_twice(tmp_path: Path) -> None:
+    """The rows the compatibility check embedded with the new model are written by the
+    backfill as they are: at 1,500 rows and a 1,000-row sample, the model sees about
+    1,500 texts, not 2,500."""
+    rows = [{"id": f"r{i}", "content": f"memory {i}: {corpus()[i % 392]['content']}"} for i in range(1500)]
+    s = memlane.create(tmp_path / "m", data=rows, rows_per_fragment=200)
+    folder = tmp_path / "migs"
+    write_migration(folder, "0001_old.toml", OLD)
+    s.apply(folder, embedders={"old": HashingModel(16)}, progress=False)
+    write_migration(folder, "0002_new.toml", NEW.replace("sample = 100", "sample = 1000"))
+    new = HashingModel(24, seed=3)
+    seen: List[str] = []
+
+    def counting(texts: List[str]) -> np.ndarray:
+        seen.extend(texts)
+        return new(texts)
+
+    report = s.apply(folder, embedders={"new": counting}, progress=False)
+    step = report.steps[-1]
+    assert step["backfill"]["from_sample"] == 1000, step["backfill"]
+    record_texts = [t for t in seen if t.startswith("memory ")]
+    assert len(record_texts) == 1500, len(record_texts)  # each record's text once
+    # and the vectors written from the sample are the model's for those rows
+    ids, vecs = s.refresh().vectors("new")
+    by_id = dict(zip(ids, vecs))
+    for r in rows[:50]:
+        np.testing.assert_allclose(by_id[r["id"]], new([r["content"]])[0], atol=1e-6)
+    assert s.verify().ok

@@ -137,6 +137,10 @@ pub struct BackfillStats {
     pub retries: u64,
     /// Fragment results a killed run had staged, reused instead of embedded again.
     pub reused: u64,
+    /// Rows whose vector the compatibility check had already computed with the new
+    /// model (its sample), written without calling the model again.
+    #[serde(default)]
+    pub from_sample: u64,
     /// Per worker, when fragments were embedded by workers (empty in one process).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<WorkerStats>,
@@ -239,6 +243,13 @@ impl fmt::Display for BackfillStats {
             "backfill: {} commit(s), {} preempted by writers, {} fragment result(s) dropped, {} fragment task(s) retried, {} reused",
             self.commits, self.conflicts, self.dropped, self.retries, self.reused
         )?;
+        if self.from_sample > 0 {
+            write!(
+                f,
+                ", {} row(s) written from the compatibility sample (not embedded again)",
+                self.from_sample
+            )?;
+        }
         for w in &self.workers {
             write!(
                 f,

@@ -242,7 +242,13 @@ impl CheckSpec<'_> {
 /// reaches `serve_min_retention` is kept (to serve during the backfill) even when it is
 /// below the `min_retention` of mode `adapter`, unless that mode was declared (a
 /// declared mode that does not hold blocks).
-pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<CompatCheck> {
+///
+/// Also returns the sample's new vectors by (id, passage digest), for the backfill to
+/// write instead of embedding those rows again (empty in a dry run).
+pub(crate) async fn check_reembed(
+    store: &Store,
+    c: &CheckSpec<'_>,
+) -> Result<(CompatCheck, crate::gradual::SampleVectors)> {
     let batches = crate::engine::scan::spread(
         store.dataset(),
         &[ID, c.source, c.old.column.as_str()],
@@ -250,6 +256,7 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
     )
     .await?;
     let (mut ids, mut texts, mut old) = (Vec::new(), Vec::new(), Vec::new());
+    let mut digests = Vec::new();
     for b in &batches {
         let id = b.column(0).as_string::<i32>();
         let text = b.column(1).as_string::<i32>();
@@ -261,6 +268,7 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
                 continue;
             };
             ids.push(id.value(i).to_owned());
+            digests.push(c.new.passage_digest(text.value(i)));
             texts.push(format!("{}{}", c.new.passage_prefix, text.value(i)));
             old.extend_from_slice(&v);
         }
@@ -281,6 +289,16 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
         c.report("sample", (k * bs + t.len()).min(texts.len()), texts.len());
     }
     c.report("compat", texts.len(), texts.len());
+    let d = c.new.dimension;
+    let vectors: crate::gradual::SampleVectors = if c.keep_adapter {
+        ids.iter()
+            .zip(&digests)
+            .enumerate()
+            .map(|(j, (id, dg))| ((id.clone(), *dg), new[j * d..(j + 1) * d].to_vec()))
+            .collect()
+    } else {
+        crate::gradual::SampleVectors::new()
+    };
     let (mut check, report) = memlane_core::check_pair(
         c.old,
         c.new,
@@ -320,7 +338,7 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
                     by: who(),
                     at: now(),
                 });
-                Ok(check)
+                Ok((check, vectors))
             }
             None => Err(StoreError::ReviewRequired {
                 file: c.file.to_owned(),
@@ -328,7 +346,7 @@ pub(crate) async fn check_reembed(store: &Store, c: &CheckSpec<'_>) -> Result<Co
                 check: Box::new(check),
             }),
         },
-        Verdict::Pass => Ok(check),
+        Verdict::Pass => Ok((check, vectors)),
     }
 }
 

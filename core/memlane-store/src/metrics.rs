@@ -267,6 +267,7 @@ fn sum(a: &BackfillStats, b: &BackfillStats) -> BackfillStats {
         dropped: a.dropped + b.dropped,
         retries: a.retries + b.retries,
         reused: a.reused + b.reused,
+        from_sample: a.from_sample + b.from_sample,
         workers: Vec::new(),
         embedder: calls,
     }

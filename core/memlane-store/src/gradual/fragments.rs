@@ -443,10 +443,13 @@ impl Gradual<'_> {
         let mut last_save = Instant::now();
         let mut pending: Vec<usize> = Vec::with_capacity(p.todo.len());
         for t in &p.todo {
-            let hit = (!cached.is_empty())
-                .then(|| cached.get(&(p.ids.value(t.offset).to_owned(), t.digest)))
-                .flatten();
-            if let Some(v) = hit {
+            let key = (p.ids.value(t.offset).to_owned(), t.digest);
+            let hit = (!cached.is_empty()).then(|| cached.get(&key)).flatten();
+            let sampled = hit.is_none().then(|| self.from_sample.get(&key)).flatten();
+            if sampled.is_some() {
+                self.stats.from_sample += 1;
+            }
+            if let Some(v) = hit.or(sampled) {
                 p.flat[t.offset * d..(t.offset + 1) * d].copy_from_slice(v);
                 p.valid[t.offset] = true;
                 p.digests[t.offset] = t.digest;
@@ -454,6 +457,10 @@ impl Gradual<'_> {
             } else {
                 pending.push(t.offset);
             }
+        }
+        if pending.len() < p.todo.len() {
+            // rows filled without the model (a killed run's, the compat sample's)
+            self.report(cp, *embedded_now, started);
         }
         let by_offset = p.digest_by_offset();
         for (k, chunk) in pending.chunks(self.batch.max(1)).enumerate() {

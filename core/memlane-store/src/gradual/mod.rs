@@ -35,6 +35,9 @@ mod replace;
 mod side;
 
 pub(crate) use count::sample;
+
+/// Vectors by (record id, passage digest of the text they were embedded from).
+pub(crate) type SampleVectors = HashMap<(String, [u8; 16]), Vec<f32>>;
 pub use remote::{FragmentExecutor, FragmentResult, FragmentTask, TaskOutcome, run_fragment_task};
 
 /// A version at which every live row with source text had a current vector in the
@@ -75,6 +78,9 @@ pub(crate) struct Gradual<'a> {
     /// rows created or updated after it (later passes always do, after the pass before).
     pub(crate) since: Option<Settled>,
     pub(crate) progress: Option<(ProgressFn, Progress)>,
+    /// The new model's vectors the compatibility check computed on its sample, by
+    /// (id, passage digest): written as they are instead of asking the model again.
+    pub(crate) from_sample: SampleVectors,
     pub(crate) migration: u32,
     pub(crate) step: usize,
     pub(crate) file: String,

@@ -26,7 +26,10 @@ pub(super) async fn backfill(
     progress: Option<ProgressFn>,
     since: Option<crate::gradual::Settled>,
     executor: Option<Arc<dyn crate::gradual::FragmentExecutor>>,
-    calls_from: Option<memlane_core::EmbedderCalls>,
+    (calls_from, from_sample): (
+        Option<memlane_core::EmbedderCalls>,
+        crate::gradual::SampleVectors,
+    ),
 ) -> Result<(StoreState, crate::gradual::Outcome)> {
     let memlane_core::Step::Reembed {
         embedder,
@@ -66,6 +69,7 @@ pub(super) async fn backfill(
                 },
             )
         }),
+        from_sample,
         migration: m.id,
         step: i,
         file: m.file.clone(),
@@ -82,7 +86,8 @@ pub(super) async fn backfill(
 /// compare the new space to the one it replaces on a sample, with the declared mode and
 /// the migration's gates (a block or an unapproved review is an error, nothing
 /// committed); keep the adapter for new-model queries against the old space. Returns
-/// the target space as the state now has it.
+/// the target space as the state now has it, and the new vectors the comparison
+/// sample computed (for the backfill to write rather than embed again).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn calibrate(
     store: &Store,
@@ -94,7 +99,7 @@ pub(super) async fn calibrate(
     approve: Option<&str>,
     dry_run: bool,
     (i, progress): (usize, Option<ProgressFn>),
-) -> Result<memlane_core::Space> {
+) -> Result<(memlane_core::Space, crate::gradual::SampleVectors)> {
     let memlane_core::Step::Reembed {
         space,
         embedder,
@@ -106,7 +111,7 @@ pub(super) async fn calibrate(
         ..
     } = step
     else {
-        return Ok(sp);
+        return Ok((sp, crate::gradual::SampleVectors::new()));
     };
     if state
         .in_flight
@@ -114,7 +119,7 @@ pub(super) async fn calibrate(
         .and_then(|f| f.compat.as_ref())
         .is_some_and(|c| c.to == *space)
     {
-        return Ok(sp);
+        return Ok((sp, crate::gradual::SampleVectors::new()));
     }
     if sp.fingerprint.is_some() {
         crate::fingerprint::check_fingerprint(&sp, embedder, e, &store.checked)?;
@@ -131,13 +136,13 @@ pub(super) async fn calibrate(
         .or_else(|| state.active_space.clone())
         .filter(|o| o != space);
     let Some(old) = old else {
-        return Ok(sp);
+        return Ok((sp, crate::gradual::SampleVectors::new()));
     };
     let old = state
         .space(&old)
         .cloned()
         .ok_or_else(|| StoreError::unknown_space(&old, state))?;
-    let check = crate::calibrate::check_reembed(
+    let (check, vectors) = crate::calibrate::check_reembed(
         store,
         &crate::calibrate::CheckSpec {
             old: &old,
@@ -177,5 +182,5 @@ pub(super) async fn calibrate(
     if let Some(f) = state.in_flight.as_mut() {
         f.compat = Some(check);
     }
-    Ok(sp)
+    Ok((sp, vectors))
 }

@@ -332,7 +332,7 @@ impl<'a> Run<'a> {
         let dry_run = self.settings.dry_run;
         // the step's embedder requests count from here: the comparison sample's too
         let calls_from = e.calls();
-        let sp = calibrate(
+        let (sp, from_sample) = calibrate(
             self.store,
             &mut self.state,
             m,
@@ -362,7 +362,7 @@ impl<'a> Run<'a> {
             self.settings.progress.clone(),
             self.settled_at.get(space).copied(),
             self.settings.executors.get(embedder).cloned(),
-            calls_from,
+            (calls_from, from_sample),
         )
         .instrument(tracing::info_span!("backfill", space = %space))
         .await?;
@@ -735,7 +735,7 @@ impl<'a> Run<'a> {
             self.settings.progress.clone(),
             self.settled_at.get(space).copied(),
             None,
-            None,
+            (None, crate::gradual::SampleVectors::new()),
         )
         .await?;
         self.settled_at.insert(space.clone(), n.settled);
@@ -784,7 +784,7 @@ impl<'a> Run<'a> {
                     self.settings.progress.clone(),
                     self.settled_at.get(space).copied(),
                     self.settings.executors.get(embedder).cloned(),
-                    None,
+                    (None, crate::gradual::SampleVectors::new()),
                 )
                 .await?;
                 self.settled_at.insert(space.clone(), n.settled);
