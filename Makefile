@@ -149,6 +149,11 @@ bench: deps-system deps-python deps-bench deps-browser check-wasm ## Benchmarks 
 	PYTHONPATH="$(CARGO_TARGET_DIR)/pybench" "$(VENV)/bin/python" benches/python/bench_ray.py
 	# embedders: the http: embedder vs an asyncio+httpx peer (20k texts, 100 ms a request), proc: vs cmd:
 	PYTHONPATH="$(CARGO_TARGET_DIR)/pybench" "$(VENV)/bin/python" benches/python/bench_embedders.py
+	# the package as users install it: the release wheel (make wheel) in a directory of its own
+	$(MAKE) wheel
+	rm -rf "$(CARGO_TARGET_DIR)/wheelpkg"
+	"$(VENV)/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --target "$(CARGO_TARGET_DIR)/wheelpkg" dist/memlane-*.whl
+	PYTHONPATH="$(CARGO_TARGET_DIR)/wheelpkg" "$(VENV)/bin/python" benches/python/bench_package.py
 	# the preview page in headless Chromium (wasm build of check-wasm; dev CLI for the samples)
 	$(MAKE) --no-print-directory build
 	MEMLANE="$(MEMLANE)" bash scripts/preview-example.sh "$(PREVIEW_EXAMPLE)"
