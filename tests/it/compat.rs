@@ -82,11 +82,12 @@ async fn a_same_dimension_model_swap_is_refused_by_fingerprint() {
 
     // a re-embed records the new space's fingerprint; a later run with another model
     // for it is refused before anything is embedded
-    let files = folder(&dir, "m", ADD_NEW);
+    // a 300-row sample: the backfill embeds the other 92 rows, and dies among them
+    let files = folder(&dir, "m", &format!("{ADD_NEW}sample = 300\n"));
     let failing = Arc::new(FailAfter {
         inner: hash(96, 7),
         rows: 0.into(),
-        limit: 400 + 150,
+        limit: 308 + 40,
     });
     assert!(
         store
@@ -298,13 +299,17 @@ async fn the_adapter_serves_new_model_queries_against_the_old_space_during_a_ree
     let files = folder(
         &dir,
         "m",
-        &ADD_NEW.replace("dimension = 96", "dimension = 48"),
+        &format!(
+            "{}sample = 300\n",
+            ADD_NEW.replace("dimension = 96", "dimension = 48")
+        ),
     );
-    // the check embeds the sample (392 rows) and canaries, then the backfill dies midway
+    // the check embeds the sample (300 of the 392 rows) and canaries; the backfill writes
+    // those from the sample, embeds the other 92 and dies midway
     let e = Arc::new(FailAfter {
         inner: Arc::new(Rotated),
         rows: 0.into(),
-        limit: 400 + 200,
+        limit: 308 + 40,
     });
     assert!(
         store

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
+from typing import Optional, Tuple
 
 import lance
 import lancedb
@@ -334,3 +335,30 @@ def test_edited_applied_migration_is_refused(tmp_path):
     assert checks["folder"]["ok"] is False
     assert "0001_topic.toml" in checks["folder"]["message"]
     assert all(c["ok"] for n, c in checks.items() if n != "folder")
+
+
+def store_with_old_space(tmp_path: Path, rows: int, rows_per_fragment: int, throttle: Optional[int] = None) -> Tuple[Path, Path]:
+    """A store of ``rows`` corpus records (ids and texts made unique) with example 04's
+    first migration applied, and a folder holding its re-embed into new384 (throttled
+    to ``throttle`` rows a second when given) as pending: (store, folder)."""
+    ex04 = ROOT / "migrations-examples" / "04-reembed-new-model"
+    base = [json.loads(x) for x in (ROOT / "migrations-examples/data/corpus.jsonl").read_text().splitlines()]
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({**base[i % len(base)], "id": f"r{i}", "content": f"{base[i % len(base)]['content']} #{i}"}) + "\n"
+            for i in range(rows)
+        )
+    )
+    store = tmp_path / "store"
+    run("init", store, "--from", data, "--rows-per-fragment", str(rows_per_fragment))
+    folder = tmp_path / "migs"
+    folder.mkdir()
+    (folder / "0001_old.toml").write_text((ex04 / "0001_old.toml").read_text())
+    run("apply", store, folder, "--yes")
+    reembed = (ex04 / "0002_new_model.toml").read_text()
+    if throttle is not None:
+        reembed = reembed.replace('embedder = "hash384v2"', f'embedder = "hash384v2"\nthrottle = {throttle}')
+    (folder / "0002_new_model.toml").write_text(reembed)
+    return store, folder
+

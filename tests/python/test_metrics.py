@@ -19,11 +19,10 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from test_interop import ROOT, memlane_bin, run
+from test_interop import ROOT, memlane_bin, store_with_old_space
 
 parser = pytest.importorskip("prometheus_client.parser")
 
-EX04 = ROOT / "migrations-examples" / "04-reembed-new-model"
 
 
 def scrape(url: str) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]:
@@ -43,19 +42,8 @@ def value(m: Dict, name: str, **labels: str) -> float:
 
 
 def test_metrics_endpoint_during_a_real_apply(tmp_path: Path) -> None:
-    rows = [json.loads(x) for x in (ROOT / "migrations-examples/data/corpus.jsonl").read_text().splitlines()]
-    data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps({**rows[i % len(rows)], "id": f"m{i}", "content": f"{rows[i % len(rows)]['content']} #{i}"}) + "\n" for i in range(6000)))
-    store = tmp_path / "store"
-    run("init", store, "--from", data, "--rows-per-fragment", "1000")
-    folder = tmp_path / "migs"
-    folder.mkdir()
-    (folder / "0001_old.toml").write_text((EX04 / "0001_old.toml").read_text())
-    run("apply", store, folder, "--yes")
     # a slow re-embed: 2000 rows a second, so the backfill is seen in flight
-    (folder / "0002_new.toml").write_text(
-        (EX04 / "0002_new_model.toml").read_text().replace('embedder = "hash384v2"', 'embedder = "hash384v2"\nthrottle = 2000')
-    )
+    store, folder = store_with_old_space(tmp_path, 6000, 1000, throttle=2000)
     p = subprocess.Popen(
         [memlane_bin(), "--json", "apply", str(store), str(folder), "--yes", "--metrics-addr", "127.0.0.1:0", "--metrics-linger", "3"],
         cwd=ROOT,
@@ -122,18 +110,7 @@ def prom_query(base: str, q: str) -> List[Dict]:
 def test_a_prometheus_server_scrapes_an_apply(tmp_path: Path) -> None:
     """Debian's Prometheus 2.42 scrapes `apply --metrics-addr` every 200 ms while a
     throttled re-embed runs; its query API then holds the series the report gives."""
-    rows = [json.loads(x) for x in (ROOT / "migrations-examples/data/corpus.jsonl").read_text().splitlines()]
-    data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps({**rows[i % len(rows)], "id": f"p{i}", "content": f"{rows[i % len(rows)]['content']} #{i}"}) + "\n" for i in range(4000)))
-    store = tmp_path / "store"
-    run("init", store, "--from", data, "--rows-per-fragment", "500")
-    folder = tmp_path / "migs"
-    folder.mkdir()
-    (folder / "0001_old.toml").write_text((EX04 / "0001_old.toml").read_text())
-    run("apply", store, folder, "--yes")
-    (folder / "0002_new.toml").write_text(
-        (EX04 / "0002_new_model.toml").read_text().replace('embedder = "hash384v2"', 'embedder = "hash384v2"\nthrottle = 1000')
-    )
+    store, folder = store_with_old_space(tmp_path, 4000, 500, throttle=1000)
     target = free_port()
     web = free_port()
     config = tmp_path / "prometheus.yml"

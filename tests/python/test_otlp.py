@@ -19,12 +19,11 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from test_interop import ROOT, memlane_bin, run
+from test_interop import ROOT, memlane_bin, store_with_old_space
 
 json_format = pytest.importorskip("google.protobuf.json_format")
 trace_service = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
 
-EX04 = ROOT / "migrations-examples" / "04-reembed-new-model"
 
 
 def otlp_ids(body: Dict[str, Any]) -> Dict[str, Any]:
@@ -82,20 +81,6 @@ def attrs(kvs: Any) -> Dict[str, Any]:
     return out
 
 
-def store_with_old_space(tmp_path: Path) -> Tuple[Path, Path]:
-    rows = [json.loads(x) for x in (ROOT / "migrations-examples/data/corpus.jsonl").read_text().splitlines()]
-    data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps({**rows[i % len(rows)], "id": f"o{i}", "content": f"{rows[i % len(rows)]['content']} #{i}"}) + "\n" for i in range(3000)))
-    store = tmp_path / "store"
-    run("init", store, "--from", data, "--rows-per-fragment", "1000")
-    folder = tmp_path / "migs"
-    folder.mkdir()
-    (folder / "0001_old.toml").write_text((EX04 / "0001_old.toml").read_text())
-    run("apply", store, folder, "--yes")
-    (folder / "0002_new_model.toml").write_text((EX04 / "0002_new_model.toml").read_text())
-    return store, folder
-
-
 def apply_with(env: Dict[str, str], *args: Any) -> subprocess.CompletedProcess:
     return subprocess.run(
         [memlane_bin(), "--json", "apply", *map(str, args), "--yes"],
@@ -108,7 +93,7 @@ def apply_with(env: Dict[str, str], *args: Any) -> subprocess.CompletedProcess:
 
 
 def test_an_applys_spans_reach_an_otlp_collector(tmp_path: Path) -> None:
-    store, folder = store_with_old_space(tmp_path)
+    store, folder = store_with_old_space(tmp_path, 3000, 1000)
     c = Collector()
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": c.url,
@@ -153,7 +138,7 @@ def test_an_applys_spans_reach_an_otlp_collector(tmp_path: Path) -> None:
 
 
 def test_a_blocked_step_ends_its_span_with_status_error(tmp_path: Path) -> None:
-    store, folder = store_with_old_space(tmp_path)
+    store, folder = store_with_old_space(tmp_path, 3000, 1000)
     (folder / "0002_new_model.toml").unlink()
     (folder / "0002_purge.toml").write_text(
         "[[steps]]\nop = \"delete_where\"\npredicate = \"kind = 'episodic'\"\n\n[[invariants]]\ncheck = \"row_count\"\nmin = 2999\n"
@@ -169,7 +154,7 @@ def test_a_blocked_step_ends_its_span_with_status_error(tmp_path: Path) -> None:
 
 
 def test_a_collector_that_is_down_costs_the_apply_a_warning(tmp_path: Path) -> None:
-    store, folder = store_with_old_space(tmp_path)
+    store, folder = store_with_old_space(tmp_path, 3000, 1000)
     c = Collector()
     c.server.shutdown()
     c.server.server_close()

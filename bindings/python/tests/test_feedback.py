@@ -5,8 +5,9 @@ does not restart at zero; a resumed backfill starts from the rows already commit
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -41,12 +42,19 @@ sample = 100
 """
 
 
-def test_sample_then_backfill_then_catch_up_report_true_progress(tmp_path: Path) -> None:
-    s = memlane.create(tmp_path / "m", data=corpus(), rows_per_fragment=50)
+def old_space_store(tmp_path: Path, rows: List[Dict[str, Any]], new: str = NEW) -> Tuple[memlane.Store, Path]:
+    """A store of ``rows`` (fragments of 50) embedded into space `old`, and a folder
+    with the re-embed into `new` pending."""
+    s = memlane.create(tmp_path / "m", data=rows, rows_per_fragment=50)
     folder = tmp_path / "migs"
     write_migration(folder, "0001_old.toml", OLD)
     s.apply(folder, embedders={"old": HashingModel(16)}, progress=False)
-    write_migration(folder, "0002_new.toml", NEW)
+    write_migration(folder, "0002_new.toml", new)
+    return s, folder
+
+
+def test_sample_then_backfill_then_catch_up_report_true_progress(tmp_path: Path) -> None:
+    s, folder = old_space_store(tmp_path, corpus())
     writer = memlane.open(s.uri)
     new = HashingModel(24, seed=3)
     wrote: List[str] = []
@@ -85,11 +93,7 @@ def test_sample_then_backfill_then_catch_up_report_true_progress(tmp_path: Path)
 
 
 def test_a_resumed_backfill_starts_from_what_was_committed(tmp_path: Path) -> None:
-    s = memlane.create(tmp_path / "m", data=corpus(), rows_per_fragment=50)
-    folder = tmp_path / "migs"
-    write_migration(folder, "0001_old.toml", OLD)
-    s.apply(folder, embedders={"old": HashingModel(16)}, progress=False)
-    write_migration(folder, "0002_new.toml", NEW)
+    s, folder = old_space_store(tmp_path, corpus())
     new = HashingModel(24, seed=3)
     calls = [0]
 
@@ -116,11 +120,7 @@ def test_the_compatibility_sample_is_not_embedded_twice(tmp_path: Path) -> None:
     backfill as they are: at 1,500 rows and a 1,000-row sample, the model sees about
     1,500 texts, not 2,500."""
     rows = [{"id": f"r{i}", "content": f"memory {i}: {corpus()[i % 392]['content']}"} for i in range(1500)]
-    s = memlane.create(tmp_path / "m", data=rows, rows_per_fragment=200)
-    folder = tmp_path / "migs"
-    write_migration(folder, "0001_old.toml", OLD)
-    s.apply(folder, embedders={"old": HashingModel(16)}, progress=False)
-    write_migration(folder, "0002_new.toml", NEW.replace("sample = 100", "sample = 1000"))
+    s, folder = old_space_store(tmp_path, rows, NEW.replace("sample = 100", "sample = 1000"))
     new = HashingModel(24, seed=3)
     seen: List[str] = []
 
@@ -139,3 +139,47 @@ def test_the_compatibility_sample_is_not_embedded_twice(tmp_path: Path) -> None:
     for r in rows[:50]:
         np.testing.assert_allclose(by_id[r["id"]], new([r["content"]])[0], atol=1e-6)
     assert s.verify().ok
+
+
+def test_status_says_what_a_running_apply_is_doing(tmp_path: Path) -> None:
+    """While an apply embeds its compatibility sample (before any commit), `status()`
+    from another handle names that phase (the lock carries it); the embedder waits until
+    the test has seen it, so nothing depends on timing."""
+    import threading
+
+    s, folder = old_space_store(tmp_path, corpus())
+    new = HashingModel(24, seed=3)
+    seen = threading.Event()
+    calls = [0]
+
+    def gated(texts: List[str]) -> np.ndarray:
+        calls[0] += 1
+        if calls[0] == 3:  # inside the sample (call 1: the canaries)
+            assert seen.wait(120), "status never showed the sample phase"
+        return new(texts)
+
+    failure: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            s.apply(folder, embedders={"new": gated}, progress=False)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            failure.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    watcher = memlane.open(s.uri)
+    activity, text = None, ""
+    for _ in range(1200):  # bounded: the heartbeat writes the activity within seconds
+        st = watcher.status()
+        activity = (st.data.get("lock") or {}).get("activity")
+        if activity and "compatibility sample" in activity:
+            text = str(st)
+            break
+        time.sleep(0.1)
+    seen.set()
+    t.join(300)
+    assert not failure, failure
+    assert activity and "migration 0002 step 2/2 reembed: embedding the compatibility sample" in activity, activity
+    assert "LOCKED" in text and "now: migration 0002 step 2/2 reembed" in text, text
+    assert s.refresh().coverage("new") == (len(s), len(s))

@@ -37,6 +37,11 @@ pub struct LockInfo {
     /// pid is not mistaken for the holder.
     #[serde(default)]
     pub start_time: Option<u64>,
+    /// What the holder is doing (e.g. the compatibility sample of a re-embed), kept
+    /// current by its heartbeat a few seconds behind, so `status` can say it before the
+    /// first commit does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<String>,
 }
 
 /// A held lock: renewed by a heartbeat thread, released when dropped.
@@ -48,10 +53,30 @@ pub struct LockInfo {
 pub struct LockGuard {
     stop: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
+    activity: Activity,
     beat: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The holder's current activity and whether the lock file has it yet.
+pub(crate) type Activity = Arc<std::sync::Mutex<(Option<String>, bool)>>;
+
+/// How soon a changed activity reaches the lock file.
+const ACTIVITY_EVERY: Duration = Duration::from_secs(2);
+
 impl LockGuard {
+    /// Say what the holder is doing (written with the next heartbeat, at most
+    /// [`ACTIVITY_EVERY`] later).
+    pub fn set_activity(&self, what: impl Into<String>) {
+        if let Ok(mut a) = self.activity.lock() {
+            *a = (Some(what.into()), true);
+        }
+    }
+
+    /// A handle that sets the activity from elsewhere (a progress callback).
+    pub(crate) fn activity(&self) -> Activity {
+        self.activity.clone()
+    }
+
     /// Whether the lease was lost (taken over after it expired, or removed by
     /// `unlock --force`) while held.
     pub fn lost(&self) -> bool {
@@ -129,10 +154,12 @@ pub async fn acquire(
         heartbeat: now,
         expires: now + lease_c,
         start_time: process_start(std::process::id()),
+        activity: None,
     };
     take(side, &info, now).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let lost = Arc::new(AtomicBool::new(false));
+    let activity: Activity = Arc::new(std::sync::Mutex::new((None, false)));
     let beat = Heartbeat {
         uri: side.uri().to_owned(),
         storage: storage.clone(),
@@ -140,12 +167,14 @@ pub async fn acquire(
         lease,
         stop: stop.clone(),
         lost: lost.clone(),
+        activity: activity.clone(),
     }
     .start()
     .map_err(|e| StoreError::Internal(format!("the lock's heartbeat did not start: {e}")))?;
     Ok(LockGuard {
         stop,
         lost,
+        activity,
         beat: Some(beat),
     })
 }
@@ -219,6 +248,7 @@ struct Heartbeat {
     lease: Duration,
     stop: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
+    activity: Activity,
 }
 
 impl Heartbeat {
@@ -241,9 +271,10 @@ impl Heartbeat {
         while !self.stop.load(Ordering::Relaxed) {
             tokio::time::sleep(tick).await;
             waited += tick;
-            if waited < step {
+            if waited < step && !(waited >= ACTIVITY_EVERY && self.take_activity()) {
                 continue;
             }
+            self.take_activity();
             waited = Duration::ZERO;
             if !self.renew(&side).await {
                 self.lost.store(true, Ordering::Relaxed);
@@ -256,6 +287,19 @@ impl Heartbeat {
         {
             let _ = side.delete(LOCK).await;
         }
+    }
+
+    /// Move a changed activity into the lock info; whether there was one.
+    fn take_activity(&mut self) -> bool {
+        let Ok(mut a) = self.activity.lock() else {
+            return false;
+        };
+        if !a.1 {
+            return false;
+        }
+        a.1 = false;
+        self.info.activity.clone_from(&a.0);
+        true
     }
 
     fn ours(&self, bytes: &[u8]) -> bool {
@@ -423,6 +467,7 @@ mod tests {
             heartbeat: past,
             expires: past,
             start_time: None,
+            activity: None,
         };
         assert_eq!(side.create(LOCK, body(&dead)).await.unwrap(), Put::Done);
         let g2 = acquire(
@@ -462,6 +507,7 @@ mod tests {
             heartbeat: now,
             expires: now + chrono::Duration::seconds(60),
             start_time: start,
+            activity: None,
         };
         assert_eq!(side.create(LOCK, body(&held)).await.unwrap(), Put::Done);
         assert!(
@@ -514,6 +560,7 @@ mod tests {
             heartbeat: now,
             expires: now + chrono::Duration::seconds(60),
             start_time: process_start(1).map(|t| t + 1),
+            activity: None,
         };
         assert_eq!(side.create(LOCK, body(&stale)).await.unwrap(), Put::Done);
         let g = acquire(

@@ -178,6 +178,9 @@ impl fmt::Display for Status {
                 l.host,
                 l.expires.to_rfc3339()
             )?;
+            if let Some(a) = &l.activity {
+                writeln!(f, "         now: {a}")?;
+            }
         }
         Ok(())
     }

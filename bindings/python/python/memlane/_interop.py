@@ -93,7 +93,9 @@ def _metadata_columns(ids: Sequence[str], metas: Sequence[Mapping[str, Any]], co
         try:
             out[k] = pa.array(vals)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-            raise _invalid(f"metadata key `{k}` cannot be stored as one column ({e}); pass coerce=True to store it as text") from None
+            if not coerce:
+                raise _invalid(f"metadata key `{k}` cannot be stored as one column ({e}); pass coerce=True to store it as text") from None
+            out[k] = pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in vals], pa.string())
     return out
 
 

@@ -447,7 +447,9 @@ impl Gradual<'_> {
             let hit = (!cached.is_empty()).then(|| cached.get(&key)).flatten();
             let sampled = hit.is_none().then(|| self.from_sample.get(&key)).flatten();
             if sampled.is_some() {
+                // embedded by this re-embed (its compatibility check), just earlier
                 self.stats.from_sample += 1;
+                p.embedded += 1;
             }
             if let Some(v) = hit.or(sampled) {
                 p.flat[t.offset * d..(t.offset + 1) * d].copy_from_slice(v);

@@ -176,6 +176,11 @@ impl<'a> Migrator<'a> {
         } else {
             Some(store.lock_for(&holder, lease).await?)
         };
+        // what the apply is doing goes into the lock file too, for `status`
+        let progress = match &_guard {
+            Some(g) => Some(with_activity(progress, g.activity())),
+            None => progress,
+        };
         let settings = run::Settings {
             embedders,
             dry_run,
@@ -206,3 +211,41 @@ impl<'a> Migrator<'a> {
 
 pub(crate) use tags::ensure_tags;
 pub use tags::migration_tag;
+
+/// `progress`, also telling the lock what the apply is doing (`status` shows it).
+fn with_activity(progress: Option<ProgressFn>, activity: crate::lock::Activity) -> ProgressFn {
+    std::sync::Arc::new(move |p: &crate::ops::Progress| {
+        let at = format!(
+            "migration {:04} step {}/{} {}",
+            p.migration,
+            p.step + 1,
+            p.steps,
+            p.op
+        );
+        let what = match p.phase.as_str() {
+            "sample" => format!(
+                "{at}: embedding the compatibility sample, {}/{} rows",
+                p.done, p.total
+            ),
+            "compat" => format!("{at}: comparing the spaces on the sample, fitting the adapter"),
+            "backfill" | "catch_up" => {
+                format!(
+                    "{at}: {} {}/{} rows",
+                    p.phase.replace('_', "-"),
+                    p.done,
+                    p.total
+                )
+            }
+            "start" => format!("{at}: started"),
+            "committed" => format!("{at}: committed"),
+            "blocked" => format!("{at}: blocked"),
+            _ => at,
+        };
+        if let Ok(mut a) = activity.lock() {
+            *a = (Some(what), true);
+        }
+        if let Some(f) = &progress {
+            f(p);
+        }
+    })
+}
