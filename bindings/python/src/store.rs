@@ -672,6 +672,18 @@ impl Store {
         Ok((json(&r)?, r.to_string()))
     }
 
+    /// Build a vector index on a space outside a migration (`spec`: the JSON of an
+    /// index spec, as a `create_index` step's `index` table); its recall is proven
+    /// before it lands. Returns the new version.
+    #[pyo3(signature = (space, spec))]
+    fn create_index(&self, py: Python<'_>, space: Option<String>, spec: &str) -> PyResult<u64> {
+        let spec: memlane_core::IndexSpec = serde_json::from_str(spec)
+            .map_err(|e| crate::error::input(format!("index parameters: {e}")))?;
+        self.with(py, None, async move |s| {
+            s.create_index(space.as_deref(), spec).await
+        })
+    }
+
     /// The fields a caller sees (memlane's internal digest columns left out).
     fn user_fields(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         self.with(py, None, async |s| Ok(s.user_fields()))

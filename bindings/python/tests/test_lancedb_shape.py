@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pytest
 
 import memlane
 from conftest import HashingModel, corpus
@@ -84,3 +85,29 @@ def test_table_methods_without_internal_columns(tmp_path: Path) -> None:
     t = pa.table({"id": ["z"], "content": ["a new record"]})
     s.add(t)
     assert s.count_rows() == n
+
+
+def test_create_index_from_python_proves_recall_and_search_uses_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    v = rng.normal(size=(2000, 32)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    sp = memlane.Space("r32", 32, provider="bench", model="random", normalized=True)
+    s = memlane.create(
+        tmp_path / "mem.lance",
+        [sp],
+        data=pa.table({"id": [f"r{i}" for i in range(2000)], "content": [f"t{i}" for i in range(2000)], "vec_r32": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 32)}),
+    )
+    before = s.version
+    # one probe of 16 partitions, no re-ranking, and a floor of 1.0: refused, nothing lands
+    with pytest.raises(memlane.StateError, match="was not kept.*recall"):
+        s.create_index("r32", kind="ivf_pq", partitions=16, sub_vectors=4, nprobes=1, refine_factor=0, min_recall=1.0)
+    assert s.refresh().version == before and s.search(v[0], k=3).index is None
+    version = s.create_index("r32", kind="ivf_pq", partitions=4, sub_vectors=4, min_recall=0.5)
+    assert version == s.refresh().version > before
+    hits = s.search(v[0], k=3)
+    assert hits.index == "ivf_pq" and hits[0].id == "r0"
+    assert s.verify().ok
+    last = s.history().versions[-1]["entry"]
+    assert last["action"] == "index" and "ivf_pq index on space `r32`" in last["reason"]
+    names = [ix.name for ix in lancedb.connect(tmp_path).open_table("mem").list_indices()]
+    assert names == ["vec_r32_idx"]

@@ -47,6 +47,8 @@ def use(path: str) -> None:
         print(e.file)
     except memlane.NotFoundError as e:
         print(e.uri)
+    version: int = store.create_index("h8", kind="ivf_pq", partitions=4, min_recall=0.9)
+    print(version)
     status = store.status()
     print(repr(status), status.data["version"], ids, index)
     report = store.promote("next", keep=True)

@@ -253,6 +253,8 @@ pub enum Action {
     /// A branch's commits were replayed onto the store (`branch promote`) and are now
     /// its own; the entry names the branch and the version it was promoted at.
     Promote,
+    /// A vector index was built on a space outside a migration (its recall proven).
+    Index,
 }
 
 /// Where a branch came from.
@@ -396,6 +398,7 @@ impl HistoryEntry {
                 None => write!(f, "branch — {reason}"),
             },
             Action::Sample => write!(f, "sample — {reason}"),
+            Action::Index => write!(f, "index — {reason}"),
             Action::Promote => match &self.promoted_from {
                 Some(o) => write!(f, "promote of {} at v{} — {reason}", o.uri, o.version),
                 None => write!(f, "promote — {reason}"),

@@ -336,6 +336,34 @@ class Store:
         )
 
     # -- LanceDB-shaped reads and writes -----------------------------------------------
+    def create_index(
+        self,
+        space: Optional[str] = None,
+        *,
+        kind: str = "ivf_pq",
+        partitions: Optional[int] = None,
+        sub_vectors: Optional[int] = None,
+        bits: Optional[int] = None,
+        m: Optional[int] = None,
+        ef_construction: Optional[int] = None,
+        nprobes: Optional[int] = None,
+        refine_factor: Optional[int] = None,
+        ef: Optional[int] = None,
+        min_recall: Optional[float] = None,
+    ) -> int:
+        """Build a vector index on ``space`` (the active one by default): ``kind`` is
+        ``"ivf_pq"``, ``"ivf_hnsw_sq"`` or ``"ivf_flat"``, with the parameters of a
+        ``create_index`` migration step. Its recall against exact search is proven on
+        the built index before it lands (at least ``min_recall``, 0.9 by default; below
+        it nothing lands, a :class:`StateError` names the recall). Searches then use it.
+        Returns the new version."""
+        params = dict(
+            kind=kind, partitions=partitions, sub_vectors=sub_vectors, bits=bits, m=m, ef_construction=ef_construction,
+            nprobes=nprobes, refine_factor=refine_factor, ef=ef, min_recall=min_recall,
+        )
+        spec = {k: v for k, v in params.items() if v is not None}
+        return int(self._s.create_index(space, json.dumps(spec)))
+
     @property
     def schema(self) -> pa.Schema:
         """The store's fields (memlane's internal digest columns left out)."""

@@ -224,6 +224,59 @@ impl Store {
             .await
     }
 
+    /// Build a vector index on a space (the active one when `None`) outside a migration:
+    /// the index is built, committed detached, and its recall proven there against
+    /// exact search (at least `spec.min_recall()`, 0.9 by default) before it lands on
+    /// the main line with the space's state recording it. Below the floor nothing lands
+    /// and the error names the recall. Takes the migration lock.
+    pub async fn create_index(
+        &mut self,
+        space: Option<&str>,
+        spec: memlane_core::IndexSpec,
+    ) -> Result<u64> {
+        let _lock = self.lock("memlane create_index").await?;
+        self.refresh().await?;
+        self.ensure_intact()?;
+        let mut sp = self.space(space)?.clone();
+        sp.index = Some(spec.clone());
+        let op = crate::ops::create_index::build(&self.ds, &sp, &spec).await?;
+        let mut state = self.state.clone();
+        if let Some(s) = state.spaces.iter_mut().find(|s| s.name == sp.name) {
+            s.index = Some(spec.clone());
+        }
+        let mut entry = HistoryEntry::new(Action::Index, now());
+        entry.reason = Some(format!("{} index on space `{}`", spec.kind, sp.name));
+        entry.active_space.clone_from(&state.active_space);
+        let rec = Sealed {
+            state: Some(&state),
+            entry: &entry,
+        };
+        let staged = engine::commit(
+            &self.ds,
+            op.clone(),
+            rec,
+            Options {
+                detached: true,
+                ..Options::default()
+            },
+        )
+        .await?;
+        let check = memlane_core::InvariantSpec::index_recall(&sp.name, spec.min_recall());
+        let r = crate::checks::index::recall(&check, &staged, &sp).await?;
+        if r.blocks() {
+            return Err(StoreError::State(format!(
+                "the {} index on `{}` was not kept: {}; raise its partitions' probes (nprobes), refine_factor or sub_vectors, or lower min_recall",
+                spec.kind, sp.name, r.message
+            )));
+        }
+        entry.reason = Some(format!(
+            "{} index on space `{}` ({})",
+            spec.kind, sp.name, r.message
+        ));
+        self.commit(op, Some(state), &entry, Options::default())
+            .await
+    }
+
     /// Drop a space that is no longer active (the contract of expand/contract): its
     /// vector and digest columns go, and searches can no longer pin it.
     /// Takes the migration lock.
