@@ -162,3 +162,22 @@ def test_a_collector_that_is_down_costs_the_apply_a_warning(tmp_path: Path) -> N
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["migrations"][0]["file"] == "0002_new_model.toml"
     assert "OpenTelemetry export to" in p.stderr and c.url in p.stderr, p.stderr
+
+
+def test_a_collector_that_hangs_costs_the_apply_a_bounded_wait(tmp_path: Path) -> None:
+    """A collector that accepts the connection and never answers: each export gives up
+    after OTEL_EXPORTER_OTLP_TIMEOUT, the apply completes and says so on stderr."""
+    import socket
+
+    store, folder = store_with_old_space(tmp_path, 3000, 1000)
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(16)  # accepted by the kernel, never read nor answered
+    try:
+        url = f"http://127.0.0.1:{hang.getsockname()[1]}"
+        p = apply_with({"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_EXPORTER_OTLP_TIMEOUT": "1000"}, store, folder)
+    finally:
+        hang.close()
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["migrations"][0]["file"] == "0002_new_model.toml"
+    assert "OpenTelemetry export to" in p.stderr and url in p.stderr, p.stderr

@@ -111,3 +111,46 @@ def test_create_index_from_python_proves_recall_and_search_uses_it(tmp_path: Pat
     assert last["action"] == "index" and "ivf_pq index on space `r32`" in last["reason"]
     names = [ix.name for ix in lancedb.connect(tmp_path).open_table("mem").list_indices()]
     assert names == ["vec_r32_idx"]
+
+
+KILLED_INDEX = """
+import sys
+import memlane
+memlane.open(sys.argv[1]).create_index("r32", kind="ivf_pq", partitions=4, sub_vectors=4, min_recall=0.5)
+"""
+
+
+def test_a_killed_create_index_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+    """SIGKILL while the index is built (its files appear under `_indices/`): the store
+    verifies at its last version, searches exactly, and the index is built by a rerun."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = np.random.default_rng(8)
+    v = rng.normal(size=(8000, 32)).astype(np.float32)
+    sp = memlane.Space("r32", 32, provider="bench", model="random")
+    s = memlane.create(
+        tmp_path / "mem.lance",
+        [sp],
+        data=pa.table({"id": [f"r{i}" for i in range(8000)], "content": [f"t{i}" for i in range(8000)], "vec_r32": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 32)}),
+    )
+    before = s.version
+    child = tmp_path / "child.py"
+    child.write_text(KILLED_INDEX)
+    p = subprocess.Popen([sys.executable, str(child), s.uri], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    indices = tmp_path / "mem.lance" / "_indices"
+    for _ in range(60000):  # until the build has written files (bounded)
+        if p.poll() is not None or (indices.exists() and any(indices.rglob("*"))):
+            break
+        time.sleep(0.005)
+    killed = p.poll() is None
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    s.refresh()
+    assert s.verify().ok
+    if killed:  # the kill landed before the commit: nothing of it is the store's
+        assert s.version == before and s.search(v[1], k=1).index is None
+    s.create_index("r32", kind="ivf_pq", partitions=4, sub_vectors=4, min_recall=0.5)
+    assert s.search(v[1], k=1).index == "ivf_pq" and s.verify().ok
