@@ -274,13 +274,16 @@ fn a_writer_racing_a_promote_loses_no_row() {
                 format!("{{\"id\": \"{id}\", \"content\": \"raced {id}\"}}\n"),
             )
             .unwrap();
-            ok(&[
-                "add",
-                &s,
-                f.to_str().unwrap(),
-                "--embedder",
-                "old256=hash:256",
-            ]);
+            let f = f.to_str().unwrap();
+            let old = ["add", &s, f, "--embedder", "old256=hash:256"];
+            let o = run(&old);
+            if !o.status.success() {
+                // once the promote has landed, `new384` is complete and every write
+                // must bring its vector: the error says so, and the writer follows it
+                let err = String::from_utf8_lossy(&o.stderr);
+                assert!(err.contains("no vector for space `new384`"), "{err}");
+                ok(&[&old[..], &["--embedder", "new384=hash:384:2"]].concat());
+            }
             written.push(id);
             assert!(written.len() < 500);
         }
