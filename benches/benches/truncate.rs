@@ -42,7 +42,7 @@ async fn generate(size: usize) {
             spaces: vec![space],
             fields: vec![],
             rows_per_fragment: None,
-            storage: Default::default(),
+            ..Default::default()
         },
         None,
         &Default::default(),

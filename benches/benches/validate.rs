@@ -48,7 +48,7 @@ async fn generate(rows: usize) {
             spaces: vec![space],
             fields: vec![],
             rows_per_fragment: None,
-            storage: Default::default(),
+            ..Default::default()
         },
         None,
         &Default::default(),

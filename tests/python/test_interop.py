@@ -238,6 +238,8 @@ def test_status_json_shape(store):
         "revision": "1",
         # recorded by the apply that first embedded into the space
         "fingerprint": {"canaries": 8, "tolerance": 0.999},
+        # the embedder its reembed named, remembered for later writes and searches
+        "embedder": "hash384",
     }
     (applied,) = s["applied"]
     assert applied["id"] == 1 and applied["file"] == "0001_spaces.toml"

@@ -15,9 +15,11 @@ pub struct Space {
 #[pymethods]
 impl Space {
     /// Declare a space. `metric` is "cosine", "dot" or "l2"; the column defaults to
-    /// `vec_<name>`. Invalid names, dimensions or metrics raise `InvalidInputError`.
+    /// `vec_<name>`; `embedder` is the embedder the store remembers for it (a name
+    /// given to `memlane.register_embedder`, or a `hash:`/`http:` spec). Invalid names,
+    /// dimensions, metrics or references raise `InvalidInputError`.
     #[new]
-    #[pyo3(signature = (name, dimension, *, provider="", model="", revision="", metric="cosine", normalized=false, query_prefix="", passage_prefix="", column=None))]
+    #[pyo3(signature = (name, dimension, *, provider="", model="", revision="", metric="cosine", normalized=false, query_prefix="", passage_prefix="", column=None, embedder=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: &str,
@@ -30,6 +32,7 @@ impl Space {
         query_prefix: &str,
         passage_prefix: &str,
         column: Option<&str>,
+        embedder: Option<&str>,
     ) -> PyResult<Self> {
         let metric =
             memlane_core::space::Metric::parse(metric).map_err(|e| input(e.to_string()))?;
@@ -41,6 +44,10 @@ impl Space {
         passage_prefix.clone_into(&mut s.passage_prefix);
         if let Some(c) = column {
             c.clone_into(&mut s.column);
+        }
+        if let Some(r) = embedder {
+            memlane_store::remembered::check_reference(r).map_err(|e| input(e.to_string()))?;
+            s.embedder = Some(r.to_owned());
         }
         let inner = s.validated().map_err(|e| input(e.to_string()))?;
         Ok(Space { inner })
@@ -102,6 +109,11 @@ impl Space {
     #[getter]
     fn passage_prefix(&self) -> &str {
         &self.inner.passage_prefix
+    }
+    /// The embedder the store remembers for the space (a name or a spec), if any.
+    #[getter]
+    fn embedder(&self) -> Option<&str> {
+        self.inner.embedder.as_deref()
     }
     /// Whether the space carries a canary fingerprint.
     #[getter]

@@ -19,6 +19,8 @@ use crate::space::Space;
 /// Python embedders by name, and the slot where a raised exception is kept.
 struct Embedders {
     map: HashMap<String, Arc<dyn Embedder>>,
+    /// Named embedders (`memlane.register_embedder`): what remembered references resolve in.
+    named: memlane_store::remembered::Registry,
     /// Embedders that are also fragment executors (the distributed backfill).
     executors: HashMap<String, Arc<dyn memlane_store::FragmentExecutor>>,
     raised: Arc<Mutex<Option<PyErr>>>,
@@ -26,7 +28,28 @@ struct Embedders {
 
 impl Embedders {
     fn from_py(embedders: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        Self::with_named(embedders, None)
+    }
+
+    /// The embedders given (by space or, for a migration, by name) and the named ones
+    /// registered with `memlane.register_embedder`, sharing one slot for a raised
+    /// exception.
+    fn with_named(
+        embedders: Option<&Bound<'_, PyDict>>,
+        named: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
         let raised = Arc::new(Mutex::new(None));
+        let mut out = Self::adapt(embedders, &raised)?;
+        let reg = Self::adapt(named, &raised)?;
+        out.named = reg.map.into_iter().collect();
+        Ok(out)
+    }
+
+    fn adapt(
+        embedders: Option<&Bound<'_, PyDict>>,
+        raised: &Arc<Mutex<Option<PyErr>>>,
+    ) -> PyResult<Self> {
+        let raised = raised.clone();
         let mut map: HashMap<String, Arc<dyn Embedder>> = HashMap::new();
         let mut executors: HashMap<String, Arc<dyn memlane_store::FragmentExecutor>> =
             HashMap::new();
@@ -63,6 +86,7 @@ impl Embedders {
         }
         Ok(Embedders {
             map,
+            named: memlane_store::remembered::Registry::default(),
             executors,
             raised,
         })
@@ -118,7 +142,7 @@ fn spaces_of(spaces: Option<Vec<Space>>) -> Vec<memlane_core::Space> {
 /// Create a store at `uri` (a directory, created), with spaces and optional initial
 /// records (Arrow data); rows without a vector get one from `embedders[space]`.
 #[pyfunction]
-#[pyo3(signature = (uri, spaces=None, *, plain=false, data=None, embedders=None, rows_per_fragment=None, storage_options=None))]
+#[pyo3(signature = (uri, spaces=None, *, plain=false, data=None, embedders=None, rows_per_fragment=None, storage_options=None, registry=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn create(
     py: Python<'_>,
@@ -129,15 +153,17 @@ pub(crate) fn create(
     embedders: Option<&Bound<'_, PyDict>>,
     rows_per_fragment: Option<usize>,
     storage_options: Option<HashMap<String, String>>,
+    registry: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Store> {
     let batches = data.map(arrow_ffi::batches_from).transpose()?;
-    let emb = Embedders::from_py(embedders)?;
+    let emb = Embedders::with_named(embedders, registry)?;
     let opts = CreateOptions {
         plain,
         spaces: spaces_of(spaces),
         fields: vec![],
         rows_per_fragment,
         storage: storage_of(storage_options),
+        registry: emb.named.clone(),
     };
     let r = py.detach(|| {
         crate::block_on(async {
@@ -399,34 +425,38 @@ impl Store {
 
     /// Add records (Arrow data). Rows without a vector for a space get one from
     /// `embedders[space]`. Validated first: nothing lands on error. Returns JSON.
-    #[pyo3(signature = (data, embedders=None))]
+    #[pyo3(signature = (data, embedders=None, registry=None))]
     fn add(
         &self,
         py: Python<'_>,
         data: &Bound<'_, PyAny>,
         embedders: Option<&Bound<'_, PyDict>>,
+        registry: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<String> {
         let batches = arrow_ffi::batches_from(data)?;
-        let emb = Embedders::from_py(embedders)?;
-        let map = emb.map.clone();
+        let emb = Embedders::with_named(embedders, registry)?;
+        let (map, named) = (emb.map.clone(), emb.named.clone());
         let r = self.with(py, Some(&emb), async move |s| {
+            s.register_embedders(named);
             s.add_batches(batches, &map).await
         })?;
         json(&r)
     }
 
     /// Insert or replace records by id (Arrow data). Returns JSON.
-    #[pyo3(signature = (data, embedders=None))]
+    #[pyo3(signature = (data, embedders=None, registry=None))]
     fn upsert(
         &self,
         py: Python<'_>,
         data: &Bound<'_, PyAny>,
         embedders: Option<&Bound<'_, PyDict>>,
+        registry: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<String> {
         let batches = arrow_ffi::batches_from(data)?;
-        let emb = Embedders::from_py(embedders)?;
-        let map = emb.map.clone();
+        let emb = Embedders::with_named(embedders, registry)?;
+        let (map, named) = (emb.map.clone(), emb.named.clone());
         let r = self.with(py, Some(&emb), async move |s| {
+            s.register_embedders(named);
             s.upsert_batches(batches, &map).await
         })?;
         json(&r)
@@ -501,6 +531,43 @@ impl Store {
                 .await
         })?;
         json(&found)
+    }
+
+    /// The query vector of `text` in `space` (the active one by default): the space's
+    /// query prefix added, embedded with the embedder the space remembers, resolved in
+    /// `registry` (name -> model), a spec or a built-in name. Float32 bytes.
+    #[pyo3(signature = (text, space=None, registry=None))]
+    fn query_vector(
+        &self,
+        py: Python<'_>,
+        text: String,
+        space: Option<String>,
+        registry: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Vec<f32>> {
+        let emb = Embedders::with_named(None, registry)?;
+        let named = emb.named.clone();
+        self.with(py, Some(&emb), async move |s| {
+            s.register_embedders(named);
+            s.query_vector(space.as_deref(), &text, None)
+        })
+    }
+
+    /// Remember `reference` as the embedder of `space` (checked against its stored
+    /// vectors), or forget it with `None`; returns the version of the commit.
+    #[pyo3(signature = (space, reference, registry=None))]
+    fn set_embedder(
+        &self,
+        py: Python<'_>,
+        space: String,
+        reference: Option<String>,
+        registry: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<u64> {
+        let emb = Embedders::with_named(None, registry)?;
+        let named = emb.named.clone();
+        self.with(py, Some(&emb), async move |s| {
+            s.register_embedders(named);
+            s.set_embedder(&space, reference.as_deref()).await
+        })
     }
 
     /// (rows with a vector in the space, live rows).
@@ -810,7 +877,8 @@ pub(crate) fn review_json(
 /// Create a store from a JSONL file of records (as `memlane init --from`): extra keys
 /// become typed metadata fields, space names are accepted as vector keys.
 #[pyfunction]
-#[pyo3(signature = (uri, path, spaces=None, *, plain=false, embedders=None, storage_options=None))]
+#[pyo3(signature = (uri, path, spaces=None, *, plain=false, embedders=None, storage_options=None, registry=None))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn create_from_jsonl(
     py: Python<'_>,
     uri: &str,
@@ -819,14 +887,16 @@ pub(crate) fn create_from_jsonl(
     plain: bool,
     embedders: Option<&Bound<'_, PyDict>>,
     storage_options: Option<HashMap<String, String>>,
+    registry: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Store> {
-    let emb = Embedders::from_py(embedders)?;
+    let emb = Embedders::with_named(embedders, registry)?;
     let opts = CreateOptions {
         plain,
         spaces: spaces_of(spaces),
         fields: vec![],
         rows_per_fragment: None,
         storage: storage_of(storage_options),
+        registry: emb.named.clone(),
     };
     let r = py.detach(|| {
         crate::block_on(async {

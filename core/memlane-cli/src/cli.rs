@@ -199,8 +199,13 @@ pub(crate) enum Cmd {
     /// does: plan and lint, each re-embed's compatibility check with its mode and gates,
     /// invariants on the sample. Exit 3 when it would block, 4 when a gate asks for review.
     Review(ReviewArgs),
-    /// k nearest records to a text (embedded with --embedder) in a space.
+    /// k nearest records to a text (embedded with --embedder, else the space's
+    /// remembered embedder) in a space.
     Search(SearchArgs),
+    /// Remember the embedder of a space (a name or a hash:/http: spec), so that add,
+    /// upsert and search embed with it without being told; checked first against the
+    /// space's stored vectors. `--forget` forgets it.
+    SetEmbedder(SetEmbedderArgs),
 }
 
 /// `memlane init`.
@@ -716,9 +721,13 @@ pub(crate) struct SearchArgs {
     pub(crate) store: StoreArgs,
     /// Query text.
     pub(crate) text: String,
-    /// Embedder spec for the query (hash:DIM[:SEED] | cmd:COMMAND).
+    /// Embedder spec for the query (hash:DIM[:SEED] | cmd:COMMAND | proc: | http:);
+    /// default: the embedder the query space remembers.
     #[arg(long)]
-    pub(crate) embedder: String,
+    pub(crate) embedder: Option<String>,
+    /// A memlane.toml whose [embedders.NAME] tables the remembered name resolves in.
+    #[arg(long = "embedders", env = "MEMLANE_EMBEDDERS", value_name = "FILE")]
+    pub(crate) embedders_file: Option<PathBuf>,
     /// Space (default: active).
     #[arg(long)]
     pub(crate) space: Option<String>,
@@ -739,6 +748,29 @@ pub(crate) struct SearchArgs {
     /// Candidates re-ranked with full vectors, as a multiple of k (default: the index's).
     #[arg(long)]
     pub(crate) refine_factor: Option<u32>,
+}
+
+/// `memlane set-embedder`.
+#[derive(Args)]
+#[command(mut_arg("embedders", |a| a.help(
+    "A named embedder NAME=SPEC the reference may name (repeatable)"
+)))]
+pub(crate) struct SetEmbedderArgs {
+    /// The store.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// The space.
+    pub(crate) space: String,
+    /// What to remember: a name (an [embedders.NAME] table of --embedders FILE, a
+    /// --embedder NAME=SPEC flag, a built-in hash name) or a hash:/http: spec.
+    #[arg(required_unless_present = "forget", conflicts_with = "forget")]
+    pub(crate) reference: Option<String>,
+    /// Forget the space's embedder instead.
+    #[arg(long)]
+    pub(crate) forget: bool,
+    /// Embedders the reference may name.
+    #[command(flatten)]
+    pub(crate) embedders: EmbedderArgs,
 }
 
 #[cfg(test)]

@@ -56,6 +56,31 @@ pub(crate) fn load(
     Ok(out)
 }
 
+/// The embedders of a write (`add`, `upsert`, `init --from`), given to the store: the
+/// `--embedder SPACE=SPEC` flags are a space's own; the `[embedders.NAME]` tables of
+/// `--embedders FILE` (or `MEMLANE_EMBEDDERS`) are named ones, which a space that
+/// remembers one of those names embeds with.
+pub(crate) fn for_writes(
+    args: &EmbedderArgs,
+) -> Result<(
+    memlane_store::remembered::BySpace,
+    memlane_store::remembered::Registry,
+)> {
+    let named =
+        memlane_store::configured_embedders(None, args.embedders_file.as_deref(), timeout())?;
+    let flags = EmbedderArgs {
+        embedders: args.embedders.clone(),
+        embedders_file: None,
+    };
+    Ok((load(&flags, None)?, named.into_iter().collect()))
+}
+
+/// Named embedders only: the `--embedders FILE` tables and the `--embedder NAME=SPEC`
+/// flags (`set-embedder`, where a flag names an embedder rather than a space).
+pub(crate) fn named(args: &EmbedderArgs) -> Result<memlane_store::remembered::Registry> {
+    Ok(load(args, None)?.into_iter().collect())
+}
+
 /// The given embedders (flags, `--embedders FILE`, the folder's `memlane.toml`), plus a hashing embedder for every embedder the folder names
 /// that is not given and names one (applied migrations too: apply catches up a
 /// completed re-embed of the active space).

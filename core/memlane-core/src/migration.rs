@@ -293,6 +293,8 @@ impl Step {
                 s.normalized = true;
                 s.fingerprint = None;
                 s.index = None;
+                // truncated vectors are not what the source's embedder returns
+                s.embedder = None;
                 s.revision = format!("{}+truncate{dimension}", src.revision);
                 Some(s)
             }
@@ -353,6 +355,14 @@ impl Step {
         }
         if let Some(a) = self.activates() {
             st.active_space = Some(a.to_owned());
+        }
+        // the space remembers the embedder that filled it (add and search find it)
+        if let Step::Reembed {
+            space, embedder, ..
+        } = self
+            && let Some(s) = st.spaces.iter_mut().find(|s| s.name == *space)
+        {
+            s.embedder = Some(embedder.clone());
         }
         st
     }

@@ -100,6 +100,14 @@ pub struct Space {
     /// The vector index built on the space (part of its identity), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<crate::index::IndexSpec>,
+    /// The embedder that writes this space's vectors, remembered so that a later
+    /// session adds and searches text without naming it: a name (an embedders
+    /// configuration's `[embedders.NAME]`, a function registered under it, a built-in
+    /// `hash384v2`) or a one-line spec that runs nothing local (`hash:`, `http:`).
+    /// Set by the `reembed` that filled the space, or explicitly; not part of the
+    /// space's identity (the fingerprint checks the model it names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedder: Option<String>,
 }
 
 /// Norm tolerance for spaces declared normalised.
@@ -123,6 +131,7 @@ impl Space {
             query_prefix: String::new(),
             passage_prefix: String::new(),
             index: None,
+            embedder: None,
         }
     }
 

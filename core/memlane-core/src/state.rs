@@ -255,6 +255,8 @@ pub enum Action {
     Promote,
     /// A vector index was built on a space outside a migration (its recall proven).
     Index,
+    /// A space's embedder was remembered (or forgotten): add and search find it.
+    Embedder,
 }
 
 /// Where a branch came from.
@@ -399,6 +401,7 @@ impl HistoryEntry {
             },
             Action::Sample => write!(f, "sample — {reason}"),
             Action::Index => write!(f, "index — {reason}"),
+            Action::Embedder => write!(f, "embedder — {reason}"),
             Action::Promote => match &self.promoted_from {
                 Some(o) => write!(f, "promote of {} at v{} — {reason}", o.uri, o.version),
                 None => write!(f, "promote — {reason}"),

@@ -164,6 +164,20 @@ pub enum StoreError {
         /// Embedder name.
         name: String,
     },
+    /// A space remembers an embedder this session cannot resolve (see
+    /// [`crate::embed::remembered`]).
+    #[error(
+        "{}space `{space}` remembers embedder `{reference}`, which this session does not have; declare it (a `[embedders.{reference}]` table in a memlane.toml given with --embedders FILE or MEMLANE_EMBEDDERS; Python `memlane.register_embedder(\"{reference}\", model)`; Rust `Store::register_embedders`) or give one for `{space}` (CLI `--embedder {space}=SPEC`, Python `embedders={{\"{space}\": model}}`)",
+        record.as_ref().map(|r| format!("record `{r}` has no vector: ")).unwrap_or_default()
+    )]
+    UnresolvedEmbedder {
+        /// The space.
+        space: String,
+        /// What it remembers.
+        reference: String,
+        /// The record that needed it, when a write did.
+        record: Option<String>,
+    },
     /// A bundle failed its checks; nothing was written.
     #[error(
         "bundle {file} is refused: {problem}; nothing was written: copy the bundle again from its source (or give the key it was made with)"
@@ -374,6 +388,7 @@ impl StoreError {
             StoreError::Input(_) | StoreError::EmbedderConfig { .. } => ErrorKind::Input,
             StoreError::InvariantViolation { .. } => ErrorKind::Invariant,
             StoreError::MissingEmbedder { .. }
+            | StoreError::UnresolvedEmbedder { .. }
             | StoreError::Embedder { .. }
             | StoreError::Worker { .. }
             | StoreError::Executor { .. } => ErrorKind::Embedder,

@@ -56,6 +56,7 @@ pub use checks::context::SpaceDrift;
 pub use ci::{CI_SAMPLE_ROWS, CiReport, ci};
 pub use convert::{SPACE_META, arrow_type, check_batch, conform};
 pub use diff::diff;
+pub use embed::remembered;
 pub use embed::{
     DEFAULT_TIMEOUT_SECS, EmbedError, EmbedFailure, Embedder, EmbedderSpec, HashEmbedder,
     HttpSettings, configured_embedders, embedder_from_spec, load_config, parse_config,

@@ -141,7 +141,12 @@ impl fmt::Display for Status {
                 .as_ref()
                 .map(|ix| format!("  index {} (nprobes {})", ix.kind, ix.nprobes()))
                 .unwrap_or_default();
-            writeln!(f, "space  {mark} {}{index}", s.identity())?;
+            let embedder = s
+                .embedder
+                .as_ref()
+                .map(|e| format!("  embedder {e}"))
+                .unwrap_or_default();
+            writeln!(f, "space  {mark} {}{index}{embedder}", s.identity())?;
         }
         if self.spaces.is_empty() {
             writeln!(f, "spaces   none")?;

@@ -78,7 +78,7 @@ from ._reports import (  # noqa: E402
 )
 from ._query import Query
 from ._store import Hits, Store, bundle, compat, create, diff, open, review, unbundle, unlock
-from ._embedders import embedder, load_embedders
+from ._embedders import embedder, load_embedders, register_embedder
 from ._interop import ExportReport, export_jsonl, import_chroma, import_jsonl, import_lancedb, to_chroma
 
 __all__ = [
@@ -94,6 +94,7 @@ __all__ = [
     "EmbedderError",
     "embedder",
     "load_embedders",
+    "register_embedder",
     "GateBlocked",
     "History",
     "Hit",

@@ -17,7 +17,7 @@ library's default for ``encode``/``embed``), and can be set with ``batch_size=``
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -126,6 +126,27 @@ def _openai(client: Any, model: str, dimensions: Optional[int], batch: int) -> C
         return _rows(out)
 
     return _named(call, batch, client)
+
+
+# models registered by name (register_embedder): what a space's remembered embedder
+# resolves in, in this process
+_REGISTRY: Dict[str, Any] = {}
+
+
+def register_embedder(name: str, model: Any) -> None:
+    """Register ``model`` under ``name`` for this process: a space that remembers
+    ``name`` (``memlane.Space(..., embedder=name)``, ``store.use_embedder(space, name)``,
+    or a migration whose ``reembed`` names it) embeds with it in ``add``, ``upsert`` and
+    text ``search``, and a migration naming ``name`` finds it without ``embedders=``.
+    ``model`` is anything :func:`embedder` adapts. Registering a name again replaces it."""
+    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+        raise _memlane.InvalidInputError(f"register_embedder: name {name!r} must be a non-empty string without spaces")
+    _REGISTRY[name] = adapt(model, name)
+
+
+def registry() -> Dict[str, Any]:
+    """The models registered by name (a copy)."""
+    return dict(_REGISTRY)
 
 
 def adapt(obj: Any, name: str) -> Any:

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import _memlane
+from . import _embedders, _memlane
 from ._store import Embedder, PathLike, Store, create
 
 _META_RESERVED = {"id", "content"}
@@ -322,6 +322,7 @@ def import_jsonl(
         plain=plain,
         embedders=dict(embedders or {}),
         storage_options=None if storage_options is None else dict(storage_options),
+        registry=_embedders.registry(),
     )
     return Store(native)
 

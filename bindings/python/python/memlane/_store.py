@@ -215,13 +215,35 @@ class Store:
         return f"memlane.Store({self.uri!r}, version={self.version}, active_space={self.active_space!r})"
 
     # -- embedders ------------------------------------------------------------------
-    def use_embedder(self, space: str, embedder: Embedder) -> "Store":
-        """Remember ``embedder`` for ``space`` on this handle: :meth:`add` and
-        :meth:`upsert` embed records without a vector with it, and :meth:`search` takes
-        text. Any model :func:`memlane.embedder` adapts, a function ``list[str] ->
-        array (n, dimension)``, or a spec string (``"http:URL,model=NAME"``)."""
+    def use_embedder(self, space: str, embedder: Union[Embedder, str], *, name: Optional[str] = None) -> "Store":
+        """Give ``space`` its embedder: :meth:`add` and :meth:`upsert` embed records
+        without a vector with it, and :meth:`search` takes text.
+
+        With a **name** (a string: one given to :func:`memlane.register_embedder`, a
+        built-in such as ``"hash384v2"``, or a spec that runs nothing local,
+        ``"hash:384"`` / ``"http:URL,model=NAME"``), or with a model and ``name=`` (which
+        registers it under that name), the **store remembers it**: a later session that
+        registers the same name adds and searches text without being told the model.
+        Before it is kept, the embedder must reproduce the space's canary fingerprint and
+        the stored vectors of a few of its records (:class:`InvalidInputError` names the
+        record otherwise). With a model alone it serves this handle only."""
         sp = self._space(space)
+        if name is not None:
+            _embedders.register_embedder(name, embedder)
+            embedder = name
+        if isinstance(embedder, str) and not _is_local_spec(embedder):
+            self._s.set_embedder(sp.name, embedder, _embedders.registry())
+            self._embedders.pop(sp.name, None)
+            return self
         self._embedders[sp.name] = _embedders.adapt(embedder, sp.name)
+        return self
+
+    def forget_embedder(self, space: str) -> "Store":
+        """Forget the embedder ``space`` remembers (a commit) and the one this handle
+        was given for it."""
+        sp = self._space(space)
+        self._s.set_embedder(sp.name, None, _embedders.registry())
+        self._embedders.pop(sp.name, None)
         return self
 
     def _with_defaults(self, embedders: Optional[Mapping[str, Embedder]]) -> Dict[str, Any]:
@@ -229,10 +251,14 @@ class Store:
 
     def _embed_query(self, text: str, sp: _memlane.Space, embedder: Optional[Embedder]) -> np.ndarray:
         e = embedder if embedder is not None else self._embedders.get(sp.name)
+        if e is None and sp.embedder is not None:
+            # the library resolves what the space remembers (registry, spec, built-in)
+            return np.asarray(self._s.query_vector(text, sp.name, _embedders.registry()), dtype=np.float32)
         if e is None:
             raise _memlane.InvalidInputError(
                 f"search got text ({text[:40]!r}) but has no embedder for space `{sp.name}`: pass embedder=model, "
-                f"call store.use_embedder({sp.name!r}, model) once, or pass a query vector of dimension {sp.dimension}"
+                f"call store.use_embedder({sp.name!r}, model) once (with name=... the store remembers it), "
+                f"or pass a query vector of dimension {sp.dimension}"
             )
         f = _embedders.adapt(e, sp.name)
         out = f([sp.query_prefix + text])
@@ -247,11 +273,11 @@ class Store:
         the space name or its column; rows without one get it from ``embedders[space]``
         (or the embedder :meth:`use_embedder` gave the space).
         Everything is validated first: on error nothing is written."""
-        return json.loads(self._s.add(_arrow(data), self._with_defaults(embedders)))
+        return json.loads(self._s.add(_arrow(data), self._with_defaults(embedders), _embedders.registry()))
 
     def upsert(self, data: Any, embedders: Optional[Mapping[str, Embedder]] = None) -> Dict[str, Any]:
         """Insert or replace records by id (same inputs as :meth:`add`)."""
-        return json.loads(self._s.upsert(_arrow(data), self._with_defaults(embedders)))
+        return json.loads(self._s.upsert(_arrow(data), self._with_defaults(embedders), _embedders.registry()))
 
     def delete(self, where: str) -> int:
         """Delete the records matching a SQL predicate over the store's fields (e.g.
@@ -478,7 +504,8 @@ class Store:
         try:
             raw, text = self._s.apply_json(
                 os.fspath(migrations),
-                dict(embedders or {}),
+                # migrations name their embedders: registered names serve them too
+                {**_embedders.registry(), **dict(embedders or {})},
                 progress=cb,
                 dry_run=dry_run,
                 approve=approve,
@@ -565,7 +592,7 @@ class Store:
         evenly spread rows when given, with the duration and embedder cost extrapolated),
         report, and delete the branch unless ``keep``. This store is not changed."""
         raw, text = self._s.rehearse_json(
-            os.fspath(migrations), dict(embedders or {}), sample=sample, keep=keep, name=name, approve=approve, to=to
+            os.fspath(migrations), {**_embedders.registry(), **dict(embedders or {})}, sample=sample, keep=keep, name=name, approve=approve, to=to
         )
         return Rehearsal(json.loads(raw), text)
 
@@ -600,6 +627,11 @@ class _Capsule:
         return self._c
 
 
+def _is_local_spec(s: str) -> bool:
+    """A spec that runs a local command: used on this handle, never kept in the store."""
+    return s.startswith(("cmd:", "proc:"))
+
+
 def create(
     uri: PathLike,
     spaces: Optional[Iterable[_memlane.Space]] = None,
@@ -623,6 +655,7 @@ def create(
         embedders=dict(embedders or {}),
         rows_per_fragment=rows_per_fragment,
         storage_options=_options(storage_options),
+        registry=_embedders.registry(),
     )
     return Store(native)
 

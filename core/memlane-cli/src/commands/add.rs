@@ -15,7 +15,8 @@ pub(crate) async fn run(args: AddArgs, out: Output) -> Result<ExitStatus> {
         embedders,
     } = args;
     let mut st = store.open().await?;
-    let emb = embedders::load(&embedders, None)?;
+    let (emb, named) = embedders::for_writes(&embedders)?;
+    st.register_embedders(named);
     let r = st.add(st.load_records(&file)?, &emb).await?;
     out.emit(
         &r,

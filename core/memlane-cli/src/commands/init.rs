@@ -23,15 +23,16 @@ pub(crate) async fn run(args: InitArgs, out: Output) -> Result<ExitStatus> {
         .iter()
         .map(|s| parse_space(s))
         .collect::<Result<Vec<_>>>()?;
+    let (emb, registry) = embedders::for_writes(&embedders)?;
     let opts = CreateOptions {
         plain,
         spaces,
         fields: vec![],
         rows_per_fragment,
         storage: store.storage.parse()?,
+        registry,
     };
     let store = store.store;
-    let emb = embedders::load(&embedders, None)?;
     let mut st = match &from {
         Some(f) => {
             Store::create_from_json(&store, opts, &memlane_store::read_jsonl(f)?, &emb).await?

@@ -24,6 +24,7 @@ mod repair;
 mod restore;
 mod review;
 mod search;
+mod set_embedder;
 mod status;
 mod tag;
 mod unlock;
@@ -72,5 +73,6 @@ pub(crate) async fn run(cli: Cli, out: Output) -> Result<ExitStatus> {
         Cmd::ExportSample(args) => export_sample::run(args, out).await,
         Cmd::Review(args) => review::run(args, out),
         Cmd::Search(args) => search::run(args, out).await,
+        Cmd::SetEmbedder(args) => set_embedder::run(args, out).await,
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use serde_json::json;
 
 use crate::cli::SearchArgs;
@@ -17,6 +17,7 @@ pub(crate) async fn run(args: SearchArgs, out: Output) -> Result<ExitStatus> {
         store,
         text,
         embedder,
+        embedders_file,
         space,
         query_space,
         k,
@@ -29,15 +30,15 @@ pub(crate) async fn run(args: SearchArgs, out: Output) -> Result<ExitStatus> {
         nprobes,
         refine_factor,
     };
-    let st = store.open().await?;
-    let e = embedders::parse_spec(&embedder)?;
+    let mut st = store.open().await?;
+    let e = embedder.as_deref().map(embedders::parse_spec).transpose()?;
+    let named = memlane_store::configured_embedders(None, embedders_file.as_deref(), None)?;
+    st.register_embedders(named);
     let sp = st.space(space.as_deref())?.clone();
     let qsp = st
         .space(Some(query_space.as_deref().unwrap_or(&sp.name)))?
         .clone();
-    let q = e
-        .embed(&[&format!("{}{text}", qsp.query_prefix)])
-        .map_err(|err| anyhow!("query embedder failed: {err}"))?;
+    let q = st.query_vector(Some(&qsp.name), &text, e.as_ref())?;
     let found = st
         .search_adapted_with(Some(&sp.name), &qsp.name, &q, k, None, &opts)
         .await?;

@@ -10,5 +10,6 @@ mod examples;
 mod index_hostile;
 mod kills;
 mod promote;
+mod remembered;
 mod s3;
 mod tamper;

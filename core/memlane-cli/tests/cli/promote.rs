@@ -297,8 +297,19 @@ fn a_writer_racing_a_promote_loses_no_row() {
             || err.contains("moved since"),
         "{err}"
     );
-    let v = json(&["verify", &s]);
-    assert_eq!(v["ok"], true, "{err}\n{v:#}");
+    // A write prepared before the switch to new384 and committed after it lands
+    // without a new384 vector (writes never fail during a migration); until `apply`
+    // catches it up (as after any re-embed a writer raced), verify names exactly
+    // such rows and nothing else.
+    let o = run(&["verify", &s, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for c in v["checks"].as_array().unwrap() {
+        let m = c["message"].as_str().unwrap_or_default();
+        assert!(
+            c["ok"] == true || (c["name"] == "vectors" && m.contains("record `w")),
+            "{err}\n{v:#}"
+        );
+    }
     // the migration is finished on the store whichever way it went
     ok(&["apply", &s, &migs, "--yes"]);
     let rows = sorted_export(&s, dir.path(), "after");

@@ -24,6 +24,7 @@ mod hash;
 mod http;
 mod limit;
 mod process;
+pub mod remembered;
 
 pub use config::{
     DEFAULT_TIMEOUT_SECS, EmbedderSpec, configured_embedders, embedder_from_spec, load_config,

@@ -19,6 +19,7 @@ use crate::sidecar::{SideFiles, StorageOptions};
 
 mod admin;
 mod branch;
+mod embedders;
 mod read;
 mod records;
 mod write;
@@ -46,6 +47,8 @@ pub struct Store {
     pub(crate) adapters: Arc<std::sync::Mutex<HashMap<String, Arc<memlane_core::compat::Adapter>>>>,
     /// Embedders whose fingerprint this handle checked.
     pub(crate) checked: crate::fingerprint::Checked,
+    /// Named embedders the spaces' remembered references resolve in.
+    registry: crate::embed::remembered::Registry,
     /// The newest broken record (version, what), when the store's record was edited.
     broken: Option<(u64, String)>,
     /// The version the state was read from.
@@ -138,6 +141,12 @@ impl Store {
             .into_iter()
             .map(Space::validated)
             .collect::<memlane_core::Result<Vec<_>>>()?;
+        for r in spaces.iter().filter_map(|s| s.embedder.as_deref()) {
+            crate::embed::remembered::check_reference(r)?;
+        }
+        let (embedders, looked) =
+            crate::embed::remembered::for_spaces(&spaces, embedders, &opts.registry)?;
+        let embedders = &embedders;
         let mut fields = opts.fields;
         // extra columns of the initial records become metadata fields
         if let Some(b) = records.first() {
@@ -166,7 +175,8 @@ impl Store {
             }
         }
         let checked = crate::fingerprint::Checked::default();
-        let (batches, _) = prepare_batches(&records, &schema, &state, embedders, &checked)?;
+        let (batches, _) = prepare_batches(&records, &schema, &state, embedders, &checked)
+            .map_err(|e| crate::embed::remembered::explain(e, &looked))?;
         drop(records);
         convert::unique_ids(&batches)?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
@@ -216,6 +226,7 @@ impl Store {
             state,
             adapters: Arc::default(),
             checked: crate::fingerprint::Checked::default(),
+            registry: opts.registry,
             broken: None,
             state_version: Some(version),
         })
@@ -272,6 +283,7 @@ impl Store {
             state: head.state.unwrap_or_default(),
             adapters: Arc::default(),
             checked: crate::fingerprint::Checked::default(),
+            registry: crate::embed::remembered::Registry::default(),
             broken: head.broken,
             state_version: head.state_version,
         })

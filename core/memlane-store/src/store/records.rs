@@ -21,6 +21,9 @@ pub struct CreateOptions {
     /// How to reach the object store the store is created on (see
     /// [`StorageOptions`](crate::sidecar::StorageOptions)); empty for a local path.
     pub storage: crate::sidecar::StorageOptions,
+    /// Named embedders the spaces' remembered references resolve in (for the initial
+    /// records and the handle's later writes; see [`crate::embed::remembered`]).
+    pub registry: crate::embed::remembered::Registry,
 }
 
 /// How a search runs: over the space's vector index (the default when it has one) or

@@ -182,13 +182,16 @@ impl Store {
     ) -> Result<(Vec<RecordBatch>, HashMap<String, u64>)> {
         self.refresh().await?;
         self.ensure_intact()?;
+        let (embedders, looked) =
+            crate::embed::remembered::for_spaces(&self.state.spaces, embedders, &self.registry)?;
         prepare_batches(
             &batches,
             &self.schema(),
             &self.state,
-            embedders,
+            &embedders,
             &self.checked,
         )
+        .map_err(|e| crate::embed::remembered::explain(e, &looked))
     }
 
     /// Insert or update records by id (an update replaces the whole record). Rows
