@@ -592,3 +592,77 @@ async fn a_dataset_written_by_lance_is_adopted_and_migrated() {
     );
     assert!(store.history().await.unwrap()[0].entry.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_sets_fields_and_a_content_change_reembeds_with_the_remembered_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sp = Space::new("h64", 64).with_normalized(true);
+    sp.embedder = Some("house".into());
+    let mut opts = CreateOptions {
+        spaces: vec![sp],
+        ..Default::default()
+    };
+    opts.registry.insert("house", hash(64, 3));
+    let store = Store::create_from_json(&uri(&dir, "s"), opts, &corpus()[..50], &none())
+        .await
+        .unwrap();
+    // a later handle of a Rust service: it names the model once
+    let mut later = Store::open(store.uri()).await.unwrap();
+    later.register_embedders([("house".to_owned(), hash(64, 3))]);
+    let id = corpus()[7]["id"].as_str().unwrap().to_owned();
+    let filter = format!("id = '{id}'");
+    let values = json!({"content": "rewritten text about tea", "kind": "episodic"});
+    let r = later
+        .update(&filter, values.as_object().unwrap(), &none())
+        .await
+        .unwrap();
+    assert_eq!((r.updated, r.inserted, r.embedded["h64"]), (1, 0, 1));
+    let q = later
+        .query_vector(None, "rewritten text about tea", None)
+        .unwrap();
+    assert_eq!(q, hash(64, 3).embed(&["rewritten text about tea"]).unwrap());
+    let hits = later.search(None, &q, 1, None).await.unwrap();
+    assert_eq!(
+        (hits[0].id.as_str(), hits[0].distance < 1e-4),
+        (id.as_str(), true)
+    );
+    let rows = later.scan(Some(&["kind"]), Some(&filter)).await.unwrap();
+    assert_eq!(rows[0].column(0).as_string::<i32>().value(0), "episodic");
+    assert!(later.verify(None).await.unwrap().ok());
+
+    // what update refuses names the field and the fix; nothing lands
+    let v = later.version();
+    for (values, says) in [
+        (json!({}), "at least one field"),
+        (json!({"nope": 1}), "no field `nope`"),
+        (json!({"h64": vec![0.0; 64]}), "not vectors"),
+        (json!({"id": "x"}), "cannot change a record's `id`"),
+        (
+            json!({"created_at": "high noon"}),
+            "does not fit field `created_at`",
+        ),
+    ] {
+        let e = later
+            .update(&filter, values.as_object().unwrap(), &none())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{e}");
+    }
+    // a content change in a handle that does not know the model: refused, naming
+    // what the space remembers
+    drop(store);
+    let mut bare = Store::open(later.uri()).await.unwrap();
+    let e = bare
+        .update(
+            &filter,
+            json!({"content": "x"}).as_object().unwrap(),
+            &none(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::UnresolvedEmbedder { .. }), "{e}");
+    assert!(e.to_string().contains("remembers embedder `house`"), "{e}");
+    later.refresh().await.unwrap();
+    assert_eq!(later.version(), v);
+}

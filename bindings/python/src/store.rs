@@ -368,6 +368,24 @@ impl Store {
     }
 }
 
+impl Store {
+    /// [`Store::with`] with the named embedders of `registry` (`memlane.register_embedder`)
+    /// registered on the store first.
+    fn with_registry<T: Send>(
+        &self,
+        py: Python<'_>,
+        registry: Option<&Bound<'_, PyDict>>,
+        f: impl AsyncFnOnce(&mut CoreStore) -> Result<T, StoreError> + Send,
+    ) -> PyResult<T> {
+        let emb = Embedders::with_named(None, registry)?;
+        let named = emb.named.clone();
+        self.with(py, Some(&emb), async move |s| {
+            s.register_embedders(named);
+            f(s).await
+        })
+    }
+}
+
 fn folder(py: Python<'_>, dir: &str) -> PyResult<Vec<memlane_core::Migration>> {
     memlane_store::read_folder(dir).map_err(|e| to_py(py, e, None))
 }
@@ -462,6 +480,32 @@ impl Store {
         json(&r)
     }
 
+    /// Set fields of the records matching `filter` to `values` (a JSON object): the
+    /// library's `update`, one upsert. Returns the upsert report as JSON.
+    #[pyo3(signature = (filter, values, embedders=None, registry=None))]
+    fn update(
+        &self,
+        py: Python<'_>,
+        filter: String,
+        values: &str,
+        embedders: Option<&Bound<'_, PyDict>>,
+        registry: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<String> {
+        let values: serde_json::Map<String, serde_json::Value> = serde_json::from_str(values)
+            .map_err(|e| {
+                input(format!(
+                    "update: values must be a dict of field -> value ({e})"
+                ))
+            })?;
+        let emb = Embedders::with_named(embedders, registry)?;
+        let (map, named) = (emb.map.clone(), emb.named.clone());
+        let r = self.with(py, Some(&emb), async move |s| {
+            s.register_embedders(named);
+            s.update(&filter, &values, &map).await
+        })?;
+        json(&r)
+    }
+
     /// Delete the records matching a SQL predicate: (rows deleted, version).
     #[pyo3(name = "delete")]
     fn delete_where(&self, py: Python<'_>, predicate: String) -> PyResult<(u64, u64)> {
@@ -499,14 +543,16 @@ impl Store {
     }
 
     /// The `k` nearest records as JSON `{hits: [{id, content, distance}], index}`
-    /// (`index`: the vector index kind that answered, null for an exact scan). `vector`
-    /// is float32 bytes. With `query_space`, the query comes from that space's model and
-    /// is mapped into `space` through the adapter the store keeps for the pair.
-    #[pyo3(signature = (vector, k=10, space=None, filter=None, query_space=None, *, exact=false, nprobes=None, refine_factor=None))]
+    /// (`index`: the vector index kind that answered, null for an exact scan), and,
+    /// when `columns` names fields, the hits' rows (`id`, those fields, `_distance`)
+    /// read by the same scan, as an Arrow stream capsule. `vector` is float32 bytes.
+    /// With `query_space`, the query comes from that space's model and is mapped into
+    /// `space` through the adapter the store keeps for the pair.
+    #[pyo3(signature = (vector, k=10, space=None, filter=None, query_space=None, *, exact=false, nprobes=None, refine_factor=None, columns=None))]
     #[allow(clippy::too_many_arguments)]
-    fn search(
+    fn search<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         vector: &[u8],
         k: i64,
         space: Option<String>,
@@ -515,7 +561,8 @@ impl Store {
         exact: bool,
         nprobes: Option<usize>,
         refine_factor: Option<u32>,
-    ) -> PyResult<String> {
+        columns: Option<Vec<String>>,
+    ) -> PyResult<(String, Option<Bound<'py, PyCapsule>>)> {
         let q = crate::floats(vector);
         // a negative k is the library's "k must be at least 1" too
         let k = usize::try_from(k).unwrap_or(0);
@@ -523,19 +570,25 @@ impl Store {
             exact,
             nprobes,
             refine_factor,
+            columns,
         };
-        let found = self.with(py, None, async move |s| {
+        let mut found = self.with(py, None, async move |s| {
             let target = s.space(space.as_deref())?.name.clone();
             let qs = query_space.unwrap_or_else(|| target.clone());
             s.search_adapted_with(Some(&target), &qs, &q, k, filter.as_deref(), &opts)
                 .await
         })?;
-        json(&found)
+        let table = found
+            .table
+            .take()
+            .map(|t| arrow_ffi::to_capsule(py, t.schema(), vec![t]))
+            .transpose()?;
+        Ok((json(&found)?, table))
     }
 
     /// The query vector of `text` in `space` (the active one by default): the space's
     /// query prefix added, embedded with the embedder the space remembers, resolved in
-    /// `registry` (name -> model), a spec or a built-in name. Float32 bytes.
+    /// `registry` (name -> model), a spec or a built-in name.
     #[pyo3(signature = (text, space=None, registry=None))]
     fn query_vector(
         &self,
@@ -544,10 +597,7 @@ impl Store {
         space: Option<String>,
         registry: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<f32>> {
-        let emb = Embedders::with_named(None, registry)?;
-        let named = emb.named.clone();
-        self.with(py, Some(&emb), async move |s| {
-            s.register_embedders(named);
+        self.with_registry(py, registry, async move |s| {
             s.query_vector(space.as_deref(), &text, None)
         })
     }
@@ -562,10 +612,7 @@ impl Store {
         reference: Option<String>,
         registry: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<u64> {
-        let emb = Embedders::with_named(None, registry)?;
-        let named = emb.named.clone();
-        self.with(py, Some(&emb), async move |s| {
-            s.register_embedders(named);
+        self.with_registry(py, registry, async move |s| {
             s.set_embedder(&space, reference.as_deref()).await
         })
     }

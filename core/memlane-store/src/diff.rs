@@ -12,6 +12,7 @@ use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::TryStreamExt;
 use lance::Dataset;
+use memlane_core::compat::metrics::cosine_f32 as cosine;
 use memlane_core::diff::{
     DiffSide, DiffVerdict, MigrationsDiff, RecordComparer, SchemaDiff, SpaceDiff, StoreDiff,
 };
@@ -259,20 +260,6 @@ async fn spaces(a: &Store, b: &Store, paired: &[String]) -> Result<Vec<SpaceDiff
         out.push(d);
     }
     Ok(out)
-}
-
-fn cosine(x: &[f32], y: &[f32]) -> f64 {
-    let (mut xy, mut xx, mut yy) = (0f64, 0f64, 0f64);
-    for (p, q) in x.iter().zip(y) {
-        let (p, q) = (f64::from(*p), f64::from(*q));
-        xy += p * q;
-        xx += p * p;
-        yy += q * q;
-    }
-    if xx == 0.0 || yy == 0.0 {
-        return 0.0;
-    }
-    xy / (xx.sqrt() * yy.sqrt())
 }
 
 /// The lowest cosine between the two recorded fingerprints' vectors of the same texts.

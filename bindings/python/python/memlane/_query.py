@@ -9,7 +9,6 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union, overload
 
-import numpy as np
 import pyarrow as pa
 
 from . import _memlane
@@ -17,10 +16,6 @@ from ._reports import Hit
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._store import Store
-
-
-def _sql_text(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 class Hits(List[Hit]):
@@ -49,6 +44,7 @@ class Query(Sequence[Hit]):
         self._params = dict(params)
         self._columns: Optional[List[str]] = None
         self._hits: Optional[Hits] = None
+        self._rows: Optional[pa.Table] = None
 
     def _with(self, **changes: Any) -> "Query":
         q = Query(self._store, self._query, {**self._params, **changes})
@@ -90,11 +86,12 @@ class Query(Sequence[Hit]):
         return self._with(exact=True)
 
     # -- running --------------------------------------------------------------------
-    def _run(self) -> Hits:
-        if self._hits is None:
-            self._hits = self._store._search_now(self._query, **self._params)
-            if self._hits.fallback:
-                warnings.warn(self._hits.fallback, RuntimeWarning, stacklevel=3)
+    def _run(self, columns: Optional[List[str]] = None) -> Hits:
+        if self._hits is None or columns is not None:
+            hits, self._rows = self._store._search_now(self._query, columns=columns, **self._params)
+            if self._hits is None and hits.fallback:
+                warnings.warn(hits.fallback, RuntimeWarning, stacklevel=3)
+            self._hits = hits
         return self._hits
 
     @overload
@@ -129,20 +126,13 @@ class Query(Sequence[Hit]):
     def to_arrow(self) -> pa.Table:
         """The hits as a table: ``id``, the selected fields (default: every field but the
         vectors), ``_distance``; closest first."""
-        hits = self._run()
         user = self._store._s.user_fields()
         vectors = {sp.column for sp in self._store.spaces}
         cols = self._columns if self._columns is not None else [c for c in user if c not in vectors]
-        cols = ["id"] + [c for c in cols if c != "id"]
-        if not hits:
-            empty = self._store.to_arrow(cols, filter="false")
-            return empty.append_column("_distance", pa.array([], pa.float32()))
-        ids = [h.id for h in hits]
-        t = self._store.to_arrow(cols, filter=f"id IN ({', '.join(_sql_text(i) for i in ids)})")
-        at = {v: i for i, v in enumerate(t.column("id").to_pylist())}
-        t = t.take(pa.array([at[i] for i in ids if i in at], pa.int64()))
-        dist = [h.distance for h in hits if h.id in at]
-        return t.append_column("_distance", pa.array(np.asarray(dist, dtype=np.float32)))
+        # the library reads the fields with the hits, in the k-NN scan itself
+        self._run(columns=[c for c in cols if c != "id"])
+        assert self._rows is not None
+        return self._rows
 
     def to_list(self) -> List[Dict[str, Any]]:
         """The hits as dicts (as :meth:`to_arrow`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import warnings
@@ -350,16 +351,22 @@ class Store:
         exact: bool,
         nprobes: Optional[int],
         refine_factor: Optional[int],
-    ) -> Hits:
+        columns: Optional[List[str]] = None,
+    ) -> Tuple[Hits, Optional[pa.Table]]:
+        """The hits and, when ``columns`` names fields, their rows (``id``, the fields,
+        ``_distance``) read by the same scan."""
         _check_k(k)
-        raw = json.loads(
-            self._s.search(vector, k, space, filter, query_space, exact=exact, nprobes=nprobes, refine_factor=refine_factor)
+        raw, cap = self._s.search(
+            vector, k, space, filter, query_space, exact=exact, nprobes=nprobes, refine_factor=refine_factor, columns=columns
         )
-        return Hits(
-            [Hit(h["id"], h.get("content"), float(h["distance"])) for h in raw["hits"]],
-            raw.get("index"),
-            raw.get("fallback"),
+        found = json.loads(raw)
+        hits = Hits(
+            [Hit(h["id"], h.get("content"), float(h["distance"])) for h in found["hits"]],
+            found.get("index"),
+            found.get("fallback"),
         )
+        rows = None if cap is None else pa.RecordBatchReader.from_stream(_Capsule(cap)).read_all()
+        return hits, rows
 
     # -- LanceDB-shaped reads and writes -----------------------------------------------
     def create_index(
@@ -424,28 +431,14 @@ class Store:
     ) -> int:
         """Set fields of the records matching ``where`` (SQL) to ``values`` (a value per
         field, as LanceDB's ``update(where=..., values=...)``); returns the records
-        updated. Changing ``content`` re-embeds the record in every space (with
-        ``embedders`` or the ones :meth:`use_embedder` gave): its old vectors would no
-        longer match it. One upsert: on error nothing is written."""
-        if not isinstance(values, Mapping) or not values:
+        updated. Vectors and ``id`` are not set this way. Changing ``content``
+        re-embeds the record in every space (with ``embedders``, the ones
+        :meth:`use_embedder` gave, or the spaces' remembered embedders): its old vectors
+        would no longer match it. One upsert: on error nothing is written."""
+        if not isinstance(values, Mapping):
             raise _memlane.InvalidInputError("update() takes values={field: value, ...} with at least one field")
-        fields = set(self._s.user_fields())
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise _memlane.InvalidInputError(f"update: the store has no field(s) {unknown}; its fields are {sorted(fields)}")
-        vectors = {sp.column for sp in self.spaces} | {sp.name for sp in self.spaces}
-        if vectors & set(values):
-            raise _memlane.InvalidInputError("update sets fields, not vectors: upsert records with their vectors instead")
-        keep = [c for c in self._s.user_fields() if "content" not in values or c not in {sp.column for sp in self.spaces}]
-        t = self.to_arrow(keep, where)
-        if t.num_rows == 0:
-            return 0
-        for name, value in values.items():
-            i = t.schema.get_field_index(name)
-            col = pa.array([value] * t.num_rows, type=t.schema.field(name).type)
-            t = t.set_column(i, name, col)
-        self.upsert(t, embedders)
-        return int(t.num_rows)
+        raw = self._s.update(where, json.dumps(dict(values), default=_json_value), self._with_defaults(embedders), _embedders.registry())
+        return int(json.loads(raw)["updated"])
 
     def coverage(self, space: Optional[str] = None) -> Tuple[int, int]:
         """(rows with a vector in ``space``, live rows)."""
@@ -625,6 +618,18 @@ class _Capsule:
 
     def __arrow_c_stream__(self, requested_schema: object = None) -> object:
         return self._c
+
+
+def _json_value(v: Any) -> Any:
+    """A value ``json`` cannot write as itself: times as RFC 3339, numpy scalars and
+    arrays as Python numbers and lists."""
+    if isinstance(v, (datetime.datetime, datetime.date)):
+        if isinstance(v, datetime.datetime) and v.tzinfo is None:
+            v = v.replace(tzinfo=datetime.timezone.utc)
+        return v.isoformat()
+    if isinstance(v, (np.generic, np.ndarray)):
+        return v.tolist()
+    raise _memlane.InvalidInputError(f"update: {type(v).__name__} value {v!r} is not a field value (number, string, bool, time, list, None)")
 
 
 def _is_local_spec(s: str) -> bool:

@@ -29,6 +29,7 @@ pub(crate) async fn run(args: SearchArgs, out: Output) -> Result<ExitStatus> {
         exact,
         nprobes,
         refine_factor,
+        columns: None,
     };
     let mut st = store.open().await?;
     let e = embedder.as_deref().map(embedders::parse_spec).transpose()?;

@@ -337,7 +337,7 @@ pub fn paired_cosine(old: &Matrix<'_>, new: &Matrix<'_>) -> Result<f64> {
 }
 
 /// Cosine of two `f32` vectors accumulated in `f64` (0 when either is zero).
-pub(crate) fn cosine_f32(a: &[f32], b: &[f32]) -> f64 {
+pub fn cosine_f32(a: &[f32], b: &[f32]) -> f64 {
     let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
     for (x, y) in a.iter().zip(b) {
         let (x, y) = (f64::from(*x), f64::from(*y));

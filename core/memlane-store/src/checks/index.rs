@@ -46,7 +46,7 @@ pub(crate) async fn recall(
     // query read the whole column a hundred times: most of a 1M-row index step)
     let exact = exact_neighbours(ds, sp, &queries, RECALL_K).await?;
     for (q, exact) in queries.iter().zip(&exact) {
-        let approx = nearest(ds, sp, q, RECALL_K, None, Probe::default()).await?;
+        let approx = nearest(ds, sp, q, RECALL_K, None, Probe::default(), None).await?;
         used = used.or(approx.index);
         fallback = fallback.or(approx.fallback);
         let found: std::collections::HashSet<&str> =
@@ -253,7 +253,7 @@ pub(crate) async fn readable(
         let Some(q) = first_vector(ds, sp).await? else {
             continue;
         };
-        let found = nearest(ds, sp, &q, 1, None, Probe::default()).await?;
+        let found = nearest(ds, sp, &q, 1, None, Probe::default(), None).await?;
         match (found.index, found.fallback) {
             (Some(_), _) => ok.push(format!("{} ({})", sp.name, index.kind)),
             (None, Some(why)) => bad.push(why),

@@ -90,6 +90,9 @@ pub(crate) struct Nearest {
     /// Why the space's index was not used although it should have been (its files are
     /// missing or unreadable): the search fell back to an exact scan.
     pub(crate) fallback: Option<String>,
+    /// The hits' rows (`id`, the asked columns, `_distance`), closest first, when the
+    /// query asked for columns: read by the same scan as the hits.
+    pub(crate) table: Option<RecordBatch>,
 }
 
 /// Whether Lance has an index named `name` on this version.
@@ -148,6 +151,7 @@ pub(crate) async fn nearest(
     k: usize,
     filter: Option<&str>,
     probe: Probe,
+    columns: Option<&[String]>,
 ) -> Result<Nearest> {
     let index_name = format!("{}_idx", space.column);
     let foreign;
@@ -166,29 +170,36 @@ pub(crate) async fn nearest(
         vector: query,
         k,
         filter,
+        columns,
     };
     let Some(spec) = spec else {
-        let hits = query.run(ds, None).await?;
+        let (hits, table) = query.run(ds, None).await?;
         return Ok(Nearest {
             hits,
             index: None,
             fallback: None,
+            table,
         });
     };
     match query.run(ds, Some((spec, probe))).await {
-        Ok(hits) => Ok(Nearest {
+        Ok((hits, table)) => Ok(Nearest {
             hits,
             index: Some(spec.kind),
             fallback: None,
+            table,
         }),
-        Err(e) => Ok(Nearest {
-            hits: query.run(ds, None).await?,
-            index: None,
-            fallback: Some(format!(
-                "the {} index `{index_name}` of space `{}` cannot be read ({e}); searched exactly instead: rebuild it with an `optimize_index` step",
-                spec.kind, space.name
-            )),
-        }),
+        Err(e) => {
+            let (hits, table) = query.run(ds, None).await?;
+            Ok(Nearest {
+                hits,
+                table,
+                index: None,
+                fallback: Some(format!(
+                    "the {} index `{index_name}` of space `{}` cannot be read ({e}); searched exactly instead: rebuild it with an `optimize_index` step",
+                    spec.kind, space.name
+                )),
+            })
+        }
     }
 }
 
@@ -198,16 +209,18 @@ struct Query<'a> {
     vector: &'a [f32],
     k: usize,
     filter: Option<&'a str>,
+    /// Columns to return with the hits (as [`Nearest::table`]).
+    columns: Option<&'a [String]>,
 }
 
 impl Query<'_> {
     /// The hits, closest first: through `index` (its spec and the probe's overrides)
-    /// or, without one, by a flat scan.
+    /// or, without one, by a flat scan; with their rows when columns were asked for.
     async fn run(
         &self,
         ds: &Dataset,
         index: Option<(&memlane_core::IndexSpec, Probe)>,
-    ) -> Result<Vec<Neighbour>> {
+    ) -> Result<(Vec<Neighbour>, Option<RecordBatch>)> {
         use arrow::array::Float32Array;
         use memlane_core::schema::{CONTENT, ID};
 
@@ -231,11 +244,16 @@ impl Query<'_> {
                 s.use_index(false);
             }
         }
-        let cols: Vec<&str> = if ds.schema().field(CONTENT).is_some() {
-            vec![ID, CONTENT, "_distance"]
-        } else {
-            vec![ID, "_distance"]
-        };
+        let mut cols: Vec<&str> = vec![ID];
+        if ds.schema().field(CONTENT).is_some() {
+            cols.push(CONTENT);
+        }
+        for c in self.columns.unwrap_or_default() {
+            if !cols.contains(&c.as_str()) {
+                cols.push(c);
+            }
+        }
+        cols.push("_distance");
         s.project(&cols)?;
         s.disable_scoring_autoprojection();
         // A flat scan must skip rows without a vector; an index holds none, so there a
@@ -253,15 +271,77 @@ impl Query<'_> {
             s.filter(&f)?;
             s.prefilter(true);
         }
+        let schema = s.schema().await?;
         let batches: Vec<RecordBatch> = s.try_into_stream().await?.try_collect().await?;
+        let rows = closest(schema, &batches, self.k)?;
         let mut hits = Vec::new();
-        for b in &batches {
-            hits_of(b, &mut hits);
-        }
-        hits.sort_by(|a, b| a.2.total_cmp(&b.2));
-        hits.truncate(self.k);
-        Ok(hits)
+        hits_of(&rows, &mut hits);
+        let table = self
+            .columns
+            .map(|asked| rows_of(&rows, asked))
+            .transpose()?;
+        Ok((hits, table))
     }
+}
+
+/// The `k` rows of `batches` with the smallest finite `_distance`, closest first.
+fn closest(
+    schema: arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    k: usize,
+) -> Result<RecordBatch> {
+    use arrow::array::{Array, AsArray, UInt32Array};
+
+    let schema = batches.first().map_or(schema, RecordBatch::schema);
+    let all = arrow::compute::concat_batches(&schema, batches)?;
+    let Some(dist) = all.column_by_name("_distance") else {
+        return Ok(all.slice(0, 0));
+    };
+    let dist = dist.as_primitive::<arrow::datatypes::Float32Type>();
+    let mut order: Vec<u32> = (0..all.num_rows() as u32)
+        .filter(|&i| !dist.is_null(i as usize) && dist.value(i as usize).is_finite())
+        .collect();
+    order.sort_by(|&a, &b| dist.value(a as usize).total_cmp(&dist.value(b as usize)));
+    order.truncate(k);
+    Ok(arrow::compute::take_record_batch(
+        &all,
+        &UInt32Array::from(order),
+    )?)
+}
+
+/// The hits' rows as a caller asked for them: `id`, the asked columns in their order,
+/// `_distance` (clamped at 0, as the hits' distances).
+fn rows_of(rows: &RecordBatch, asked: &[String]) -> Result<RecordBatch> {
+    use arrow::array::{Array, AsArray, Float32Array};
+    use memlane_core::schema::ID;
+
+    let mut names: Vec<&str> = vec![ID];
+    names.extend(asked.iter().map(String::as_str).filter(|c| *c != ID));
+    let mut fields = Vec::with_capacity(names.len() + 1);
+    let mut cols = Vec::with_capacity(names.len() + 1);
+    for n in names {
+        let i = rows.schema().index_of(n)?;
+        fields.push(rows.schema().field(i).clone());
+        cols.push(rows.column(i).clone());
+    }
+    let dist: Float32Array = match rows.column_by_name("_distance") {
+        Some(d) => d
+            .as_primitive::<arrow::datatypes::Float32Type>()
+            .iter()
+            .map(|v| v.map(|x| x.max(0.0)))
+            .collect(),
+        None => Float32Array::from(Vec::<f32>::new()),
+    };
+    fields.push(arrow::datatypes::Field::new(
+        "_distance",
+        arrow::datatypes::DataType::Float32,
+        dist.null_count() > 0,
+    ));
+    cols.push(std::sync::Arc::new(dist));
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+        cols,
+    )?)
 }
 
 /// The `(id, content, distance)` rows of one result batch, appended to `out`.

@@ -32,38 +32,62 @@ impl Store {
         self.registry.extend(named);
     }
 
+    /// Keep what a spec or built-in name resolved to under that reference, so the
+    /// handle's next write or query reuses it (and its fingerprint check, not redone).
+    pub(super) fn keep_resolved(
+        &mut self,
+        looked: &remembered::Lookups,
+        by_space: &remembered::BySpace,
+    ) {
+        for (space, r, resolved) in looked {
+            if *resolved
+                && self.registry.get(r).is_none()
+                && let Some(e) = by_space.get(space)
+            {
+                self.registry.insert(r.clone(), e.clone());
+            }
+        }
+    }
+
     /// The embedder `space` remembers, resolved in this handle's named embedders (see
-    /// [`crate::embed::remembered`]); an error names the reference and how to declare it.
-    pub fn remembered_embedder(&self, space: Option<&str>) -> Result<Arc<dyn Embedder>> {
-        let sp = self.space(space)?;
+    /// [`crate::embed::remembered`]), its fingerprint checked; an error names the
+    /// reference and how to declare it.
+    pub fn remembered_embedder(&mut self, space: Option<&str>) -> Result<Arc<dyn Embedder>> {
+        let sp = self.space(space)?.clone();
         let Some(r) = sp.embedder.as_deref() else {
             return Err(StoreError::Input(format!(
                 "space `{}` remembers no embedder; give one (CLI `--embedder SPEC`, Python `embedder=model` or `store.use_embedder(\"{}\", model)`), or remember one: `memlane set-embedder STORE {} NAME`",
                 sp.name, sp.name, sp.name
             )));
         };
-        remembered::resolve(r, &self.registry, None)?.ok_or_else(|| {
+        let e = remembered::resolve(r, &self.registry, None)?.ok_or_else(|| {
             StoreError::UnresolvedEmbedder {
                 space: sp.name.clone(),
                 reference: r.to_owned(),
                 record: None,
             }
-        })
+        })?;
+        crate::fingerprint::check_fingerprint(&sp, r, &e, &self.checked)?;
+        if self.registry.get(r).is_none() {
+            self.registry.insert(r, e.clone());
+        }
+        Ok(e)
     }
 
     /// The query vector of `text` in `space` (the active one when `None`): the space's
     /// query prefix added, embedded with `embedder` or else the one the space remembers.
     pub fn query_vector(
-        &self,
+        &mut self,
         space: Option<&str>,
         text: &str,
         embedder: Option<&Arc<dyn Embedder>>,
     ) -> Result<Vec<f32>> {
-        let sp = self.space(space)?;
+        let name = self.space(space)?.name.clone();
         let e = match embedder {
             Some(e) => e.clone(),
-            None => self.remembered_embedder(Some(&sp.name))?,
+            None => self.remembered_embedder(Some(&name))?,
         };
+        let sp = self.space(Some(&name))?;
         let q = format!("{}{text}", sp.query_prefix);
         let label = sp.embedder.as_deref().unwrap_or("query");
         crate::vectors::embed_checked(label, e.as_ref(), &[&q], sp, &["(query)".into()], 0)
@@ -147,7 +171,7 @@ impl Store {
         let ids: Vec<String> = rows.iter().map(|(id, ..)| id.clone()).collect();
         let got = crate::vectors::embed_checked(name, e, &refs, sp, &ids, 0)?;
         for ((id, _, stored), new) in rows.iter().zip(got.chunks_exact(sp.dimension)) {
-            let c = cosine(stored, new);
+            let c = memlane_core::compat::metrics::cosine_f32(stored, new);
             if c < PROOF_COSINE {
                 return Err(StoreError::Input(format!(
                     "embedder `{name}` does not reproduce space `{}`'s vectors: record `{id}` is stored at cosine {c:.3} from what it returns for the same text (needs {PROOF_COSINE}); it is another model than the one that filled `{}` — re-embed the space with it in a migration instead",
@@ -156,21 +180,5 @@ impl Store {
             }
         }
         Ok(())
-    }
-}
-
-/// Cosine of two vectors (0 when either is zero).
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(*x), f64::from(*y));
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 || bb == 0.0 {
-        0.0
-    } else {
-        ab / (aa.sqrt() * bb.sqrt())
     }
 }

@@ -22,6 +22,7 @@ mod branch;
 mod embedders;
 mod read;
 mod records;
+mod update;
 mod write;
 
 use write::prepare_batches;

@@ -144,7 +144,11 @@ impl Store {
             nprobes: opts.nprobes,
             refine: opts.refine_factor,
         };
-        let n = crate::engine::scan::nearest(&self.ds, space, query, k, filter, probe)
+        if let Some(c) = &opts.columns {
+            self.check_fields(&c.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
+        let columns = opts.columns.as_deref();
+        let n = crate::engine::scan::nearest(&self.ds, space, query, k, filter, probe, columns)
             .await
             .map_err(|e| match (e, filter) {
                 (StoreError::Lance(le), Some(f)) => self.sql_error("filter", f, le),
@@ -162,6 +166,7 @@ impl Store {
                 .collect(),
             index: n.index,
             fallback: n.fallback,
+            table: n.table,
         })
     }
 

@@ -36,6 +36,8 @@ pub struct SearchOptions {
     pub nprobes: Option<usize>,
     /// Candidates re-ranked with full vectors, as a multiple of k (default: the spec's).
     pub refine_factor: Option<u32>,
+    /// Fields to read with the hits, by the same scan (returned as [`Searched::table`]).
+    pub columns: Option<Vec<String>>,
 }
 
 /// Search hits and how they were found.
@@ -49,6 +51,10 @@ pub struct Searched {
     /// are missing or unreadable): the hits come from an exact scan, and this names the
     /// index and the fix.
     pub fallback: Option<String>,
+    /// The hits' rows when [`SearchOptions::columns`] asked for fields: `id`, those
+    /// fields, `_distance`; closest first, read by the same scan as the hits.
+    #[serde(skip)]
+    pub table: Option<arrow::array::RecordBatch>,
 }
 
 /// One search hit.

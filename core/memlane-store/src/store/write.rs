@@ -184,6 +184,7 @@ impl Store {
         self.ensure_intact()?;
         let (embedders, looked) =
             crate::embed::remembered::for_spaces(&self.state.spaces, embedders, &self.registry)?;
+        self.keep_resolved(&looked, &embedders);
         prepare_batches(
             &batches,
             &self.schema(),
