@@ -111,6 +111,16 @@ def _unnormalised(n: int, dim: int, seed: int) -> np.ndarray:
     return v * rng.uniform(0.2, 5.0, size=(n, 1)).astype(np.float32)
 
 
+def _distance(metric: str, vecs: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Exact distances of every row to ``q`` in ``metric`` (smaller is closer)."""
+    v, q = vecs.astype(np.float64), q.astype(np.float64)
+    if metric == "l2":
+        return ((v - q) ** 2).sum(axis=1)
+    if metric == "dot":
+        return -(v @ q)
+    return 1 - (v @ q) / (np.linalg.norm(v, axis=1) * np.linalg.norm(q))
+
+
 def test_chroma_metric_carries_over_and_search_ranks_the_same(tmp_path: Path) -> None:
     recs = corpus(200)
     vecs = _unnormalised(len(recs), 24, 1)
@@ -122,8 +132,16 @@ def test_chroma_metric_carries_over_and_search_ranks_the_same(tmp_path: Path) ->
         store = memlane.import_chroma(col, tmp_path / f"mem_{metric}")
         assert store.spaces[0].metric == metric
         got = col.query(query_embeddings=queries, n_results=10)
-        for q, want in zip(queries, got["ids"]):
-            assert [h.id for h in store.search(q, k=10, exact=True)] == want, metric
+        ids = np.array([r["id"] for r in recs])
+        overlap = []
+        for q, chroma in zip(queries, got["ids"]):
+            mine = [h.id for h in store.search(q, k=10, exact=True)]
+            # memlane ranks exactly as the metric does ...
+            assert mine == list(ids[np.argsort(_distance(metric, vecs, q), kind="stable")[:10]]), metric
+            overlap.append(len(set(mine) & set(chroma)) / 10)
+        # ... and as Chroma's own (approximate, HNSW) search does, but for its misses
+        # (its multithreaded graph build is not deterministic; ip is not a metric space)
+        assert np.mean(overlap) >= 0.95 and min(overlap) >= 0.8, (metric, overlap)
         # a space that says otherwise is refused, naming both metrics
         other = "cosine" if metric != "cosine" else "l2"
         with pytest.raises(memlane.InvalidInputError, match=f"searches by {metric}.*says {other}"):

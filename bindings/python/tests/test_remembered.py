@@ -154,6 +154,7 @@ def test_use_embedder_remembers_only_a_model_that_reproduces_the_space(tmp_path:
 
     with pytest.raises(memlane.InvalidInputError, match=r"does not reproduce space `text`.*record `d\d`"):
         store.use_embedder("text", wrong, name="scrambled")
+    assert "scrambled" not in memlane._embedders.registry()  # a refused model is not registered
     with pytest.raises(memlane.InvalidInputError, match=r"\[embedders.NAME\]"):
         store._s.set_embedder("text", "proc:python serve.py", {})
     assert store.refresh().version == v0 and store.spaces[0].embedder is None

@@ -230,8 +230,12 @@ class Store:
         record otherwise). With a model alone it serves this handle only."""
         sp = self._space(space)
         if name is not None:
-            _embedders.register_embedder(name, embedder)
-            embedder = name
+            # registered for the process only once the store has accepted the model
+            registry = {**_embedders.registry(), name: _embedders.adapt(embedder, name)}
+            self._s.set_embedder(sp.name, name, registry)
+            _embedders.register_embedder(name, registry[name])
+            self._embedders.pop(sp.name, None)
+            return self
         if isinstance(embedder, str) and not _is_local_spec(embedder):
             self._s.set_embedder(sp.name, embedder, _embedders.registry())
             self._embedders.pop(sp.name, None)
