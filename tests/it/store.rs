@@ -666,3 +666,35 @@ async fn update_sets_fields_and_a_content_change_reembeds_with_the_remembered_mo
     later.refresh().await.unwrap();
     assert_eq!(later.version(), v);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remembered_model_that_cannot_be_made_here_stops_only_the_writes_needing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sp = Space::new("s4", 4);
+    // a served model whose key variable this process does not have
+    sp.embedder =
+        Some("http:http://127.0.0.1:9/v1,model=m,key_env=MEMLANE_TEST_KEY_NEVER_SET".into());
+    let opts = CreateOptions {
+        spaces: vec![sp],
+        ..Default::default()
+    };
+    let with_vector = [json!({"id": "a", "content": "x", "s4": [1.0, 0.0, 0.0, 0.0]})];
+    let mut store = Store::create_from_json(&uri(&dir, "s"), opts, &with_vector, &none())
+        .await
+        .unwrap();
+    // records that bring their vector are written
+    let more = [json!({"id": "b", "content": "y", "s4": [0.0, 1.0, 0.0, 0.0]})];
+    store.add_json(&more, &none()).await.unwrap();
+    // one that needs the model is refused, saying which model and why it is missing
+    let e = store
+        .add_json(&[json!({"id": "c", "content": "z"})], &none())
+        .await
+        .unwrap_err();
+    let said = e.to_string();
+    assert!(matches!(e, StoreError::UnresolvedEmbedder { .. }), "{said}");
+    assert!(
+        said.contains("record `c` has no vector") && said.contains("MEMLANE_TEST_KEY_NEVER_SET"),
+        "{said}"
+    );
+    assert_eq!(store.count().await.unwrap(), 2);
+}

@@ -167,8 +167,9 @@ pub enum StoreError {
     /// A space remembers an embedder this session cannot resolve (see
     /// [`crate::embed::remembered`]).
     #[error(
-        "{}space `{space}` remembers embedder `{reference}`, which this session does not have; declare it (a `[embedders.{reference}]` table in a memlane.toml given with --embedders FILE or MEMLANE_EMBEDDERS; Python `memlane.register_embedder(\"{reference}\", model)`; Rust `Store::register_embedders`) or give one for `{space}` (CLI `--embedder {space}=SPEC`, Python `embedders={{\"{space}\": model}}`)",
-        record.as_ref().map(|r| format!("record `{r}` has no vector: ")).unwrap_or_default()
+        "{}space `{space}` remembers embedder `{reference}`, which this session does not have{}; declare it (a `[embedders.{reference}]` table in a memlane.toml given with --embedders FILE or MEMLANE_EMBEDDERS; Python `memlane.register_embedder(\"{reference}\", model)`; Rust `Store::register_embedders`) or give one for `{space}` (CLI `--embedder {space}=SPEC`, Python `embedders={{\"{space}\": model}}`)",
+        record.as_ref().map(|r| format!("record `{r}` has no vector: ")).unwrap_or_default(),
+        if why.is_empty() { String::new() } else { format!(" ({why})") }
     )]
     UnresolvedEmbedder {
         /// The space.
@@ -177,6 +178,8 @@ pub enum StoreError {
         reference: String,
         /// The record that needed it, when a write did.
         record: Option<String>,
+        /// Why it could not be made here (empty: the name is unknown here).
+        why: String,
     },
     /// A bundle failed its checks; nothing was written.
     #[error(

@@ -69,8 +69,20 @@ impl FromIterator<(String, Arc<dyn Embedder>)> for Registry {
     }
 }
 
-/// The remembered references a write looked up: (space, reference, resolved here).
-pub type Lookups = Vec<(String, String, bool)>;
+/// One remembered reference a write looked up.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// The space.
+    pub space: String,
+    /// What it remembers.
+    pub reference: String,
+    /// `None` when this session resolved it; else why not (empty: the name is unknown
+    /// here; else the reason a spec could not be made, e.g. an unset key variable).
+    pub unresolved: Option<String>,
+}
+
+/// The remembered references a write looked up.
+pub type Lookups = Vec<Lookup>;
 
 /// Embedders by space name.
 pub type BySpace = HashMap<String, Arc<dyn Embedder>>;
@@ -93,11 +105,21 @@ pub fn for_spaces(
         else {
             continue;
         };
-        let e = resolve(r, registry, None)?;
-        looked.push((sp.name.clone(), r.to_owned(), e.is_some()));
-        if let Some(e) = e {
-            out.insert(sp.name.clone(), e);
-        }
+        // a reference that cannot be made here (an HTTP spec whose key variable is
+        // unset) stops only the writes that need its vectors, never the others
+        let unresolved = match resolve(r, registry, None) {
+            Ok(Some(e)) => {
+                out.insert(sp.name.clone(), e);
+                None
+            }
+            Ok(None) => Some(String::new()),
+            Err(e) => Some(e.to_string()),
+        };
+        looked.push(Lookup {
+            space: sp.name.clone(),
+            reference: r.to_owned(),
+            unresolved,
+        });
     }
     Ok((out, looked))
 }
@@ -106,21 +128,25 @@ pub fn for_spaces(
 /// space whose embedder this session could not resolve, or a remembered model that
 /// drifted (named by its reference, not the space).
 pub fn explain(e: StoreError, looked: &Lookups) -> StoreError {
-    let find = |space: &str, resolved: bool| {
-        looked
-            .iter()
-            .find(|(s, _, ok)| s == space && *ok == resolved)
-            .map(|(_, r, _)| r.clone())
-    };
+    let find = |space: &str| looked.iter().find(|l| l.space == space);
     match e {
         StoreError::Core(memlane_core::CoreError::Vector(memlane_core::VectorError::Missing {
             id,
             space,
-        })) if find(&space, false).is_some() => StoreError::UnresolvedEmbedder {
-            reference: find(&space, false).unwrap_or_default(),
-            space,
-            record: Some(id),
-        },
+        })) if find(&space).is_some_and(|l| l.unresolved.is_some()) => {
+            let l = find(&space).cloned();
+            let l = l.unwrap_or(Lookup {
+                space: space.clone(),
+                reference: String::new(),
+                unresolved: None,
+            });
+            StoreError::UnresolvedEmbedder {
+                space,
+                reference: l.reference,
+                record: Some(id),
+                why: l.unresolved.unwrap_or_default(),
+            }
+        }
         StoreError::ModelDrift {
             space,
             embedder,
@@ -128,7 +154,9 @@ pub fn explain(e: StoreError, looked: &Lookups) -> StoreError {
             cosine,
             canary,
         } => StoreError::ModelDrift {
-            embedder: find(&space, true).unwrap_or(embedder),
+            embedder: find(&space)
+                .filter(|l| l.unresolved.is_none())
+                .map_or(embedder, |l| l.reference.clone()),
             space,
             identity,
             cosine,

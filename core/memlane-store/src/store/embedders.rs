@@ -39,12 +39,11 @@ impl Store {
         looked: &remembered::Lookups,
         by_space: &remembered::BySpace,
     ) {
-        for (space, r, resolved) in looked {
-            if *resolved
-                && self.registry.get(r).is_none()
-                && let Some(e) = by_space.get(space)
+        for l in looked.iter().filter(|l| l.unresolved.is_none()) {
+            if self.registry.get(&l.reference).is_none()
+                && let Some(e) = by_space.get(&l.space)
             {
-                self.registry.insert(r.clone(), e.clone());
+                self.registry.insert(l.reference.clone(), e.clone());
             }
         }
     }
@@ -65,6 +64,7 @@ impl Store {
                 space: sp.name.clone(),
                 reference: r.to_owned(),
                 record: None,
+                why: String::new(),
             }
         })?;
         crate::fingerprint::check_fingerprint(&sp, r, &e, &self.checked)?;
