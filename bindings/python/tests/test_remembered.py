@@ -198,3 +198,53 @@ embedder = "wl-registered"
     assert store.refresh().spaces[0].embedder == "wl-registered"
     store.add([{"id": "n", "content": "The choir sang the last movement again."}])
     assert store.search("orchestra practice", k=2).to_list()[0]["id"] in {"d5", "n"}
+
+
+def test_updates_racing_a_second_writer_process_lose_nothing(tmp_path: Path) -> None:
+    """`update` is a read and an upsert: a second process adding records through the
+    public API between them must cost neither side a row, and no conflict reaches the
+    caller (it is retried)."""
+    path = tmp_path / "mem"
+    store = memlane.create(
+        path,
+        spaces=[memlane.Space("h", 16, embedder="hash:16")],
+        data=[{"id": f"d{i}", "content": f"doc {i}"} for i in range(200)],
+    )
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import memlane, sys
+                s = memlane.open({str(path)!r})
+                i = 0
+                while True:
+                    s.add([{{"id": f"w{{i}}", "content": f"written {{i}}"}}])
+                    print(f"w{{i}}", flush=True)
+                    i += 1
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    first = writer.stdout.readline().strip()  # the writer is writing before any update starts
+    try:
+        for n in range(12):
+            assert store.update(f"id = 'd{n}'", {"content": f"updated {n}", "kind": "episodic"}) == 1
+    finally:
+        writer.kill()
+        out, _ = writer.communicate()
+    written = [first, *out.split()]
+    rows = {r["id"]: r for r in memlane.open(path).to_arrow(["id", "content", "kind"]).to_pylist()}
+    assert all(w in rows for w in written), "a racing writer's record was lost"
+    assert len(rows) >= 200 + len(written)
+    for n in range(12):
+        assert rows[f"d{n}"]["content"] == f"updated {n}" and rows[f"d{n}"]["kind"] == "episodic"
+    # the updated records carry the model's vector for their new text
+    ids, vecs = memlane.open(path).vectors("h", filter="id IN ('d0', 'd11')")
+    want = memlane.Embedder("hash:16")([f"updated {int(i[1:])}" for i in ids])
+    np.testing.assert_allclose(vecs, np.asarray(want), atol=1e-6)
+    assert memlane.open(path).verify().ok

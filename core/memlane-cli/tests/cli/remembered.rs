@@ -198,3 +198,32 @@ fn a_writer_racing_set_embedder_loses_no_row() {
     assert_eq!(st["spaces"][0]["embedder"], "hash256");
     assert_eq!(json(&["verify", &s])["ok"], true);
 }
+
+#[test]
+fn set_embedder_sigkilled_at_varied_moments_leaves_either_state_and_a_rerun_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_old_space(dir.path(), 300);
+    // the delays only spread where the kill lands; nothing below depends on where
+    for (i, ms) in [0u64, 20, 60, 120, 250, 400].into_iter().enumerate() {
+        let mut child = crate::common::bin()
+            .args(["set-embedder", &s, "old256", "hash256"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // the store is at the state before or after the commit, never between
+        assert_eq!(json(&["verify", &s])["ok"], true, "kill {i}");
+        let kept = json(&["status", &s])["spaces"][0]["embedder"].clone();
+        assert!(kept.is_null() || kept == "hash256", "kill {i}: {kept}");
+        // the dead holder's lock is no obstacle: a rerun and a write go through
+        ok(&["set-embedder", &s, "old256", "hash256"]);
+        let f = write_records(dir.path(), &format!("k{i}"), &[&format!("k{i}")]);
+        ok(&["add", &s, &f]);
+        ok(&["set-embedder", &s, "old256", "--forget"]);
+    }
+    assert_eq!(sorted_export(&s, dir.path(), "end").len(), 306);
+    assert_eq!(json(&["verify", &s])["ok"], true);
+}
